@@ -1,0 +1,28 @@
+"""Feature extraction: librosa spectral/prosodic functionals, openSMILE sets, neural embeddings.
+
+>>> from serkit.features import get_extractor
+>>> get_extractor("nonexistent")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+serkit.errors.ConfigError: unknown feature set 'nonexistent'; known: ...
+"""
+
+from __future__ import annotations
+
+from .base import EXTRACTORS, FeatureExtractor, extract, get_extractor, register_extractor
+
+__all__ = ["FeatureExtractor", "EXTRACTORS", "extract", "get_extractor", "register_extractor"]
+
+_MODULES = ("spectral", "opensmile", "soundnet")
+
+
+def _load_all() -> None:
+    """Import the extractor modules so they register (each imports its heavy dependency lazily)."""
+    import importlib
+
+    for m in _MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{m}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{m}":
+                raise

@@ -1,0 +1,177 @@
+"""The feature-extractor interface, its registry, and cached parallel extraction over utterances."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .._registry import Registry
+from ..cache import FeatureCache, file_digest
+
+__all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs"]
+
+
+class FeatureExtractor:
+    """Turns one signal into one fixed-length vector (utterance-level functionals or a pooled embedding).
+
+    Subclasses set ``name`` and ``sampling_rate``, store their options in ``__init__`` and implement
+    :meth:`config` (JSON-able; part of the cache key and of a model's ``model.json``),
+    :meth:`functionals` and :meth:`feature_names`. :meth:`lld` gives frame-level descriptors where
+    the family has them.
+    """
+
+    name: str = ""
+    sampling_rate: int = 16000
+    #: shortest signal accepted (seconds); shorter ones are zero-padded symmetrically
+    min_duration: float = 0.0
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def functionals(self, signal: np.ndarray) -> np.ndarray:
+        """[shape=(n_features,), float32] for one float32 mono signal at ``sampling_rate``."""
+        raise NotImplementedError
+
+    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """[shape=(n, n_features)]; override where batching is faster (neural embeddings)."""
+        return np.stack([self.functionals(s) for s in signals]).astype(np.float32)
+
+    def lld(self, signal: np.ndarray) -> np.ndarray:
+        """[shape=(n_frames, n_llds)] frame-level low-level descriptors."""
+        raise NotImplementedError(f"{self.name} has no frame-level descriptors")
+
+    def feature_names(self) -> list[str]:
+        raise NotImplementedError
+
+    #: whether extraction should run in worker processes (False for extractors that batch in torch)
+    parallel: bool = True
+
+    def full_config(self) -> dict:
+        return {"name": self.name, "sampling_rate": self.sampling_rate, **self.config()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+EXTRACTORS: Registry[type] = Registry("feature set")
+
+
+def register_extractor(name: str):
+    def deco(cls):
+        cls.name = name
+        return EXTRACTORS.register(name)(cls)
+
+    return deco
+
+
+def get_extractor(name: str, **options) -> FeatureExtractor:
+    """An extractor by registered name, e.g. ``get_extractor("egemaps")``; unknown names list the known ones."""
+    from . import _load_all
+
+    _load_all()
+    return EXTRACTORS.get(name)(**options)
+
+
+def default_jobs() -> int:
+    """Worker processes for extraction: ``$SERKIT_JOBS`` or the number of cores."""
+    env = os.environ.get("SERKIT_JOBS")
+    if env:
+        return max(1, int(env))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _item_key(item) -> tuple[str, float | None, float | None]:
+    if isinstance(item, (str, os.PathLike)):
+        return str(item), None, None
+    return item.path, item.start, item.end
+
+
+def _pad(signal: np.ndarray, n: int) -> np.ndarray:
+    if len(signal) >= n:
+        return signal
+    left = (n - len(signal)) // 2
+    return np.pad(signal, (left, n - len(signal) - left))
+
+
+def load_signal(extractor: FeatureExtractor, item) -> np.ndarray:
+    from ..audio import read
+
+    path, start, end = _item_key(item)
+    signal, _ = read(path, extractor.sampling_rate, start=start, end=end)
+    return _pad(signal, int(extractor.min_duration * extractor.sampling_rate))
+
+
+def _extract_one(extractor: FeatureExtractor, item) -> np.ndarray:
+    return extractor.functionals(load_signal(extractor, item)).astype(np.float32)
+
+
+def _extract_chunk(extractor: FeatureExtractor, items: list) -> list[np.ndarray]:
+    return [_extract_one(extractor, it) for it in items]
+
+
+def extract(
+    extractor: FeatureExtractor,
+    items: Iterable,
+    *,
+    cache: bool = True,
+    n_jobs: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Features of every utterance (or path) as ``[shape=(n, n_features), float32]``.
+
+    Results are cached on disk by (file content, segment, extractor config): a second call on the
+    same files does no extraction. Uncached items are extracted in ``n_jobs`` worker processes
+    (default: all cores) with a progress bar. Unreadable audio raises :class:`serkit.errors.AudioError`
+    naming the file.
+    """
+    items = list(items)
+    store = FeatureCache(extractor.name, extractor.full_config()) if cache else None
+    out: list[np.ndarray | None] = [None] * len(items)
+    keys: list[str | None] = [None] * len(items)
+    todo: list[int] = []
+    for i, it in enumerate(items):
+        if store is not None:
+            path, start, end = _item_key(it)
+            keys[i] = f"{file_digest(path)}-{start}-{end}".replace(".", "_")
+            hit = store.get(keys[i])
+            if hit is not None:
+                out[i] = hit
+                continue
+        todo.append(i)
+    if todo:
+        from tqdm.auto import tqdm
+
+        jobs = n_jobs or default_jobs()
+        bar = tqdm(total=len(todo), desc=f"features {extractor.name}", unit="file", disable=not progress, leave=False)
+        if jobs > 1 and extractor.parallel and len(todo) > 8:
+            from concurrent.futures import ProcessPoolExecutor
+
+            size = max(1, min(32, len(todo) // (jobs * 4)))
+            chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(_extract_chunk, extractor, [items[i] for i in c]): c for c in chunks}
+                from concurrent.futures import as_completed
+
+                for fut in as_completed(futures):
+                    for i, v in zip(futures[fut], fut.result()):
+                        out[i] = v
+                        if store is not None:
+                            store.put(keys[i], v)
+                    bar.update(len(futures[fut]))
+        else:
+            batch = 16
+            for k in range(0, len(todo), batch):
+                idx = todo[k : k + batch]
+                vals = extractor.functionals_batch([load_signal(extractor, items[i]) for i in idx])
+                for i, v in zip(idx, vals):
+                    out[i] = np.asarray(v, dtype=np.float32)
+                    if store is not None:
+                        store.put(keys[i], out[i])
+                bar.update(len(idx))
+        bar.close()
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack(out).astype(np.float32)
