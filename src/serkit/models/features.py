@@ -1,0 +1,375 @@
+"""Classic classifiers on utterance-level features: SVM (linear, RBF), random forest, logistic
+regression, and stacking over several feature sets.
+
+Features come from registered extractors (``serkit.features``) through the disk cache.
+Normalisation is either ``"global"`` (one standardisation fitted on the training set) or
+``"speaker"``: every speaker's features are standardised with that speaker's own statistics,
+computed from its unlabelled utterances — at test time from the test speaker's audio, which needs
+no labels and so keeps the evaluation speaker-independent. Hyperparameters are chosen by inner
+cross-validation grouped by training speaker; test speakers are never seen during the search.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from .base import Classifier, register_model
+
+__all__ = ["FeatureClassifier", "speaker_standardise", "MIN_SPEAKER_UTTERANCES"]
+
+#: A speaker needs at least this many utterances for its own statistics; fewer → global statistics.
+MIN_SPEAKER_UTTERANCES = 10
+
+_CLASSIFIERS = ("svm-linear", "svm-rbf", "logreg", "rf", "stacking")
+_NORMALISATIONS = ("global", "speaker", "none")
+
+_DEFAULT_GRIDS = {
+    "svm-linear": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]},
+    "svm-rbf": {"C": [0.1, 1.0, 10.0, 100.0], "gamma": ["scale"]},
+    "logreg": {"C": [1e-3, 1e-2, 1e-1, 1.0]},
+    "rf": {"max_features": ["sqrt", 0.1]},
+}
+
+
+def _feature_spec(spec) -> tuple[str, dict]:
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict) and "name" in spec:
+        opts = dict(spec)
+        return opts.pop("name"), opts
+    raise ConfigError(f"feature entry {spec!r} must be a name like 'compare' or a mapping with a 'name' key")
+
+
+def speaker_standardise(
+    x: np.ndarray,
+    speakers: Sequence[str] | None,
+    global_mean: np.ndarray,
+    global_std: np.ndarray,
+    *,
+    min_utterances: int = MIN_SPEAKER_UTTERANCES,
+) -> np.ndarray:
+    """Standardise rows of ``x`` [shape=(n, d)] per speaker; speakers with too few rows (or no
+    speaker information) use the global statistics instead."""
+    x = np.asarray(x, dtype=np.float64)
+    out = (x - global_mean) / global_std
+    if speakers is None:
+        return out
+    speakers = np.asarray(speakers)
+    for s in np.unique(speakers):
+        rows = speakers == s
+        if rows.sum() < min_utterances:
+            continue
+        mu = x[rows].mean(axis=0)
+        sd = x[rows].std(axis=0)
+        out[rows] = (x[rows] - mu) / np.where(sd > 1e-8, sd, 1.0)
+    return out
+
+
+def _make_estimator(kind: str, params: dict, class_weight, seed: int, probability: bool):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if kind == "svm-linear":
+        clf = SVC(kernel="linear", class_weight=class_weight, probability=probability, random_state=seed, **params)
+    elif kind == "svm-rbf":
+        clf = SVC(kernel="rbf", class_weight=class_weight, probability=probability, random_state=seed, **params)
+    elif kind == "logreg":
+        clf = LogisticRegression(class_weight=class_weight, max_iter=2000, random_state=seed, **params)
+    elif kind == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
+        rf_class_weight = "balanced_subsample" if class_weight == "balanced" else class_weight
+        clf = RandomForestClassifier(
+            n_estimators=300, class_weight=rf_class_weight, random_state=seed, n_jobs=-1, **params
+        )
+        return clf  # trees need no scaling
+    else:  # pragma: no cover - validated in __init__ callers
+        raise ConfigError(f"unknown classifier {kind!r}; known: {', '.join(_CLASSIFIERS)}")
+    return make_pipeline(StandardScaler(), clf)
+
+
+def _grid_points(grid: dict) -> list[dict]:
+    from sklearn.model_selection import ParameterGrid
+
+    return list(ParameterGrid(grid)) if grid else [{}]
+
+
+def _inner_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int):
+    """Folds over training *speakers* (grouped); with one speaker, stratified utterance folds."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    n_groups = len(np.unique(groups))
+    if n_groups >= 2:
+        return list(GroupKFold(n_splits=min(k, n_groups)).split(y, y, groups))
+    counts = np.bincount(np.unique(y, return_inverse=True)[1])
+    splits = max(2, min(k, int(counts.min())))
+    return list(StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed).split(y, y))
+
+
+def _select(kind, grid, x, y, groups, class_weight, k, seed) -> tuple[dict, float]:
+    """Grid point with the best inner-CV UA (balanced accuracy) on the training speakers."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    points = _grid_points(grid)
+    if len(points) == 1:
+        return points[0], float("nan")
+    folds = _inner_folds(y, groups, k, seed)
+    best, best_score = points[0], -1.0
+    for params in points:
+        scores = []
+        for tr, va in folds:
+            if len(np.unique(y[tr])) < 2:
+                continue
+            est = _make_estimator(kind, params, class_weight, seed, probability=False).fit(x[tr], y[tr])
+            scores.append(balanced_accuracy_score(y[va], est.predict(x[va])))
+        score = float(np.mean(scores)) if scores else -1.0
+        if score > best_score + 1e-9:
+            best, best_score = params, score
+    return best, best_score
+
+
+@register_model("features")
+class FeatureClassifier(Classifier):
+    """A scikit-learn classifier on utterance-level features.
+
+    Parameters
+    ----------
+    features
+        Feature sets by registered name (``"compare"``, ``"egemaps"``, ``"librosa"``, ``"soundnet"``)
+        or mappings ``{"name": ..., **options}``. Several sets are concatenated (early fusion),
+        or combined by stacking when ``classifier="stacking"``.
+    classifier
+        ``"svm-linear"``, ``"svm-rbf"``, ``"logreg"``, ``"rf"`` or ``"stacking"``.
+    normalisation
+        ``"speaker"`` (per-speaker standardisation), ``"global"`` or ``"none"``.
+    grid
+        Hyperparameter grid searched by inner speaker-grouped CV (default per classifier).
+    class_weight
+        ``"balanced"`` (default) or ``None``.
+    base
+        For stacking: the classifier used on each feature set (default ``"svm-linear"``).
+    inner_folds
+        Folds of the inner (training-speaker) cross-validation.
+    """
+
+    def __init__(
+        self,
+        features=("compare",),
+        *,
+        classifier: str = "svm-linear",
+        normalisation: str = "speaker",
+        grid: dict | None = None,
+        class_weight: str | None = "balanced",
+        base: str = "svm-linear",
+        inner_folds: int = 3,
+        min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES,
+        seed: int = 0,
+    ):
+        self.features = [features] if isinstance(features, (str, dict)) else list(features)
+        self.classifier = classifier
+        self.normalisation = normalisation
+        self.grid = grid
+        self.class_weight = class_weight
+        self.base = base
+        self.inner_folds = inner_folds
+        self.min_speaker_utterances = min_speaker_utterances
+        self.seed = seed
+        if classifier not in _CLASSIFIERS:
+            raise ConfigError(f"unknown classifier {classifier!r}; known: {', '.join(_CLASSIFIERS)}")
+        if normalisation not in _NORMALISATIONS:
+            raise ConfigError(f"unknown normalisation {normalisation!r}; use one of {', '.join(_NORMALISATIONS)}")
+        if classifier == "stacking" and base not in _DEFAULT_GRIDS:
+            raise ConfigError(f"stacking base {base!r} must be one of {', '.join(_DEFAULT_GRIDS)}")
+        if not self.features:
+            raise ConfigError("a feature classifier needs at least one feature set, e.g. features: [compare]")
+
+    # -- features ---------------------------------------------------------------------------------
+    def _extractors(self):
+        from ..features import get_extractor
+
+        if not hasattr(self, "_extractors_cache"):
+            self._extractors_cache = [get_extractor(n, **o) for n, o in map(_feature_spec, self.features)]
+        return self._extractors_cache
+
+    @property
+    def sampling_rate(self) -> int:  # type: ignore[override]
+        return self._extractors()[0].sampling_rate
+
+    def _blocks_from_utterances(self, utterances, progress) -> list[np.ndarray]:
+        from ..features import extract
+
+        return [extract(e, utterances, progress=progress) for e in self._extractors()]
+
+    def _blocks_from_signals(self, signals) -> list[np.ndarray]:
+        from ..audio import resample
+
+        out = []
+        rate = self.sampling_rate
+        for e in self._extractors():
+            sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
+            from ..features.base import _pad
+
+            n = int(e.min_duration * e.sampling_rate)
+            out.append(e.functionals_batch([_pad(np.asarray(s, np.float32), n) for s in sigs]))
+        return out
+
+    def _normalise(self, block: np.ndarray, b: int, speakers) -> np.ndarray:
+        block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.normalisation == "none":
+            return block.astype(np.float64)
+        mean, std = self.global_mean_[b], self.global_std_[b]
+        return speaker_standardise(
+            block,
+            speakers if self.normalisation == "speaker" else None,
+            mean,
+            std,
+            min_utterances=self.min_speaker_utterances,
+        )
+
+    # -- learning ---------------------------------------------------------------------------------
+    def fit(self, utterances, *, progress: bool = True) -> "FeatureClassifier":
+        utterances = list(utterances)
+        if len(utterances) < 2:
+            raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
+        blocks = self._blocks_from_utterances(utterances, progress)
+        speakers = np.array([u.speaker for u in utterances])
+        return self.fit_features(blocks, [u.label for u in utterances], speakers)
+
+    def fit_features(self, blocks: list[np.ndarray], labels: Sequence[str], speakers: np.ndarray):
+        """Fit on precomputed feature blocks (one [n, d_b] array per feature set)."""
+        labels_ = sorted(set(labels))
+        if len(labels_) < 2:
+            raise ConfigError(f"training data has a single label {labels_}; a classifier needs at least two")
+        y = np.array([labels_.index(l) for l in labels])
+        clean = [np.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0) for b in blocks]
+        self.global_mean_ = [b.mean(axis=0) for b in clean]
+        self.global_std_ = [np.where(b.std(axis=0) > 1e-8, b.std(axis=0), 1.0) for b in clean]
+        xs = [self._normalise(b, i, speakers) for i, b in enumerate(blocks)]
+        self.labels_ = labels_
+        self.selected_ = {}
+        if self.classifier == "stacking":
+            self._fit_stacking(xs, y, speakers)
+        else:
+            x = np.concatenate(xs, axis=1)
+            grid = self.grid if self.grid is not None else _DEFAULT_GRIDS[self.classifier]
+            params, score = _select(self.classifier, grid, x, y, speakers, self.class_weight, self.inner_folds, self.seed)
+            self.selected_ = {"params": params, "inner_ua": score}
+            self.estimators_ = [_make_estimator(self.classifier, params, self.class_weight, self.seed, True).fit(x, y)]
+        return self
+
+    def _fit_stacking(self, xs, y, groups):
+        from sklearn.linear_model import LogisticRegression
+
+        folds = _inner_folds(y, groups, self.inner_folds, self.seed)
+        grid = _DEFAULT_GRIDS[self.base]
+        n_labels = len(self.labels_)
+        oof = np.zeros((len(y), n_labels * len(xs)))
+        self.estimators_ = []
+        params_all = []
+        for b, x in enumerate(xs):
+            params, score = _select(self.base, grid, x, y, groups, self.class_weight, self.inner_folds, self.seed)
+            params_all.append({"params": params, "inner_ua": score})
+            for tr, va in folds:
+                est = _make_estimator(self.base, params, self.class_weight, self.seed, True).fit(x[tr], y[tr])
+                oof[np.ix_(va, range(b * n_labels, (b + 1) * n_labels))] = _aligned_proba(est, x[va], n_labels)
+            self.estimators_.append(_make_estimator(self.base, params, self.class_weight, self.seed, True).fit(x, y))
+        meta = LogisticRegression(C=1.0, class_weight=self.class_weight, max_iter=2000, random_state=self.seed)
+        self.estimators_.append(meta.fit(oof, y))
+        self.selected_ = {"base": params_all}
+
+    # -- predicting -------------------------------------------------------------------------------
+    def _proba_from_blocks(self, blocks, speakers) -> np.ndarray:
+        self._check_fitted()
+        xs = [self._normalise(b, i, speakers) for i, b in enumerate(blocks)]
+        n_labels = len(self.labels_)
+        if self.classifier == "stacking":
+            z = np.concatenate([_aligned_proba(est, x, n_labels) for est, x in zip(self.estimators_[:-1], xs)], axis=1)
+            return _aligned_proba(self.estimators_[-1], z, n_labels)
+        return _aligned_proba(self.estimators_[0], np.concatenate(xs, axis=1), n_labels)
+
+    def predict_proba(self, signals, *, speakers=None) -> np.ndarray:
+        self._check_fitted()
+        if len(signals) == 0:
+            return np.zeros((0, len(self.labels_)))
+        return self._proba_from_blocks(self._blocks_from_signals(signals), speakers)
+
+    def predict_proba_utterances(self, utterances, *, adapt=None, progress: bool = True) -> np.ndarray:
+        self._check_fitted()
+        utterances = list(utterances)
+        use_speakers = self.normalisation == "speaker" if adapt is None else bool(adapt)
+        speakers = np.array([u.speaker for u in utterances]) if use_speakers else None
+        return self._proba_from_blocks(self._blocks_from_utterances(utterances, progress), speakers)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def config(self) -> dict:
+        sig = inspect.signature(type(self).__init__)
+        cfg = {name: getattr(self, name) for name in sig.parameters if name != "self"}
+        cfg["features"] = [_feature_spec(f)[0] if isinstance(f, str) else dict(f) for f in self.features]
+        cfg["feature_configs"] = [e.full_config() for e in self._extractors()]
+        if hasattr(self, "selected_"):
+            cfg["selected"] = json.loads(json.dumps(self.selected_, default=float))
+        return cfg
+
+    def save_weights(self, directory: Path) -> list[str]:
+        import skops.io as sio
+
+        self._check_fitted()
+        directory = Path(directory)
+        arrays = {}
+        for i, (m, s) in enumerate(zip(self.global_mean_, self.global_std_)):
+            arrays[f"global_mean_{i}"] = np.asarray(m, dtype=np.float64)
+            arrays[f"global_std_{i}"] = np.asarray(s, dtype=np.float64)
+        np.savez(directory / "normalisation.npz", **arrays)
+        sio.dump(self.estimators_, directory / "estimators.skops")
+        return ["normalisation.npz", "estimators.skops"]
+
+    @classmethod
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FeatureClassifier":
+        import skops.io as sio
+
+        directory = Path(directory)
+        sig = inspect.signature(cls.__init__)
+        model = cls(**{k: v for k, v in config.items() if k in sig.parameters and k != "self"})
+        path = directory / "estimators.skops"
+        try:
+            untrusted = sio.get_untrusted_types(file=path)
+            bad = [t for t in untrusted if not _trusted_type(t)]
+            if bad:
+                raise ModelError(
+                    f"model file '{path}' contains types serkit does not load ({', '.join(bad)}); "
+                    "it was not written by serkit or was tampered with"
+                )
+            model.estimators_ = sio.load(path, trusted=untrusted)
+            with np.load(directory / "normalisation.npz", allow_pickle=False) as z:
+                n = len(model.features)
+                model.global_mean_ = [z[f"global_mean_{i}"] for i in range(n)]
+                model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model") from None
+        model.labels_ = list(labels)
+        model.selected_ = config.get("selected", {})
+        return model
+
+
+def _trusted_type(name: str) -> bool:
+    # skops reports the numpy/scipy/sklearn types it will construct; serkit only writes these.
+    return name.startswith(("sklearn.", "numpy.", "scipy.")) or name in {"builtins.slice"}
+
+
+def _aligned_proba(est, x: np.ndarray, n_labels: int) -> np.ndarray:
+    """``predict_proba`` with one column per label index, even when a fold missed a class."""
+    p = est.predict_proba(x)
+    classes = est.classes_ if hasattr(est, "classes_") else est[-1].classes_
+    if len(classes) == n_labels:
+        return p
+    out = np.zeros((len(x), n_labels))
+    out[:, np.asarray(classes, dtype=int)] = p
+    return out
