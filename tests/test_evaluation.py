@@ -1,0 +1,358 @@
+"""Tests of serkit.evaluation: metric known answers, protocol splits, evaluate() with fake models, reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import serkit  # noqa: F401
+except ModuleNotFoundError:  # running from a checkout that is not pip-installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from serkit.corpora.base import Utterance  # noqa: E402
+from serkit.errors import ConfigError, ModelError  # noqa: E402
+from serkit.evaluation import (  # noqa: E402
+    Holdout,
+    LeaveOneSpeakerOut,
+    RandomSplit,
+    Report,
+    SpeakerKFold,
+    evaluate,
+    metrics,
+    parse_protocol,
+    validation_split,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------
+def utt(i, label, speaker, **extra):
+    return Utterance(id=f"{i:03d}", path=f"/nonexistent/{i:03d}.wav", label=label, speaker=speaker,
+                     corpus="toy", extra=extra)
+
+
+def toy(n_speakers=7, seed=0, labels=("angry", "happy", "neutral", "sad")):
+    """Speakers with different numbers of utterances (3..9), every label present."""
+    rng = np.random.default_rng(seed)
+    out, i = [], 0
+    for s in range(n_speakers):
+        for k in range(3 + (s * 5) % 7):
+            out.append(utt(i, labels[(k + s) % len(labels)], f"spk{s:02d}", guess=str(rng.choice(labels))))
+            i += 1
+    return out
+
+
+class MajorityClassifier:
+    """Predicts the most frequent training label for everything."""
+
+    def fit(self, utterances):
+        self.labels_ = sorted({u.label for u in utterances})
+        self.majority_ = Counter(u.label for u in utterances).most_common(1)[0][0]
+        return self
+
+    @property
+    def labels(self):
+        return list(self.labels_)
+
+    def predict_proba_utterances(self, utterances):
+        p = np.zeros((len(utterances), len(self.labels_)))
+        p[:, self.labels_.index(self.majority_)] = 1.0
+        return p
+
+
+class GuessClassifier:
+    """Predicts ``u.extra['guess']`` (one-hot); labels in *reverse* sorted order to test alignment by name.
+
+    With ``adapt=True`` (and by default, like a model normalised per speaker) it predicts
+    ``u.extra['guess_adapted']`` instead.
+    """
+
+    def __init__(self, adapting=False):
+        self.adapting = adapting
+
+    def fit(self, utterances, progress=True):
+        self.labels_ = sorted({u.label for u in utterances}, reverse=True)
+        return self
+
+    @property
+    def labels(self):
+        return list(self.labels_)
+
+    def _onehot(self, guesses):
+        p = np.zeros((len(guesses), len(self.labels_)))
+        for i, g in enumerate(guesses):
+            p[i, self.labels_.index(g)] = 1.0
+        return p
+
+    def predict_proba_utterances(self, utterances, *, adapt=None, progress=True):
+        key = "guess_adapted" if self.adapting and adapt in (None, True) else "guess"
+        return self._onehot([u.extra[key] for u in utterances])
+
+
+class NoAdaptClassifier(GuessClassifier):
+    def predict_proba_utterances(self, utterances):
+        return self._onehot([u.extra["guess"] for u in utterances])
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+# ---------------------------------------------------------------------------------------------
+def test_metrics_known_answer_three_classes():
+    # confusion (rows true a,b,c): a→[2,1,0], b→[0,1,1], c→[0,0,1]
+    y_true = ["a", "a", "a", "b", "b", "c"]
+    y_pred = ["a", "a", "b", "b", "c", "c"]
+    m = metrics(y_true, y_pred, ["a", "b", "c"])
+    # recalls 2/3, 1/2, 1 → UA 13/18; accuracy 4/6; precisions 1, 1/2, 1/2; F1 4/5, 1/2, 2/3 → 59/90
+    assert m["ua"] == pytest.approx(13 / 18, abs=1e-12)
+    assert m["wa"] == pytest.approx(2 / 3, abs=1e-12)
+    assert m["macro_f1"] == pytest.approx(59 / 90, abs=1e-12)
+    assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert m["confusion_normalised"][0] == pytest.approx([2 / 3, 1 / 3, 0])
+    assert m["per_class"]["a"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
+    assert m["per_class"]["c"]["precision"] == pytest.approx(0.5)
+    assert m["n"] == 6
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_metrics_match_sklearn_and_ignore_absent_classes():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    rng = np.random.default_rng(1)
+    labels = ["w", "x", "y", "z"]
+    y_true = rng.choice(labels[:3], 200).tolist()  # "z" never true...
+    y_pred = rng.choice(labels, 200).tolist()  # ...but sometimes predicted
+    m = metrics(y_true, y_pred, labels)
+    assert m["ua"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
+    assert m["wa"] == pytest.approx(accuracy_score(y_true, y_pred), abs=1e-12)
+    assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"), abs=1e-12)
+    assert m["per_class"]["z"]["support"] == 0
+    assert m["confusion_normalised"][3] == [0.0, 0.0, 0.0, 0.0]
+
+    # a label in `labels` that is neither true nor predicted changes nothing
+    m2 = metrics(["a", "b"], ["a", "a"], ["a", "b", "never"])
+    assert (m2["ua"], m2["wa"]) == (0.5, 0.5)
+    assert m2["macro_f1"] == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_metrics_reject_bad_input():
+    with pytest.raises(ConfigError, match=r"not in labels"):
+        metrics(["a", "q"], ["a", "a"], ["a", "b"])
+    with pytest.raises(ConfigError, match="one prediction per utterance"):
+        metrics(["a"], ["a", "a"], ["a"])
+    with pytest.raises(ConfigError, match="empty"):
+        metrics([], [], ["a"])
+
+
+# ---------------------------------------------------------------------------------------------
+# protocols
+# ---------------------------------------------------------------------------------------------
+def _check_partition(utterances, folds, *, disjoint_speakers=True):
+    all_test = np.concatenate([f.test_idx for f in folds])
+    assert sorted(all_test.tolist()) == list(range(len(utterances)))  # every utterance tested once
+    for train_idx, test_idx, test_speakers in folds:
+        assert set(train_idx.tolist()).isdisjoint(test_idx.tolist())
+        assert len(train_idx) + len(test_idx) == len(utterances)
+        train_spk = {utterances[i].speaker for i in train_idx}
+        test_spk = {utterances[i].speaker for i in test_idx}
+        assert sorted(test_spk) == test_speakers
+        if disjoint_speakers:
+            assert train_spk.isdisjoint(test_spk)
+
+
+def test_loso_one_fold_per_speaker():
+    data = toy(5)
+    p = parse_protocol("loso")
+    assert isinstance(p, LeaveOneSpeakerOut) and p.speaker_independent and p.name == "loso"
+    folds = p.folds(data)
+    assert [f.test_speakers for f in folds] == [[f"spk{s:02d}"] for s in range(5)]
+    _check_partition(data, folds)
+
+
+def test_loso_needs_two_speakers():
+    with pytest.raises(ConfigError, match="at least 2 speakers.*random-split"):
+        parse_protocol("loso").folds([utt(0, "a", "solo"), utt(1, "b", "solo")])
+
+
+def test_speaker_kfold_disjoint_balanced_deterministic():
+    data = toy(7)
+    p = parse_protocol("speaker-kfold:3", seed=4)
+    assert isinstance(p, SpeakerKFold) and p.speaker_independent
+    folds = p.folds(data)
+    assert len(folds) == 3
+    _check_partition(data, folds)
+    sizes = [len(f.test_idx) for f in folds]
+    biggest_speaker = max(Counter(u.speaker for u in data).values())
+    assert max(sizes) - min(sizes) <= biggest_speaker
+    again = parse_protocol("speaker-kfold:3", seed=4).folds(data)
+    assert [f.test_speakers for f in again] == [f.test_speakers for f in folds]
+    with pytest.raises(ConfigError, match="needs at least 9 speakers, found 7.*speaker-kfold:7"):
+        parse_protocol("speaker-kfold:9").folds(data)
+
+
+def test_holdout():
+    data = toy(4)
+    p = parse_protocol("holdout: spk01, spk03")
+    assert isinstance(p, Holdout) and p.name == "holdout:spk01,spk03"
+    (fold,) = p.folds(data)
+    assert fold.test_speakers == ["spk01", "spk03"]
+    assert {data[i].speaker for i in fold.train_idx} == {"spk00", "spk02"}
+    with pytest.raises(ConfigError, match=r"\['spk09'\] are not in the data; speakers found: spk00, spk01"):
+        parse_protocol("holdout:spk01,spk09").folds(data)
+    with pytest.raises(ConfigError, match="no speaker to train on"):
+        parse_protocol("holdout:spk00,spk01,spk02,spk03").folds(data)
+
+
+def test_random_split_is_speaker_dependent_and_stratified():
+    data = toy(3)
+    p = parse_protocol("random-split:3")
+    assert isinstance(p, RandomSplit) and not p.speaker_independent and p.speaker_dependent
+    folds = p.folds(data)
+    _check_partition(data, folds, disjoint_speakers=False)
+    for lab, total in Counter(u.label for u in data).items():
+        per_fold = [sum(data[i].label == lab for i in f.test_idx) for f in folds]
+        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == total
+
+
+def test_parse_protocol_errors():
+    with pytest.raises(ConfigError, match="unknown evaluation protocol 'kfold:5'; valid: loso, speaker-kfold:K"):
+        parse_protocol("kfold:5")
+    with pytest.raises(ConfigError, match="K must be an integer"):
+        parse_protocol("speaker-kfold:five")
+    with pytest.raises(ConfigError, match="at least 2"):
+        parse_protocol("random-split:1")
+    assert parse_protocol(parse_protocol("loso")) == parse_protocol("loso")
+
+
+def test_validation_split_whole_training_speakers():
+    data = toy(6)
+    v = validation_split(data, fraction=0.2, seed=3)
+    assert v.by_speaker and v.val_speakers
+    val_spk = {data[i].speaker for i in v.val_idx}
+    assert val_spk == set(v.val_speakers)
+    assert val_spk.isdisjoint({data[i].speaker for i in v.train_idx})
+    assert len(v.val_idx) + len(v.train_idx) == len(data)
+    assert len(v.val_idx) >= 0.2 * len(data)
+
+    two = [utt(0, "a", "p"), utt(1, "b", "p"), utt(2, "a", "q")]
+    v2 = validation_split(two, fraction=0.9)
+    assert len(v2.val_speakers) == 1 and len(v2.train_idx) > 0  # always leaves a speaker to train on
+
+
+def test_validation_split_single_speaker_falls_back_to_stratified():
+    data = [utt(i, "ab"[i % 2], "solo") for i in range(20)]
+    v = validation_split(data, fraction=0.2, seed=0)
+    assert not v.by_speaker
+    assert Counter(data[i].label for i in v.val_idx) == {"a": 2, "b": 2}
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        validation_split(data, fraction=1.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+def test_evaluate_majority_known_answer():
+    # s1: x x y | s2: x y | s3: x z. Each LOSO training set has majority "x", so every prediction is x.
+    data = [utt(0, "x", "s1"), utt(1, "x", "s1"), utt(2, "y", "s1"),
+            utt(3, "x", "s2"), utt(4, "y", "s2"),
+            utt(5, "x", "s3"), utt(6, "z", "s3")]
+    r = evaluate(MajorityClassifier, data, "loso", progress=False)
+    assert r.labels == ["x", "y", "z"]
+    assert r.wa == pytest.approx(4 / 7)
+    assert r.ua == pytest.approx(1 / 3)
+    assert r.macro_f1 == pytest.approx(8 / 33)  # F1(x) = 2·(4/7)·1 / (4/7 + 1) = 8/11; y, z: 0
+    assert [f["test_speakers"] for f in r.folds] == [["s1"], ["s2"], ["s3"]]
+    assert [(f["n_train"], f["n_test"]) for f in r.folds] == [(4, 3), (5, 2), (5, 2)]
+    assert r.folds[0]["ua"] == pytest.approx(0.5) and r.folds[0]["wa"] == pytest.approx(2 / 3)
+    # s3's training set (s1 + s2) has no "z": the fold says so and its p_z column is 0
+    assert r.folds[2]["missing_train_labels"] == ["z"]
+    assert (r.predictions.loc[r.predictions.fold == 2, "p_z"] == 0).all()
+    assert list(r.predictions.columns) == ["id", "path", "start", "end", "speaker", "corpus", "fold", "true",
+                                           "pred", "p_x", "p_y", "p_z"]
+    assert not r.speaker_dependent and r.protocol == "loso"
+
+
+def test_evaluate_pools_predictions_and_aligns_columns_by_name():
+    data = toy(6)
+    r = evaluate(GuessClassifier, data, "speaker-kfold:3", progress=False, recipe={"name": "toy"})
+    expected = metrics([u.label for u in data], [u.extra["guess"] for u in data], r.labels)
+    # labels follow the first model's order (reverse sorted), and probabilities follow the labels
+    assert r.labels == ["sad", "neutral", "happy", "angry"]
+    by_id = r.predictions.set_index("id")
+    for u in data:
+        assert by_id.loc[u.id, "pred"] == u.extra["guess"]
+        assert by_id.loc[u.id, f"p_{u.extra['guess']}"] == 1.0
+    assert (r.ua, r.wa, r.macro_f1) == (expected["ua"], expected["wa"], expected["macro_f1"])
+    assert r.metrics["confusion"] == expected["confusion"]
+    assert r.n_utterances == len(data) and r.n_speakers == 6 and len(r.folds) == 3
+
+
+def test_evaluate_report_both_adaptation_modes():
+    rng = np.random.default_rng(5)
+    data = [Utterance(u.id, u.path, u.label, u.speaker, u.corpus,
+                      extra={**u.extra, "guess_adapted": u.label if rng.random() < 0.8 else u.extra["guess"]})
+            for u in toy(4)]
+    r = evaluate(lambda: GuessClassifier(adapting=True), data, "loso", report_both=True, progress=False)
+    y = [u.label for u in data]
+    none = metrics(y, [u.extra["guess"] for u in data], r.labels)
+    spk = metrics(y, [u.extra["guess_adapted"] for u in data], r.labels)
+    assert r.adaptation["none"]["ua"] == pytest.approx(none["ua"])
+    assert r.adaptation["speaker"]["macro_f1"] == pytest.approx(spk["macro_f1"])
+    assert r.adaptation["primary"] == "speaker"
+    assert r.ua == pytest.approx(spk["ua"])  # headline = the model's default mode
+    assert "Per-speaker adaptation" in r.to_markdown()
+
+    with pytest.raises(ConfigError, match="report_both=False"):
+        evaluate(NoAdaptClassifier, data, "loso", report_both=True, progress=False)
+
+
+def test_evaluate_rejects_misshapen_probabilities():
+    class Bad(MajorityClassifier):
+        def predict_proba_utterances(self, utterances):
+            return np.zeros((len(utterances), 1))
+
+    with pytest.raises(ModelError, match=r"must return \[n_utterances, n_labels\]"):
+        evaluate(Bad, toy(3), "loso", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+REQUIRED_KEYS = {"ua", "wa", "macro_f1", "labels", "confusion", "confusion_normalised", "per_class", "folds",
+                 "protocol", "speaker_dependent", "recipe", "normalisation", "n_utterances", "n_speakers",
+                 "seconds"}
+
+
+def test_report_save_and_load(tmp_path):
+    data = toy(4)
+    r = evaluate(GuessClassifier, data, "loso", progress=False, recipe="toy-recipe", normalisation="speaker")
+    out = r.save(tmp_path / "eval")
+    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "predictions.csv", "report.json", "report.md"]
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    d = json.loads((out / "report.json").read_text())
+    assert REQUIRED_KEYS <= set(d)
+    assert d["speaker_dependent"] is False and d["recipe"] == "toy-recipe" and d["normalisation"] == "speaker"
+    assert d["n_utterances"] == len(data) and d["n_speakers"] == 4 and len(d["folds"]) == 4
+
+    back = Report.load(out)
+    assert (back.ua, back.wa, back.labels, back.protocol) == (r.ua, r.wa, r.labels, r.protocol)
+    assert back.predictions["id"].tolist() == r.predictions["id"].tolist()  # "000" stays a string
+    assert back.to_dict() == d
+
+
+def test_markdown_warns_when_speaker_dependent():
+    data = toy(3)
+    dep = evaluate(GuessClassifier, data, "random-split:3", progress=False)
+    assert dep.speaker_dependent and dep.to_dict()["speaker_dependent"] is True
+    md = dep.to_markdown()
+    assert "**Warning: speaker-dependent evaluation (random-split:3)" in md
+    for heading in ("## Per class", "## Confusion matrix", "## Folds"):
+        assert heading in md
+    indep = evaluate(GuessClassifier, data, "loso", progress=False)
+    assert "Warning" not in indep.to_markdown()
