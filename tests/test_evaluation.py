@@ -304,12 +304,14 @@ def test_evaluate_report_both_adaptation_modes():
     spk = metrics(y, [u.extra["guess_adapted"] for u in data], r.labels)
     assert r.adaptation["none"]["ua"] == pytest.approx(none["ua"])
     assert r.adaptation["speaker"]["macro_f1"] == pytest.approx(spk["macro_f1"])
-    assert r.adaptation["primary"] == "speaker"
+    assert r.adaptation["speaker"]["headline"] and not r.adaptation["none"]["headline"]
     assert r.ua == pytest.approx(spk["ua"])  # headline = the model's default mode
     assert "Per-speaker adaptation" in r.to_markdown()
 
-    with pytest.raises(ConfigError, match="report_both=False"):
-        evaluate(NoAdaptClassifier, data, "loso", report_both=True, progress=False)
+    # a model without adapt= has one mode only: no adaptation section, and a note saying why
+    plain = evaluate(NoAdaptClassifier, data, "loso", report_both=True, progress=False)
+    assert plain.adaptation is None and "adapt=" in plain.extra["notes"]["adaptation"]
+    assert plain.ua == pytest.approx(none["ua"])
 
 
 def test_evaluate_rejects_misshapen_probabilities():

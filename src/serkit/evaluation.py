@@ -515,9 +515,10 @@ class Report:
     seconds : float
         Wall-clock time of the evaluation.
     adaptation : dict or None
-        With ``evaluate(..., report_both=True)``: ``{"none": {ua, wa, macro_f1}, "speaker": {...},
-        "primary": "none" | "speaker" | "identical" | "unknown"}`` — pooled metrics without and with per-speaker
-        adaptation, and which of the two the headline numbers are.
+        With ``evaluate(..., report_both=True)``: ``{"none": {ua, wa, macro_f1, headline}, "speaker":
+        {...}}`` — pooled metrics without and with per-speaker adaptation; ``headline`` is true for the
+        mode the headline numbers come from (both when adaptation changed nothing). Every value is a
+        dict of metrics, so callers may iterate ``adaptation.items()``.
     protocol_info : dict
         The protocol's parameters (seed, K, held-out speakers).
     extra : dict
@@ -698,7 +699,7 @@ class Report:
             for mode in ("none", "speaker"):
                 if mode in self.adaptation:
                     a = self.adaptation[mode]
-                    star = " (headline)" if self.adaptation.get("primary") == mode else ""
+                    star = " (headline)" if a.get("headline") else ""
                     lines.append(
                         f"| {mode}{star} | {_fmt_pct(a['ua'])} | {_fmt_pct(a['wa'])} | {_fmt_pct(a['macro_f1'])} |"
                     )
@@ -844,11 +845,8 @@ def _call(fn: Callable, *args, **kwargs):
 def _run_fold(model_factory: Callable, train: list, test: list, *, report_both: bool, progress: bool) -> dict:
     """Fit a fresh model on ``train`` and predict ``test``; module-level so joblib workers can run it."""
     model = model_factory()
-    if report_both and not _accepts(model.predict_proba_utterances, "adapt"):
-        raise ConfigError(
-            f"report_both=True needs a model whose predict_proba_utterances takes adapt=; "
-            f"{type(model).__name__} does not, so evaluate it with report_both=False"
-        )
+    # A model without per-speaker adaptation has only one mode to report; that is not an error.
+    report_both = report_both and _accepts(model.predict_proba_utterances, "adapt")
     t0 = time.perf_counter()
     fitted = _call(model.fit, train, progress=progress)
     if fitted is not None:  # estimator manners say fit returns self; tolerate those that return None
@@ -913,7 +911,8 @@ def evaluate(
     report_both : bool
         Also predict with ``adapt=False`` and ``adapt=True`` and store both pooled results in
         ``Report.adaptation``; the headline numbers stay those of the model's default mode. Costs two
-        extra prediction passes per fold; needs ``predict_proba_utterances(..., adapt=...)``.
+        extra prediction passes per fold. Ignored (with a note in ``Report.extra["notes"]``) when the
+        model's ``predict_proba_utterances`` takes no ``adapt=``.
     recipe, normalisation : optional
         Recorded in the report. ``normalisation`` defaults to the first model's ``normalisation``
         attribute when it has one.
@@ -1010,18 +1009,20 @@ def evaluate(
     pooled = metrics(predictions["true"].tolist(), predictions["pred"].tolist(), labels)
 
     adaptation = None
-    if report_both:
+    notes = {}
+    if report_both and "speaker" not in aligned:
+        notes["adaptation"] = "report_both was asked for, but the model's predict_proba_utterances takes no adapt="
+    elif report_both:
         y_true = predictions["true"].tolist()
+        default = np.concatenate(aligned["default"])
         adaptation = {}
         for mode in ("none", "speaker"):
             p = np.concatenate(aligned[mode])
             am = metrics(y_true, [labels[i] for i in p.argmax(axis=1)], labels)
-            adaptation[mode] = {"ua": am["ua"], "wa": am["wa"], "macro_f1": am["macro_f1"]}
-        default = np.concatenate(aligned["default"])
-        # The default mode is whatever the model's own setting is; find out which one it matched
-        # ("identical" when adaptation changed nothing, "unknown" when the default is neither).
-        matches = [mode for mode in ("none", "speaker") if np.allclose(default, np.concatenate(aligned[mode]))]
-        adaptation["primary"] = matches[0] if len(matches) == 1 else ("identical" if matches else "unknown")
+            # The default mode is the model's own setting; mark the mode(s) it matched (both when
+            # adaptation changed nothing) so readers know which one the headline numbers are.
+            adaptation[mode] = {"ua": am["ua"], "wa": am["wa"], "macro_f1": am["macro_f1"],
+                                "headline": bool(np.allclose(default, p))}
 
     return Report(
         protocol=proto.name,
@@ -1039,5 +1040,6 @@ def evaluate(
             "n_input_utterances": len(utterances),
             "n_input_speakers": len({str(u.speaker) for u in utterances}),
             "corpora": sorted({str(u.corpus) for u in utterances}),
+            **({"notes": notes} if notes else {}),
         },
     )
