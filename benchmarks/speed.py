@@ -1,0 +1,198 @@
+"""Speed benchmark: how many seconds of audio per second of wall time each model embeds on this CPU.
+
+Every row decodes its files (soundfile; resampling where the model's rate differs), cuts or pads
+them to the clip length, and runs the model in batches; the feature cache is not used. Numbers are
+the median over repeats after one warm-up pass; peak memory is the process' maximum resident set.
+
+    python benchmarks/speed.py                      # EmoDB under ${SERKIT_DATA:-../shared/data}
+    python benchmarks/speed.py --files 128 --repeats 5 --threads 2 --json
+
+Add a model by appending a row function to ``ROWS``: it takes the :class:`Setup` and returns a
+list of ``(label, batch_size, run)`` where ``run(paths)`` processes those files once and returns
+the seconds of audio it processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TARGET_X_REALTIME = 150.0
+
+
+@dataclass
+class Setup:
+    files: list[str]
+    clip: float  # seconds; 0 = whole files
+    threads: int
+
+
+def _load(path: str, sampling_rate: int, clip: float) -> np.ndarray:
+    """Decode ``path`` at ``sampling_rate``, cut to ``clip`` s (only that much is decoded) and zero-pad up to it."""
+    from serkit.audio import read
+
+    signal, _ = read(path, sampling_rate, end=clip or None)
+    n = int(round(clip * sampling_rate))
+    if clip and len(signal) < n:
+        signal = np.pad(signal, (0, n - len(signal)))
+    return signal
+
+
+def _batched(paths: list[str], batch: int):
+    for k in range(0, len(paths), batch):
+        yield paths[k : k + batch]
+
+
+# -- rows ------------------------------------------------------------------------------------------
+
+
+def soundnet_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], float]]]:
+    """SoundNet-8 conv5 mean,max embeddings through the feature extractor (what training uses)."""
+    from serkit.features import get_extractor
+
+    ex = get_extractor("soundnet", layer="conv5", pool="mean,max")
+    sr = ex.sampling_rate
+
+    def make(batch: int):
+        def run(paths: list[str]) -> float:
+            seconds = 0.0
+            for chunk in _batched(paths, batch):
+                signals = [_load(p, sr, setup.clip) for p in chunk]
+                seconds += sum(len(s) for s in signals) / sr
+                ex.functionals_batch(signals)
+            return seconds
+
+        return run
+
+    return [("SoundNet8 conv5 mean,max", b, make(b)) for b in (1, 16)]
+
+
+def soundnet_res_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], float]]]:
+    """SoundNetRes (untrained weights; the speed does not depend on them) at 16 kHz, pooled embedding.
+
+    Run like the SoundNet extractor: batches spread over ``setup.threads`` worker threads with one
+    torch thread each (torch's own 2-thread teams stall on a loaded machine, see features/soundnet.py).
+    """
+    import torch
+
+    from serkit.networks import SoundNetRes
+
+    net = SoundNetRes().eval()
+    sr = net.SAMPLING_RATE
+
+    def embed_batch(chunk: list[str]) -> float:
+        signals = [_load(p, sr, setup.clip) for p in chunk]
+        lengths = torch.tensor([len(s) for s in signals])
+        x = torch.zeros(len(signals), int(lengths.max()))
+        for i, s in enumerate(signals):
+            x[i, : len(s)] = torch.from_numpy(s)
+        with torch.inference_mode():
+            net.embed(x, lengths=lengths)
+        return sum(len(s) for s in signals) / sr
+
+    def make(batch: int):
+        def run(paths: list[str]) -> float:
+            from concurrent.futures import ThreadPoolExecutor
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(setup.threads) as pool:
+                    return sum(pool.map(embed_batch, list(_batched(paths, batch))))
+            finally:
+                torch.set_num_threads(previous)
+
+        return run
+
+    return [("SoundNetRes embed (16 kHz, untrained)", 4, make(4))]
+
+
+#: row factories, in table order
+ROWS: list[Callable[[Setup], list]] = [soundnet_rows, soundnet_res_rows]
+
+
+# -- driver ----------------------------------------------------------------------------------------
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 / 1024 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def measure(setup: Setup, repeats: int) -> list[dict]:
+    import torch
+
+    results = []
+    for factory in ROWS:
+        for label, batch, run in factory(setup):
+            torch.set_num_threads(setup.threads)  # a row's model may have set its own thread count
+            run(setup.files[: max(batch, 4)])  # warm-up: weights, allocator, oneDNN kernels
+            times, audio = [], 0.0
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                audio = run(setup.files)
+                times.append(time.perf_counter() - t0)
+            wall = statistics.median(times)
+            results.append({
+                "model": label,
+                "batch": batch,
+                "clip_s": setup.clip or "file",
+                "files": len(setup.files),
+                "audio_s": round(audio, 1),
+                "wall_s": round(wall, 3),
+                "x_realtime": round(audio / wall, 1),
+                "ms_per_file": round(1000 * wall / len(setup.files), 2),
+                "peak_rss_mb": round(_peak_rss_mb()),
+                "threads": setup.threads,
+            })
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("SERKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap.add_argument("--files", type=int, default=96, help="EmoDB files per pass (default 96)")
+    ap.add_argument("--clip", type=float, default=3.0, help="clip length in seconds; 0 = whole files (default 3)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args(argv)
+
+    from serkit.audio import find_audio_files
+
+    wav = Path(args.data) / "emodb" / "wav"
+    if not wav.is_dir():
+        print(f"EmoDB not found at '{wav}'; pass --data or set SERKIT_DATA", file=sys.stderr)
+        return 2
+    files = [str(p) for p in find_audio_files(wav)][: args.files]
+    # serkit's extractors size their worker pools from $SERKIT_JOBS; torch's pool from set_num_threads
+    os.environ["SERKIT_JOBS"] = str(args.threads)
+    setup = Setup(files=files, clip=args.clip, threads=args.threads)
+    results = measure(setup, args.repeats)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    cols = ["model", "batch", "clip_s", "files", "audio_s", "wall_s", "x_realtime", "ms_per_file", "peak_rss_mb"]
+    print(f"| {' | '.join(cols)} |")
+    print(f"|{'|'.join('---' for _ in cols)}|")
+    for r in results:
+        print(f"| {' | '.join(str(r[c]) for c in cols)} |")
+    print(
+        f"\n{args.threads} CPU threads, median of {args.repeats} passes, decoding included; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; target >= {TARGET_X_REALTIME:g}x real time"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""SoundNet-8 embeddings: pretrained conv activations pooled over time into one vector per clip.
+
+The SoundNet transfer recipe (MISSION.md §3): run the pretrained network on the 22 050 Hz
+waveform, take a middle layer (conv5 by default; conv4–conv5 transfer best to speech), pool its
+frames (mean ‖ max) and train a classic classifier on the vectors. torch is imported only when a
+signal is processed.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import FeatureExtractor, default_jobs, register_extractor
+
+__all__ = ["SoundNetExtractor"]
+
+#: layers of SoundNet-8 that can be pooled, with their channels (kept here so that building and
+#: configuring an extractor does not import torch)
+_LAYER_CHANNELS = {
+    "conv1": 16, "conv2": 32, "conv3": 64, "conv4": 128, "conv5": 256, "conv6": 512, "conv7": 1024,
+    "conv8": 1000, "conv8_2": 401,
+}
+_POOLS = ("mean", "max", "std")
+#: pad the clips of one forward pass to at most this many samples in total; longer clips run alone.
+#: Small batches keep conv1/conv2's large activations (8 floats per input sample) in cache: one
+#: 3 s clip per pass measured faster per clip than 4 or 16 (and memory stays flat).
+_MAX_BATCH_SAMPLES = 100_000
+#: identifies the weights in the cache key (the source file's sha256 prefix)
+_WEIGHTS_ID = "sound8-7bef6917"
+
+_model = None
+_model_lock = threading.Lock()
+
+
+def _get_model():
+    """The pretrained SoundNet8 in eval mode, built once per process (never pickled with an extractor)."""
+    global _model
+    with _model_lock:
+        if _model is None:
+            from ..networks.soundnet import SoundNet8
+
+            _model = SoundNet8(pretrained=True).eval()
+        return _model
+
+
+def _split(value, what: str, allowed) -> list[str]:
+    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
+    items = [s for s in items if s]
+    if not items:
+        raise ConfigError(f"soundnet: empty {what}; choose from {', '.join(allowed)}")
+    bad = [s for s in items if s not in allowed]
+    if bad:
+        raise ConfigError(f"soundnet: unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"soundnet: {what} {items} lists a name twice")
+    return items
+
+
+@register_extractor("soundnet")
+class SoundNetExtractor(FeatureExtractor):
+    """Pooled activations of the pretrained SoundNet-8 (22 050 Hz).
+
+    Parameters
+    ----------
+    layer : str or list of str
+        One layer or several, ``"conv5"`` or ``"conv4,conv5"`` (``conv1`` ... ``conv7``, ``conv8``,
+        ``conv8_2``); several layers are computed in one pass and concatenated in the given order.
+    pool : str or list of str
+        Statistics over a layer's frames, concatenated in the given order: ``mean``, ``max``, ``std``.
+    weights : str
+        Which weights (only the published ``"sound8-7bef6917"``); recorded in :meth:`config` so
+        that cached vectors and saved models name the network that made them.
+
+    Notes
+    -----
+    The vector has ``sum(channels(layer)) * len(pool)`` values (512 for conv5 with mean,max).
+    Clips shorter than :attr:`min_duration` (the receptive-field minimum of the deepest layer: one
+    output frame; 0.207 s for conv1–conv7, 9.5 s for conv8) are zero-padded symmetrically to it, by
+    ``features.base.load_signal`` and again here for signals passed directly. Clips in a batch are
+    zero-padded to the longest and pooled over their own frames only, so a clip's vector does not
+    depend on its batch (to float32 rounding). Extraction runs in this process (``parallel =
+    False``) on ``default_jobs()`` threads (``$SERKIT_JOBS``, default all cores), one torch thread
+    each; the network is built once per process, on first use, and is never pickled.
+    """
+
+    sampling_rate = 22050
+    parallel = False
+
+    def __init__(self, layer="conv5", pool="mean,max", weights: str = _WEIGHTS_ID):
+        self.layer = layer
+        self.pool = pool
+        self.weights = weights
+        self._layers = _split(layer, "layer", tuple(_LAYER_CHANNELS))
+        self._pools = _split(pool, "pool", _POOLS)
+        if weights != _WEIGHTS_ID:
+            raise ConfigError(
+                f"soundnet: weights {weights!r} are not available; this serkit has {_WEIGHTS_ID!r} "
+                "(the published sound8.npy)"
+            )
+
+    # -- description -----------------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"layer": list(self._layers), "pool": list(self._pools), "weights": _WEIGHTS_ID}
+
+    def feature_names(self) -> list[str]:
+        return [f"{layer}_{stat}_{c}" for layer in self._layers for stat in self._pools for c in range(_LAYER_CHANNELS[layer])]
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input (samples) giving one frame at the deepest requested layer."""
+        from ..networks.soundnet import min_samples
+
+        return max(min_samples(layer) for layer in self._layers)
+
+    @property
+    def min_duration(self) -> float:  # type: ignore[override]
+        # Half a sample more than the exact minimum, so base.load_signal's int(seconds * rate)
+        # cannot round one sample short.
+        return (self.min_samples + 0.5) / self.sampling_rate
+
+    # -- extraction ------------------------------------------------------------------------------
+    def functionals(self, signal: np.ndarray) -> np.ndarray:
+        """[shape=(n_features,), float32] for one float32 mono signal at 22 050 Hz."""
+        return self.functionals_batch([signal])[0]
+
+    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """[shape=(n, n_features), float32] for float32 mono signals at 22 050 Hz.
+
+        Clips are sorted by length and grouped into small zero-padded batches (masked pooling
+        keeps each clip's vector independent of its batch); the batches run on ``default_jobs()``
+        worker threads with one torch thread each (see :func:`_run_parallel` for why).
+        """
+        import torch
+
+        from ..networks.heads import lengths_to_mask, masked_max, masked_mean, masked_std
+
+        stat_fn = {"mean": masked_mean, "max": masked_max, "std": masked_std}
+        model = _get_model()
+        need = self.min_samples
+        sigs = [_pad_center(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
+        out = np.zeros((len(sigs), len(self.feature_names())), dtype=np.float32)
+        order = sorted(range(len(sigs)), key=lambda i: len(sigs[i]))
+
+        def run(idx: list[int]) -> np.ndarray:
+            with torch.inference_mode():
+                lengths = torch.tensor([len(sigs[i]) for i in idx])
+                x = torch.zeros(len(idx), int(lengths.max()))
+                for row, i in enumerate(idx):
+                    x[row, : len(sigs[i])] = torch.from_numpy(sigs[i])
+                acts = model.features(x, self._layers, lengths=lengths if len(idx) > 1 else None)
+                parts = []
+                for layer in self._layers:
+                    a = acts[layer]
+                    mask = lengths_to_mask(model.frame_lengths(lengths, layer), a.shape[-1]) if len(idx) > 1 else None
+                    parts.extend(stat_fn[stat](a, mask) for stat in self._pools)
+                return torch.cat(parts, dim=1).numpy()
+
+        batches = _batches(order, [len(s) for s in sigs])
+        for idx, vals in zip(batches, _run_parallel(run, batches)):
+            out[idx] = vals
+        return out
+
+    def lld(self, signal: np.ndarray) -> np.ndarray:
+        """[shape=(n_frames, channels), float32] activations of the (single) requested layer."""
+        if len(self._layers) != 1:
+            raise ConfigError(f"soundnet: frame-level output needs one layer, got {self._layers}; pass layer='conv5'")
+        import torch
+
+        model = _get_model()
+        x = torch.from_numpy(_pad_center(np.asarray(signal, dtype=np.float32).reshape(-1), self.min_samples))
+
+        def run(_) -> np.ndarray:
+            with torch.inference_mode():
+                return model(x[None], until=self._layers[0])[0].T.contiguous().numpy()
+
+        return _run_parallel(run, [None])[0]
+
+
+def _pad_center(signal: np.ndarray, n: int) -> np.ndarray:
+    # Same symmetric zero padding as features.base.load_signal, for signals that did not come through it.
+    if len(signal) >= n:
+        return signal
+    left = (n - len(signal)) // 2
+    return np.pad(signal, (left, n - len(signal) - left))
+
+
+def _batches(order: list[int], lengths: list[int]) -> list[list[int]]:
+    """Split length-sorted indices into batches whose padded size stays under ``_MAX_BATCH_SAMPLES``."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        # sorted ascending: the newest clip is the longest, so the padded size is len(cur) * lengths[i]
+        if cur and (len(cur) + 1) * lengths[i] > _MAX_BATCH_SAMPLES:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _run_parallel(fn, batches: list) -> list:
+    """``[fn(b) for b in batches]`` on up to ``default_jobs()`` threads, each running torch single-threaded.
+
+    SoundNet's layers past conv2 are tiny (a 3 s clip has 66 conv4 frames), so torch's intra-op
+    threads spend most of their time at barriers; on a loaded machine (a busy core) a 2-thread
+    team measured 10–30x slower than one thread. Independent clips on independent threads never
+    wait for each other, and torch releases the GIL inside its kernels, so threads suffice. Even
+    a lone 60 s clip takes only ~0.1 s on one thread.
+    """
+    import torch
+
+    jobs = min(default_jobs(), len(batches))
+    previous = torch.get_num_threads()
+    # Threads take torch's thread count at their first parallel op: set it before they start.
+    torch.set_num_threads(1)
+    try:
+        if jobs <= 1:
+            return [fn(b) for b in batches]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="serkit-soundnet") as pool:
+            return list(pool.map(fn, batches))
+    finally:
+        torch.set_num_threads(previous)

