@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:
-    import serkit  # noqa: F401
-except ModuleNotFoundError:  # running from a checkout that is not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from serkit.corpora.base import Utterance  # noqa: E402
-from serkit.errors import ConfigError, ModelError  # noqa: E402
-from serkit.evaluation import (  # noqa: E402
+from serkit.corpora.base import Utterance
+from serkit.errors import ConfigError, ModelError
+from serkit.evaluation import (
     Holdout,
     LeaveOneSpeakerOut,
     RandomSplit,

@@ -71,7 +71,7 @@ class OpenSmileExtractor(FeatureExtractor):
 
     def full_config(self) -> dict:
         # feature set and code version join the cache key; config() keeps to constructor options
-        return {**super().full_config(), "feature_set": self.feature_set, "version": self.VERSION}
+        return {**super().full_config(), "feature_set": self.feature_set}
 
     # -- pickling: a Smile object pickles to ~0.5 MB (ComParE) and would travel with every chunk of
     # files extract() sends to a worker; the worker takes its own from _PROCESS_SMILES instead

@@ -695,10 +695,6 @@ class LibrosaExtractor(FeatureExtractor):
             "n_formants": self.n_formants,
         }
 
-    def full_config(self) -> dict:
-        # the code version joins the cache key (not config(), whose keys are the constructor's)
-        return {**super().full_config(), "version": self.VERSION}
-
     def _check(self) -> None:
         if self.deltas not in (0, 1, 2):
             raise ConfigError(f"deltas must be 0, 1 or 2 (MFCC derivatives to add), got {self.deltas!r}")
@@ -850,9 +846,6 @@ class LogMelExtractor(FeatureExtractor):
             "fmax": self.fmax,
             "top_db": self.top_db,
         }
-
-    def full_config(self) -> dict:
-        return {**super().full_config(), "version": self.VERSION}
 
     @property
     def frame_rate(self) -> float:

@@ -1,0 +1,74 @@
+"""Accuracy benchmark: recipes × speaker-independent protocols, printed as one table.
+
+Rows: EmoDB leave-one-speaker-out (7 classes, 10 folds) and TESS cross-speaker (train on one
+speaker, test on the other, both ways). Columns: UA, WA, macro-F1 and wall time. Corpora are read
+from ``$SERKIT_DATA`` (default ../shared/data). Results are also written as JSON.
+
+    python benchmarks/accuracy.py                       # the classic recipes
+    python benchmarks/accuracy.py --recipes compare-svm,soundnet-linear --tasks emodb-loso
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+TASKS = {
+    "emodb-loso": (["emodb:{data}/emodb"], "loso"),
+    "tess-oaf>yaf": (["tess:{data}/tess"], "holdout:YAF"),
+    "tess-yaf>oaf": (["tess:{data}/tess"], "holdout:OAF"),
+}
+
+DEFAULT_RECIPES = ["egemaps-svm", "compare-svm", "librosa-svm", "librosa-rf", "stacking"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help="comma-separated recipe names or paths")
+    ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
+    ap.add_argument("--set", action="append", default=[], dest="overrides", help="recipe override KEY=VALUE")
+    ap.add_argument("--out", default="out/bench/accuracy.json", help="JSON results file")
+    args = ap.parse_args(argv)
+
+    from serkit.api import evaluate
+    from serkit.cache import atomic_write_text
+
+    rows = []
+    header = f"| {'recipe':22s} | {'task':14s} | {'UA':>6s} | {'WA':>6s} | {'macro-F1':>8s} | {'UA adapt':>8s} | {'UA single':>9s} | {'time s':>7s} |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for recipe in [r for r in args.recipes.split(",") if r]:
+        for task in [t for t in args.tasks.split(",") if t]:
+            corpora, protocol = TASKS[task]
+            corpora = [c.format(data=DATA) for c in corpora]
+            t0 = time.perf_counter()
+            rep = evaluate(corpora, recipe, protocol=protocol, overrides=args.overrides, progress=False,
+                           out=Path(args.out).parent / f"{Path(recipe).stem}-{task.replace('>', '-')}")
+            seconds = time.perf_counter() - t0
+            d = rep.to_dict()
+            ad = d.get("adaptation") or {}
+            row = {"recipe": recipe, "task": task, "ua": d["ua"], "wa": d["wa"], "macro_f1": d["macro_f1"],
+                   "ua_speaker_adapted": ad.get("speaker", {}).get("ua"),
+                   "ua_single_utterance": ad.get("none", {}).get("ua"), "seconds": seconds,
+                   "extra": {k: v for k, v in d.get("extra", {}).items() if k in ("strategy",)}}
+            rows.append(row)
+
+            def f(v):
+                return f"{v:.3f}" if isinstance(v, float) else "  -  "
+
+            print(f"| {recipe:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
+                  f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | {seconds:7.1f} |",
+                  flush=True)
+    atomic_write_text(args.out, json.dumps(rows, indent=2))
+    print(f"\nresults: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
