@@ -163,6 +163,11 @@ class FeatureClassifier(Classifier):
         For stacking: the classifier used on each feature set (default ``"svm-linear"``).
     inner_folds
         Folds of the inner (training-speaker) cross-validation.
+    calibration
+        How an SVM turns scores into probabilities: ``"platt"`` (sigmoid fitted by internal CV;
+        its argmax can differ from the SVM's own decision) or ``"decision"`` (softmax of the
+        one-vs-rest decision values with a temperature fitted on inner-CV out-of-fold scores;
+        its argmax is the SVM's decision).
     """
 
     def __init__(
@@ -176,6 +181,7 @@ class FeatureClassifier(Classifier):
         base: str = "svm-linear",
         inner_folds: int = 3,
         min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES,
+        calibration: str = "platt",
         seed: int = 0,
     ):
         self.features = [features] if isinstance(features, (str, dict)) else list(features)
@@ -186,7 +192,10 @@ class FeatureClassifier(Classifier):
         self.base = base
         self.inner_folds = inner_folds
         self.min_speaker_utterances = min_speaker_utterances
+        self.calibration = calibration
         self.seed = seed
+        if calibration not in ("platt", "decision"):
+            raise ConfigError(f"unknown calibration {calibration!r}; use 'platt' or 'decision'")
         if classifier not in _CLASSIFIERS:
             raise ConfigError(f"unknown classifier {classifier!r}; known: {', '.join(_CLASSIFIERS)}")
         if normalisation not in _NORMALISATIONS:
@@ -267,8 +276,16 @@ class FeatureClassifier(Classifier):
             grid = self.grid if self.grid is not None else _DEFAULT_GRIDS[self.classifier]
             params, score = _select(self.classifier, grid, x, y, speakers, self.class_weight, self.inner_folds, self.seed)
             self.selected_ = {"params": params, "inner_ua": score}
-            self.estimators_ = [_make_estimator(self.classifier, params, self.class_weight, self.seed, True).fit(x, y)]
+            if self._decision_calibrated():
+                self.temperature_ = _fit_temperature(self.classifier, params, x, y, speakers, self.class_weight,
+                                                     self.inner_folds, self.seed, len(labels_))
+                self.selected_["temperature"] = self.temperature_
+            probability = not self._decision_calibrated()
+            self.estimators_ = [_make_estimator(self.classifier, params, self.class_weight, self.seed, probability).fit(x, y)]
         return self
+
+    def _decision_calibrated(self) -> bool:
+        return self.calibration == "decision" and self.classifier.startswith("svm")
 
     def _fit_stacking(self, xs, y, groups):
         from sklearn.linear_model import LogisticRegression
@@ -298,7 +315,10 @@ class FeatureClassifier(Classifier):
         if self.classifier == "stacking":
             z = np.concatenate([_aligned_proba(est, x, n_labels) for est, x in zip(self.estimators_[:-1], xs)], axis=1)
             return _aligned_proba(self.estimators_[-1], z, n_labels)
-        return _aligned_proba(self.estimators_[0], np.concatenate(xs, axis=1), n_labels)
+        x = np.concatenate(xs, axis=1)
+        if self._decision_calibrated():
+            return _softmax(_decision(self.estimators_[0], x, n_labels) / self.temperature_)
+        return _aligned_proba(self.estimators_[0], x, n_labels)
 
     def predict_proba(self, signals, *, speakers=None) -> np.ndarray:
         self._check_fitted()
@@ -332,6 +352,8 @@ class FeatureClassifier(Classifier):
         for i, (m, s) in enumerate(zip(self.global_mean_, self.global_std_)):
             arrays[f"global_mean_{i}"] = np.asarray(m, dtype=np.float64)
             arrays[f"global_std_{i}"] = np.asarray(s, dtype=np.float64)
+        if self._decision_calibrated():
+            arrays["temperature"] = np.array(self.temperature_, dtype=np.float64)
         np.savez(directory / "normalisation.npz", **arrays)
         sio.dump(self.estimators_, directory / "estimators.skops")
         return ["normalisation.npz", "estimators.skops"]
@@ -357,11 +379,52 @@ class FeatureClassifier(Classifier):
                 n = len(model.features)
                 model.global_mean_ = [z[f"global_mean_{i}"] for i in range(n)]
                 model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
+                if "temperature" in z.files:
+                    model.temperature_ = float(z["temperature"])
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model") from None
         model.labels_ = list(labels)
         model.selected_ = config.get("selected", {})
         return model
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _decision(est, x: np.ndarray, n_labels: int) -> np.ndarray:
+    """One-vs-rest decision values [shape=(n, n_labels)] (argmax = the SVM's prediction)."""
+    d = est.decision_function(x)
+    classes = np.asarray(est.classes_ if hasattr(est, "classes_") else est[-1].classes_, dtype=int)
+    if d.ndim == 1:  # two classes: one signed margin
+        d = np.stack([-d, d], axis=1) / 2
+    out = np.full((len(x), n_labels), -1e3)
+    out[:, classes] = d
+    return out
+
+
+def _fit_temperature(kind, params, x, y, groups, class_weight, k, seed, n_labels) -> float:
+    """Softmax temperature minimising the log-loss of inner-CV out-of-fold decision values."""
+    from scipy.optimize import minimize_scalar
+
+    scores, truth = [], []
+    for tr, va in _inner_folds(y, groups, k, seed):
+        if len(np.unique(y[tr])) < 2:
+            continue
+        est = _make_estimator(kind, params, class_weight, seed, probability=False).fit(x[tr], y[tr])
+        scores.append(_decision(est, x[va], n_labels))
+        truth.append(y[va])
+    if not scores:
+        return 1.0
+    z, t = np.concatenate(scores), np.concatenate(truth)
+
+    def nll(log_temp):
+        p = _softmax(z / np.exp(log_temp))
+        return -np.mean(np.log(np.maximum(p[np.arange(len(t)), t], 1e-12)))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x))
 
 
 def _trusted_type(name: str) -> bool:
