@@ -164,10 +164,11 @@ class FeatureClassifier(Classifier):
     inner_folds
         Folds of the inner (training-speaker) cross-validation.
     calibration
-        How an SVM turns scores into probabilities: ``"platt"`` (sigmoid fitted by internal CV;
-        its argmax can differ from the SVM's own decision) or ``"decision"`` (softmax of the
-        one-vs-rest decision values with a temperature fitted on inner-CV out-of-fold scores;
-        its argmax is the SVM's decision).
+        How an SVM turns scores into probabilities: ``"decision"`` (default: softmax of the
+        one-vs-rest decision values with a temperature fitted on inner-CV out-of-fold scores; its
+        argmax is the SVM's decision) or ``"platt"`` (sigmoids fitted by internal CV; its argmax
+        can differ from the SVM's decision, and with a very small C it can collapse to uniform
+        probabilities).
     """
 
     def __init__(
@@ -181,7 +182,7 @@ class FeatureClassifier(Classifier):
         base: str = "svm-linear",
         inner_folds: int = 3,
         min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES,
-        calibration: str = "platt",
+        calibration: str = "decision",
         seed: int = 0,
     ):
         self.features = [features] if isinstance(features, (str, dict)) else list(features)

@@ -1,0 +1,121 @@
+"""The `serkit` command end to end on real clips: corpora, train, evaluate, predict (with bad files)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from serkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    """A CSV manifest of 36 real EmoDB clips: 3 speakers x 3 emotions x 4 takes."""
+    from tests.conftest import data_dir
+
+    emodb = data_dir("emodb") / "wav"
+    root = tmp_path_factory.mktemp("manifest")
+    rows, counts = [], {}
+    letters = {"W": "angry", "T": "sad", "N": "neutral"}
+    for f in sorted(emodb.glob("*.wav")):
+        spk, label = f.name[:2], letters.get(f.name[5])
+        if spk in ("03", "10", "11") and label and counts.get((spk, label), 0) < 4:
+            counts[(spk, label)] = counts.get((spk, label), 0) + 1
+            rows.append({"path": str(f), "label": label, "speaker": spk})
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "speaker"])
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def model_dir(manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "egemaps"
+    assert main(["train", "--corpus", f"manifest:{manifest}", "--recipe", "egemaps-svm", "--out", str(out), "-q"]) == 0
+    return out
+
+
+def test_corpora_scan_json(emodb_dir, capsys):
+    assert main(["corpora", "scan", "emodb", str(emodb_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"corpus", "n_utterances", "labels", "speakers", "problems"}
+    assert out["n_utterances"] == 535 and out["labels"]["angry"] == 127 and len(out["speakers"]) == 10
+
+
+def test_corpora_scan_bad_folder_is_one_line(tmp_path, capsys):
+    assert main(["corpora", "scan", "emodb", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_evaluate_writes_the_report(manifest, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["evaluate", "--corpus", f"manifest:{manifest}", "--recipe", "egemaps-svm",
+                 "--protocol", "loso", "--out", str(out), "-q"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert {"ua", "wa", "macro_f1", "labels", "confusion", "folds", "protocol", "recipe", "normalisation"} <= set(report)
+    assert [sorted(f["test_speakers"]) for f in report["folds"]] == [["03"], ["10"], ["11"]]
+    assert report["labels"] == ["angry", "neutral", "sad"]
+    assert report["ua"] > 0.5  # 3 classes: chance is 0.33
+    assert report["normalisation"] == "speaker"
+    for name in ("report.md", "confusion.png", "predictions.csv"):
+        assert (out / name).stat().st_size > 0
+    assert "UA" in capsys.readouterr().out
+
+
+def test_train_info_and_predict(model_dir, emodb_dir, tmp_path, capsys):
+    assert main(["info", "--model", str(model_dir)]) == 0
+    assert "angry, neutral, sad" in capsys.readouterr().out
+    out = tmp_path / "pred.jsonl"
+    clip = emodb_dir / "wav" / "16a01Wb.wav"  # speaker 16 was not in training
+    assert main(["predict", "--model", str(model_dir), str(clip), "--out", str(out), "-q"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["label"] in ("angry", "neutral", "sad") and row["error"] == ""
+    assert row["p_angry"] + row["p_neutral"] + row["p_sad"] == pytest.approx(1.0)
+    from serkit.audio import info
+
+    assert row["start"] == 0.0 and row["end"] == pytest.approx(info(clip).duration, abs=0.01)
+
+
+def test_predict_folder_with_bad_files_reports_them_and_goes_on(model_dir, emodb_dir, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("16a01Wb.wav", "16a01Tb.wav"):
+        shutil.copy(emodb_dir / "wav" / name, folder / name)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("not audio at all\n" * 10)
+    good = (emodb_dir / "wav" / "16a01Wb.wav").read_bytes()
+    (folder / "truncated.wav").write_bytes(good[:40])
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(model_dir), str(folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    with open(out) as fh:
+        rows = {r["file"].split("/")[-1]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"16a01Wb.wav", "16a01Tb.wav", "empty.wav", "notes.wav", "truncated.wav"}
+    assert rows["16a01Wb.wav"]["error"] == "" and rows["16a01Wb.wav"]["label"]
+    assert "empty" in rows["empty.wav"]["error"]
+    assert "cannot decode" in rows["notes.wav"]["error"]
+    assert rows["truncated.wav"]["error"]
+    assert "2 of 5 files predicted, 3 failed" in err
+    # --strict turns any failure into a non-zero exit
+    assert main(["predict", "--model", str(model_dir), str(folder), "--out", str(out), "--strict", "-q"]) == 1
+
+
+def test_predict_nothing_readable_fails(model_dir, tmp_path, capsys):
+    (tmp_path / "bad.wav").write_text("nope")
+    assert main(["predict", "--model", str(model_dir), str(tmp_path / "bad.wav"), "-q"]) == 1
+    assert main(["predict", "--model", str(tmp_path / "no-model"), str(tmp_path / "bad.wav")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "example:" in capsys.readouterr().out

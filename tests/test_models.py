@@ -1,0 +1,148 @@
+"""Feature classifiers: learning on known data, per-speaker standardisation, calibration, artifacts,
+recipes — and one real speaker-independent run on EmoDB."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from serkit.artifact import load_model, read_metadata, save_model
+from serkit.corpora import load_corpus
+from serkit.errors import ConfigError, ModelError, NotFittedError
+from serkit.evaluation import evaluate
+from serkit.models.features import FeatureClassifier, speaker_standardise
+from serkit.recipe import load_recipe, recipe_names
+
+
+def blobs(n_per=30, n_spk=4, shift=3.0, seed=0):
+    """Three classes in 5-D; every speaker adds its own offset (what per-speaker standardisation removes)."""
+    rng = np.random.default_rng(seed)
+    x, y, s = [], [], []
+    centres = np.eye(3, 5) * shift
+    for k in range(n_spk):
+        offset = rng.normal(0, 5, size=5)
+        for c in range(3):
+            x.append(rng.normal(centres[c] + offset, 1.0, size=(n_per, 5)))
+            y += [f"c{c}"] * n_per
+            s += [f"s{k}"] * n_per
+    return np.concatenate(x), np.array(y), np.array(s)
+
+
+def test_speaker_standardise_known_answer():
+    x = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, 0.0], [102.0, 2.0]])
+    out = speaker_standardise(x, ["a", "a", "b", "b"], np.zeros(2), np.ones(2), min_utterances=2)
+    assert np.allclose(out, [[-1, -1], [1, 1], [-1, -1], [1, 1]])
+    # a speaker with too few utterances falls back to the global statistics
+    out = speaker_standardise(x, ["a", "a", "b", "b"], np.array([1.0, 0.0]), np.array([2.0, 1.0]), min_utterances=3)
+    assert np.allclose(out[2], [49.5, 0.0])
+
+
+@pytest.mark.parametrize("kind,calibration", [("svm-linear", "platt"), ("svm-linear", "decision"),
+                                              ("svm-rbf", "decision"), ("logreg", "platt"), ("rf", "platt")])
+def test_learns_held_out_speaker_with_speaker_normalisation(kind, calibration):
+    x, y, s = blobs()
+    train, test = s != "s3", s == "s3"
+    grid = {"C": [0.1, 1.0]} if kind.startswith("svm") else None  # Platt collapses for tiny C on 5-D data
+    m = FeatureClassifier(["dummy"], classifier=kind, normalisation="speaker", calibration=calibration, grid=grid)
+    m.fit_features([x[train]], y[train], s[train])
+    p = m._proba_from_blocks([x[test]], s[test])
+    assert p.shape == (test.sum(), 3)
+    assert np.allclose(p.sum(axis=1), 1.0)
+    acc = np.mean(np.array(m.labels_)[p.argmax(axis=1)] == y[test])
+    assert acc > 0.9  # chance is 1/3; the speaker offset (sd 5) would swamp the class shift without it
+
+
+def test_decision_calibration_keeps_the_svm_decision():
+    x, y, s = blobs(seed=1)
+    m = FeatureClassifier(["dummy"], classifier="svm-linear", calibration="decision", grid={"C": [0.1]})
+    m.fit_features([x], y, s)
+    xn = m._normalise(x, 0, s)
+    svm_says = m.estimators_[0].predict(xn)
+    p = m._proba_from_blocks([x], s)
+    assert np.array_equal(p.argmax(axis=1), svm_says)
+    assert 0.01 < m.temperature_ < 100
+
+
+def test_stacking_combines_feature_sets():
+    x, y, s = blobs(seed=2)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(len(y), 4))  # an uninformative second feature set
+    m = FeatureClassifier(["a", "b"], classifier="stacking", grid=None)
+    m.fit_features([x, noise], y, s)
+    p = m._proba_from_blocks([x, noise], s)
+    assert np.mean(np.array(m.labels_)[p.argmax(1)] == y) > 0.9
+
+
+def test_unknown_options_are_clear():
+    with pytest.raises(ConfigError, match="known: svm-linear"):
+        FeatureClassifier(["compare"], classifier="xgboost")
+    with pytest.raises(ConfigError, match="normalisation"):
+        FeatureClassifier(["compare"], normalisation="per-utterance")
+    with pytest.raises(NotFittedError, match="not fitted"):
+        FeatureClassifier(["compare"]).predict_proba([np.zeros(16000, np.float32)])
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'.*compare-svm"):
+        load_recipe("nope")
+
+
+def test_recipes_load_and_override():
+    assert {"compare-svm", "egemaps-svm", "librosa-svm", "librosa-rf", "stacking", "soundnet-linear"} <= set(recipe_names())
+    r = load_recipe("compare-svm", ["model.classifier=svm-rbf", "model.grid={C: [1, 10]}"])
+    assert r.model["classifier"] == "svm-rbf" and r.model["grid"] == {"C": [1, 10]}
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_recipe("compare-svm", ["oops"])
+
+
+def emodb_subset(emodb_dir, speakers=("03", "08", "09", "10"), per=12):
+    utts = load_corpus(f"emodb:{emodb_dir}")
+    out, counts = [], {}
+    for u in utts:
+        if u.speaker in speakers and u.label in ("angry", "sad", "neutral"):
+            key = (u.speaker, u.label)
+            if counts.get(key, 0) < per:
+                counts[key] = counts.get(key, 0) + 1
+                out.append(u)
+    return out
+
+
+def test_real_utterances_beat_chance_on_held_out_speakers_and_round_trip(emodb_dir, tmp_path):
+    """eGeMAPS + SVM on 3 EmoDB emotions of 4 speakers, leave-one-speaker-out: well above chance."""
+    utts = emodb_subset(emodb_dir)
+    report = evaluate(lambda: FeatureClassifier(["egemaps"], classifier="svm-linear"), utts, "loso", progress=False)
+    assert len(report.folds) == 4
+    assert report.ua > 0.7  # chance is 0.33
+    model = FeatureClassifier(["egemaps"], classifier="svm-linear", calibration="decision").fit(utts, progress=False)
+    before = model.predict_proba_utterances(utts[:6], progress=False)
+    save_model(model, tmp_path / "m", recipe={"name": "test"}, metrics={"ua": report.ua})
+    meta = read_metadata(tmp_path / "m")
+    assert meta["labels"] == ["angry", "neutral", "sad"] and meta["family"] == "features"
+    assert meta["metrics"]["ua"] == pytest.approx(report.ua)
+    loaded, _ = load_model(tmp_path / "m")
+    after = loaded.predict_proba_utterances(utts[:6], progress=False)
+    assert np.allclose(before, after)
+    # overwriting an artifact is atomic: the old one stays readable until the new one is in place
+    save_model(loaded, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["labels"] == ["angry", "neutral", "sad"]
+
+
+def test_damaged_artifacts_are_refused(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        read_metadata(tmp_path / "missing")
+    (tmp_path / "m").mkdir()
+    with pytest.raises(ModelError, match="no model.json"):
+        read_metadata(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        read_metadata(tmp_path / "m")
+    (tmp_path / "m" / "model.json").write_text(json.dumps({"format_version": 99, "family": "features"}))
+    with pytest.raises(ModelError, match="upgrade serkit"):
+        read_metadata(tmp_path / "m")
+
+
+@pytest.mark.slow
+def test_compare_svm_emodb_loso_reaches_target(emodb_dir):
+    from serkit.api import evaluate as api_evaluate
+
+    rep = api_evaluate([f"emodb:{emodb_dir}"], "compare-svm", protocol="loso", progress=False)
+    assert rep.ua >= 0.83
