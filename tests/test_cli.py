@@ -119,3 +119,14 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "example:" in capsys.readouterr().out
+
+
+def test_speaker_dependent_protocol_needs_the_flag(manifest, tmp_path, capsys):
+    args = ["evaluate", "--corpus", f"manifest:{manifest}", "--recipe", "egemaps-svm", "--protocol", "random-split:3",
+            "--out", str(tmp_path / "r"), "-q"]
+    assert main(args) == 2
+    assert "--speaker-dependent" in capsys.readouterr().err
+    assert main(args + ["--speaker-dependent"]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["speaker_dependent"] is True
+    assert "speaker-dependent" in (tmp_path / "r" / "report.md").read_text().lower()

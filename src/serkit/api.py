@@ -41,19 +41,35 @@ def _trained_on(utterances, corpora) -> dict:
 
 def evaluate(corpora: Sequence[str], recipe="compare-svm", *, protocol: str | None = None,
              out=None, overrides: list[str] | None = None, label_set: str | None = None,
-             report_both: bool = True, progress: bool = True):
+             report_both: bool = True, allow_speaker_dependent: bool = False, progress: bool = True):
     """Evaluate a recipe on corpora under a (speaker-independent by default) protocol.
+
+    A protocol that lets a speaker appear in both training and test data (``random-split:K``)
+    runs only with ``allow_speaker_dependent=True`` and is marked as such in the report.
 
     Returns the :class:`serkit.evaluation.Report`; with ``out`` also writes report.json,
     report.md, confusion.png and predictions.csv there.
     """
+    from .corpora import UNKNOWN_SPEAKER
     from .evaluation import evaluate as run_protocol
     from .evaluation import parse_protocol
     from .recipe import load_recipe
 
     r = load_recipe(recipe, overrides)
     proto = parse_protocol(protocol or r.protocol)
+    if not proto.speaker_independent and not allow_speaker_dependent:
+        raise ConfigError(
+            f"protocol {proto.name!r} puts the same speakers in training and test data, which overstates "
+            "accuracy on new speakers; pass --speaker-dependent (allow_speaker_dependent=True) to run it anyway"
+        )
     utterances = prepare_data(corpora, label_set or r.label_set)
+    unknown = sum(u.speaker == UNKNOWN_SPEAKER for u in utterances)
+    if proto.speaker_independent and unknown:
+        raise ConfigError(
+            f"{unknown} of {len(utterances)} utterances have no speaker, so a speaker-independent protocol "
+            "cannot keep them apart; give speakers (folder: speaker_pattern or one sub-folder per speaker; "
+            "manifest: a speaker column), or use --protocol random-split:5 --speaker-dependent"
+        )
     t0 = time.perf_counter()
     report = run_protocol(r.build, utterances, proto, report_both=report_both, progress=progress)
     report.recipe = r.to_dict()

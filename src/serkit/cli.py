@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     corpus_args(e)
     e.add_argument("--protocol", default=None,
                    help="loso | speaker-kfold:K | holdout:SPK[,SPK] | random-split:K (speaker-dependent)")
+    e.add_argument("--speaker-dependent", action="store_true",
+                   help="allow a protocol that mixes speakers between train and test (random-split); "
+                        "the report is marked speaker-dependent")
     e.add_argument("--out", default=None, help="report folder (default runs/<recipe>-<protocol>)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -147,7 +150,7 @@ def _cmd_evaluate(args) -> int:
     protocol = args.protocol or r.protocol
     out = args.out or str(Path("runs") / f"{r.name}-{protocol.replace(':', '-').replace(',', '_')}")
     report = evaluate(args.corpus, r, protocol=protocol, out=out, label_set=args.label_set,
-                      progress=_progress(args))
+                      allow_speaker_dependent=args.speaker_dependent, progress=_progress(args))
     if args.json:
         print(report.to_json())
     else:
