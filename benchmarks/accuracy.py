@@ -6,6 +6,11 @@ from ``$SERKIT_DATA`` (default ../shared/data). Results are also written as JSON
 
     python benchmarks/accuracy.py                       # the classic recipes
     python benchmarks/accuracy.py --recipes compare-svm,soundnet-linear --tasks emodb-loso
+    python benchmarks/accuracy.py --preset soundnet --tasks emodb-loso   # linear + 3 fine-tuning strategies
+    python benchmarks/accuracy.py --row "ft-full=soundnet-finetune:model.strategy=full,model.train.epochs=20"
+
+A row is ``LABEL=RECIPE[:KEY=VALUE,KEY=VALUE...]`` (overrides for that row only, applied after the
+global ``--set`` ones); ``--row`` may repeat and replaces ``--recipes``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,32 @@ TASKS = {
 
 DEFAULT_RECIPES = ["egemaps-svm", "compare-svm", "librosa-svm", "librosa-rf", "stacking"]
 
+PRESETS = {
+    "soundnet": [
+        "soundnet-linear=soundnet-linear",
+        "ft-freeze=soundnet-finetune:model.strategy=freeze",
+        "ft-progressive=soundnet-finetune:model.strategy=progressive",
+        "ft-full=soundnet-finetune:model.strategy=full",
+    ],
+}
+
+
+def parse_row(spec: str) -> tuple[str, str, list[str]]:
+    """``LABEL=RECIPE[:K=V,K=V]`` → (label, recipe, overrides); a bare ``RECIPE`` is its own label."""
+    label, _, rest = spec.partition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
+    recipe, _, opts = rest.partition(":")
+    overrides = [o for o in opts.split(",") if o]
+    return (label or recipe), recipe, overrides
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help="comma-separated recipe names or paths")
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="recipe override KEY=VALUE")
+    ap.add_argument("--row", action="append", default=[], dest="rows",
+                    help="LABEL=RECIPE[:KEY=VALUE,...] (repeatable; replaces --recipes)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), help="a named list of rows (added to --row)")
     ap.add_argument("--out", default="out/bench/accuracy.json", help="JSON results file")
     args = ap.parse_args(argv)
 
@@ -40,20 +65,22 @@ def main(argv=None) -> int:
     from serkit.cache import atomic_write_text
 
     rows = []
-    header = f"| {'recipe':22s} | {'task':14s} | {'UA':>6s} | {'WA':>6s} | {'macro-F1':>8s} | {'UA adapt':>8s} | {'UA single':>9s} | {'time s':>7s} |"
+    header = f"| {'row':22s} | {'task':14s} | {'UA':>6s} | {'WA':>6s} | {'macro-F1':>8s} | {'UA adapt':>8s} | {'UA single':>9s} | {'time s':>7s} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for recipe in [r for r in args.recipes.split(",") if r]:
+    specs = list(args.rows) + (PRESETS[args.preset] if args.preset else [])
+    rows_todo = [parse_row(r) for r in specs] if specs else [(r, r, []) for r in args.recipes.split(",") if r]
+    for label, recipe, row_overrides in rows_todo:
         for task in [t for t in args.tasks.split(",") if t]:
             corpora, protocol = TASKS[task]
             corpora = [c.format(data=DATA) for c in corpora]
             t0 = time.perf_counter()
-            rep = evaluate(corpora, recipe, protocol=protocol, overrides=args.overrides, progress=False,
-                           out=Path(args.out).parent / f"{Path(recipe).stem}-{task.replace('>', '-')}")
+            rep = evaluate(corpora, recipe, protocol=protocol, overrides=args.overrides + row_overrides, progress=False,
+                           out=Path(args.out).parent / f"{Path(label).stem}-{task.replace('>', '-')}")
             seconds = time.perf_counter() - t0
             d = rep.to_dict()
             ad = d.get("adaptation") or {}
-            row = {"recipe": recipe, "task": task, "ua": d["ua"], "wa": d["wa"], "macro_f1": d["macro_f1"],
+            row = {"label": label, "recipe": recipe, "overrides": args.overrides + row_overrides, "task": task, "ua": d["ua"], "wa": d["wa"], "macro_f1": d["macro_f1"],
                    "ua_speaker_adapted": ad.get("speaker", {}).get("ua"),
                    "ua_single_utterance": ad.get("none", {}).get("ua"), "seconds": seconds,
                    "extra": {k: v for k, v in d.get("extra", {}).items() if k in ("strategy",)}}
@@ -62,7 +89,7 @@ def main(argv=None) -> int:
             def f(v):
                 return f"{v:.3f}" if isinstance(v, float) else "  -  "
 
-            print(f"| {recipe:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
+            print(f"| {label:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
                   f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | {seconds:7.1f} |",
                   flush=True)
     atomic_write_text(args.out, json.dumps(rows, indent=2))

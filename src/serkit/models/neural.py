@@ -81,7 +81,8 @@ def _nets():
     import torch
     from torch import nn
 
-    from ..networks.heads import ClassifierHead, conv_out_length, lengths_to_mask, pool_out_length
+    from ..networks.heads import (ClassifierHead, _mask_for, conv_out_length, lengths_to_mask, masked_mean,
+                                  masked_std, pool_out_length)
     from ..networks.soundnet import INPUT_SCALE, SAMPLING_RATE, SoundNet8, layer_channels, min_samples
     from ..networks.soundnet_res import SoundNetRes
     from ..training.trainer import BlockwiseNet
@@ -95,13 +96,55 @@ def _nets():
         from 0.35 to 0.6 at equal epochs).
         """
 
-        def __init__(self, in_dim: int, n_classes: int, *, dropout: float, pool: str):
+        def __init__(self, in_dim: int, n_classes: int, *, dropout: float, pool: str, speaker_norm: bool = False):
             super().__init__()
-            self.head = ClassifierHead(in_dim, n_classes, dropout=dropout, pool=pool)
-            self.norm = nn.BatchNorm1d(self.head.pool.out_dim(in_dim))
+            self.head = ClassifierHead(in_dim, n_classes, dropout=dropout, pool="meanmax" if pool == "meanstd" else pool)
+            if pool == "meanstd":
+                self.head.pool = MeanStdPool()
+            dim = self.head.pool.out_dim(in_dim)
+            self.norm = nn.BatchNorm1d(dim)
+            self.speaker_norm = speaker_norm
+            if speaker_norm:
+                # fallback statistics for speakers without enough utterances (set after training)
+                self.register_buffer("global_mean", torch.zeros(dim))
+                self.register_buffer("global_std", torch.ones(dim))
 
-        def forward(self, h, lengths):
-            return self.head(self.norm(self.head.pool(h, lengths=lengths)))
+        def pooled(self, h, lengths):
+            return self.head.pool(h, lengths=lengths)
+
+        def from_pooled(self, p):
+            return self.head(self.norm(p))
+
+        def forward(self, h, lengths, norm=None):
+            p = self.pooled(h, lengths)
+            if norm is not None:
+                p = (p - norm[0]) / norm[1]
+            return self.from_pooled(p)
+
+    class MeanStdPool(nn.Module):
+        """Masked mean ‖ standard deviation over frames: [B, C, T] → [B, 2C]."""
+
+        def out_dim(self, in_dim: int) -> int:
+            return 2 * in_dim
+
+        def forward(self, x, mask=None, lengths=None):
+            mask = _mask_for(x, mask, lengths)
+            return torch.cat([masked_mean(x, mask), masked_std(x, mask)], dim=1)
+
+    class _SpeakerNormMixin:
+        def pooled(self, h, lengths):
+            return self.head.pooled(h, lengths)
+
+        def from_pooled(self, p):
+            return self.head.from_pooled(p)
+
+        def classify(self, h, lengths, norm=None):
+            return self.head(h, lengths, norm=norm)
+
+        def set_global_norm(self, mean, std):
+            if self.head.speaker_norm:
+                self.head.global_mean.copy_(mean)
+                self.head.global_std.copy_(std)
 
     def block_lengths(block, n):
         """Frames out of one SoundNet8 block (conv → BN → ReLU → max-pool) for ``n`` frames in."""
@@ -112,13 +155,13 @@ def _nets():
             n = pool_out_length(n, k if isinstance(k, int) else k[0])
         return n
 
-    class SoundNet8Blocks(BlockwiseNet):
+    class SoundNet8Blocks(_SpeakerNormMixin, BlockwiseNet):
         """SoundNet8's conv1 … ``layer`` blocks (pretrained) and a pooling head; 22 050 Hz input in [-1, 1]."""
 
         sampling_rate = SAMPLING_RATE
 
         def __init__(self, n_classes: int, *, layer: str = "conv7", pool: str = "meanmax",
-                     dropout: float = 0.3, pretrained: bool = True):
+                     dropout: float = 0.3, pretrained: bool = True, speaker_norm: bool = False):
             super().__init__()
             backbone = SoundNet8(pretrained=pretrained)
             if layer not in backbone.block_names:
@@ -129,7 +172,7 @@ def _nets():
             cut = backbone.block_names.index(layer) + 1
             self.block_names = backbone.block_names[:cut]
             self.blocks = nn.ModuleList(list(backbone.blocks[:cut]))  # conv8 heads are dropped
-            self.head = NormedHead(layer_channels(layer), n_classes, dropout=dropout, pool=pool)
+            self.head = NormedHead(layer_channels(layer), n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
             self.min_samples = int(min_samples(layer))
 
         def level_lengths(self, lengths, start: int, stop: int):
@@ -147,21 +190,19 @@ def _nets():
                 h = h * lengths_to_mask(lengths, h.shape[-1])[:, None, :].to(h.dtype)
             return h, lengths
 
-        def classify(self, h, lengths):
-            return self.head(h, lengths)
 
-    class SoundNetResBlocks(BlockwiseNet):
+    class SoundNetResBlocks(_SpeakerNormMixin, BlockwiseNet):
         """SoundNetRes as one block (its multi-scale taps do not split into a chain) and a pooling head; 16 kHz."""
 
         sampling_rate = SoundNetRes.SAMPLING_RATE
         min_samples = 1
 
-        def __init__(self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3):
+        def __init__(self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3, speaker_norm: bool = False):
             super().__init__()
             backbone = SoundNetRes()
             self.block_names = ("soundnet-res",)
             self.blocks = nn.ModuleList([backbone])
-            self.head = NormedHead(backbone.out_channels, n_classes, dropout=dropout, pool=pool)
+            self.head = NormedHead(backbone.out_channels, n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
 
         @property
         def backbone(self):
@@ -175,8 +216,6 @@ def _nets():
                 return self.backbone(h, lengths=lengths), self.backbone.frame_lengths(lengths)
             return h, lengths
 
-        def classify(self, h, lengths):
-            return self.head(h, lengths)
 
     _NETS = {"soundnet8": SoundNet8Blocks, "soundnet-res": SoundNetResBlocks, "torch": torch}
     return _NETS
@@ -249,8 +288,8 @@ class SoundNetClassifier(Classifier):
 
         if self.backbone not in BACKBONES:
             raise ConfigError(f"unknown soundnet backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
-        if self.pool not in ("meanmax", "attention"):
-            raise ConfigError(f"unknown pool {self.pool!r}; choose 'meanmax' or 'attention'")
+        if self.pool not in ("meanmax", "meanstd", "attention"):
+            raise ConfigError(f"unknown pool {self.pool!r}; choose 'meanmax', 'meanstd' or 'attention'")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if self.backbone == "soundnet-res" and self.pretrained:
@@ -287,10 +326,12 @@ class SoundNetClassifier(Classifier):
 
     def _build_net(self, n_classes: int, *, pretrained: bool):
         nets = _nets()
-        dropout = self._train_config().dropout
+        config = self._train_config()
+        dropout, spk = config.dropout, config.normalisation == "speaker"
         if self.backbone == "soundnet8":
-            return nets["soundnet8"](n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained)
-        return nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout)
+            return nets["soundnet8"](n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
+                                     speaker_norm=spk)
+        return nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk)
 
     # -- learning -----------------------------------------------------------------------------------
     def fit(self, utterances: Sequence, *, progress: bool = True) -> "SoundNetClassifier":
@@ -321,11 +362,15 @@ class SoundNetClassifier(Classifier):
     def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
         """[shape=(n, n_labels)] probabilities for whole float32 signals at ``sampling_rate``.
 
-        ``speakers`` is accepted for interface compatibility and ignored (no per-speaker adaptation
-        in this family). Signals shorter than the backbone's receptive field are zero-padded.
+        With ``train.normalisation: speaker`` the pooled vectors are standardised per speaker
+        (``speakers[i]`` names signal ``i``'s speaker; the statistics come from that speaker's
+        signals in this call, which need no labels; a speaker with fewer than
+        ``train.min_speaker_utterances`` signals, or ``speakers=None``, gets the training set's
+        statistics). Otherwise ``speakers`` is ignored. Signals shorter than the backbone's
+        receptive field are zero-padded.
         """
         self._check_fitted()
-        from ..training.trainer import _pad_min, default_threads, predict_logits
+        from ..training.trainer import _pad_min, default_threads, predict_logits, predict_pooled, speaker_norms
 
         torch = _nets()["torch"]
         signals = [np.asarray(s, dtype=np.float32) for s in signals]
@@ -338,20 +383,33 @@ class SoundNetClassifier(Classifier):
         previous = torch.get_num_threads()
         torch.set_num_threads(default_threads())
         try:
-            logits = predict_logits(self.net_, signals)
+            if self._speaker_norm:
+                config = self._train_config()
+                pooled = predict_pooled(self.net_, signals, batch_seconds=config.eval_batch_seconds)
+                head = self.net_.head
+                mu, sd = speaker_norms(pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances)
+                with torch.no_grad():
+                    logits = self.net_.from_pooled((pooled - mu) / sd).float().numpy()
+            else:
+                logits = predict_logits(self.net_, signals)
         finally:
             torch.set_num_threads(previous)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
 
-    def predict_proba_utterances(self, utterances: Sequence, *, progress: bool = True) -> np.ndarray:  # type: ignore[override]
+    def predict_proba_utterances(self, utterances: Sequence, *, adapt: bool | None = None,
+                                 progress: bool = True) -> np.ndarray:  # type: ignore[override]
         """Probabilities for utterances (audio read once per process and kept).
 
-        There is no ``adapt=``: this family has no per-speaker adaptation, and
-        :func:`serkit.evaluation.evaluate` reads the missing keyword as exactly that (it then
-        reports a single mode instead of three identical ones).
+        ``adapt``: use the utterances' speakers for per-speaker normalisation (default: when the
+        model was trained with ``train.normalisation: speaker``; without it there is nothing to adapt).
         """
         signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
-        return self.predict_proba(signals)
+        use = self._speaker_norm if adapt is None else bool(adapt)
+        return self.predict_proba(signals, speakers=[str(u.speaker) for u in utterances] if use else None)
+
+    @property
+    def _speaker_norm(self) -> bool:
+        return self._train_config().normalisation == "speaker"
 
     # -- persistence --------------------------------------------------------------------------------
     def config(self) -> dict:

@@ -122,6 +122,15 @@ class TrainConfig:
         Do not cache when the cached features would exceed this size.
     eval_batch_seconds
         Audio per batch (seconds, padded) for whole-utterance validation and prediction.
+    normalisation
+        ``"none"`` or ``"speaker"``: standardise the head's pooled vector with the statistics
+        (mean, std per dimension) of the same speaker's whole utterances, as the classic models do.
+        Training speakers' statistics are recomputed at the start of every epoch (no gradient flows
+        through them); validation speakers' come from their own utterances, exactly as a test
+        speaker's do at prediction time. Needs a network with ``pooled``/``from_pooled``
+        (SoundNet nets built with ``speaker_norm=True``).
+    min_speaker_utterances
+        Speakers with fewer utterances use the training set's global statistics instead.
     """
 
     strategy: str = "auto"
@@ -152,6 +161,8 @@ class TrainConfig:
     cache_frozen_features: bool = True
     cache_max_mb: float = 1024.0
     eval_batch_seconds: float = 120.0
+    normalisation: str = "none"
+    min_speaker_utterances: int = 10
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -168,6 +179,8 @@ class TrainConfig:
             raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
+        if self.normalisation not in ("none", "speaker"):
+            raise ConfigError(f"train.normalisation must be 'none' or 'speaker', got {self.normalisation!r}")
         if self.crop_seconds is not None and self.crop_seconds <= 0:
             raise ConfigError(f"train.crop_seconds must be > 0 or null (whole utterances), got {self.crop_seconds}")
 
@@ -236,19 +249,39 @@ class BlockwiseNet(nn.Module):
         """Map valid lengths at level ``start`` to level ``stop`` (ints, arrays or tensors)."""
         raise NotImplementedError
 
-    def classify(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits [batch, n_classes] from the top level [batch, channels, frames]."""
+    def classify(self, h: torch.Tensor, lengths: torch.Tensor, norm=None) -> torch.Tensor:
+        """Logits [batch, n_classes] from the top level [batch, channels, frames].
+
+        ``norm``: optional ``(mean, std)`` tensors [batch, d] standardising the pooled vector
+        (speaker normalisation; only for networks with ``pooled``/``from_pooled``).
+        """
         raise NotImplementedError
+
+    def pooled(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The head's pooled vector [batch, d] from the top level (speaker-normalisable networks)."""
+        raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
+
+    def from_pooled(self, p: torch.Tensor) -> torch.Tensor:
+        """Logits from (normalised) pooled vectors [batch, d]."""
+        raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
 
     @property
     def n_blocks(self) -> int:
         return len(self.blocks)
 
-    def forward_from(self, h: torch.Tensor, lengths: torch.Tensor, level: int) -> torch.Tensor:
+    def forward_from(self, h: torch.Tensor, lengths: torch.Tensor, level: int, norm=None) -> torch.Tensor:
         """Logits from a level-``level`` batch (runs the remaining blocks and the head)."""
         if level < self.n_blocks:
             h, lengths = self.run_blocks(h, lengths, level, self.n_blocks)
-        return self.classify(h, lengths)
+        if norm is None:
+            return self.classify(h, lengths)
+        return self.classify(h, lengths, norm=norm)
+
+    def pooled_from(self, h: torch.Tensor, lengths: torch.Tensor, level: int) -> torch.Tensor:
+        """Pooled vectors [batch, d] from a level-``level`` batch."""
+        if level < self.n_blocks:
+            h, lengths = self.run_blocks(h, lengths, level, self.n_blocks)
+        return self.pooled(h, lengths)
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [batch, n_classes] for waveforms [batch, samples] (zero-padded; ``lengths`` in samples)."""
@@ -431,6 +464,69 @@ def predict_logits(
     return logits
 
 
+@torch.no_grad()
+def predict_pooled(
+    net: BlockwiseNet,
+    signals: Sequence[np.ndarray],
+    *,
+    device=None,
+    batch_seconds: float = 120.0,
+    level: int = 0,
+    features: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Whole-utterance pooled head inputs [n, d] in eval mode (as :func:`predict_logits`, before the head)."""
+    device = device or next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    items = list(features) if features is not None else [_tensor(s) for s in signals]
+    lengths = [int(t.shape[-1]) for t in items]
+    budget = int(batch_seconds * net.sampling_rate)
+    if level:
+        budget = max(1, int(net.level_lengths(budget, 0, level)))
+    out, order = [], []
+    for idx in _length_batches(lengths, budget, 256):
+        x, lens = _pad_batch([items[i] for i in idx], [lengths[i] for i in idx])
+        out.append(net.pooled_from(x.to(device), lens.to(device), level).float().cpu())
+        order.append(idx)
+    net.train(was_training)
+    pooled = torch.cat(out)
+    result = torch.empty_like(pooled)
+    result[torch.as_tensor(np.concatenate(order))] = pooled
+    return result
+
+
+def speaker_norms(pooled: torch.Tensor, speakers, global_mean: torch.Tensor, global_std: torch.Tensor,
+                  min_utterances: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row ``(mean, std)`` [n, d]: each row gets its speaker's statistics over ``pooled``.
+
+    Speakers with fewer than ``min_utterances`` rows (or ``speakers=None``) get the global ones;
+    a speaker's std is floored at 0.1 × the global std.
+    """
+    n = pooled.shape[0]
+    mean = global_mean.to(pooled).expand(n, -1).clone()
+    std = global_std.to(pooled).expand(n, -1).clone()
+    if speakers is None:
+        return mean, std
+    speakers = np.asarray([str(s) for s in speakers])
+    floor = 0.1 * global_std.to(pooled)
+    for s in np.unique(speakers):
+        rows = torch.as_tensor(np.where(speakers == s)[0])
+        if len(rows) < min_utterances:
+            continue
+        mu, sd = _stats(pooled[rows])
+        # a dimension (nearly) constant for one speaker must not be blown up: floor its std at a
+        # tenth of the global one (a channel dead on the training set once gave a test speaker
+        # values of ±50 and a UA of 0.19)
+        mean[rows], std[rows] = mu, torch.maximum(sd, floor)
+    return mean, std
+
+
+def _stats(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mu = p.mean(0)
+    sd = p.std(0, unbiased=False)
+    return mu, torch.where(sd > 1e-6, sd, torch.ones_like(sd))
+
+
 # -- the trainer ------------------------------------------------------------------------------
 
 
@@ -537,6 +633,8 @@ class Trainer:
             raise ConfigError(f"training needs at least two classes; got {len(np.unique(y))} class(es) in {len(y)} utterances")
         signals = [_pad_min(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
         fit_idx, val_idx, val_speakers = _split(y, speakers, c.val_fraction, c.seed)
+        spk_norm = c.normalisation == "speaker"
+        spk = np.asarray([str(s) for s in speakers])
         strategy = choose_strategy(len(y)) if c.strategy == "auto" else c.strategy
         n_blocks = net.n_blocks
 
@@ -579,6 +677,18 @@ class Trainer:
             cached = use_cache and cache_level == n_frozen
             level = n_frozen if cached else 0
             crop_len = None if crop is None else int(net.level_lengths(crop, 0, level)) if level else crop
+            if spk_norm:
+                # this epoch's statistics of every training speaker, from its whole utterances
+                items_fit = [cache[i] for i in fit_idx] if cached else [signals[i] for i in fit_idx]
+                p_fit = predict_pooled(net, [] if cached else items_fit, level=level,
+                                       features=items_fit if cached else None, device=self.device,
+                                       batch_seconds=c.eval_batch_seconds)
+                g_mu, g_sd = _stats(p_fit)
+                mu_fit, sd_fit = speaker_norms(p_fit, spk[fit_idx], g_mu, g_sd, c.min_speaker_utterances)
+                row_of = np.full(len(y), -1)
+                row_of[fit_idx] = np.arange(len(fit_idx))
+                net.train()
+                _set_trainable(net, n_frozen, c.train_bn)
 
             # -- one pass over the training part --
             order = rng.permutation(fit_idx)
@@ -605,7 +715,11 @@ class Trainer:
                     start = n_frozen
                 for g in opt.param_groups:
                     g["lr"] = g["initial_lr"] * cosine_factor(step, period_steps, c.min_lr_ratio)
-                logits = net.forward_from(h, lens, start)
+                if spk_norm:
+                    rows = torch.as_tensor(row_of[idx])
+                    logits = net.forward_from(h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device)))
+                else:
+                    logits = net.forward_from(h, lens, start)
                 loss = loss_fn(logits, target)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -625,7 +739,17 @@ class Trainer:
                 "head_lr": opt.param_groups[0]["lr"],
             }
             if len(val_idx):
-                if cached:
+                if spk_norm:
+                    items_val = [cache[i] for i in val_idx] if cached else [signals[i] for i in val_idx]
+                    p_val = predict_pooled(net, [] if cached else items_val, level=level,
+                                           features=items_val if cached else None, device=self.device,
+                                           batch_seconds=c.eval_batch_seconds)
+                    mu_v, sd_v = speaker_norms(p_val, spk[val_idx], g_mu, g_sd, c.min_speaker_utterances)
+                    net.eval()
+                    with torch.no_grad():
+                        logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
+                    _set_trainable(net, n_frozen, c.train_bn)
+                elif cached:
                     logits = predict_logits(net, [], level=level, features=[cache[i] for i in val_idx],
                                             device=self.device, batch_seconds=c.eval_batch_seconds)
                 else:
@@ -663,6 +787,10 @@ class Trainer:
         if best["state"] is not None:
             net.load_state_dict(best["state"])
         net.eval()
+        if spk_norm and hasattr(net, "set_global_norm"):
+            # fallback statistics (a speaker with too few utterances, or adapt=False): all training utterances
+            p_all = predict_pooled(net, signals, device=self.device, batch_seconds=c.eval_batch_seconds)
+            net.set_global_norm(*_stats(p_all))
         for p in net.parameters():
             p.requires_grad_(True)
         return TrainResult(
