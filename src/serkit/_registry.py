@@ -39,3 +39,16 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
+
+
+def import_plugins(package: str, modules) -> None:
+    """Import ``package.<module>`` for each name so their ``@register`` decorators run; a module
+    that is absent is skipped, while an import error inside a present module propagates."""
+    import importlib
+
+    for m in modules:
+        try:
+            importlib.import_module(f"{package}.{m}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{m}":
+                raise

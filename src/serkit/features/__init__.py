@@ -17,12 +17,7 @@ _MODULES = ("spectral", "opensmile", "soundnet")
 
 
 def _load_all() -> None:
-    """Import the extractor modules so they register (each imports its heavy dependency lazily)."""
-    import importlib
+    """Import the family modules so they register (each imports its heavy dependency lazily)."""
+    from .._registry import import_plugins
 
-    for m in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{m}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{m}":
-                raise
+    import_plugins(__name__, _MODULES)

@@ -28,7 +28,12 @@ class FeatureExtractor:
     min_duration: float = 0.0
 
     def config(self) -> dict:
-        raise NotImplementedError
+        """The constructor's options as stored on the instance (``sampling_rate`` aside, which
+        :meth:`full_config` adds), so ``type(e)(**e.config())`` rebuilds the extractor."""
+        import inspect
+
+        names = inspect.signature(type(self).__init__).parameters
+        return {n: getattr(self, n) for n in names if n not in ("self", "sampling_rate")}
 
     def functionals(self, signal: np.ndarray) -> np.ndarray:
         """[shape=(n_features,), float32] for one float32 mono signal at ``sampling_rate``."""

@@ -66,9 +66,6 @@ class OpenSmileExtractor(FeatureExtractor):
         self.level = level
         self.sampling_rate = sampling_rate
 
-    def config(self) -> dict:
-        return {"level": self.level}
-
     def full_config(self) -> dict:
         # feature set and code version join the cache key; config() keeps to constructor options
         return {**super().full_config(), "feature_set": self.feature_set}

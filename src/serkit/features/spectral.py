@@ -682,19 +682,6 @@ class LibrosaExtractor(FeatureExtractor):
         self.fmax = fmax
         self.n_formants = n_formants
 
-    def config(self) -> dict:
-        return {
-            "n_mfcc": self.n_mfcc,
-            "deltas": self.deltas,
-            "n_mels": self.n_mels,
-            "n_fft": self.n_fft,
-            "hop_length": self.hop_length,
-            "f0": self.f0,
-            "fmin": self.fmin,
-            "fmax": self.fmax,
-            "n_formants": self.n_formants,
-        }
-
     def _check(self) -> None:
         if self.deltas not in (0, 1, 2):
             raise ConfigError(f"deltas must be 0, 1 or 2 (MFCC derivatives to add), got {self.deltas!r}")
@@ -837,15 +824,6 @@ class LogMelExtractor(FeatureExtractor):
         self.fmax = fmax
         self.top_db = top_db
 
-    def config(self) -> dict:
-        return {
-            "n_mels": self.n_mels,
-            "n_fft": self.n_fft,
-            "hop_length": self.hop_length,
-            "fmin": self.fmin,
-            "fmax": self.fmax,
-            "top_db": self.top_db,
-        }
 
     @property
     def frame_rate(self) -> float:

@@ -10,11 +10,7 @@ _MODULES = ("features", "neural")
 
 
 def _load_all() -> None:
-    import importlib
+    """Import the family modules so they register (each imports its heavy dependency lazily)."""
+    from .._registry import import_plugins
 
-    for m in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{m}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{m}":
-                raise
+    import_plugins(__name__, _MODULES)
