@@ -824,7 +824,6 @@ class LogMelExtractor(FeatureExtractor):
         self.fmax = fmax
         self.top_db = top_db
 
-
     @property
     def frame_rate(self) -> float:
         """Frames per second."""
