@@ -1,0 +1,762 @@
+"""The serkit HTTP service: a FastAPI app over :class:`~serkit.inference.Recognizer` and its web page.
+
+Endpoints: ``POST /v1/predict``, ``POST /v1/timeline``, ``WebSocket /v1/stream``, ``GET /v1/models``,
+``GET /healthz``, ``GET /metrics`` (Prometheus), ``GET /docs`` (OpenAPI) and the page at ``/``.
+Predictions go through the same Recognizer methods as the CLI and the Python API.
+
+Safety rules the code keeps:
+
+- an upload is written to a temporary file whose name the server makes up; nothing a client sends
+  (file name included) is ever used as a path;
+- every limit (upload size, duration, windows, queue length, stream length) answers a 4xx/503
+  whose message names the value, the limit and the environment variable that sets it;
+- inference runs in a bounded thread pool, off the event loop, so a slow request does not block
+  health checks, metrics or other requests.
+"""
+
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import AudioError, ConfigError, SerkitError
+
+__all__ = ["Settings", "create_app", "serve", "app_from_env"]
+
+log = logging.getLogger("serkit.serve")
+
+STATIC_DIR = Path(__file__).parent / "static"
+MB = 1024 * 1024
+#: Multipart framing (boundaries, part headers) on top of the file itself.
+_FORM_OVERHEAD = 64 * 1024
+#: Content types a browser or HTTP client may give an audio part; the decoder decides the rest.
+_AUDIO_TYPES = ("audio/", "application/octet-stream")
+
+
+def _import_fastapi():
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart, for form parsing)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the HTTP service needs FastAPI, uvicorn and python-multipart ({exc}); "
+            "install them with: pip install 'serkit[serve]'"
+        ) from None
+
+
+# -- settings ---------------------------------------------------------------------------------------
+def _env_number(environ, name: str, default, kind=float, minimum=None):
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; e.g. {name}={default}") from None
+    if minimum is not None and not value >= minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}; e.g. {name}={default}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and options of the service; :meth:`from_env` reads them from ``SERKIT_*`` variables.
+
+    Attributes
+    ----------
+    max_upload_mb
+        Largest upload (MB); ``SERKIT_MAX_UPLOAD_MB``.
+    max_duration_s
+        Longest audio accepted by ``/v1/predict`` and ``/v1/timeline`` (seconds); ``SERKIT_MAX_DURATION_S``.
+    max_windows
+        Most windows one ``/v1/timeline`` request may ask for; ``SERKIT_MAX_WINDOWS``.
+    max_stream_s
+        Longest ``/v1/stream`` session (seconds of audio); ``SERKIT_MAX_STREAM_S``.
+    max_chunk_kb
+        Largest WebSocket PCM message (KB); ``SERKIT_MAX_CHUNK_KB``.
+    inference_threads
+        Threads that run the model; ``SERKIT_INFERENCE_THREADS``.
+    max_pending
+        Inference jobs allowed to wait or run at once before new ones get 503; ``SERKIT_MAX_PENDING``.
+    api_keys
+        Accepted API keys; empty means no authentication. ``SERKIT_API_KEYS`` (comma-separated).
+    """
+
+    max_upload_mb: float = 20.0
+    max_duration_s: float = 600.0
+    max_windows: int = 1000
+    max_stream_s: float = 3600.0
+    max_chunk_kb: int = 1024
+    inference_threads: int = 2
+    max_pending: int = 64
+    api_keys: tuple = field(default=(), repr=False)
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        env = os.environ if environ is None else environ
+        keys = tuple(k.strip() for k in env.get("SERKIT_API_KEYS", "").split(",") if k.strip())
+        s = cls(
+            max_upload_mb=_env_number(env, "SERKIT_MAX_UPLOAD_MB", cls.max_upload_mb, minimum=0.001),
+            max_duration_s=_env_number(env, "SERKIT_MAX_DURATION_S", cls.max_duration_s, minimum=0.1),
+            max_windows=_env_number(env, "SERKIT_MAX_WINDOWS", cls.max_windows, int, minimum=1),
+            max_stream_s=_env_number(env, "SERKIT_MAX_STREAM_S", cls.max_stream_s, minimum=1),
+            max_chunk_kb=_env_number(env, "SERKIT_MAX_CHUNK_KB", cls.max_chunk_kb, int, minimum=1),
+            inference_threads=_env_number(env, "SERKIT_INFERENCE_THREADS", cls.inference_threads, int, minimum=1),
+            max_pending=_env_number(env, "SERKIT_MAX_PENDING", cls.max_pending, int, minimum=1),
+            api_keys=keys,
+        )
+        return replace(s, **overrides) if overrides else s
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+class Metrics:
+    """Request counters and latency histograms, rendered in the Prometheus text format.
+
+    Routes are recorded by their template (``/v1/predict``), never the raw path, so a scanner
+    probing random URLs cannot grow the label set without bound (they all count as ``other``).
+    """
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: dict[tuple, int] = {}
+        self.errors: dict[tuple, int] = {}
+        self.latency: dict[str, list] = {}
+        self.inference: list = [[0] * len(self.BUCKETS), 0.0, 0]
+        self.stream_windows = 0
+        self.streams_open = 0
+        self.in_flight = 0
+
+    @staticmethod
+    def _add(hist, seconds, buckets):
+        for i, b in enumerate(buckets):
+            if seconds <= b:
+                hist[0][i] += 1
+        hist[1] += seconds
+        hist[2] += 1
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            key = (method, route, str(status))
+            self.requests[key] = self.requests.get(key, 0) + 1
+            if status >= 400:
+                ekey = (route, str(status))
+                self.errors[ekey] = self.errors.get(ekey, 0) + 1
+            hist = self.latency.setdefault(route, [[0] * len(self.BUCKETS), 0.0, 0])
+            self._add(hist, seconds, self.BUCKETS)
+
+    def observe_inference(self, seconds: float) -> None:
+        with self._lock:
+            self._add(self.inference, seconds, self.BUCKETS)
+
+    def add_stream_windows(self, n: int) -> None:
+        with self._lock:
+            self.stream_windows += n
+
+    def render(self) -> str:
+        def labels(**kv):
+            return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in kv.items()) + "}"
+
+        def hist_lines(name, hist, **kv):
+            out = []
+            for b, c in zip(self.BUCKETS, hist[0]):
+                out.append(f"{name}_bucket{labels(**kv, le=repr(b))} {c}")
+            out.append(f"{name}_bucket{labels(**kv, le='+Inf')} {hist[2]}")
+            out.append(f"{name}_sum{labels(**kv) if kv else ''} {hist[1]:.6f}")
+            out.append(f"{name}_count{labels(**kv) if kv else ''} {hist[2]}")
+            return out
+
+        with self._lock:
+            lines = ["# HELP serkit_http_requests_total HTTP requests by method, route and status.",
+                     "# TYPE serkit_http_requests_total counter"]
+            lines += [f"serkit_http_requests_total{labels(method=m, route=r, status=s)} {n}"
+                      for (m, r, s), n in sorted(self.requests.items())]
+            lines += ["# HELP serkit_http_errors_total HTTP responses with status >= 400 by route and status.",
+                      "# TYPE serkit_http_errors_total counter"]
+            lines += [f"serkit_http_errors_total{labels(route=r, status=s)} {n}" for (r, s), n in sorted(self.errors.items())]
+            lines += ["# HELP serkit_http_request_duration_seconds Time from request start to response end.",
+                      "# TYPE serkit_http_request_duration_seconds histogram"]
+            for route, hist in sorted(self.latency.items()):
+                lines += hist_lines("serkit_http_request_duration_seconds", hist, route=route)
+            lines += ["# HELP serkit_inference_duration_seconds Time one inference job ran in the pool.",
+                      "# TYPE serkit_inference_duration_seconds histogram"]
+            lines += hist_lines("serkit_inference_duration_seconds", self.inference)
+            lines += ["# HELP serkit_inference_in_flight Inference jobs waiting or running.",
+                      "# TYPE serkit_inference_in_flight gauge", f"serkit_inference_in_flight {self.in_flight}",
+                      "# HELP serkit_stream_windows_total Windows classified over WebSocket streams.",
+                      "# TYPE serkit_stream_windows_total counter", f"serkit_stream_windows_total {self.stream_windows}",
+                      "# HELP serkit_streams_open Open WebSocket streams.",
+                      "# TYPE serkit_streams_open gauge", f"serkit_streams_open {self.streams_open}"]
+        return "\n".join(lines) + "\n"
+
+
+def _escape(v) -> str:
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _MetricsMiddleware:
+    """Pure ASGI middleware (no body buffering) that times every HTTP request."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "other"
+            self.metrics.observe(scope.get("method", "?"), path, status["code"], time.perf_counter() - start)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+class _ClientError(Exception):
+    """A problem with what the client sent, answered with ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def _display_name(filename: str | None) -> str:
+    """A client's file name made safe to echo back (it is never used as a path)."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:200]
+    return name or "upload"
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:.1f} MB"
+
+
+def _finite(x) -> Optional[float]:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _row_json(row: dict, labels) -> dict:
+    return {
+        "start": _finite(row["start"]),
+        "end": _finite(row["end"]),
+        "label": row["label"] or None,
+        "probabilities": {l: _finite(row[f"p_{l}"]) for l in labels},
+        **({"error": row["error"]} if row.get("error") else {}),
+    }
+
+
+class _Service:
+    """What the endpoints share: the model, the limits, the inference pool and the metrics."""
+
+    def __init__(self, recognizer, settings: Settings, model_dir=None):
+        self.rec = recognizer
+        self.settings = settings
+        self.model_dir = model_dir
+        self.metrics = Metrics()
+        self.pool = ThreadPoolExecutor(max_workers=settings.inference_threads, thread_name_prefix="serkit-infer")
+        self.started = time.time()
+
+    def check_key(self, key: str | None) -> bool:
+        keys = self.settings.api_keys
+        if not keys:
+            return True
+        if not key:
+            return False
+        # compare with every key in constant time: the answer's timing must not reveal a prefix
+        ok = False
+        for k in keys:
+            ok |= hmac.compare_digest(key.encode(), k.encode())
+        return ok
+
+    async def run(self, fn, *args):
+        """Run ``fn(*args)`` in the inference pool; 503 when too many jobs are already waiting."""
+        m = self.metrics
+        if m.in_flight >= self.settings.max_pending:
+            raise _ClientError(
+                503,
+                f"the server is busy: {m.in_flight} inference jobs are queued (limit {self.settings.max_pending}, "
+                "SERKIT_MAX_PENDING); retry in a second",
+                {"Retry-After": "1"},
+            )
+        m.in_flight += 1  # only the event loop thread touches this counter
+        try:
+            t0 = time.perf_counter()
+            result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            m.observe_inference(time.perf_counter() - t0)
+            return result
+        finally:
+            m.in_flight -= 1
+
+    # -- uploads ------------------------------------------------------------------------------------
+    async def receive_upload(self, request):
+        """Parse a multipart body with one audio file in field ``file``; returns ``(form, upload)``."""
+        from starlette.formparsers import MultiPartException, MultiPartParser
+        from starlette.requests import ClientDisconnect
+
+        ctype = request.headers.get("content-type", "")
+        if not ctype.lower().startswith("multipart/form-data"):
+            raise _ClientError(
+                415,
+                f"content type {ctype.split(';')[0] or '(none)'!r} is not supported; send the audio as "
+                "multipart/form-data with the file in field 'file', e.g. curl -F file=@clip.wav URL",
+            )
+        limit = int(self.settings.max_upload_mb * MB)
+        too_big = (
+            f"the limit is {self.settings.max_upload_mb:g} MB (SERKIT_MAX_UPLOAD_MB); "
+            "send a shorter clip or a compressed format (flac, ogg, mp3)"
+        )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
+            raise _ClientError(413, f"upload is {_mb(int(declared))}; {too_big}")
+
+        class _TooLarge(Exception):
+            pass
+
+        async def limited():
+            # a body without (or lying about) Content-Length is cut off here, not after buffering it
+            seen = 0
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > limit + _FORM_OVERHEAD:
+                    raise _TooLarge(seen)
+                yield chunk
+
+        parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=16)
+        try:
+            form = await parser.parse()
+        except _TooLarge as exc:
+            raise _ClientError(413, f"upload is more than {_mb(int(str(exc)))}; {too_big}") from None
+        except MultiPartException as exc:
+            raise _ClientError(400, f"malformed multipart body ({exc}); send one file in field 'file'") from None
+        except ClientDisconnect:
+            raise _ClientError(400, "the client disconnected before the upload finished") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            await form.close()
+            raise _ClientError(
+                400,
+                "no file in form field 'file'; send the audio as multipart/form-data, e.g. curl -F file=@clip.wav URL",
+            )
+        part_type = (upload.content_type or "").split(";")[0].strip().lower()
+        if part_type and not part_type.startswith(_AUDIO_TYPES):
+            await form.close()
+            raise _ClientError(
+                415,
+                f"file part has content type {part_type!r}; send audio (audio/wav, audio/flac, audio/ogg, "
+                "audio/mpeg) or application/octet-stream",
+            )
+        if upload.size is not None and upload.size > limit:
+            await form.close()
+            raise _ClientError(413, f"upload is {_mb(upload.size)}; {too_big}")
+        return form, upload
+
+    def analyse(self, upload, mode: str, window: float = 4.0, hop: float = 2.0):
+        """Blocking part (runs in the pool): copy the upload to a private temp file and predict.
+
+        Returns ``(name, duration, table)``.
+        """
+        from ..audio import AUDIO_EXTENSIONS, info
+
+        name = _display_name(upload.filename)
+        suffix = Path(name).suffix.lower()
+        # the extension only helps the decoder guess; the name itself never touches the file system
+        suffix = suffix if suffix in AUDIO_EXTENSIONS else ""
+        tmp = tempfile.mkdtemp(prefix="serkit-upload-")
+        path = Path(tmp) / f"upload{suffix}"
+
+        def client_text(msg: str) -> str:
+            return msg.replace(str(path), name).replace(tmp, "")
+
+        try:
+            upload.file.seek(0)
+            with open(path, "wb") as fh:
+                shutil.copyfileobj(upload.file, fh, MB)
+            try:
+                header = info(path)
+                if header.duration > self.settings.max_duration_s:
+                    raise _ClientError(
+                        413,
+                        f"'{name}' is {header.duration:.1f} s long; the limit is {self.settings.max_duration_s:g} s "
+                        "(SERKIT_MAX_DURATION_S); cut it into shorter files",
+                    )
+                if mode == "timeline":
+                    n_windows = 1 + max(0.0, header.duration - window) / hop
+                    if n_windows > self.settings.max_windows:
+                        raise _ClientError(
+                            422,
+                            f"window {window:g} s and hop {hop:g} s give {n_windows:.0f} windows over "
+                            f"{header.duration:.1f} s; the limit is {self.settings.max_windows} (SERKIT_MAX_WINDOWS): "
+                            "use a larger hop",
+                        )
+                    table = self.rec.timeline(path, window=window, hop=hop)
+                else:
+                    table = self.rec.predict_file(path)
+            except AudioError as exc:
+                raise _ClientError(422, client_text(str(exc))) from None
+            return name, header.duration, table
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- the app ----------------------------------------------------------------------------------------
+def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
+    """Build the FastAPI application serving ``recognizer``.
+
+    Parameters
+    ----------
+    recognizer : serkit.inference.Recognizer
+    settings
+        Limits and keys; default :meth:`Settings.from_env`.
+    model_dir
+        Shown by ``/v1/models`` (informational only).
+    """
+    _import_fastapi()
+    from fastapi import Depends, FastAPI, Query, Request, WebSocket
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
+    from fastapi.security import APIKeyHeader
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, Field
+    from starlette.websockets import WebSocketDisconnect
+
+    from .. import __version__
+    from ..streaming import PCM_FORMATS, SlidingWindow, decode_pcm
+
+    settings = settings or Settings.from_env()
+    svc = _Service(recognizer, settings, model_dir)
+    labels = list(recognizer.labels)
+
+    class ErrorResponse(BaseModel):
+        detail: str = Field(description="What was wrong and how to fix it.")
+
+    class PredictResponse(BaseModel):
+        file: str = Field(description="The uploaded file's name (echoed; never used as a path).")
+        label: str = Field(description="The most probable emotion.")
+        probabilities: dict[str, float] = Field(description="Probability of every label (sums to 1).")
+        duration: float = Field(description="Length of the audio in seconds.")
+
+    class Window(BaseModel):
+        start: Optional[float]
+        end: Optional[float]
+        label: Optional[str]
+        probabilities: dict[str, Optional[float]]
+        error: Optional[str] = None
+
+    class TimelineResponse(BaseModel):
+        file: str
+        duration: float
+        window: float
+        hop: float
+        label: str = Field(description="The label of the mean probabilities over all windows.")
+        probabilities: dict[str, float] = Field(description="Mean probabilities over all windows.")
+        windows: list[Window]
+
+    class ModelsResponse(BaseModel):
+        labels: list[str]
+        sampling_rate: int
+        family: Optional[str]
+        recipe: dict[str, Any]
+        metrics: dict[str, Any]
+        trained_on: dict[str, Any]
+        serkit_version: Optional[str]
+        created: Optional[str]
+        limits: dict[str, Any]
+
+    class Health(BaseModel):
+        status: str
+        uptime_s: float
+        labels: int
+
+    errors = {code: {"model": ErrorResponse, "description": text} for code, text in {
+        400: "Malformed multipart body or no file in field 'file'.",
+        401: "Missing or wrong API key (when SERKIT_API_KEYS is set).",
+        413: "Upload larger than SERKIT_MAX_UPLOAD_MB or audio longer than SERKIT_MAX_DURATION_S.",
+        415: "Request is not multipart/form-data, or the file part is not audio.",
+        422: "The audio cannot be decoded, is empty, too short or silent, or a parameter is out of range.",
+        503: "Too many inference jobs queued (SERKIT_MAX_PENDING); retry after the Retry-After seconds.",
+    }.items()}
+    upload_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "wav, flac, ogg or mp3 (≤ SERKIT_MAX_UPLOAD_MB)"}}},
+            }},
+        }
+    }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        svc.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="serkit",
+        version=__version__,
+        description=(
+            "Speech emotion recognition. Upload a clip to `/v1/predict`, a long recording to `/v1/timeline`, "
+            "or stream PCM over the `/v1/stream` WebSocket. When `SERKIT_API_KEYS` is set, send a key in "
+            "the `X-API-Key` header (WebSocket: `api_key` query parameter)."
+        ),
+        docs_url=None,  # served below from local assets instead of a CDN
+        redoc_url=None,
+    )
+    app.state.service = svc
+    app.add_middleware(_MetricsMiddleware, metrics=svc.metrics)
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                                  description="Needed when the server sets SERKIT_API_KEYS.")
+
+    def require_key(request: Request, key: Optional[str] = Depends(api_key_header)):
+        if not key:
+            auth = request.headers.get("authorization", "")
+            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        if not svc.check_key(key):
+            raise _ClientError(
+                401,
+                "missing or wrong API key; send it in the X-API-Key header (or Authorization: Bearer KEY)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.exception_handler(_ClientError)
+    async def _client_error(request, exc: _ClientError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(SerkitError)
+    async def _serkit_error(request, exc: SerkitError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    # -- pages and docs -------------------------------------------------------------------------------
+    page_headers = {
+        # everything the page needs comes from this server; nothing may load from elsewhere
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                                   "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC_DIR / "index.html", headers=page_headers)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    swagger_dir = _swagger_assets()
+    if swagger_dir is not None:
+        app.mount("/docs-assets", StaticFiles(directory=swagger_dir), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        if swagger_dir is None:
+            return HTMLResponse(
+                "<!doctype html><title>serkit API</title><p>The interactive docs need the "
+                "<code>swagger-ui-bundle-v2</code> package (<code>pip install 'serkit[serve]'</code>). "
+                "The OpenAPI description is at <a href='/openapi.json'>/openapi.json</a>.</p>"
+            )
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="serkit API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg")
+
+    # -- service endpoints ----------------------------------------------------------------------------
+    @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness and readiness")
+    def healthz():
+        return {"status": "ok", "uptime_s": round(time.time() - svc.started, 3), "labels": len(labels)}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"],
+             summary="Prometheus metrics: requests, latency histograms, errors, inference queue")
+    def metrics():
+        return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models", response_model=ModelsResponse, tags=["model"], dependencies=[Depends(require_key)],
+             responses={401: errors[401]}, summary="The loaded model: labels, recipe, scores, limits")
+    def models():
+        meta = recognizer.metadata or {}
+        recipe = meta.get("recipe") or {}
+        return {
+            "labels": labels,
+            "sampling_rate": int(recognizer.sampling_rate),
+            "family": meta.get("family"),
+            "recipe": {k: recipe.get(k) for k in ("name", "description", "label_set", "protocol") if k in recipe},
+            "metrics": meta.get("metrics") or {},
+            "trained_on": meta.get("trained_on") or {},
+            "serkit_version": meta.get("serkit_version"),
+            "created": meta.get("created"),
+            "limits": {"max_upload_mb": settings.max_upload_mb, "max_duration_s": settings.max_duration_s,
+                       "max_windows": settings.max_windows, "max_stream_s": settings.max_stream_s,
+                       "auth": bool(settings.api_keys)},
+        }
+
+    @app.post("/v1/predict", response_model=PredictResponse, tags=["predict"], dependencies=[Depends(require_key)],
+              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
+              summary="Emotion of one uploaded clip")
+    async def predict(request: Request):
+        form, upload = await svc.receive_upload(request)
+        try:
+            name, duration, table = await svc.run(svc.analyse, upload, "predict")
+        finally:
+            await form.close()
+        row = _row_json(table.to_dict("records")[0], labels)
+        return {"file": name, "label": row["label"], "probabilities": row["probabilities"], "duration": duration}
+
+    @app.post("/v1/timeline", response_model=TimelineResponse, tags=["predict"], dependencies=[Depends(require_key)],
+              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
+              summary="Emotion over time of a long recording, one result per window")
+    async def timeline(request: Request,
+                       window: float = Query(4.0, ge=0.5, le=60.0, description="Window length (s)."),
+                       hop: float = Query(2.0, ge=0.25, le=60.0, description="Step between windows (s).")):
+        form, upload = await svc.receive_upload(request)
+        try:
+            name, duration, table = await svc.run(svc.analyse, upload, "timeline", window, hop)
+        finally:
+            await form.close()
+        rows = [_row_json(r, labels) for r in table.to_dict("records")]
+        mean = table[[f"p_{l}" for l in labels]].mean(axis=0).to_numpy()
+        return {"file": name, "duration": duration, "window": window, "hop": hop,
+                "label": labels[int(mean.argmax())], "probabilities": dict(zip(labels, map(float, mean))),
+                "windows": rows}
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket):
+        """PCM in, per-window results out (documented in the module docstring of serkit.serve.app)."""
+        await ws.accept()
+
+        async def fail(code: int, message: str):
+            await ws.send_json({"type": "error", "message": message})
+            await ws.close(code=code, reason=message[:120])
+
+        q = ws.query_params
+        key = ws.headers.get("x-api-key") or q.get("api_key")
+        if not svc.check_key(key):
+            return await fail(1008, "missing or wrong API key; pass it as the api_key query parameter")
+        try:
+            rate = int(q.get("rate", "16000"))
+            window = float(q.get("window", "2.0"))
+            hop = float(q.get("hop", "1.0"))
+        except ValueError:
+            return await fail(1008, "rate, window and hop must be numbers, e.g. ?rate=16000&window=2&hop=1")
+        fmt = q.get("format", "f32")
+        if fmt not in PCM_FORMATS:
+            return await fail(1008, f"format {fmt!r} is not supported; use one of {', '.join(PCM_FORMATS)}")
+        if not (0.5 <= window <= 60 and 0.25 <= hop <= 60):
+            return await fail(1008, f"window {window:g} s must be in 0.5..60 and hop {hop:g} s in 0.25..60")
+        try:
+            engine = SlidingWindow(recognizer, sampling_rate=rate, window=window, hop=hop, name="stream")
+        except SerkitError as exc:
+            return await fail(1008, str(exc))
+        max_bytes = settings.max_chunk_kb * 1024
+        await ws.send_json({"type": "ready", "sampling_rate": rate, "format": fmt, "window": window, "hop": hop,
+                            "labels": labels})
+        svc.metrics.streams_open += 1
+
+        async def send_rows(table):
+            rows = table.to_dict("records")
+            for r in rows:
+                await ws.send_json({"type": "window", **_row_json(r, labels)})
+            svc.metrics.add_stream_windows(len(rows))
+
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data, text = message.get("bytes"), message.get("text")
+                if data is not None:
+                    if len(data) > max_bytes:
+                        return await fail(1009, f"a chunk of {len(data)} bytes is larger than {settings.max_chunk_kb} KB "
+                                                "(SERKIT_MAX_CHUNK_KB); send smaller chunks")
+                    try:
+                        signal = decode_pcm(data, fmt)
+                    except SerkitError as exc:
+                        return await fail(1007, str(exc))
+                    if engine.duration + len(signal) / rate > settings.max_stream_s:
+                        return await fail(1008, f"the stream reached {settings.max_stream_s:g} s "
+                                                "(SERKIT_MAX_STREAM_S); open a new one")
+                    try:
+                        table = await svc.run(engine.feed, signal)
+                    except _ClientError as exc:
+                        return await fail(1013, exc.message)
+                    await send_rows(table)
+                elif text is not None:
+                    try:
+                        command = json.loads(text).get("type")
+                    except (ValueError, AttributeError):
+                        command = None
+                    if command != "end":
+                        return await fail(1003, 'text messages must be {"type": "end"}; send audio as binary PCM')
+                    duration = engine.duration
+                    await send_rows(await svc.run(engine.flush))
+                    await ws.send_json({"type": "end", "duration": duration})
+                    return await ws.close(code=1000)
+        except WebSocketDisconnect:
+            return
+        finally:
+            svc.metrics.streams_open -= 1
+
+    return app
+
+
+def _swagger_assets() -> Path | None:
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    p = Path(swagger_ui_bundle.swagger_ui_path)
+    return p if (p / "swagger-ui-bundle.js").exists() else None
+
+
+def app_from_env():
+    """App factory for uvicorn worker processes: the model folder comes from ``SERKIT_MODEL``."""
+    from ..inference import Recognizer
+
+    model = os.environ.get("SERKIT_MODEL") or None
+    return create_app(Recognizer.load(model), model_dir=model)
+
+
+def serve(model_dir=None, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          log_level: str = "info") -> None:
+    """Run the service with uvicorn until interrupted.
+
+    ``workers > 1`` starts that many processes, each with its own copy of the model.
+    """
+    _import_fastapi()
+    import uvicorn
+
+    from ..inference import Recognizer
+
+    # load once here so a bad --model fails before any worker starts, with the usual message
+    rec = Recognizer.load(model_dir)
+    settings = Settings.from_env()
+    if workers > 1:
+        os.environ["SERKIT_MODEL"] = str(Path(model_dir).resolve()) if model_dir else ""
+        uvicorn.run("serkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, ws_max_size=settings.max_chunk_kb * 1024 + 1024)
+    else:
+        uvicorn.run(create_app(rec, settings, model_dir=model_dir), host=host, port=port, log_level=log_level,
+                    ws_max_size=settings.max_chunk_kb * 1024 + 1024)
