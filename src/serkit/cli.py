@@ -22,6 +22,7 @@ EXAMPLES = {
     "embed": "serkit embed --backbone soundnet --layer conv5 --pool mean,max clips/ --out embeddings.npz",
     "download": "serkit download soundnet",
     "info": "serkit info --model models/emodb",
+    "serve": "serkit serve --model models/emodb --host 127.0.0.1 --port 8000",
 }
 
 
@@ -99,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
 
     i = cmd("info", "print what a model was trained on and its scores")
     i.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+
+    sv = cmd("serve", "run the HTTP API and web page (needs pip install 'serkit[serve]')")
+    sv.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port")
+    sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own copy of the model")
     return p
 
 
@@ -280,6 +287,16 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .serve.app import serve
+
+    if args.workers < 1:
+        raise SerkitError(f"--workers {args.workers} must be at least 1")
+    serve(args.model, host=args.host, port=args.port, workers=args.workers,
+          log_level="warning" if args.quiet else "info")
+    return 0
+
+
 COMMANDS = {
     "corpora": _cmd_corpora,
     "recipes": _cmd_recipes,
@@ -289,6 +306,7 @@ COMMANDS = {
     "embed": _cmd_embed,
     "download": _cmd_download,
     "info": _cmd_info,
+    "serve": _cmd_serve,
 }
 
 
