@@ -189,4 +189,6 @@ class SlidingWindow:
         if cut > 0:
             self._buffer = self._buffer[cut:]
             self._buffer_start = drop_before
-        return pd.DataFrame(rows, columns=rec._columns())
+        # typed even when empty, so that concatenating the tables of many feeds keeps float columns
+        numeric = ["start", "end", *(f"p_{l}" for l in rec.labels)]
+        return pd.DataFrame(rows, columns=rec._columns()).astype({c: float for c in numeric})

@@ -472,8 +472,9 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         duration: float
         window: float
         hop: float
-        label: str = Field(description="The label of the mean probabilities over all windows.")
-        probabilities: dict[str, float] = Field(description="Mean probabilities over all windows.")
+        label: str = Field(description="The label of the mean probabilities over the windows with speech.")
+        probabilities: dict[str, float] = Field(description="Mean probabilities over the windows with speech "
+                                                            "(silent windows have error 'silence').")
         windows: list[Window]
 
     class ModelsResponse(BaseModel):
@@ -637,7 +638,10 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         finally:
             await form.close()
         rows = [_row_json(r, labels) for r in table.to_dict("records")]
-        mean = table[[f"p_{l}" for l in labels]].mean(axis=0).to_numpy()
+        valid = table[table["label"].astype(str) != ""]
+        if valid.empty:
+            raise _ClientError(422, f"'{name}' is silent: every window is silence; there is no speech to classify")
+        mean = valid[[f"p_{l}" for l in labels]].mean(axis=0).to_numpy()
         return {"file": name, "duration": duration, "window": window, "hop": hop,
                 "label": labels[int(mean.argmax())], "probabilities": dict(zip(labels, map(float, mean))),
                 "windows": rows}
@@ -745,13 +749,13 @@ def serve(model_dir=None, *, host: str = "127.0.0.1", port: int = 8000, workers:
 
     ``workers > 1`` starts that many processes, each with its own copy of the model.
     """
+    from ..inference import Recognizer
+
+    # load first, so a bad or missing --model fails with the usual message before anything starts
+    rec = Recognizer.load(model_dir)
     _import_fastapi()
     import uvicorn
 
-    from ..inference import Recognizer
-
-    # load once here so a bad --model fails before any worker starts, with the usual message
-    rec = Recognizer.load(model_dir)
     settings = Settings.from_env()
     if workers > 1:
         os.environ["SERKIT_MODEL"] = str(Path(model_dir).resolve()) if model_dir else ""
