@@ -319,3 +319,56 @@ def test_soundnet_options_fail_early():
         SoundNetClassifier(train={"learning_rate": 1e-3})
     with pytest.raises(ConfigError, match="twice"):
         SoundNetClassifier(strategy="full", train={"strategy": "freeze"})
+    with pytest.raises(ConfigError, match="normalisation"):
+        SoundNetClassifier(train={"normalisation": "global"})
+    with pytest.raises(ConfigError, match="meanstd"):
+        SoundNetClassifier(pool="median")
+
+
+def test_speaker_norms_use_each_speakers_own_statistics():
+    from serkit.training.trainer import speaker_norms
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(12, 3, generator=g) * 2 + 5
+    b = torch.randn(12, 3, generator=g) * 0.5 - 1
+    b[:, 2] = 7.0 + 1e-4 * torch.randn(12, generator=g)  # (nearly) constant for this speaker
+    c = torch.randn(3, 3, generator=g)  # too few utterances: global statistics
+    pooled = torch.cat([a, b, c])
+    speakers = ["a"] * 12 + ["b"] * 12 + ["c"] * 3
+    gm, gs = torch.zeros(3), torch.full((3,), 2.0)
+    mean, std = speaker_norms(pooled, speakers, gm, gs, min_utterances=10)
+    torch.testing.assert_close(mean[0], a.mean(0))
+    torch.testing.assert_close(std[0], a.std(0, unbiased=False))
+    torch.testing.assert_close(mean[12], b.mean(0))
+    assert std[12, 2].item() == pytest.approx(0.2)  # floored at 0.1 x global std, not ~1e-4
+    torch.testing.assert_close(mean[24:], gm.expand(3, -1))
+    torch.testing.assert_close(std[24:], gs.expand(3, -1))
+    z = (pooled[:12] - mean[:12]) / std[:12]
+    torch.testing.assert_close(z.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    mean0, std0 = speaker_norms(pooled, None, gm, gs)
+    torch.testing.assert_close(mean0, gm.expand(27, -1))
+
+
+def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_weights, tmp_path, monkeypatch):
+    """train.normalisation=speaker: the test speaker's own statistics at prediction, saved fallbacks."""
+    from serkit.artifact import load_model, save_model
+    from serkit.models.neural import SoundNetClassifier
+
+    monkeypatch.setenv("SERKIT_THREADS", "1")
+    train, test = anger_sadness
+    model = SoundNetClassifier(
+        layer="conv4", pool="meanstd", strategy="freeze",
+        train={"epochs": 6, "val_fraction": 0.3, "batch_size": 8, "crop_seconds": 2.0, "normalisation": "speaker",
+               "patience": 10},
+    ).fit(train, progress=False)
+    head = model.net_.head
+    assert head.speaker_norm and float(head.global_std.min()) > 0 and float(head.global_mean.abs().sum()) > 0
+    adapted = model.predict_proba_utterances(test)  # default: adapt with the utterances' speakers
+    np.testing.assert_allclose(adapted, model.predict_proba_utterances(test, adapt=True))
+    single = model.predict_proba_utterances(test, adapt=False)
+    assert not np.allclose(adapted, single)
+    assert _accuracy(model, adapted, test) >= 0.75
+    save_model(model, tmp_path / "spk")
+    loaded, _ = load_model(tmp_path / "spk")
+    np.testing.assert_allclose(loaded.predict_proba_utterances(test), adapted, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba_utterances(test, adapt=False), single, rtol=1e-5, atol=1e-6)
