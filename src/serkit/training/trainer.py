@@ -117,7 +117,8 @@ class TrainConfig:
         :class:`serkit.training.augment.Augmenter`, or a dict of its options.
     cache_frozen_features
         Compute the frozen blocks' output once per stage and crop from it (exact for the frozen
-        part; crops then start on frame boundaries). Ignored while augmentation is on.
+        part; crops then start on frame boundaries). While augmentation is on, training batches
+        go through the frozen blocks afresh, but speaker statistics and validation still use the cache.
     cache_max_mb
         Do not cache when the cached features would exceed this size.
     eval_batch_seconds
@@ -669,19 +670,22 @@ class Trainer:
             torch.set_num_threads(self.threads or default_threads())
             n_frozen = self._n_frozen(strategy, epoch, n_blocks)
             _set_trainable(net, n_frozen, c.train_bn)
-            use_cache = c.cache_frozen_features and augmenter is None and n_frozen > 0
+            # the frozen prefix's output of the clean whole utterances: exact for speaker statistics
+            # and validation even while augmenting; training crops come from it only without augmentation
+            use_cache = c.cache_frozen_features and n_frozen > 0
             if use_cache and cache_level != n_frozen:
                 cache = self._build_cache(net, signals, n_frozen, budget)
                 cache_level = n_frozen if cache is not None else -1
                 _set_trainable(net, n_frozen, c.train_bn)
-            cached = use_cache and cache_level == n_frozen
+            have_cache = use_cache and cache_level == n_frozen
+            cached = have_cache and augmenter is None  # training batches cut from the cache
             level = n_frozen if cached else 0
             crop_len = None if crop is None else int(net.level_lengths(crop, 0, level)) if level else crop
             if spk_norm:
                 # this epoch's statistics of every training speaker, from its whole utterances
-                items_fit = [cache[i] for i in fit_idx] if cached else [signals[i] for i in fit_idx]
-                p_fit = predict_pooled(net, [] if cached else items_fit, level=level,
-                                       features=items_fit if cached else None, device=self.device,
+                items_fit = [cache[i] for i in fit_idx] if have_cache else [signals[i] for i in fit_idx]
+                p_fit = predict_pooled(net, [] if have_cache else items_fit, level=n_frozen if have_cache else 0,
+                                       features=items_fit if have_cache else None, device=self.device,
                                        batch_seconds=c.eval_batch_seconds)
                 g_mu, g_sd = _stats(p_fit)
                 mu_fit, sd_fit = speaker_norms(p_fit, spk[fit_idx], g_mu, g_sd, c.min_speaker_utterances)
@@ -740,17 +744,17 @@ class Trainer:
             }
             if len(val_idx):
                 if spk_norm:
-                    items_val = [cache[i] for i in val_idx] if cached else [signals[i] for i in val_idx]
-                    p_val = predict_pooled(net, [] if cached else items_val, level=level,
-                                           features=items_val if cached else None, device=self.device,
+                    items_val = [cache[i] for i in val_idx] if have_cache else [signals[i] for i in val_idx]
+                    p_val = predict_pooled(net, [] if have_cache else items_val, level=n_frozen if have_cache else 0,
+                                           features=items_val if have_cache else None, device=self.device,
                                            batch_seconds=c.eval_batch_seconds)
                     mu_v, sd_v = speaker_norms(p_val, spk[val_idx], g_mu, g_sd, c.min_speaker_utterances)
                     net.eval()
                     with torch.no_grad():
                         logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
                     _set_trainable(net, n_frozen, c.train_bn)
-                elif cached:
-                    logits = predict_logits(net, [], level=level, features=[cache[i] for i in val_idx],
+                elif have_cache:
+                    logits = predict_logits(net, [], level=n_frozen, features=[cache[i] for i in val_idx],
                                             device=self.device, batch_seconds=c.eval_batch_seconds)
                 else:
                     logits = predict_logits(net, [signals[i] for i in val_idx], device=self.device,
