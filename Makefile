@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SERKIT := $(VENV)/bin/serkit
-DATA   ?= $(if $(SERKIT_DATA),$(SERKIT_DATA),../shared/data)
+DATA   ?= $(abspath $(if $(SERKIT_DATA),$(SERKIT_DATA),../shared/data))
 OUT    ?= out/demo
 
 .PHONY: demo test venv weights bench clean

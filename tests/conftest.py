@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")).resolve()
 
 
 def data_dir(name: str) -> Path:

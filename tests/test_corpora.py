@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from serkit.corpora import (
 from serkit.errors import ConfigError, CorpusError
 from serkit.labels import map_utterances, native_labels, resolve_label_set
 
-DATA = Path(os.environ.get("SERKIT_DATA", "/work/shared/data"))
+from tests.conftest import DATA  # noqa: E402  (one place resolves $SERKIT_DATA)
 
 
 def touch(path: Path, content: bytes = b"x") -> Path:

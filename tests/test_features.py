@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -16,9 +15,10 @@ from serkit.features import extract, get_extractor
 from serkit.features import spectral as sp
 from serkit.features.functionals import STATS, functional_names, functionals
 from serkit.features.spectral import LogMelExtractor
+from tests.conftest import DATA
 
 SR = 16000
-EMODB_FILE = Path(os.environ.get("SERKIT_DATA", "/work/shared/data")) / "emodb" / "wav" / "03a01Fa.wav"
+EMODB_FILE = DATA / "emodb" / "wav" / "03a01Fa.wav"
 
 
 def tone(freq: float, seconds: float = 1.0, amplitude: float = 0.5, phase: float = 0.3, sr: int = SR) -> np.ndarray:
