@@ -372,3 +372,25 @@ def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_
     loaded, _ = load_model(tmp_path / "spk")
     np.testing.assert_allclose(loaded.predict_proba_utterances(test), adapted, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.predict_proba_utterances(test, adapt=False), single, rtol=1e-5, atol=1e-6)
+
+
+def test_augmented_training_uses_the_cache_only_for_statistics_and_validation(anger_sadness, soundnet_weights, monkeypatch):
+    """With augmentation on, speaker statistics and validation come from the frozen-prefix cache;
+    the result equals the uncached run (same seed), only faster."""
+    from serkit.models.neural import SoundNetClassifier
+
+    monkeypatch.setenv("SERKIT_THREADS", "1")
+    train, test = anger_sadness
+    runs = []
+    for cache in (True, False):
+        model = SoundNetClassifier(
+            layer="conv4", pool="meanstd", strategy="freeze",
+            train={"epochs": 3, "val_fraction": 0.3, "batch_size": 8, "crop_seconds": 2.0, "normalisation": "speaker",
+                   "augment": {"p": 0.5}, "patience": 10, "cache_frozen_features": cache},
+        ).fit(train, progress=False)
+        runs.append(model)
+    a, b = (m.training_["history"] for m in runs)
+    assert [r["val_ua"] for r in a] == [r["val_ua"] for r in b]
+    np.testing.assert_allclose([r["val_loss"] for r in a], [r["val_loss"] for r in b], rtol=1e-4)
+    np.testing.assert_allclose([r["train_loss"] for r in a], [r["train_loss"] for r in b], rtol=1e-4)
+    assert _accuracy(runs[0], runs[0].predict_proba_utterances(test), test) > 0.5
