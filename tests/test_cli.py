@@ -12,31 +12,13 @@ from serkit.cli import main
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    """A CSV manifest of 36 real EmoDB clips: 3 speakers x 3 emotions x 4 takes."""
-    from tests.conftest import data_dir
-
-    emodb = data_dir("emodb") / "wav"
-    root = tmp_path_factory.mktemp("manifest")
-    rows, counts = [], {}
-    letters = {"W": "angry", "T": "sad", "N": "neutral"}
-    for f in sorted(emodb.glob("*.wav")):
-        spk, label = f.name[:2], letters.get(f.name[5])
-        if spk in ("03", "10", "11") and label and counts.get((spk, label), 0) < 4:
-            counts[(spk, label)] = counts.get((spk, label), 0) + 1
-            rows.append({"path": str(f), "label": label, "speaker": spk})
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "label", "speaker"])
-        w.writeheader()
-        w.writerows(rows)
-    return root / "manifest.csv"
+def manifest(small_manifest):
+    return small_manifest
 
 
 @pytest.fixture(scope="module")
-def model_dir(manifest, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model") / "egemaps"
-    assert main(["train", "--corpus", f"manifest:{manifest}", "--recipe", "egemaps-svm", "--out", str(out), "-q"]) == 0
-    return out
+def model_dir(small_model_dir):
+    return small_model_dir
 
 
 def test_corpora_scan_json(emodb_dir, capsys):

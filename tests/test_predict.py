@@ -7,7 +7,11 @@ import pytest
 import soundfile as sf
 
 from serkit.inference import Recognizer, vad_segments
-from tests.test_cli import manifest, model_dir  # noqa: F401  (module-scoped fixtures: a small trained model)
+
+
+@pytest.fixture(scope="module")
+def model_dir(small_model_dir):
+    return small_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ def emodb_dir_module():
     return data_dir("emodb")
 
 
-def test_long_file_is_predicted_over_windows(model_dir, long_file):  # noqa: F811
+def test_long_file_is_predicted_over_windows(model_dir, long_file):
     rec = Recognizer.load(model_dir)
     duration = sf.info(long_file).duration
     assert duration > rec.max_duration
@@ -39,7 +43,7 @@ def test_long_file_is_predicted_over_windows(model_dir, long_file):  # noqa: F81
     assert sum(row[f"p_{l}"] for l in rec.labels) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_timeline_fixed_windows_and_vad(model_dir, long_file):  # noqa: F811
+def test_timeline_fixed_windows_and_vad(model_dir, long_file):
     rec = Recognizer.load(model_dir)
     t = rec.timeline(long_file, window=4.0, hop=2.0)
     assert list(t["start"])[:3] == [0.0, 2.0, 4.0]
@@ -57,7 +61,7 @@ def test_vad_segments_known_answer():
     assert vad_segments(np.full(300, -90.0)) == []
 
 
-def test_one_sample_file_is_an_error_row(model_dir, tmp_path):  # noqa: F811
+def test_one_sample_file_is_an_error_row(model_dir, tmp_path):
     sf.write(tmp_path / "one.wav", np.zeros(1, np.float32), 16000)
     rec = Recognizer.load(model_dir)
     t = rec.predict_batch([tmp_path / "one.wav"])

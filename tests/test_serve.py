@@ -5,7 +5,6 @@ All traffic stays on 127.0.0.1. A small egemaps-svm model is trained on 36 EmoDB
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -37,27 +36,9 @@ CLIP = "16a01Wb.wav"  # speaker 16 is not in the training manifest
 
 # -- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def serve_model_dir(tmp_path_factory):
+def serve_model_dir(small_model_dir):
     """An egemaps-svm model trained on 36 EmoDB clips (3 speakers x angry/sad/neutral x 4)."""
-    from tests.conftest import data_dir
-
-    emodb = data_dir("emodb") / "wav"
-    root = tmp_path_factory.mktemp("serve-model")
-    rows, counts = [], {}
-    letters = {"W": "angry", "T": "sad", "N": "neutral"}
-    for f in sorted(emodb.glob("*.wav")):
-        spk, label = f.name[:2], letters.get(f.name[5])
-        if spk in ("03", "10", "11") and label and counts.get((spk, label), 0) < 4:
-            counts[(spk, label)] = counts.get((spk, label), 0) + 1
-            rows.append({"path": str(f), "label": label, "speaker": spk})
-    with open(root / "manifest.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "label", "speaker"])
-        w.writeheader()
-        w.writerows(rows)
-    out = root / "egemaps"
-    assert main(["train", "--corpus", f"manifest:{root / 'manifest.csv'}", "--recipe", "egemaps-svm",
-                 "--out", str(out), "-q"]) == 0
-    return out
+    return small_model_dir
 
 
 @pytest.fixture(scope="session")
