@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pathlib import Path
+
 from serkit.inference import Recognizer, vad_segments
 
 
@@ -66,3 +68,106 @@ def test_one_sample_file_is_an_error_row(model_dir, tmp_path):
     rec = Recognizer.load(model_dir)
     t = rec.predict_batch([tmp_path / "one.wav"])
     assert t.iloc[0]["label"] == "" and "shorter than" in t.iloc[0]["error"]
+
+
+# -- a folder of awkward files through `serkit predict` ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def soundnet_dir(tmp_path_factory):
+    from tests.quick_models import quick_soundnet
+
+    return quick_soundnet(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def awkward_folder(tmp_path_factory, emodb_dir_module):
+    """One good clip, a corrupt file, an empty file, a 1-sample file and a 20-minute recording (in a subfolder)."""
+    root = tmp_path_factory.mktemp("awkward")
+    clips = sorted((emodb_dir_module / "wav").glob("03a0*.wav"))[:12]
+    x, sr = sf.read(clips[0], dtype="float32")
+    sf.write(root / "good.wav", x, sr)
+    (root / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
+    (root / "empty.wav").write_bytes(b"")
+    sf.write(root / "one.wav", np.zeros(1, np.float32), 16000)
+    # 20 minutes: clips with 0.5-1.7 s pauses, repeated (written block by block, never held whole)
+    parts = []
+    for i, c in enumerate(clips):
+        y, _ = sf.read(c, dtype="float32")
+        parts += [y, np.zeros(int(sr * (0.5 + (i % 4) * 0.4)), np.float32)]
+    unit = np.concatenate(parts)
+    (root / "sub").mkdir()
+    n = 20 * 60 * sr
+    with sf.SoundFile(root / "sub" / "long.wav", "w", sr, 1) as f:
+        for k in range(0, n, len(unit)):
+            f.write(unit[: min(len(unit), n - k)])
+    return root
+
+
+def test_predict_folder_with_bad_files_and_a_20_minute_file(soundnet_dir, awkward_folder, tmp_path, capsys):
+    from serkit.cli import main
+
+    out = tmp_path / "p.csv"
+    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder), "--out", str(out)])
+    assert code == 0  # some files failed, not all
+    import pandas as pd
+
+    t = pd.read_csv(out, keep_default_na=False)
+    by = {Path(f).name: r for f, r in zip(t["file"], t.to_dict("records"))}
+    assert set(by) == {"good.wav", "corrupt.wav", "empty.wav", "one.wav", "long.wav"}
+    assert "cannot decode" in by["corrupt.wav"]["error"]
+    assert "empty (0 bytes)" in by["empty.wav"]["error"]
+    assert "shorter than" in by["one.wav"]["error"]
+    assert by["good.wav"]["error"] == "" and by["long.wav"]["error"] == ""
+    assert float(by["long.wav"]["end"]) == pytest.approx(1200.0)
+    probs = [float(by["long.wav"][c]) for c in t.columns if c.startswith("p_")]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 3
+
+
+def test_timeline_of_the_20_minute_file_with_plot(soundnet_dir, awkward_folder, tmp_path):
+    import pandas as pd
+
+    from serkit.cli import main
+
+    out = tmp_path / "t.jsonl"
+    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder / "sub" / "long.wav"),
+                 str(awkward_folder / "good.wav"), "--timeline", "--vad", "--plot", str(tmp_path / "plots"),
+                 "--out", str(out)])
+    assert code == 0
+    t = pd.read_json(out, lines=True)
+    long = t[t["file"].str.endswith("long.wav")]
+    lengths = (long["end"] - long["start"]).to_numpy()
+    # 1.5-4 s clips; pauses over 1 s end a segment early, so about one segment per clip, at most 5 s
+    assert 250 <= len(long) <= 700, len(long)
+    assert lengths.max() <= 5.0 + 1e-6 and np.median(lengths) >= 1.0
+    assert np.all(np.diff(long["start"]) > 0) and long["end"].max() <= 1200.0
+    assert (tmp_path / "plots" / "long.png").stat().st_size > 10_000
+    assert (tmp_path / "plots" / "good.png").exists()
+
+
+def test_manifest_input(soundnet_dir, awkward_folder, tmp_path):
+    rec = Recognizer.load(soundnet_dir)
+    from serkit.inference import expand_inputs
+
+    (tmp_path / "m.csv").write_text(f"path,label\n{awkward_folder / 'good.wav'},x\nnope.wav,y\n")
+    files = expand_inputs([tmp_path / "m.csv"])
+    assert files == [str(awkward_folder / "good.wav"), str(tmp_path / "nope.wav")]
+    t = rec.predict_batch(files)
+    assert t.iloc[0]["error"] == "" and "does not exist" in t.iloc[1]["error"]
+    (tmp_path / "bad.csv").write_text("file\nx.wav\n")
+    from serkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no 'path' column"):
+        expand_inputs([tmp_path / "bad.csv"])
+
+
+def test_predict_batch_arrays_and_paths_agree(soundnet_dir, awkward_folder):
+    rec = Recognizer.load(soundnet_dir)
+    from serkit.audio import read
+
+    x, _ = read(awkward_folder / "good.wav", rec.sampling_rate)
+    a = rec.predict_batch([x]).filter(like="p_").to_numpy()
+    b = rec.predict_batch([awkward_folder / "good.wav"]).filter(like="p_").to_numpy()
+    np.testing.assert_allclose(a, b, atol=1e-6)

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model folder to write")
 
     pr = cmd("predict", "predict emotions of audio files and folders")
-    pr.add_argument("paths", nargs="+", help="audio files and/or folders (searched recursively)")
+    pr.add_argument("paths", nargs="+",
+                    help="audio files, folders (searched recursively) and/or CSV manifests with a path column")
     pr.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
     pr.add_argument("--format", default=None, choices=["csv", "json", "jsonl", "parquet"],
                     help="output format (default: from --out's extension, else csv)")
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--timeline", action="store_true", help="one row per window for long audio")
     pr.add_argument("--window", type=float, default=4.0, help="timeline window (s)")
     pr.add_argument("--hop", type=float, default=2.0, help="timeline hop (s)")
+    pr.add_argument("--vad", action="store_true",
+                    help="timeline: cut at pauses (energy VAD) into 3-5 s speech segments instead of fixed windows")
+    pr.add_argument("--plot", default=None, metavar="DIR",
+                    help="timeline: also write DIR/<file>.png, emotion probabilities over time per file")
     pr.add_argument("--strict", action="store_true", help="exit non-zero if any file fails")
 
     em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
@@ -209,8 +214,6 @@ def write_table(table, out: str | None, fmt: str | None) -> None:
 
 
 def _cmd_predict(args) -> int:
-    import pandas as pd
-
     from .inference import Recognizer, expand_inputs
 
     rec = Recognizer.load(args.model)
@@ -218,17 +221,21 @@ def _cmd_predict(args) -> int:
     if not files:
         raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")
     if args.timeline:
-        parts = []
-        for f in files:
-            try:
-                parts.append(rec.timeline(f, window=args.window, hop=args.hop))
-            except SerkitError as exc:
-                parts.append(pd.DataFrame([rec._error_row(f, str(exc))], columns=rec._columns()))
-        table = pd.concat(parts, ignore_index=True)
+        table = rec.timelines(files, window=args.window, hop=args.hop, vad=args.vad, progress=_progress(args))
+        if args.plot:
+            from .inference import plot_timeline
+
+            for f, png in _plot_names(files, args.plot).items():
+                part = table[table["file"] == f]
+                if (part["error"].isin(["", "silence"])).all() and len(part):
+                    plot_timeline(part, png)
+            _say(args, f"plots written to {args.plot}/")
+    elif args.plot:
+        raise SerkitError("--plot draws timelines; add --timeline")
     else:
         table = rec.predict_batch(files, progress=_progress(args))
     write_table(table, args.out, args.format)
-    failed = table[table["error"] != ""]
+    failed = table[~table["error"].isin(["", "silence"])]  # a silent window is not a failed file
     for _, row in failed.iterrows():
         print(f"error: {row['error']}", file=sys.stderr)
     n_files = len(files)
@@ -240,6 +247,20 @@ def _cmd_predict(args) -> int:
     if n_bad == n_files or (args.strict and n_bad):
         return 1
     return 0
+
+
+def _plot_names(files, folder) -> dict:
+    """file → ``folder/<stem>.png``, numbered where two files share a stem."""
+    out, used = {}, set()
+    for f in dict.fromkeys(files):
+        stem, k = Path(f).stem, 1
+        name = stem
+        while name in used:
+            k += 1
+            name = f"{stem}-{k}"
+        used.add(name)
+        out[f] = Path(folder) / f"{name}.png"
+    return out
 
 
 def _cmd_embed(args) -> int:

@@ -387,6 +387,27 @@ class Recognizer:
                 rows.extend(self._rows([str(path)], [s], [e], [p]))
         return self._table(rows)
 
+    def timelines(self, paths: Sequence, *, window: float = 4.0, hop: float = 2.0, vad: bool = False,
+                  progress: bool = False):
+        """:meth:`timeline` of many files in one table; a file that fails becomes one error row.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The files' rows, in the order given.
+        """
+        import pandas as pd
+        from tqdm.auto import tqdm
+
+        parts = []
+        for path in tqdm(list(paths), desc="timeline", unit="file", disable=not progress, leave=False):
+            try:
+                parts.append(self.timeline(path, window=window, hop=hop, vad=vad))
+            except SerkitError as exc:
+                parts.append(self._table([self._error_row(str(path), str(exc))]))
+        parts = [p for p in parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else self._table([])
+
     def _energy_db(self, path) -> np.ndarray:
         """[shape=(n_frames,)] level of every 10 ms frame of ``path`` in dBFS, decoded a block at a time."""
         from .audio import read
