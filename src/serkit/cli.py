@@ -23,6 +23,8 @@ EXAMPLES = {
     "download": "serkit download soundnet",
     "info": "serkit info --model models/emodb",
     "serve": "serkit serve --model models/emodb --host 127.0.0.1 --port 8000",
+    "stream": "arecord -f S16_LE -r 16000 -c 1 | serkit stream --model models/emodb --stdin --window 3 --hop 1",
+    "export": "serkit export models/soundnet --format onnx --quantize int8 --out models/soundnet-int8",
 }
 
 
@@ -111,6 +113,39 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)")
     sv.add_argument("--port", type=int, default=8000, help="TCP port")
     sv.add_argument("--workers", type=int, default=1, help="worker processes, each with its own copy of the model")
+
+    st = cmd("stream", "recognise emotions in real time from a file, stdin or the microphone (one line per window)")
+    src = st.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", default=None, metavar="PATH", help="play this audio file as a live stream")
+    src.add_argument("--stdin", action="store_true",
+                     help="read a WAV stream or raw little-endian mono PCM (needs --rate) from standard input")
+    src.add_argument("--mic", action="store_true", help="capture the microphone (needs pip install sounddevice)")
+    st.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    st.add_argument("--speed", type=float, default=1.0,
+                    help="--file playback speed in x real time; 0 = as fast as possible (default 1)")
+    st.add_argument("--rate", type=int, default=None, help="sample rate of raw PCM on stdin / of the microphone (Hz)")
+    st.add_argument("--pcm", default="s16", choices=["s16", "f32"], help="raw PCM sample format on stdin (default s16)")
+    st.add_argument("--device", default=None, help="microphone device name or index (see python -m sounddevice)")
+    st.add_argument("--window", type=float, default=3.0, help="window length (s, default 3)")
+    st.add_argument("--hop", type=float, default=1.0, help="a window every HOP seconds (default 1)")
+    st.add_argument("--ema", type=float, default=1.0,
+                    help="smoothing: weight of the newest window in an exponential moving average (1 = off)")
+    st.add_argument("--queue", type=int, default=4, help="windows waiting for inference at most (default 4)")
+    st.add_argument("--when-busy", default=None, choices=["drop", "wait"],
+                    help="queue full: drop windows (default for --mic and --speed > 0) or pause the input")
+    st.add_argument("--format", default="text", choices=["text", "jsonl"],
+                    help="per-window lines: text or one JSON object per window (summary on stderr)")
+
+    ex = cmd("export", "export a trained model for deployment (ONNX, optionally int8-quantised)")
+    ex.add_argument("model_dir", help="trained model folder (family soundnet)")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    ex.add_argument("--out", required=True, help="folder to write (model.json + model.onnx)")
+    ex.add_argument("--quantize", default=None, choices=["int8", "int8-dynamic"],
+                    help="int8: static QDQ per-channel, calibrated; int8-dynamic: weights only, no calibration")
+    ex.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
+                    help="audio files/folders/manifests for int8 calibration (default: the model's training corpus)")
+    ex.add_argument("--calibration-clips", type=int, default=32, help="clips used for calibration (default 32)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     return p
 
 
@@ -263,6 +298,27 @@ def _plot_names(files, folder) -> dict:
     return out
 
 
+def _cmd_stream(args) -> int:
+    from .inference import Recognizer
+    from .stream_cli import run_stream
+
+    rec = Recognizer.load(args.model)
+    source = "file" if args.file else "stdin" if args.stdin else "mic"
+    _, code = run_stream(rec, source=source, path=args.file, speed=args.speed, rate=args.rate, pcm=args.pcm,
+                         device=args.device, window=args.window, hop=args.hop, ema=args.ema, queue_size=args.queue,
+                         when_busy=args.when_busy, fmt=args.format)
+    return code
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(args.model_dir, args.out, quantize=args.quantize, calibration=args.calibration,
+                      calibration_clips=args.calibration_clips, opset=args.opset, progress=_progress(args))
+    _say(args, f"exported to {out}")
+    return 0
+
+
 def _cmd_embed(args) -> int:
     import numpy as np
 
@@ -328,6 +384,8 @@ COMMANDS = {
     "download": _cmd_download,
     "info": _cmd_info,
     "serve": _cmd_serve,
+    "stream": _cmd_stream,
+    "export": _cmd_export,
 }
 
 
