@@ -1,0 +1,101 @@
+"""`serkit export`: ONNX graphs of SoundNet models agree with torch; int8 is smaller and close; Recognizer loads them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from serkit.cli import main  # noqa: E402
+from serkit.errors import ConfigError  # noqa: E402
+from serkit.inference import Recognizer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from tests.quick_models import quick_soundnet
+
+    return quick_soundnet(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Held-out EmoDB clips (speakers the quick model did not train on), at 22 050 Hz."""
+    from serkit.audio import read
+    from tests.conftest import data_dir
+
+    files = sorted((data_dir("emodb") / "wav").glob("1[0-6]*.wav"))[::6][:40]
+    return files, [read(f, 22050)[0] for f in files]
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exports")
+    assert main(["export", str(model_dir), "--format", "onnx", "--out", str(root / "fp32"), "-q"]) == 0
+    assert main(["export", str(model_dir), "--quantize", "int8", "--out", str(root / "int8"), "-q"]) == 0
+    return root
+
+
+def test_onnx_fp32_matches_torch(model_dir, exported, clips):
+    torch_rec, onnx_rec = Recognizer.load(model_dir), Recognizer.load(exported / "fp32")
+    meta = json.loads((exported / "fp32" / "model.json").read_text())
+    assert meta["family"] == "onnx" and meta["labels"] == torch_rec.labels and meta["sampling_rate"] == 22050
+    assert meta["source"]["family"] == "soundnet"
+    # batches of mixed lengths (padding + masking), a clip shorter than the receptive field, one alone
+    signals = clips[1] + [np.random.default_rng(0).uniform(-0.1, 0.1, 300).astype(np.float32)]
+    p_torch = torch_rec.classifier.predict_proba(signals)
+    p_onnx = onnx_rec.classifier.predict_proba(signals)
+    np.testing.assert_allclose(p_onnx, p_torch, atol=1e-5)  # float32 rounding only
+    np.testing.assert_allclose(onnx_rec.classifier.predict_proba(signals[:1]), p_torch[:1], atol=1e-5)
+
+
+def test_int8_is_smaller_and_close(model_dir, exported, clips):
+    fp32 = (exported / "fp32" / "model.onnx").stat().st_size
+    int8 = (exported / "int8" / "model.onnx").stat().st_size
+    assert fp32 / int8 >= 3.0, (fp32, int8)
+    meta = json.loads((exported / "int8" / "model.json").read_text())
+    assert meta["config"]["quantization"]["calibration_clips"] >= 16
+    p_torch = Recognizer.load(model_dir).classifier.predict_proba(clips[1])
+    p_int8 = Recognizer.load(exported / "int8").classifier.predict_proba(clips[1])
+    # measured on this model: mean |dp| ~0.02, top-1 agreement ~0.85-0.92 (the quick model's
+    # probabilities are flat, so near-ties flip); bounds leave room for a different training run
+    assert np.abs(p_int8 - p_torch).mean() < 0.05
+    assert (p_int8.argmax(1) == p_torch.argmax(1)).mean() >= 0.7
+
+
+def test_predict_with_the_exported_dir(exported, clips, tmp_path, capsys):
+    rec = Recognizer.load(exported / "int8")
+    row = rec.predict_file(clips[0][0]).iloc[0]
+    assert row["error"] == "" and row["label"] in rec.labels
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", "-q", "--model", str(exported / "fp32"), *map(str, clips[0][:3]), "--out", str(out)]) == 0
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["error"] == "" for r in rows)
+
+
+def test_feature_models_do_not_export(tmp_path):
+    d = tmp_path / "svm"
+    d.mkdir()
+    (d / "model.json").write_text(json.dumps({"format_version": 1, "family": "features", "labels": ["a", "b"],
+                                              "config": {}}))
+    with pytest.raises(ConfigError, match="exportable families: soundnet"):
+        from serkit.export import export_onnx
+
+        export_onnx(d, tmp_path / "out")
+
+
+def test_int8_without_calibration_audio_says_what_to_pass(model_dir, tmp_path):
+    d = tmp_path / "copy"
+    shutil.copytree(model_dir, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["trained_on"] = {"corpora": [f"emodb:{tmp_path / 'gone'}"]}
+    (d / "model.json").write_text(json.dumps(meta))
+    from serkit.export import export_onnx
+
+    with pytest.raises(ConfigError, match="--calibration"):
+        export_onnx(d, tmp_path / "out", quantize="int8")
