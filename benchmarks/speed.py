@@ -2,14 +2,19 @@
 
 Every row decodes its files (soundfile; resampling where the model's rate differs), cuts or pads
 them to the clip length, and runs the model in batches; the feature cache is not used. Numbers are
-the median over repeats after one warm-up pass; peak memory is the process' maximum resident set.
+the median over repeats after one warm-up pass; peak memory is the process' maximum resident set
+(cumulative over the rows run so far: use ``--only`` to measure one row in its own process).
+Classifier rows also report their weights' size on disk and the latency of one 1-second window on
+one CPU thread (median and p95 over 300 calls; audio array in, probabilities out).
 
     python benchmarks/speed.py                      # EmoDB under ${SERKIT_DATA:-../shared/data}
     python benchmarks/speed.py --files 128 --repeats 5 --threads 2 --json
+    python benchmarks/speed.py --only classifier    # the fine-tuned SoundNet: torch, ONNX fp32, ONNX int8
 
 Add a model by appending a row function to ``ROWS``: it takes the :class:`Setup` and returns a
 list of ``(label, batch_size, run)`` where ``run(paths)`` processes those files once and returns
-the seconds of audio it processed.
+the seconds of audio it processed; an optional fourth item ``{"size_mb": ..., "latency": make}``
+adds the model size and the latency of ``make()``'s function (one call = one inference).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class Setup:
     files: list[str]
     clip: float  # seconds; 0 = whole files
     threads: int
+    only: tuple = ()  # run only rows whose label contains one of these (case-insensitive)
 
 
 def _load(path: str, sampling_rate: int, clip: float) -> np.ndarray:
@@ -117,8 +123,80 @@ def soundnet_res_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]]
     return [("SoundNetRes embed (16 kHz, untrained)", 4, make(4))]
 
 
+_CLASSIFIERS: dict = {}
+
+
+def _classifier_dirs(setup: Setup) -> dict:
+    """Train a quick SoundNet classifier (conv5 + mean/max head, frozen backbone, 3 EmoDB speakers, ~5 s)
+    and export it to ONNX fp32 and int8 (calibrated on its training clips); once per process."""
+    if _CLASSIFIERS:
+        return _CLASSIFIERS
+    import tempfile
+
+    from serkit.artifact import save_model
+    from serkit.corpora import load_corpus
+    from serkit.export import export_onnx
+    from serkit.models.neural import SoundNetClassifier
+
+    root = Path(tempfile.mkdtemp(prefix="serkit-speed-"))
+    emodb = Path(setup.files[0]).parent.parent
+    utterances = [u for u in load_corpus(f"emodb:{emodb}") if u.speaker in ("03", "08", "09")]
+    model = SoundNetClassifier(layer="conv5", pool="meanmax", strategy="freeze",
+                               train={"epochs": 4, "val_fraction": 0.0, "min_epochs": 1, "crop_seconds": 2.0})
+    model.fit(utterances, progress=False)
+    _CLASSIFIERS["torch"] = save_model(model, root / "torch")
+    _CLASSIFIERS["onnx"] = export_onnx(root / "torch", root / "onnx")
+    _CLASSIFIERS["int8"] = export_onnx(root / "torch", root / "int8", quantize="int8",
+                                       calibration=[u.path for u in utterances])
+    return _CLASSIFIERS
+
+
+def _dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.suffix in (".onnx", ".safetensors")) / 2**20
+
+
+def classifier_rows(setup: Setup) -> list:
+    """A fine-tuned SoundNet classifier (conv5, frozen backbone + linear head) in torch fp32, ONNX fp32 and ONNX int8.
+
+    Throughput runs ``Recognizer.predict_batch`` over the files (decoding and resampling included) with
+    ``setup.threads`` threads; latency is one 1-second window (22 050 float32 samples in → probabilities
+    out, through ``predict_proba``) on one thread.
+    """
+    from serkit.inference import Recognizer
+
+    dirs = _classifier_dirs(setup)
+    rows = []
+    for key, label in (("torch", "SoundNet conv5 classifier, torch fp32"),
+                       ("onnx", "SoundNet conv5 classifier, ONNX fp32"),
+                       ("int8", "SoundNet conv5 classifier, ONNX int8")):
+        rec = Recognizer.load(dirs[key])
+        sr = rec.sampling_rate
+
+        def run(paths, rec=rec, sr=sr):
+            seconds = 0.0
+            for chunk in _batched(paths, 16):
+                signals = [_load(p, sr, setup.clip) for p in chunk]
+                rec.classifier.predict_proba(signals)
+                seconds += sum(len(s) for s in signals) / sr
+            return seconds
+
+        def one_window(rec=rec, key=key):
+            window = np.random.default_rng(0).uniform(-0.3, 0.3, rec.sampling_rate).astype(np.float32)
+            if key == "torch":
+                import torch
+
+                torch.set_num_threads(1)
+                os.environ["SERKIT_THREADS"] = "1"  # else predict_proba samples the load (~10 ms) per call
+            else:
+                rec.classifier.set_threads(1)
+            return lambda: rec.classifier.predict_proba([window])
+
+        rows.append((label, 16, run, {"latency": one_window, "size_mb": round(_dir_mb(dirs[key]), 3)}))
+    return rows
+
+
 #: row factories, in table order
-ROWS: list[Callable[[Setup], list]] = [soundnet_rows, soundnet_res_rows]
+ROWS: list[Callable[[Setup], list]] = [soundnet_rows, soundnet_res_rows, classifier_rows]
 
 
 # -- driver ----------------------------------------------------------------------------------------
@@ -134,7 +212,10 @@ def measure(setup: Setup, repeats: int) -> list[dict]:
 
     results = []
     for factory in ROWS:
-        for label, batch, run in factory(setup):
+        for label, batch, run, *extra in factory(setup):
+            if setup.only and not any(k.lower() in label.lower() for k in setup.only):
+                continue
+            extra = extra[0] if extra else {}
             torch.set_num_threads(setup.threads)  # a row's model may have set its own thread count
             run(setup.files[: max(batch, 4)])  # warm-up: weights, allocator, oneDNN kernels
             times, audio = [], 0.0
@@ -154,8 +235,27 @@ def measure(setup: Setup, repeats: int) -> list[dict]:
                 "ms_per_file": round(1000 * wall / len(setup.files), 2),
                 "peak_rss_mb": round(_peak_rss_mb()),
                 "threads": setup.threads,
+                "size_mb": extra.get("size_mb", ""),
+                **_latency(extra.get("latency")),
             })
     return results
+
+
+def _latency(make, n: int = 300) -> dict:
+    """Median and p95 (ms) of ``n`` calls of ``make()``'s function after 30 warm-up calls."""
+    if make is None:
+        return {"lat_ms_median": "", "lat_ms_p95": ""}
+    fn = make()
+    for _ in range(30):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    os.environ.pop("SERKIT_THREADS", None)
+    ms = np.array(times) * 1000
+    return {"lat_ms_median": round(float(np.median(ms)), 3), "lat_ms_p95": round(float(np.percentile(ms, 95)), 3)}
 
 
 def main(argv=None) -> int:
@@ -166,6 +266,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="run only rows whose model label contains TEXT (repeatable), e.g. --only int8; "
+                         "run one row per process to read its own peak memory")
     args = ap.parse_args(argv)
 
     from serkit.audio import find_audio_files
@@ -177,12 +280,13 @@ def main(argv=None) -> int:
     files = [str(p) for p in find_audio_files(wav)][: args.files]
     # serkit's extractors size their worker pools from $SERKIT_JOBS; torch's pool from set_num_threads
     os.environ["SERKIT_JOBS"] = str(args.threads)
-    setup = Setup(files=files, clip=args.clip, threads=args.threads)
+    setup = Setup(files=files, clip=args.clip, threads=args.threads, only=tuple(args.only))
     results = measure(setup, args.repeats)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    cols = ["model", "batch", "clip_s", "files", "audio_s", "wall_s", "x_realtime", "ms_per_file", "peak_rss_mb"]
+    cols = ["model", "batch", "clip_s", "files", "audio_s", "wall_s", "x_realtime", "ms_per_file", "peak_rss_mb",
+            "size_mb", "lat_ms_median", "lat_ms_p95"]
     print(f"| {' | '.join(cols)} |")
     print(f"|{'|'.join('---' for _ in cols)}|")
     for r in results:
