@@ -124,7 +124,8 @@ def _pcm(x: np.ndarray, sr: int) -> bytes:
     return (np.clip(resample(x, sr, 16000), -1, 1) * 32767).astype("<i2").tobytes()
 
 
-def test_sigint_midway_exits_130_with_summary(model_dir, speech):
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_signal_midway_exits_cleanly_with_summary(model_dir, speech, sig, code, name):
     _, x, sr = speech
     proc = _start(model_dir)
     pcm = _pcm(x, sr)
@@ -133,11 +134,11 @@ def test_sigint_midway_exits_130_with_summary(model_dir, speech):
     first = proc.stdout.readline()  # a window came out: the stream is running
     assert json.loads(first)["start"] == 0.0
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err.decode()
+    assert proc.returncode == code, err.decode()
     summary = json.loads(err.decode().strip().splitlines()[-1])["summary"]
-    assert summary["stopped_by"] == "SIGINT" and summary["windows"] >= 1
+    assert summary["stopped_by"] == name and summary["windows"] >= 1
     assert "Traceback" not in err.decode()
 
 
