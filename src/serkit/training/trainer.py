@@ -310,11 +310,23 @@ def default_threads() -> int:
             return max(1, int(env))
         except ValueError:
             raise ConfigError(f"$SERKIT_THREADS={env!r} is not a number of threads; e.g. SERKIT_THREADS=2") from None
+    now = time.monotonic()
+    if now - _THREADS_SEEN[0] < _THREADS_TTL:
+        return _THREADS_SEEN[1]
     try:
         cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         cores = max(1, os.cpu_count() or 1)
-    return max(1, cores - _others_running())
+    threads = max(1, cores - _others_running())
+    _THREADS_SEEN[:] = [now, threads]
+    return threads
+
+
+# Reading the load takes ~10 ms (a few spaced /proc/loadavg samples): reuse the answer for a
+# second, so per-call prediction (streaming, serving) does not pay it every time while epochs,
+# seconds apart, still see the current load.
+_THREADS_TTL = 1.0
+_THREADS_SEEN: list = [float("-inf"), 1]
 
 
 def _others_running(samples: int = 3, interval: float = 0.005) -> int:
