@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from .base import Classifier, register_model
 
-__all__ = ["SoundNetClassifier", "SoundNetResClassifier", "BACKBONES", "read_cached"]
+__all__ = ["WaveformClassifier", "SoundNetClassifier", "SoundNetResClassifier", "BACKBONES", "read_cached"]
 
 BACKBONES = ("soundnet8", "soundnet-res")
 WEIGHTS_FILE = "model.safetensors"
@@ -81,70 +81,10 @@ def _nets():
     import torch
     from torch import nn
 
-    from ..networks.heads import (ClassifierHead, _mask_for, conv_out_length, lengths_to_mask, masked_mean,
-                                  masked_std, pool_out_length)
+    from ..networks.heads import NormedHead, SpeakerNormMixin, conv_out_length, lengths_to_mask, pool_out_length
     from ..networks.soundnet import INPUT_SCALE, SAMPLING_RATE, SoundNet8, layer_channels, min_samples
     from ..networks.soundnet_res import SoundNetRes
     from ..training.trainer import BlockwiseNet
-
-    class NormedHead(nn.Module):
-        """Pool → batch norm → :class:`ClassifierHead` (dropout → linear).
-
-        SoundNet's pooled activations differ in scale by orders of magnitude between channels and
-        layers (conv7's are ~0.1, conv4's ~10); standardising them before the linear layer lets one
-        learning rate suit every layer (with a frozen conv7, UA on two held-out EmoDB speakers rose
-        from 0.35 to 0.6 at equal epochs).
-        """
-
-        def __init__(self, in_dim: int, n_classes: int, *, dropout: float, pool: str, speaker_norm: bool = False):
-            super().__init__()
-            self.head = ClassifierHead(in_dim, n_classes, dropout=dropout, pool="meanmax" if pool == "meanstd" else pool)
-            if pool == "meanstd":
-                self.head.pool = MeanStdPool()
-            dim = self.head.pool.out_dim(in_dim)
-            self.norm = nn.BatchNorm1d(dim)
-            self.speaker_norm = speaker_norm
-            if speaker_norm:
-                # fallback statistics for speakers without enough utterances (set after training)
-                self.register_buffer("global_mean", torch.zeros(dim))
-                self.register_buffer("global_std", torch.ones(dim))
-
-        def pooled(self, h, lengths):
-            return self.head.pool(h, lengths=lengths)
-
-        def from_pooled(self, p):
-            return self.head(self.norm(p))
-
-        def forward(self, h, lengths, norm=None):
-            p = self.pooled(h, lengths)
-            if norm is not None:
-                p = (p - norm[0]) / norm[1]
-            return self.from_pooled(p)
-
-    class MeanStdPool(nn.Module):
-        """Masked mean ‖ standard deviation over frames: [B, C, T] → [B, 2C]."""
-
-        def out_dim(self, in_dim: int) -> int:
-            return 2 * in_dim
-
-        def forward(self, x, mask=None, lengths=None):
-            mask = _mask_for(x, mask, lengths)
-            return torch.cat([masked_mean(x, mask), masked_std(x, mask)], dim=1)
-
-    class _SpeakerNormMixin:
-        def pooled(self, h, lengths):
-            return self.head.pooled(h, lengths)
-
-        def from_pooled(self, p):
-            return self.head.from_pooled(p)
-
-        def classify(self, h, lengths, norm=None):
-            return self.head(h, lengths, norm=norm)
-
-        def set_global_norm(self, mean, std):
-            if self.head.speaker_norm:
-                self.head.global_mean.copy_(mean)
-                self.head.global_std.copy_(std)
 
     def block_lengths(block, n):
         """Frames out of one SoundNet8 block (conv → BN → ReLU → max-pool) for ``n`` frames in."""
@@ -155,7 +95,7 @@ def _nets():
             n = pool_out_length(n, k if isinstance(k, int) else k[0])
         return n
 
-    class SoundNet8Blocks(_SpeakerNormMixin, BlockwiseNet):
+    class SoundNet8Blocks(SpeakerNormMixin, BlockwiseNet):
         """SoundNet8's conv1 … ``layer`` blocks (pretrained) and a pooling head; 22 050 Hz input in [-1, 1]."""
 
         sampling_rate = SAMPLING_RATE
@@ -191,7 +131,7 @@ def _nets():
             return h, lengths
 
 
-    class SoundNetResBlocks(_SpeakerNormMixin, BlockwiseNet):
+    class SoundNetResBlocks(SpeakerNormMixin, BlockwiseNet):
         """SoundNetRes as one block (its multi-scale taps do not split into a chain) and a pooling head; 16 kHz."""
 
         sampling_rate = SoundNetRes.SAMPLING_RATE
@@ -227,8 +167,170 @@ _NETS = None
 # -- the classifier ---------------------------------------------------------------------------
 
 
+class WaveformClassifier(Classifier):
+    """What every torch family on raw waveforms shares: reading audio (memoised), training with
+    :class:`serkit.training.Trainer`, whole-utterance prediction with optional per-speaker
+    normalisation of the pooled vector, and safetensors persistence.
+
+    A subclass sets ``sampling_rate`` and implements ``_train_config()`` (a
+    :class:`serkit.training.TrainConfig`), ``_build_net(n_classes, *, pretrained)`` (a
+    :class:`serkit.training.BlockwiseNet` whose head is a :class:`serkit.networks.heads.NormedHead`)
+    and ``_options()`` (its constructor arguments, for ``model.json``).
+    """
+
+    #: whether ``fit`` starts from published weights (``_build_net(pretrained=...)``)
+    _pretrained = False
+
+    def _train_config(self):
+        raise NotImplementedError
+
+    def _build_net(self, n_classes: int, *, pretrained: bool):
+        raise NotImplementedError
+
+    def _options(self) -> dict:
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """What the network is, for error messages."""
+        return self.family
+
+    # -- learning -----------------------------------------------------------------------------------
+    def fit(self, utterances: Sequence, *, progress: bool = True) -> "WaveformClassifier":
+        """Read the utterances' audio at the network's rate and train (see the class docstring)."""
+        import torch
+
+        from ..training.trainer import Trainer
+
+        utterances = list(utterances)
+        if not utterances:
+            raise ConfigError("cannot fit on zero utterances; check the corpus and the label set")
+        labels = sorted({str(u.label) for u in utterances})
+        if len(labels) < 2:
+            raise ConfigError(f"training needs at least two emotions, found only {labels}; check the label mapping")
+        index = {lab: i for i, lab in enumerate(labels)}
+        signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
+        targets = np.array([index[str(u.label)] for u in utterances])
+        speakers = [str(u.speaker) for u in utterances]
+        config = self._train_config()
+        torch.manual_seed(config.seed)  # the head's initial weights are part of the run
+        net = self._build_net(len(labels), pretrained=self._pretrained)
+        result = Trainer(config, progress=progress).fit(net, signals, targets, speakers, n_classes=len(labels))
+        self.net_ = net.eval()
+        self.labels_ = labels
+        self.strategy_ = result.strategy
+        self.training_ = result.to_dict()
+        return self
+
+    # -- predicting ---------------------------------------------------------------------------------
+    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
+        """[shape=(n, n_labels)] probabilities for whole float32 signals at ``sampling_rate``.
+
+        With ``train.normalisation: speaker`` the pooled vectors are standardised per speaker
+        (``speakers[i]`` names signal ``i``'s speaker; the statistics come from that speaker's
+        signals in this call, which need no labels; a speaker with fewer than
+        ``train.min_speaker_utterances`` signals, or ``speakers=None``, gets the training set's
+        statistics). Otherwise ``speakers`` is ignored. Signals shorter than the backbone's
+        receptive field are zero-padded.
+        """
+        self._check_fitted()
+        import torch
+
+        from ..training.trainer import _pad_min, default_threads, predict_logits, predict_pooled, speaker_norms
+
+        signals = [np.asarray(s, dtype=np.float32) for s in signals]
+        if not signals:
+            return np.zeros((0, len(self.labels_)), dtype=np.float32)
+        for i, s in enumerate(signals):
+            if s.ndim != 1 or s.size == 0:
+                raise ModelError(f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz")
+        signals = [_pad_min(s, self.net_.min_samples) for s in signals]
+        previous = torch.get_num_threads()
+        torch.set_num_threads(default_threads())
+        try:
+            if self._speaker_norm:
+                config = self._train_config()
+                pooled = predict_pooled(self.net_, signals, batch_seconds=config.eval_batch_seconds)
+                head = self.net_.head
+                mu, sd = speaker_norms(pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances)
+                with torch.no_grad():
+                    logits = self.net_.from_pooled((pooled - mu) / sd).float().numpy()
+            else:
+                logits = predict_logits(self.net_, signals)
+        finally:
+            torch.set_num_threads(previous)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
+
+    def predict_proba_utterances(self, utterances: Sequence, *, adapt: bool | None = None,
+                                 progress: bool = True) -> np.ndarray:  # type: ignore[override]
+        """Probabilities for utterances (audio read once per process and kept).
+
+        ``adapt``: use the utterances' speakers for per-speaker normalisation (default: when the
+        model was trained with ``train.normalisation: speaker``; without it there is nothing to adapt).
+        """
+        signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
+        use = self._speaker_norm if adapt is None else bool(adapt)
+        return self.predict_proba(signals, speakers=[str(u.speaker) for u in utterances] if use else None)
+
+    @property
+    def _speaker_norm(self) -> bool:
+        return self._train_config().normalisation == "speaker"
+
+    # -- persistence --------------------------------------------------------------------------------
+    def config(self) -> dict:
+        cfg = self._options()
+        if hasattr(self, "strategy_"):
+            cfg["fitted"] = {
+                "strategy": self.strategy_,
+                "epochs_run": self.training_.get("epochs_run"),
+                "best_epoch": self.training_.get("best_epoch"),
+                "best_val_ua": self.training_.get("best_val_ua"),
+                "val_speakers": self.training_.get("val_speakers"),
+            }
+        return cfg
+
+    def save_weights(self, directory: Path) -> list[str]:
+        """``model.safetensors`` (the network's state dict) and ``training.json`` (the training history)."""
+        self._check_fitted()
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"family": self.family, "network": self._describe()})
+        (directory / HISTORY_FILE).write_text(json.dumps(self.training_, indent=1))
+        return [WEIGHTS_FILE, HISTORY_FILE]
+
+    @classmethod
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "WaveformClassifier":
+        """Rebuild from ``save_weights`` output; never downloads (the weights hold the whole network)."""
+        from safetensors.torch import load_file
+
+        options = {k: v for k, v in config.items() if k != "fitted"}
+        model = cls(**options)
+        path = Path(directory) / WEIGHTS_FILE
+        if not path.is_file():
+            raise ModelError(f"'{directory}' lacks {WEIGHTS_FILE}; the model is incomplete: re-train or re-copy it")
+        net = model._build_net(len(labels), pretrained=False)
+        try:
+            state = load_file(str(path))
+            net.load_state_dict(state, strict=True)
+        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
+            raise ModelError(
+                f"cannot load '{path}' into a {model._describe()} network for {len(labels)} labels ({exc}); "
+                "the file does not match model.json: re-train or re-copy the model"
+            ) from None
+        model.net_ = net.eval()
+        model.labels_ = list(labels)
+        fitted = config.get("fitted") or {}
+        model.strategy_ = fitted.get("strategy")
+        history = Path(directory) / HISTORY_FILE
+        model.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
+        return model
+
+
+
+
 @register_model("soundnet")
-class SoundNetClassifier(Classifier):
+class SoundNetClassifier(WaveformClassifier):
     """SoundNet transfer learning on raw waveforms (or the light SoundNetRes trained from scratch).
 
     Parameters
@@ -305,7 +407,7 @@ class SoundNetClassifier(Classifier):
         self._train_config()  # unknown training keys fail now, not after the audio was read
 
     @property
-    def _pretrained(self) -> bool:
+    def _pretrained(self) -> bool:  # type: ignore[override]
         return (self.backbone == "soundnet8") if self.pretrained is None else bool(self.pretrained)
 
     @property
@@ -333,87 +435,8 @@ class SoundNetClassifier(Classifier):
                                      speaker_norm=spk)
         return nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk)
 
-    # -- learning -----------------------------------------------------------------------------------
-    def fit(self, utterances: Sequence, *, progress: bool = True) -> "SoundNetClassifier":
-        """Read the utterances' audio at the backbone's rate and train (see the class docstring)."""
-        from ..training.trainer import Trainer
-
-        utterances = list(utterances)
-        if not utterances:
-            raise ConfigError("cannot fit on zero utterances; check the corpus and the label set")
-        labels = sorted({str(u.label) for u in utterances})
-        if len(labels) < 2:
-            raise ConfigError(f"training needs at least two emotions, found only {labels}; check the label mapping")
-        index = {lab: i for i, lab in enumerate(labels)}
-        signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
-        targets = np.array([index[str(u.label)] for u in utterances])
-        speakers = [str(u.speaker) for u in utterances]
-        config = self._train_config()
-        _nets()["torch"].manual_seed(config.seed)  # the head's initial weights are part of the run
-        net = self._build_net(len(labels), pretrained=self._pretrained)
-        result = Trainer(config, progress=progress).fit(net, signals, targets, speakers, n_classes=len(labels))
-        self.net_ = net.eval()
-        self.labels_ = labels
-        self.strategy_ = result.strategy
-        self.training_ = result.to_dict()
-        return self
-
-    # -- predicting ---------------------------------------------------------------------------------
-    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
-        """[shape=(n, n_labels)] probabilities for whole float32 signals at ``sampling_rate``.
-
-        With ``train.normalisation: speaker`` the pooled vectors are standardised per speaker
-        (``speakers[i]`` names signal ``i``'s speaker; the statistics come from that speaker's
-        signals in this call, which need no labels; a speaker with fewer than
-        ``train.min_speaker_utterances`` signals, or ``speakers=None``, gets the training set's
-        statistics). Otherwise ``speakers`` is ignored. Signals shorter than the backbone's
-        receptive field are zero-padded.
-        """
-        self._check_fitted()
-        from ..training.trainer import _pad_min, default_threads, predict_logits, predict_pooled, speaker_norms
-
-        torch = _nets()["torch"]
-        signals = [np.asarray(s, dtype=np.float32) for s in signals]
-        if not signals:
-            return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        for i, s in enumerate(signals):
-            if s.ndim != 1 or s.size == 0:
-                raise ModelError(f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz")
-        signals = [_pad_min(s, self.net_.min_samples) for s in signals]
-        previous = torch.get_num_threads()
-        torch.set_num_threads(default_threads())
-        try:
-            if self._speaker_norm:
-                config = self._train_config()
-                pooled = predict_pooled(self.net_, signals, batch_seconds=config.eval_batch_seconds)
-                head = self.net_.head
-                mu, sd = speaker_norms(pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances)
-                with torch.no_grad():
-                    logits = self.net_.from_pooled((pooled - mu) / sd).float().numpy()
-            else:
-                logits = predict_logits(self.net_, signals)
-        finally:
-            torch.set_num_threads(previous)
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
-
-    def predict_proba_utterances(self, utterances: Sequence, *, adapt: bool | None = None,
-                                 progress: bool = True) -> np.ndarray:  # type: ignore[override]
-        """Probabilities for utterances (audio read once per process and kept).
-
-        ``adapt``: use the utterances' speakers for per-speaker normalisation (default: when the
-        model was trained with ``train.normalisation: speaker``; without it there is nothing to adapt).
-        """
-        signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
-        use = self._speaker_norm if adapt is None else bool(adapt)
-        return self.predict_proba(signals, speakers=[str(u.speaker) for u in utterances] if use else None)
-
-    @property
-    def _speaker_norm(self) -> bool:
-        return self._train_config().normalisation == "speaker"
-
-    # -- persistence --------------------------------------------------------------------------------
-    def config(self) -> dict:
-        cfg = {
+    def _options(self) -> dict:
+        return {
             "backbone": self.backbone,
             "layer": self.layer,
             "pool": self.pool,
@@ -421,53 +444,10 @@ class SoundNetClassifier(Classifier):
             "pretrained": self.pretrained,
             "train": dict(self.train),
         }
-        if hasattr(self, "strategy_"):
-            cfg["fitted"] = {
-                "strategy": self.strategy_,
-                "epochs_run": self.training_.get("epochs_run"),
-                "best_epoch": self.training_.get("best_epoch"),
-                "best_val_ua": self.training_.get("best_val_ua"),
-                "val_speakers": self.training_.get("val_speakers"),
-            }
-        return cfg
 
-    def save_weights(self, directory: Path) -> list[str]:
-        """``model.safetensors`` (the network's state dict) and ``training.json`` (the training history)."""
-        self._check_fitted()
-        from safetensors.torch import save_file
+    def _describe(self) -> str:
+        return self.backbone
 
-        directory = Path(directory)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"family": self.family, "backbone": self.backbone})
-        (directory / HISTORY_FILE).write_text(json.dumps(self.training_, indent=1))
-        return [WEIGHTS_FILE, HISTORY_FILE]
-
-    @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "SoundNetClassifier":
-        """Rebuild from ``save_weights`` output; never downloads (the weights hold the whole network)."""
-        from safetensors.torch import load_file
-
-        options = {k: v for k, v in config.items() if k != "fitted"}
-        model = cls(**options)
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise ModelError(f"'{directory}' lacks {WEIGHTS_FILE}; the model is incomplete: re-train or re-copy it")
-        net = model._build_net(len(labels), pretrained=False)
-        try:
-            state = load_file(str(path))
-            net.load_state_dict(state, strict=True)
-        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
-            raise ModelError(
-                f"cannot load '{path}' into a {config.get('backbone')} network for {len(labels)} labels ({exc}); "
-                "the file does not match model.json: re-train or re-copy the model"
-            ) from None
-        model.net_ = net.eval()
-        model.labels_ = list(labels)
-        fitted = config.get("fitted") or {}
-        model.strategy_ = fitted.get("strategy")
-        history = Path(directory) / HISTORY_FILE
-        model.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
-        return model
 
 
 @register_model("soundnet-res")

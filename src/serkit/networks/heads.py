@@ -20,6 +20,9 @@ __all__ = [
     "MeanMaxPool",
     "AttentionPool",
     "ClassifierHead",
+    "MeanStdPool",
+    "NormedHead",
+    "SpeakerNormMixin",
     "POOLS",
 ]
 
@@ -202,3 +205,79 @@ class ClassifierHead(nn.Module):
         if x.dim() == 3:
             x = self.pool(x, mask=mask, lengths=lengths)
         return self.linear(self.dropout(x))
+
+
+class MeanStdPool(nn.Module):
+    """Masked mean ‖ standard deviation over frames: [B, C, T] → [B, 2C]."""
+
+    def out_dim(self, in_dim: int) -> int:
+        return 2 * in_dim
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lengths=None) -> torch.Tensor:
+        mask = _mask_for(x, mask, lengths)
+        return torch.cat([masked_mean(x, mask), masked_std(x, mask)], dim=1)
+
+
+class NormedHead(nn.Module):
+    """Pool → batch norm → :class:`ClassifierHead` (dropout → linear), with optional speaker normalisation.
+
+    SoundNet's pooled activations differ in scale by orders of magnitude between channels and
+    layers (conv7's are ~0.1, conv4's ~10); standardising them before the linear layer lets one
+    learning rate suit every layer (with a frozen conv7, UA on two held-out EmoDB speakers rose
+    from 0.35 to 0.6 at equal epochs).
+
+    Parameters
+    ----------
+    in_dim : int
+        Channels C of the frame features [B, C, T].
+    n_classes : int
+    dropout : float
+    pool : {"meanmax", "meanstd", "attention"}
+    speaker_norm : bool
+        Keep ``global_mean`` / ``global_std`` buffers [2C]: the training set's pooled statistics, the
+        fallback when no speaker statistics are given (set by the trainer after training).
+    """
+
+    def __init__(self, in_dim: int, n_classes: int, *, dropout: float, pool: str, speaker_norm: bool = False):
+        super().__init__()
+        self.head = ClassifierHead(in_dim, n_classes, dropout=dropout, pool="meanmax" if pool == "meanstd" else pool)
+        if pool == "meanstd":
+            self.head.pool = MeanStdPool()
+        dim = self.head.pool.out_dim(in_dim)
+        self.norm = nn.BatchNorm1d(dim)
+        self.speaker_norm = speaker_norm
+        if speaker_norm:
+            # fallback statistics for speakers without enough utterances (set after training)
+            self.register_buffer("global_mean", torch.zeros(dim))
+            self.register_buffer("global_std", torch.ones(dim))
+
+    def pooled(self, h, lengths):
+        return self.head.pool(h, lengths=lengths)
+
+    def from_pooled(self, p):
+        return self.head(self.norm(p))
+
+    def forward(self, h, lengths, norm=None):
+        p = self.pooled(h, lengths)
+        if norm is not None:
+            p = (p - norm[0]) / norm[1]
+        return self.from_pooled(p)
+
+
+class SpeakerNormMixin:
+    """The speaker-normalisation half of the trainer's ``BlockwiseNet`` contract for a net whose
+    ``head`` is a :class:`NormedHead`."""
+
+    def pooled(self, h, lengths):
+        return self.head.pooled(h, lengths)
+
+    def from_pooled(self, p):
+        return self.head.from_pooled(p)
+
+    def classify(self, h, lengths, norm=None):
+        return self.head(h, lengths, norm=norm)
+
+    def set_global_norm(self, mean, std):
+        if self.head.speaker_norm:
+            self.head.global_mean.copy_(mean)
+            self.head.global_std.copy_(std)
