@@ -2,8 +2,10 @@
 
 ``export_onnx(model_dir, out)`` writes an artifact of family ``onnx`` (``model.json`` +
 ``model.onnx``) that :class:`serkit.Recognizer` loads like any other model and that runs on
-onnxruntime alone (no torch). Only the neural ``soundnet`` family exports: its whole path from a
-padded waveform batch to probabilities is one network. Feature-based (scikit-learn) models are
+onnxruntime alone (no torch). The neural ``soundnet`` and ``ssl`` families export: their whole path
+from a padded waveform batch to probabilities is one network (for ``ssl``: input normalisation,
+the transformers backbone with its padding masks, the layer mix and the head; checked on
+wav2vec 2.0, HuBERT and WavLM at opset 17). Feature-based (scikit-learn) models are
 not exported (their openSMILE/librosa front ends are not graphs).
 
 The graph's inputs are ``waveform`` [shape=(batch, samples), float32 in [-1, 1] at the model's
@@ -33,10 +35,20 @@ from .errors import ConfigError, ModelError
 
 __all__ = ["export_onnx", "EXPORTABLE_FAMILIES", "ONNX_FILE"]
 
-EXPORTABLE_FAMILIES = ("soundnet", "soundnet-res")
+EXPORTABLE_FAMILIES = ("soundnet", "soundnet-res", "cnn-lstm", "transformer", "ssl")
 ONNX_FILE = "model.onnx"
 #: operators int8 static quantisation touches; pooling, masking and the length arithmetic stay float
 _QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+#: dynamic quantisation also takes LSTMs (onnxruntime's DynamicQuantizeLSTM; static QDQ has no LSTM):
+#: the cnn-lstm's recurrent weights are most of its size
+_DYNAMIC_OPS = _QUANTIZED_OPS + ["LSTM"]
+#: graph scope of a fixed log-mel front end (:class:`serkit.networks.logmel.LogMel`): kept float, since
+#: power spectra span ~100 dB, which 8 bits cannot hold (and it has nothing learned to compress)
+_FLOAT_SCOPES = ("/front/logmel/",)
+#: exporter warnings that the agreement check below (and tests/test_export.py, tests/test_spectro.py, which
+#: run other batch sizes and lengths) cover: the STFT's strided slice is not constant-folded; the LSTM
+#: warns that variable-length batches *might* fail at other batch sizes (they do not: tested)
+_KNOWN_EXPORT_WARNINGS = ("Constant folding - Only steps=1", "Exporting a model to ONNX with a batch_size other than 1")
 
 
 def _require(module: str):
@@ -51,7 +63,7 @@ def _require(module: str):
 
 
 def _export_module(net):
-    """Wrap a fitted SoundNet network as ``(waveform [B, T], lengths [B]) -> probabilities [B, n_labels]``.
+    """Wrap a fitted waveform network (a ``BlockwiseNet``) as ``(waveform [B, T], lengths [B]) -> probabilities [B, n_labels]``.
 
     SoundNet8 blocks are run through their plain conv → BN → ReLU → pool modules (their fused
     inference path derives sizes from Python integers, which a trace would freeze); onnxruntime
@@ -96,13 +108,14 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     Parameters
     ----------
     model_dir
-        A model folder written by ``serkit train`` (family ``soundnet`` or ``soundnet-res``).
+        A model folder written by ``serkit train`` (family ``soundnet``, ``soundnet-res`` or ``ssl``).
     out
         Folder to write: ``model.json`` (family ``onnx``) and ``model.onnx``; replaced if present.
     quantize : {None, "int8", "int8-dynamic"}
         ``"int8"``: static QDQ quantisation, per-channel int8 weights and uint8 activations
         whose ranges are calibrated (99.99th percentile) on ``calibration_clips`` clips; ``"int8-dynamic"``: int8 weights,
         activations quantised on the fly (no calibration data; slower than static on convolutions).
+        A fixed log-mel front end stays float in both.
     calibration
         Audio files, folders or CSV manifests for ``"int8"``; default: clips of the corpora the
         model was trained on (``trained_on.corpora`` in its model.json), when they are present.
@@ -159,6 +172,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             # the trace turns torch.as_tensor(lengths) on an already-traced tensor into a warning, not
             # a constant: the check below and tests/test_export.py run other batch sizes and lengths
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            for message in _KNOWN_EXPORT_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=UserWarning)
             torch.onnx.export(
                 wrapper, (x, lengths), str(fp32), input_names=["waveform", "lengths"], output_names=["probabilities"],
                 dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
@@ -183,9 +198,9 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(str(fp32), str(tmp / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=_QUANTIZED_OPS)
+                             op_types_to_quantize=_DYNAMIC_OPS, nodes_to_exclude=_float_nodes(fp32))
             fp32.unlink()
-            quant_info = {"method": "dynamic, per-channel int8 weights", "ops": _QUANTIZED_OPS}
+            quant_info = {"method": "dynamic, per-channel int8 weights", "ops": _DYNAMIC_OPS}
         from . import __version__
         from .artifact import FORMAT_VERSION
 
@@ -277,6 +292,14 @@ def _calibration_signals(meta: dict, calibration, n_clips: int, sr: int, min_sam
     return clips
 
 
+def _float_nodes(path) -> list[str]:
+    """Names of the graph's nodes that quantisation must leave in float (:data:`_FLOAT_SCOPES`)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if any(scope in n.name for scope in _FLOAT_SCOPES)]
+
+
 def _quantize_static(src: Path, dst: Path, clips: list[np.ndarray]) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -309,5 +332,6 @@ def _quantize(quantize_static, src, dst, reader, QuantFormat, QuantType, Calibra
     quantize_static(
         str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=_QUANTIZED_OPS,
+        nodes_to_exclude=_float_nodes(src),
         calibrate_method=CalibrationMethod.Percentile, extra_options={"CalibPercentile": 99.99},
     )

@@ -131,18 +131,22 @@ def _nets():
             return h, lengths
 
 
-    class SoundNetResBlocks(SpeakerNormMixin, BlockwiseNet):
-        """SoundNetRes as one block (its multi-scale taps do not split into a chain) and a pooling head; 16 kHz."""
+    class EncoderBlocks(SpeakerNormMixin, BlockwiseNet):
+        """One waveform encoder as a single block and a pooling head (SoundNetRes, CNN-LSTM, transformer).
 
-        sampling_rate = SoundNetRes.SAMPLING_RATE
-        min_samples = 1
+        ``encoder(waveform [B, N], lengths=[B]) -> [B, C, T]`` with ``encoder.frame_lengths`` (samples →
+        frames), ``encoder.out_channels`` (C) and optionally ``encoder.min_samples``. One block: these
+        encoders are trained from scratch as a whole (their internals do not split into a chain).
+        """
 
-        def __init__(self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3, speaker_norm: bool = False):
+        def __init__(self, encoder, n_classes: int, *, name: str, sampling_rate: int, pool: str = "meanmax",
+                     dropout: float = 0.3, speaker_norm: bool = False):
             super().__init__()
-            backbone = SoundNetRes()
-            self.block_names = ("soundnet-res",)
-            self.blocks = nn.ModuleList([backbone])
-            self.head = NormedHead(backbone.out_channels, n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
+            self.block_names = (name,)
+            self.blocks = nn.ModuleList([encoder])
+            self.head = NormedHead(encoder.out_channels, n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
+            self.sampling_rate = int(sampling_rate)
+            self.min_samples = int(getattr(encoder, "min_samples", 1))
 
         @property
         def backbone(self):
@@ -156,8 +160,16 @@ def _nets():
                 return self.backbone(h, lengths=lengths), self.backbone.frame_lengths(lengths)
             return h, lengths
 
+    class SoundNetResBlocks(EncoderBlocks):
+        """SoundNetRes as one block (its multi-scale taps do not split into a chain) and a pooling head; 16 kHz."""
 
-    _NETS = {"soundnet8": SoundNet8Blocks, "soundnet-res": SoundNetResBlocks, "torch": torch}
+        sampling_rate = SoundNetRes.SAMPLING_RATE
+
+        def __init__(self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3, speaker_norm: bool = False):
+            super().__init__(SoundNetRes(), n_classes, name="soundnet-res", sampling_rate=SoundNetRes.SAMPLING_RATE,
+                             pool=pool, dropout=dropout, speaker_norm=speaker_norm)
+
+    _NETS = {"soundnet8": SoundNet8Blocks, "soundnet-res": SoundNetResBlocks, "encoder": EncoderBlocks, "torch": torch}
     return _NETS
 
 
@@ -375,6 +387,7 @@ class SoundNetClassifier(WaveformClassifier):
         strategy: str = "auto",
         pretrained: bool | None = None,
         train: dict | None = None,
+        channels: dict | None = None,
     ):
         self.backbone = backbone
         self.layer = layer
@@ -382,6 +395,7 @@ class SoundNetClassifier(WaveformClassifier):
         self.strategy = strategy
         self.pretrained = pretrained
         self.train = dict(train or {})
+        self.channels = dict(channels) if channels else None  # pruned widths (serkit.compress); None: full size
         self._validate()
 
     # -- options ----------------------------------------------------------------------------------
@@ -431,9 +445,15 @@ class SoundNetClassifier(WaveformClassifier):
         config = self._train_config()
         dropout, spk = config.dropout, config.normalisation == "speaker"
         if self.backbone == "soundnet8":
-            return nets["soundnet8"](n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
-                                     speaker_norm=spk)
-        return nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk)
+            net = nets["soundnet8"](n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
+                                    speaker_norm=spk)
+        else:
+            net = nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk)
+        if self.channels:  # a pruned model: shrink to the recorded channel counts before its weights load
+            from ..compress import apply_channels
+
+            apply_channels(net, self.channels)
+        return net
 
     def _options(self) -> dict:
         return {
@@ -443,6 +463,7 @@ class SoundNetClassifier(WaveformClassifier):
             "strategy": self.strategy,
             "pretrained": self.pretrained,
             "train": dict(self.train),
+            **({"channels": dict(self.channels)} if self.channels else {}),
         }
 
     def _describe(self) -> str:
@@ -455,7 +476,9 @@ class SoundNetResClassifier(SoundNetClassifier):
     """``soundnet`` with ``backbone="soundnet-res"``: the light 16 kHz residual network, trained from scratch."""
 
     def __init__(self, *, backbone: str = "soundnet-res", layer: str = "out", pool: str = "meanmax",
-                 strategy: str = "auto", pretrained: bool | None = None, train: dict | None = None):
+                 strategy: str = "auto", pretrained: bool | None = None, train: dict | None = None,
+                 channels: dict | None = None):
         if backbone != "soundnet-res":
             raise ConfigError(f"family soundnet-res always uses backbone soundnet-res, got {backbone!r}; use family soundnet")
-        super().__init__(backbone=backbone, layer=layer, pool=pool, strategy=strategy, pretrained=pretrained, train=train)
+        super().__init__(backbone=backbone, layer=layer, pool=pool, strategy=strategy, pretrained=pretrained, train=train,
+                         channels=channels)
