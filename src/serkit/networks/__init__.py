@@ -1,12 +1,17 @@
-"""Torch network modules: SoundNet-8 (pretrained port), SoundNetRes (light variant), pooling heads.
+"""Torch network modules: SoundNet-8 (pretrained port), SoundNetRes (light variant), the log-mel
+front end, CNN-LSTM and transformer encoders, pooling heads.
 
 Importing this package imports torch.
 """
 
 from __future__ import annotations
 
+from .cnn_lstm import CNNLSTM
 from .heads import AttentionPool, ClassifierHead, MeanMaxPool, lengths_to_mask
+from .logmel import LogMel, LogMelFrontEnd, SpecAugment
 from .soundnet import SoundNet8, min_samples
 from .soundnet_res import SoundNetRes
+from .transformer import SpectroTransformer
 
-__all__ = ["SoundNet8", "SoundNetRes", "min_samples", "ClassifierHead", "MeanMaxPool", "AttentionPool", "lengths_to_mask"]
+__all__ = ["SoundNet8", "SoundNetRes", "CNNLSTM", "SpectroTransformer", "LogMel", "LogMelFrontEnd", "SpecAugment",
+           "min_samples", "ClassifierHead", "MeanMaxPool", "AttentionPool", "lengths_to_mask"]
