@@ -1,0 +1,546 @@
+"""Self-supervised speech backbones (wav2vec 2.0, HuBERT, WavLM) through ``transformers``: family ``ssl``.
+
+The backbone's hidden states (the transformer's input and every layer's output) are mixed by a
+learned softmax-weighted sum, pooled over frames and classified by the same batch-norm head as
+the SoundNet family. The backbone is frozen (``finetune_top: 0``) or its top ``k`` transformer
+layers are unfrozen progressively, from the top, by :class:`serkit.training.Trainer`.
+
+Recipe ``model`` section (every key optional except ``family``)::
+
+    model:
+      family: ssl
+      backbone: facebook/wav2vec2-base   # a hub id (fetched into the user's transformers cache) or a local folder
+      layers: all                        # hidden states to mix: all, or a list of indices (0 = CNN features, -1 = top)
+      pool: meanstd                      # or attention
+      finetune_top: 0                    # 0: frozen backbone; k: unfreeze the top k transformer layers
+      train: {epochs: 30, normalisation: speaker, ...}   # serkit.training.TrainConfig fields
+
+How the backbone maps onto the trainer's :class:`~serkit.training.BlockwiseNet`: block 0 is the
+feature encoder (CNN, projection, positional convolution), block ``i`` is transformer layer ``i``.
+The representation after block ``k`` stacks, along the channel axis, the hidden states the head
+will mix that exist so far plus the current one, ``[batch, n_states * hidden, frames]``. So the
+trainer's machinery works unchanged: ``finetune_top: 0`` caches the frozen stack once per fit and
+trains the head on crops of it; ``finetune_top: k`` is the ``progressive`` strategy with
+``max_unfrozen: k`` (the head first, then one more layer per ``stage_epochs``).
+
+Padded batches give what a lone clip gives: input normalisation and the first convolution's
+group norm (wav2vec 2.0 / HuBERT base) use only the valid samples, attention ignores padded frames.
+
+A saved model holds its backbone (``backbone/``: ``config.json``, ``model.safetensors``,
+``preprocessor_config.json``, as written by ``save_pretrained``) and the head (``model.safetensors``),
+so it loads with no network and no hub cache; ``model.json`` records the checkpoint it started from.
+See ``docs/ssl.md`` for pointing serkit at a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import ConfigError, ModelError
+from .base import register_model
+from .neural import HISTORY_FILE, WEIGHTS_FILE, WaveformClassifier
+
+__all__ = ["SSLClassifier", "SUPPORTED_MODEL_TYPES", "DEFAULT_BACKBONE", "load_backbone"]
+
+#: ``config.model_type`` values whose models this family knows how to split into blocks
+SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+DEFAULT_BACKBONE = "facebook/wav2vec2-base"
+BACKBONE_DIR = "backbone"
+SAMPLING_RATE = 16000
+POOLS = ("meanstd", "attention")
+
+
+# -- loading a checkpoint ---------------------------------------------------------------------
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigError(
+            "the ssl model family needs the 'transformers' package; install it with pip install 'serkit[ssl]'"
+        ) from None
+    return transformers
+
+
+def _offline() -> bool:
+    """``$HF_HUB_OFFLINE`` / ``$TRANSFORMERS_OFFLINE``, read now (huggingface_hub reads them once, at import)."""
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _how_to_get(backbone: str) -> str:
+    return (
+        f"download it where the Hugging Face hub is reachable with `hf download {backbone} --local-dir DIR` "
+        f"(older huggingface_hub: `huggingface-cli download {backbone} --local-dir DIR`), copy DIR here and pass "
+        "--set model.backbone=DIR; a checkpoint already in your transformers cache also works with HF_HUB_OFFLINE=1"
+    )
+
+
+def load_backbone(backbone: str, *, local_only: bool = False):
+    """Load a wav2vec 2.0 / HuBERT / WavLM checkpoint in float32, eval mode.
+
+    Parameters
+    ----------
+    backbone
+        A folder written by ``save_pretrained`` / ``hf download`` (``config.json`` + weights), or a
+        hub id such as ``"microsoft/wavlm-base-plus"``, resolved through the user's ``transformers``
+        cache (and the hub, unless ``$HF_HUB_OFFLINE`` is set).
+    local_only
+        Never touch the network (saved models' own backbones).
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+        ``Wav2Vec2Model``, ``HubertModel`` or ``WavLMModel``.
+    info : dict
+        ``model_type``, ``do_normalize`` (zero-mean unit-variance input, from the checkpoint's
+        ``preprocessor_config.json``; True, the feature extractor's default, when it has none),
+        ``sampling_rate`` (Hz).
+
+    Raises
+    ------
+    ConfigError
+        Missing folder, unreachable or unknown checkpoint (the message says how to download it), an
+        unsupported architecture, ``transformers`` not installed.
+    """
+    transformers = _transformers()
+    text = str(backbone)
+    path = Path(text).expanduser()
+    local = path.is_dir()
+    if not local and (path.exists() or text.startswith(("/", ".", "~")) or text.count("/") > 1):
+        raise ConfigError(
+            f"backbone folder '{text}' does not exist (or is not a folder); pass a folder holding config.json and "
+            f"model.safetensors (written by save_pretrained or `hf download ID --local-dir DIR`), or a hub id such as "
+            f"{DEFAULT_BACKBONE}"
+        )
+    if local and not (path / "config.json").is_file():
+        raise ConfigError(
+            f"backbone folder '{path}' has no config.json; it must be a checkpoint folder (written by save_pretrained "
+            "or `hf download ID --local-dir DIR`)"
+        )
+    source = str(path) if local else text
+    kw = {"local_files_only": True} if (local or local_only or _offline()) else {}
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **kw)
+    except (OSError, ValueError) as exc:
+        where = "offline (HF_HUB_OFFLINE is set)" if _offline() else "from the local cache or the hub"
+        raise ConfigError(f"cannot load backbone {text!r} {where}: {str(exc).splitlines()[0]}; {_how_to_get(text)}") from None
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(
+            f"backbone {text!r} is a {model_type!r} model; the ssl family supports {', '.join(SUPPORTED_MODEL_TYPES)} "
+            "(e.g. facebook/wav2vec2-base, facebook/hubert-base-ls960, microsoft/wavlm-base-plus)"
+        )
+    try:
+        model = transformers.AutoModel.from_pretrained(source, **kw)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the weights of backbone {text!r}: {str(exc).splitlines()[0]}; {_how_to_get(text)}") from None
+    model = model.float().eval()
+    info = {"model_type": model_type, "do_normalize": True, "sampling_rate": SAMPLING_RATE}
+    try:
+        fe = transformers.Wav2Vec2FeatureExtractor.from_pretrained(source, **kw)
+        info.update(do_normalize=bool(fe.do_normalize), sampling_rate=int(fe.sampling_rate))
+    except (OSError, ValueError):
+        pass  # no preprocessor_config.json: the feature extractor's defaults (16 kHz, normalised)
+    if info["sampling_rate"] != SAMPLING_RATE:
+        raise ConfigError(f"backbone {text!r} expects {info['sampling_rate']} Hz audio; the ssl family supports 16000 Hz checkpoints")
+    return model, info
+
+
+# -- networks in the trainer's block contract -----------------------------------------------------
+
+
+def _nets():
+    """Build the torch classes lazily (importing this module must not import torch or transformers)."""
+    global _NETS
+    if _NETS is not None:
+        return _NETS
+    import torch
+    from torch import nn
+
+    from ..networks.heads import NormedHead, SpeakerNormMixin, conv_out_length, lengths_to_mask
+    from ..training.trainer import BlockwiseNet
+
+    def _first(out):
+        """transformers 4.x returns tuples from layers and projections, 5.x tensors (or tuples)."""
+        return out[0] if isinstance(out, tuple) else out
+
+    class Front(nn.Module):
+        """Block 0: waveform [B, S] → hidden state 0 [B, C, T] (CNN, projection, positional conv)."""
+
+        def __init__(self, model, info):
+            super().__init__()
+            cfg = model.config
+            self.do_normalize = bool(info["do_normalize"])
+            self.conv_layers = model.feature_extractor.conv_layers
+            self.projection = model.feature_projection
+            self.pos_conv = model.encoder.pos_conv_embed
+            # post-LN models (base) normalise before the first layer; pre-LN ("stable", large) after the last
+            self.layer_norm = None if cfg.do_stable_layer_norm else model.encoder.layer_norm
+            self.dropout = model.encoder.dropout
+            self.kernels = [int(k) for k in cfg.conv_kernel]
+            self.strides = [int(s) for s in cfg.conv_stride]
+
+        def frame_lengths(self, n):
+            for k, s in zip(self.kernels, self.strides):
+                n = conv_out_length(n, k, s)
+            return n
+
+        def min_samples(self) -> int:
+            r = 1
+            for k, s in reversed(list(zip(self.kernels, self.strides))):
+                r = (r - 1) * s + k
+            return r
+
+        def forward(self, x, lengths):
+            mask = lengths_to_mask(lengths, x.shape[-1]).to(x.dtype)
+            if self.do_normalize:  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm over the valid samples
+                n = mask.sum(-1, keepdim=True).clamp(min=1)
+                mean = (x * mask).sum(-1, keepdim=True) / n
+                var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / n
+                x = (x - mean) / torch.sqrt(var + 1e-7) * mask
+            h, n = x[:, None, :], lengths
+            for layer in self.conv_layers:
+                norm = getattr(layer, "layer_norm", None)
+                if isinstance(norm, nn.GroupNorm):
+                    # group norm over time must not see the padding (a lone clip has none)
+                    h = layer.conv(h)
+                    n = conv_out_length(n, layer.conv.kernel_size[0], layer.conv.stride[0])
+                    h = layer.activation(_masked_group_norm(h, n, norm))
+                else:
+                    h = layer(h)
+                    n = conv_out_length(n, layer.conv.kernel_size[0], layer.conv.stride[0])
+            h = h.transpose(1, 2)  # [B, T, C]
+            h = _first(self.projection(h))
+            h = h * lengths_to_mask(n, h.shape[1])[:, :, None].to(h.dtype)  # padded frames are zero, as in transformers
+            h = h + self.pos_conv(h)
+            if self.layer_norm is not None:
+                h = self.layer_norm(h)
+            return self.dropout(h), n
+
+    def _masked_group_norm(h, n, norm):
+        B, C, T = h.shape
+        G = norm.num_groups
+        m = lengths_to_mask(n, T)[:, None, None, :].to(h.dtype)  # [B, 1, 1, T]
+        g = h.reshape(B, G, C // G, T)
+        count = (m.sum(-1, keepdim=True) * (C // G)).clamp(min=1)
+        mean = (g * m).sum((2, 3), keepdim=True) / count
+        var = (((g - mean) * m) ** 2).sum((2, 3), keepdim=True) / count
+        g = (g - mean) / torch.sqrt(var + norm.eps)
+        h = g.reshape(B, C, T)
+        if norm.affine:
+            h = h * norm.weight[None, :, None] + norm.bias[None, :, None]
+        return h
+
+    class Layer(nn.Module):
+        """Block ``i``: transformer layer ``i`` on hidden state ``i - 1`` [B, T, C] with a padding mask."""
+
+        def __init__(self, model, index: int):
+            super().__init__()
+            cfg = model.config
+            self.layer = model.encoder.layers[index]
+            self.index = index
+            self.wavlm = cfg.model_type == "wavlm"
+            # WavLM: the relative position bias lives in layer 0 and is shared by all layers
+            # (kept out of the module tree so its parameters belong to block 1 only)
+            self._bias_source = (model.encoder.layers[0].attention,) if self.wavlm else ()
+            last = index == cfg.num_hidden_layers - 1
+            self.final_norm = model.encoder.layer_norm if (cfg.do_stable_layer_norm and last) else None
+
+        def forward(self, h, n):
+            mask = lengths_to_mask(n, h.shape[1])
+            if self.wavlm:
+                bias = None
+                if self.index > 0:
+                    attn = self._bias_source[0]
+                    T = h.shape[1]
+                    bias = attn.compute_bias(T, T)  # [heads, T, T]
+                    bias = bias.unsqueeze(0).expand(h.shape[0], -1, -1, -1).reshape(-1, T, T)
+                out = self.layer(h, attention_mask=mask, position_bias=bias, index=self.index)
+            else:
+                # additive mask over keys, [B, 1, T, T] (transformers 4.x eager attention checks
+                # that shape): a padded frame is never attended to
+                T = h.shape[1]
+                additive = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
+                additive = additive.masked_fill(~mask, torch.finfo(h.dtype).min)[:, None, None, :].expand(-1, 1, T, T)
+                out = self.layer(h, attention_mask=additive)
+            h = _first(out)
+            if self.final_norm is not None:
+                h = self.final_norm(h)
+            return h
+
+    class LayerMixHead(NormedHead):
+        """Softmax-weighted sum of the stacked hidden states, then :class:`NormedHead` (pool → BN → dropout → linear).
+
+        ``slots`` are the hidden-state indices stacked in the top representation (in order);
+        ``use`` those of them that are mixed (the top state is always stacked, mixed only if asked).
+        """
+
+        def __init__(self, hidden: int, slots, use, n_classes: int, *, dropout: float, pool: str, speaker_norm: bool):
+            super().__init__(hidden, n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
+            self.hidden = hidden
+            self.n_slots = len(slots)
+            self.use = [list(slots).index(s) for s in use]
+            self.layer_ids = list(use)
+            self.layer_logits = nn.Parameter(torch.zeros(len(use)))
+
+        def layer_weights(self):
+            return torch.softmax(self.layer_logits, dim=0)
+
+        def mix(self, h):
+            B, _, T = h.shape
+            h = h.reshape(B, self.n_slots, self.hidden, T)[:, self.use]
+            return torch.einsum("bsct,s->bct", h, self.layer_weights().to(h.dtype))
+
+        def pooled(self, h, lengths):
+            return super().pooled(self.mix(h), lengths)
+
+    class SSLNet(SpeakerNormMixin, BlockwiseNet):
+        """A transformers speech backbone as blocks (feature encoder, layer 1 … layer L) and a layer-mixing head."""
+
+        sampling_rate = SAMPLING_RATE
+
+        def __init__(self, model, info, n_classes: int, *, layers, pool: str, dropout: float, speaker_norm: bool):
+            super().__init__()
+            cfg = model.config
+            L = int(cfg.num_hidden_layers)
+            self.hidden = int(cfg.hidden_size)
+            self.use = _resolve_layers(layers, L)
+            front = Front(model, info)
+            self.blocks = nn.ModuleList([front] + [Layer(model, i) for i in range(L)])
+            self.block_names = ("features",) + tuple(f"layer{i + 1}" for i in range(L))
+            self.min_samples = front.min_samples()
+            self.head = LayerMixHead(self.hidden, self.slots(L + 1), self.use, n_classes, dropout=dropout, pool=pool,
+                                     speaker_norm=speaker_norm)
+            # the transformers model itself stays outside the module tree (its pieces are the blocks)
+            self._model = (model,)
+
+        @property
+        def backbone_model(self):
+            return self._model[0]
+
+        def slots(self, level: int) -> list[int]:
+            """Hidden-state indices stacked in the level-``level`` representation (level ≥ 1)."""
+            return [s for s in self.use if s < level - 1] + [level - 1]
+
+        def level_lengths(self, lengths, start: int, stop: int):
+            return self.blocks[0].frame_lengths(lengths) if start == 0 and stop >= 1 else lengths
+
+        def run_blocks(self, h, lengths, start: int, stop: int):
+            C = self.hidden
+            for level in range(start, stop):
+                if level == 0:
+                    state, lengths = self.blocks[0](h, lengths)
+                    h = state.transpose(1, 2)
+                    continue
+                current = h[:, -C:]
+                keep = h if (level - 1) in self.use else h[:, :-C]
+                new = self.blocks[level](current.transpose(1, 2), lengths).transpose(1, 2)
+                h = torch.cat([keep, new], dim=1)
+            return h, lengths
+
+    _NETS = {"net": SSLNet, "torch": torch}
+    return _NETS
+
+
+_NETS = None
+
+
+def _resolve_layers(layers, n_layers: int) -> list[int]:
+    """``"all"`` or a list of hidden-state indices (negative count from the top) → sorted unique indices in 0 … L."""
+    top = n_layers
+    if layers in (None, "all"):
+        return list(range(top + 1))
+    if isinstance(layers, (int, str)):
+        layers = [layers]
+    out = set()
+    for x in layers:
+        try:
+            i = int(x)
+        except (TypeError, ValueError):
+            raise ConfigError(f"layers must be 'all' or a list of hidden-state indices, got {layers!r}") from None
+        if not -(top + 1) <= i <= top:
+            raise ConfigError(
+                f"layer {i} does not exist: this backbone has hidden states 0 (CNN features) … {top} (top layer); "
+                f"negative indices count from the top (-1 = {top})"
+            )
+        out.add(i % (top + 1))
+    if not out:
+        raise ConfigError("layers is an empty list; use 'all' or name at least one hidden state")
+    return sorted(out)
+
+
+# -- the classifier ---------------------------------------------------------------------------
+
+
+@register_model("ssl")
+class SSLClassifier(WaveformClassifier):
+    """wav2vec 2.0 / HuBERT / WavLM (``transformers``) with a learned layer mix, pooling and a linear head.
+
+    Parameters
+    ----------
+    backbone
+        Hub id (``"facebook/wav2vec2-base"``, ``"facebook/hubert-base-ls960"``,
+        ``"microsoft/wavlm-base-plus"``, …) fetched into the user's ``transformers`` cache, or a
+        local checkpoint folder. ``$HF_HUB_OFFLINE=1`` never touches the network.
+    layers
+        Hidden states mixed by the learned softmax weights: ``"all"`` (0 … L) or a list of indices,
+        0 being the transformer's input (CNN features) and ``-1`` the top layer.
+    pool
+        ``"meanstd"`` (masked mean ‖ standard deviation over frames) or ``"attention"`` (attentive
+        statistics over the valid frames).
+    finetune_top
+        0: the backbone stays frozen (its stacked hidden states are computed once per fit and
+        cached, ``train.cache_max_mb`` permitting). ``k``: after ``train.stage_epochs`` epochs of
+        the head alone, the top transformer layers are unfrozen one per stage, up to ``k``.
+    train
+        :class:`serkit.training.TrainConfig` fields; ``strategy`` and ``max_unfrozen`` follow from
+        ``finetune_top`` and may not be set.
+
+    Attributes
+    ----------
+    labels_, strategy_, training_, net_
+        As :class:`serkit.models.neural.SoundNetClassifier`.
+    backbone_info_ : dict
+        ``model_type``, ``hidden_size``, ``num_hidden_layers``, ``do_normalize`` of the backbone.
+    layer_weights_ : dict
+        Learned mixing weight of every mixed hidden state (``{"0": …, "12": …}``; they sum to 1).
+    """
+
+    _pretrained = True
+
+    def __init__(self, *, backbone: str = DEFAULT_BACKBONE, layers="all", pool: str = "meanstd",
+                 finetune_top: int = 0, train: dict | None = None):
+        self.backbone = backbone
+        self.layers = layers
+        self.pool = pool
+        self.finetune_top = finetune_top
+        self.train = dict(train or {})
+        self._validate()
+
+    sampling_rate = SAMPLING_RATE
+
+    # -- options ----------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        if not isinstance(self.backbone, str) or not self.backbone.strip():
+            raise ConfigError(f"backbone must be a hub id or a folder, got {self.backbone!r}; e.g. {DEFAULT_BACKBONE}")
+        if self.pool not in POOLS:
+            raise ConfigError(f"unknown pool {self.pool!r}; choose {' or '.join(repr(p) for p in POOLS)}")
+        if isinstance(self.finetune_top, bool) or not isinstance(self.finetune_top, int) or self.finetune_top < 0:
+            raise ConfigError(f"finetune_top must be an integer >= 0 (0 = frozen backbone), got {self.finetune_top!r}")
+        if self.layers != "all":
+            _resolve_layers(self.layers, 10**6)  # shape check now; the range is checked against the backbone
+        for key in ("strategy", "max_unfrozen"):
+            if key in self.train:
+                raise ConfigError(
+                    f"model.train.{key} is set by model.finetune_top for the ssl family (0: frozen backbone, "
+                    f"k: unfreeze the top k layers); remove train.{key}"
+                )
+        self._train_config()
+
+    def _train_config(self):
+        from ..training.trainer import TrainConfig
+
+        options = dict(self.train)
+        if self.finetune_top == 0:
+            options["strategy"] = "freeze"
+        else:
+            options.update(strategy="progressive", max_unfrozen=int(self.finetune_top))
+        return TrainConfig.from_dict(options)
+
+    def _options(self) -> dict:
+        return {"backbone": self.backbone, "layers": self.layers, "pool": self.pool,
+                "finetune_top": self.finetune_top, "train": dict(self.train)}
+
+    def _describe(self) -> str:
+        return f"ssl {getattr(self, 'backbone_info_', {}).get('model_type', '')} ({self.backbone})"
+
+    def _build_net(self, n_classes: int, *, pretrained: bool, source: str | None = None, local_only: bool = False):
+        model, info = load_backbone(source or self.backbone, local_only=local_only)
+        cfg = model.config
+        if self.finetune_top > cfg.num_hidden_layers:
+            raise ConfigError(
+                f"finetune_top={self.finetune_top} but backbone {self.backbone!r} has {cfg.num_hidden_layers} "
+                f"transformer layers; use 0 … {cfg.num_hidden_layers}"
+            )
+        config = self._train_config()
+        net = _nets()["net"](model, info, n_classes, layers=self.layers, pool=self.pool, dropout=config.dropout,
+                             speaker_norm=config.normalisation == "speaker")
+        self.backbone_info_ = {"model_type": info["model_type"], "hidden_size": int(cfg.hidden_size),
+                               "num_hidden_layers": int(cfg.num_hidden_layers), "do_normalize": info["do_normalize"]}
+        self._feature_info = info
+        return net
+
+    # -- learning -----------------------------------------------------------------------------------
+    def fit(self, utterances, *, progress: bool = True) -> "SSLClassifier":
+        """Load the backbone, read the utterances' audio at 16 kHz and train (see the class docstring)."""
+        super().fit(utterances, progress=progress)
+        self.layer_weights_ = self._layer_weights()
+        return self
+
+    def _layer_weights(self) -> dict:
+        head = self.net_.head
+        w = head.layer_weights().detach().cpu().tolist()
+        return {str(i): round(float(x), 5) for i, x in zip(head.layer_ids, w)}
+
+    # -- persistence --------------------------------------------------------------------------------
+    def config(self) -> dict:
+        cfg = super().config()
+        if hasattr(self, "net_"):
+            cfg.setdefault("fitted", {}).update(backbone=dict(self.backbone_info_), layer_weights=self.layer_weights_,
+                                                backbone_files=BACKBONE_DIR)
+        return cfg
+
+    def save_weights(self, directory: Path) -> list[str]:
+        """``backbone/`` (the possibly fine-tuned backbone, ``save_pretrained`` in safetensors, with its
+        preprocessor config), ``model.safetensors`` (the head) and ``training.json``."""
+        self._check_fitted()
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        model = self.net_.backbone_model
+        model.save_pretrained(str(directory / BACKBONE_DIR), safe_serialization=True)
+        _transformers().Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=SAMPLING_RATE, padding_value=0.0,
+            do_normalize=bool(self.backbone_info_["do_normalize"]), return_attention_mask=True,
+        ).save_pretrained(str(directory / BACKBONE_DIR))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net_.head.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"family": self.family, "network": self._describe(),
+                                                                   "part": "head"})
+        (directory / HISTORY_FILE).write_text(json.dumps(self.training_, indent=1))
+        return [WEIGHTS_FILE, HISTORY_FILE, BACKBONE_DIR]
+
+    @classmethod
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "SSLClassifier":
+        """Rebuild from ``save_weights`` output: the backbone from ``backbone/``, never from the network."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        options = {k: v for k, v in config.items() if k != "fitted"}
+        model = cls(**options)
+        head_path, backbone_dir = directory / WEIGHTS_FILE, directory / BACKBONE_DIR
+        for p in (head_path, backbone_dir / "config.json"):
+            if not p.is_file():
+                raise ModelError(f"'{directory}' lacks {p.relative_to(directory)}; the model is incomplete: re-train or re-copy it")
+        try:
+            net = model._build_net(len(labels), pretrained=False, source=str(backbone_dir), local_only=True)
+        except ConfigError as exc:
+            raise ModelError(f"cannot load the backbone saved in '{backbone_dir}' ({exc}); re-train or re-copy the model") from None
+        try:
+            net.head.load_state_dict(load_file(str(head_path)), strict=True)
+        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
+            raise ModelError(
+                f"cannot load '{head_path}' into the head for {len(labels)} labels ({exc}); the file does not match "
+                "model.json: re-train or re-copy the model"
+            ) from None
+        model.net_ = net.eval()
+        model.labels_ = list(labels)
+        fitted = config.get("fitted") or {}
+        model.strategy_ = fitted.get("strategy")
+        model.layer_weights_ = model._layer_weights()
+        history = directory / HISTORY_FILE
+        model.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
+        return model
