@@ -25,6 +25,7 @@ EXAMPLES = {
     "serve": "serkit serve --model models/emodb --host 127.0.0.1 --port 8000",
     "stream": "arecord -f S16_LE -r 16000 -c 1 | serkit stream --model models/emodb --stdin --window 3 --hop 1",
     "export": "serkit export models/soundnet --format onnx --quantize int8 --out models/soundnet-int8",
+    "compress": "serkit compress models/soundnet --prune 0.5 --out models/soundnet-pruned",
 }
 
 
@@ -146,6 +147,26 @@ def _parser() -> argparse.ArgumentParser:
                     help="audio files/folders/manifests for int8 calibration (default: the model's training corpus)")
     ex.add_argument("--calibration-clips", type=int, default=32, help="clips used for calibration (default 32)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+
+    co = cmd("compress", "make a trained model smaller: prune channels, distil into soundnet-res, or int8-aware fine-tuning")
+    co.add_argument("model_dir", help="trained model folder (prune, qat: soundnet/soundnet-res; distil: any family teaches)")
+    co.add_argument("--prune", type=float, default=None, metavar="AMOUNT",
+                    help="remove this fraction of every layer's channels (least L1 importance), e.g. 0.5")
+    co.add_argument("--prune-threshold", type=float, default=None, metavar="T",
+                    help="instead: remove channels whose importance is below T x the largest in their layer")
+    co.add_argument("--distill", action="store_true", help="train a soundnet-res student on this model's soft targets")
+    co.add_argument("--student", default="soundnet-res", help="distillation student recipe (name or YAML; soundnet-res)")
+    co.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    co.add_argument("--alpha", type=float, default=0.7, help="weight of the soft targets against the labels (default 0.7)")
+    co.add_argument("--qat", action="store_true",
+                    help="fine-tune with int8 fake quantisation (alone or in the pruning fine-tune); "
+                         "then serkit export --quantize int8")
+    co.add_argument("--epochs", type=int, default=None,
+                    help="fine-tune epochs (prune/qat: 3; 0 prunes without fine-tuning; distil: the student recipe's)")
+    co.add_argument("--corpus", action="append", default=[], metavar="NAME:ROOT",
+                    help="training audio (default: the corpora in the model's model.json)")
+    co.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the model's recipe's)")
+    co.add_argument("--out", required=True, help="model folder to write")
     return p
 
 
@@ -319,6 +340,19 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_compress(args) -> int:
+    from .compress import compress_model
+
+    out, info = compress_model(args.model_dir, args.out, prune_amount=args.prune, prune_threshold=args.prune_threshold,
+                               distill_student=args.student if args.distill else None, qat=args.qat,
+                               temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
+                               corpora=args.corpus, label_set=args.label_set, progress=_progress(args))
+    if "parameters_after" in info:
+        _say(args, f"parameters {info['parameters_before']} -> {info['parameters_after']}")
+    _say(args, f"{info['method']}: model written to {out}")
+    return 0
+
+
 def _cmd_embed(args) -> int:
     import numpy as np
 
@@ -386,6 +420,7 @@ COMMANDS = {
     "serve": _cmd_serve,
     "stream": _cmd_stream,
     "export": _cmd_export,
+    "compress": _cmd_compress,
 }
 
 

@@ -1,0 +1,794 @@
+"""Compression for deployment: structured channel pruning, knowledge distillation, quantisation-aware training.
+
+Every function takes a fitted ``soundnet`` / ``soundnet-res`` classifier (distillation: any fitted
+classifier as the teacher) and returns a new fitted classifier that saves as a normal model
+directory (:func:`serkit.artifact.save_model`) and exports with ``serkit export``:
+
+* :func:`prune` removes the least important convolution channels physically (the producing
+  convolution's filters and batch norm, the consuming convolution's input channels, and the head's
+  pooled dimensions), then fine-tunes briefly with :class:`serkit.training.Trainer`. The kept
+  channel counts are recorded in the model's config (``channels``), so loading rebuilds the smaller
+  shapes.
+* :func:`distill` trains a ``soundnet-res`` student on a teacher's soft targets (KL divergence at
+  temperature T, mixed with the hard-label loss).
+* :func:`quantization_aware` fine-tunes with int8 fake quantisation (per-channel symmetric weights,
+  per-tensor uint8 activations at every convolution's and linear layer's input), the grid
+  ``serkit export --quantize int8`` later uses; ``prune(..., qat=True)`` does the same in the
+  pruning fine-tune.
+
+Requires torch (the neural families' own dependency).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ModelError
+
+__all__ = ["prune", "distill", "quantization_aware", "compress_model", "apply_channels", "channel_groups",
+           "count_parameters", "DEFAULT_STUDENT"]
+
+#: the student :func:`distill` trains by default: the shipped ``soundnet-res`` recipe's model section
+DEFAULT_STUDENT = {"family": "soundnet-res", "pool": "meanmax", "strategy": "full", "train": {"normalisation": "speaker"}}
+#: variance floor of serkit's masked standard deviation (``masked_std``, attention pooling): a constant channel pools to sqrt of it
+_STD_EPS = 1e-5
+
+
+# -- channel groups --------------------------------------------------------------------------------
+
+
+class _Group:
+    """Channels produced by one convolution (+ batch norm + ReLU) and read by the next layer(s).
+
+    ``importance()`` scores each channel; ``shrink(keep, compensate)`` keeps the channels ``keep``
+    (sorted indices) in the producer and every consumer. With ``compensate`` a removed channel's
+    constant part (what it outputs when its filter is ~0: ``relu`` of its folded bias) is added to
+    the consumers' biases, so removing a channel whose filter is exactly zero changes nothing.
+    """
+
+    def __init__(self, name, conv_get, conv_set, bn, consumers):
+        self.name = name
+        self._conv_get, self._conv_set, self.bn = conv_get, conv_set, bn
+        self.consumers = consumers  # callables (keep, removed, const) -> None
+
+    @property
+    def conv(self):
+        return self._conv_get()
+
+    @property
+    def size(self) -> int:
+        return self.conv.out_channels
+
+    def folded(self):
+        """BN-folded weights [C, ...] and bias [C] of the producer (conv → BN, eval-mode statistics)."""
+        import torch
+
+        conv, bn = self.conv, self.bn()
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        return conv.weight * scale[:, None, None], (bias - bn.running_mean) * scale + bn.bias
+
+    def importance(self):
+        w, _ = self.folded()
+        return w.detach().abs().flatten(1).sum(1)
+
+    def shrink(self, keep, compensate: bool = True) -> None:
+        import torch
+
+        keep = torch.as_tensor(keep, dtype=torch.long)
+        removed = torch.as_tensor(sorted(set(range(self.size)) - set(keep.tolist())), dtype=torch.long)
+        with torch.no_grad():
+            const = torch.relu(self.folded()[1]).detach() if compensate else None
+            for consumer in self.consumers:
+                consumer(keep, removed, const)
+            self._conv_set(_slice_conv(self.conv, out_idx=keep))
+            _slice_bn(self.bn(), keep)
+
+
+def _slice_conv(conv, *, out_idx=None, in_idx=None):
+    """A new Conv1d with the output channels ``out_idx`` / input channels ``in_idx`` of ``conv`` (depthwise aware)."""
+    from torch import nn
+
+    w = conv.weight.detach()
+    depthwise = conv.groups > 1
+    if depthwise and conv.groups != conv.in_channels:
+        raise ModelError("grouped convolutions other than depthwise ones cannot be pruned")
+    if depthwise:
+        idx = out_idx if out_idx is not None else in_idx
+        w = w[idx]
+        cin = cout = groups = len(idx)
+    else:
+        if out_idx is not None:
+            w = w[out_idx]
+        if in_idx is not None:
+            w = w[:, in_idx]
+        cout, cin, groups = w.shape[0], w.shape[1], 1
+    new = nn.Conv1d(cin, cout, conv.kernel_size[0], conv.stride[0], conv.padding[0], dilation=conv.dilation[0],
+                    groups=groups, bias=conv.bias is not None)
+    new.weight.data.copy_(w)
+    if conv.bias is not None:
+        b = conv.bias.detach()
+        new.bias.data.copy_(b[out_idx] if out_idx is not None else b)
+    return new.to(conv.weight.device)
+
+
+def _slice_bn(bn, idx) -> None:
+    """Keep the entries ``idx`` of a BatchNorm in place (parameters and running statistics)."""
+    from torch import nn
+
+    bn.weight = nn.Parameter(bn.weight.detach()[idx].clone())
+    bn.bias = nn.Parameter(bn.bias.detach()[idx].clone())
+    bn.running_mean = bn.running_mean[idx].clone()
+    bn.running_var = bn.running_var[idx].clone()
+    bn.num_features = len(idx)
+
+
+def _kind(net) -> str:
+    names = tuple(getattr(net, "block_names", ()))
+    if names and names[0] == "conv1":
+        return "soundnet8"
+    if names == ("soundnet-res",):
+        return "soundnet-res"
+    raise ConfigError(f"cannot prune a {type(net).__name__}; only the soundnet and soundnet-res families prune")
+
+
+def channel_groups(net) -> list[_Group]:
+    """The prunable channel groups of a SoundNet network, lowest first.
+
+    SoundNet8 blocks: ``conv1`` … ``convN``, each block's output channels (read by the next block's
+    convolution, the last by the head). SoundNetRes: ``blockJ.reduce`` and ``blockJ.pointwise``,
+    the two bottleneck widths inside every residual block; the residual stream itself is tied
+    across blocks and the front convolution is tiny, so they are left whole.
+    """
+    if _kind(net) == "soundnet8":
+        groups = []
+        for i, (name, block) in enumerate(zip(net.block_names, net.blocks)):
+            if i + 1 < len(net.blocks):
+                consumers = [_conv_consumer(net.blocks[i + 1], "conv")]
+            else:
+                consumers = [_head_consumer(net.head)]
+            groups.append(_Group(name, lambda b=block: b.conv, lambda c, b=block: setattr(b, "conv", c),
+                                 lambda b=block: b.bn, consumers))
+        return groups
+    groups = []
+    for j, rb in enumerate(net.blocks[0].blocks):
+        groups.append(_Group(f"block{j + 1}.reduce", lambda r=rb: r.reduce[0], lambda c, r=rb: r.reduce.__setitem__(0, c),
+                             lambda r=rb: r.reduce[1], [_depthwise_consumer(rb)]))
+        groups.append(_Group(f"block{j + 1}.pointwise", lambda r=rb: r.pointwise[0],
+                             lambda c, r=rb: r.pointwise.__setitem__(0, c), lambda r=rb: r.pointwise[1],
+                             [_pointwise_consumer(rb.expand)]))
+    return groups
+
+
+def _conv_consumer(owner, attr):
+    """The next convolution reads the channels: drop its input columns, fold constants into its bias."""
+
+    def consume(keep, removed, const):
+        conv = getattr(owner, attr)
+        if const is not None and len(removed) and conv.bias is not None:
+            conv.bias.data += (conv.weight.detach()[:, removed].sum(-1) * const[removed]).sum(1)
+        setattr(owner, attr, _slice_conv(conv, in_idx=keep))
+
+    return consume
+
+
+def _pointwise_consumer(seq):
+    """A bias-free 1×1 convolution + BN (``seq[0]``, ``seq[1]``) reads the channels: constants go into the BN mean."""
+
+    def consume(keep, removed, const):
+        conv, bn = seq[0], seq[1]
+        if const is not None and len(removed):
+            bn.running_mean -= (conv.weight.detach()[:, removed].sum(-1) * const[removed]).sum(1)
+        seq[0] = _slice_conv(conv, in_idx=keep)
+
+    return consume
+
+
+def _depthwise_consumer(rb):
+    """A residual block's depthwise convolution (one filter per channel) and then its pointwise convolution + BN."""
+    pointwise = _pointwise_consumer(rb.pointwise)
+
+    def consume(keep, removed, const):
+        dw = rb.depthwise
+        # a constant channel leaves the depthwise filter as constant * sum(filter) (away from the edges)
+        pointwise(keep, removed, None if const is None else const * dw.weight.detach()[:, 0].sum(-1))
+        rb.depthwise = _slice_conv(dw, out_idx=keep)
+
+    return consume
+
+
+def _head_consumer(head):
+    """The pooling head (:class:`NormedHead`) reads the last block's channels: pooled dims k and C + k go.
+
+    A removed constant channel ``c`` pools to ``c`` (mean, max) or ``sqrt(1e-5)`` (std); after
+    speaker normalisation it is 0. Its batch-normed value times the linear layer's column is added
+    to the linear bias.
+    """
+    import torch
+
+    def consume(keep, removed, const):
+        from torch import nn
+
+        inner = head.head
+        c_old = inner.in_dim
+        pool = inner.pool
+        second_is_std = type(pool).__name__ in ("MeanStdPool", "AttentionPool")
+        if type(pool).__name__ == "AttentionPool":
+            first = pool.score[0]
+            if const is not None and len(removed):
+                first.bias.data += (first.weight.detach()[:, removed, 0] * const[removed]).sum(1)
+            pool.score[0] = _slice_conv(first, in_idx=keep)
+            pool.score[2] = _slice_conv(pool.score[2], out_idx=keep)
+        dims_keep = torch.cat([keep, keep + c_old])
+        dims_gone = torch.cat([removed, removed + c_old])
+        norm, linear = head.norm, inner.linear
+        if const is not None and len(removed):
+            if head.speaker_norm:
+                v = torch.zeros(len(dims_gone))
+            else:
+                second = torch.full((len(removed),), math.sqrt(_STD_EPS)) if second_is_std else const[removed]
+                v = torch.cat([const[removed], second])
+            o = (v - norm.running_mean[dims_gone]) * torch.rsqrt(norm.running_var[dims_gone] + norm.eps)
+            o = o * norm.weight.detach()[dims_gone] + norm.bias.detach()[dims_gone]
+            linear.bias.data += linear.weight.detach()[:, dims_gone] @ o
+        new = nn.Linear(len(dims_keep), linear.out_features).to(linear.weight.device)
+        new.weight.data.copy_(linear.weight.detach()[:, dims_keep])
+        new.bias.data.copy_(linear.bias.detach())
+        inner.linear = new
+        _slice_bn(norm, dims_keep)
+        if head.speaker_norm:
+            head.global_mean = head.global_mean[dims_keep].clone()
+            head.global_std = head.global_std[dims_keep].clone()
+        inner.in_dim = len(keep)
+
+    return consume
+
+
+def apply_channels(net, channels: dict) -> None:
+    """Shrink a freshly built network to the channel counts ``{group name: kept channels}`` (the first ones).
+
+    This is how a pruned model's saved weights find their shapes again (``model.json`` records the
+    counts); the values come from the weights file.
+    """
+    groups = {g.name: g for g in channel_groups(net)}
+    unknown = sorted(set(channels) - set(groups))
+    if unknown:
+        raise ModelError(f"channel counts for unknown layers {unknown}; this network has {', '.join(groups)}")
+    for name, group in groups.items():
+        if name in channels:
+            n = int(channels[name])
+            if not 1 <= n <= group.size:
+                raise ModelError(f"{name}: cannot keep {n} of {group.size} channels")
+            group.shrink(list(range(n)), compensate=False)
+
+
+def count_parameters(net) -> int:
+    """Trainable-parameter count of a network (batch-norm running statistics not included)."""
+    return int(sum(p.numel() for p in net.parameters()))
+
+
+# -- pruning ---------------------------------------------------------------------------------------
+
+
+def _check_soundnet(model, what: str):
+    from .models.neural import SoundNetClassifier
+
+    if not isinstance(model, SoundNetClassifier):
+        raise ConfigError(
+            f"{what} works on the soundnet and soundnet-res families, not {getattr(model, 'family', type(model).__name__)!r}; "
+            "distillation (serkit compress --distill) can compress other families into a soundnet-res student"
+        )
+    model._check_fitted()
+
+
+def _keep(importance, *, amount, threshold):
+    """Indices to keep: the ``1 - amount`` most important channels, or those with importance >= ``threshold`` × the largest."""
+    import torch
+
+    n = len(importance)
+    if amount is not None:
+        n_keep = max(1, n - int(round(amount * n)))
+    else:
+        top = float(importance.max())
+        n_keep = max(1, int((importance >= threshold * top).sum())) if top > 0 else 1
+    order = torch.argsort(importance, descending=True, stable=True)[:n_keep]
+    return torch.sort(order).values
+
+
+def prune(model, utterances: Sequence | None = None, *, amount: float | None = None, threshold: float | None = None,
+          finetune_epochs: int = 3, qat: bool = False, train: dict | None = None, progress: bool = False):
+    """Structured channel pruning of a fitted SoundNet classifier, then a short fine-tune.
+
+    Importance of a channel is the L1 norm of its batch-norm-folded filter (``|gamma| / sigma``
+    times the convolution filter; for a SoundNetRes bottleneck channel also times its depthwise
+    filter's L1 norm). The least important channels are removed from every group (see
+    :func:`channel_groups`) and their constant part folded into the consumers' biases.
+
+    Parameters
+    ----------
+    model
+        A fitted ``soundnet`` or ``soundnet-res`` classifier; it is not modified.
+    utterances
+        Labelled training utterances for the fine-tune (the model's labels); not needed with
+        ``finetune_epochs=0``.
+    amount
+        Fraction of every group's channels to remove, in (0, 1) (at least one channel stays).
+    threshold
+        Alternatively: remove the channels whose importance is below ``threshold`` times the
+        largest in their group, in (0, 1].
+    finetune_epochs
+        Epochs of :class:`serkit.training.Trainer` fine-tuning (strategy ``full``; early stopping
+        on held-out training speakers as in training); 0 for none.
+    qat
+        Fine-tune with int8 fake quantisation (see :func:`quantization_aware`).
+    train
+        Further :class:`serkit.training.TrainConfig` overrides for the fine-tune (``lr``, ``augment``, …).
+    progress
+        Print the trainer's epoch lines on stderr.
+
+    Returns
+    -------
+    SoundNetClassifier
+        A new fitted classifier with ``channels`` in its config and ``compression_`` (a dict: groups'
+        channel counts before/after, parameters before/after, fine-tune epochs).
+    """
+    _check_soundnet(model, "pruning")
+    if (amount is None) == (threshold is None):
+        raise ConfigError("pass exactly one of amount (fraction of channels to remove) or threshold")
+    if amount is not None and not 0 < amount < 1:
+        raise ConfigError(f"prune amount {amount} must be a fraction in (0, 1), e.g. 0.5 removes half the channels")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise ConfigError(f"prune threshold {threshold} must be in (0, 1] (a fraction of the largest importance)")
+    if finetune_epochs < 0:
+        raise ConfigError(f"finetune_epochs must be >= 0, got {finetune_epochs}")
+    net = copy.deepcopy(model.net_).cpu().eval()
+    before_params = count_parameters(net)
+    groups = channel_groups(net)
+    plan = {g.name: _keep(g.importance(), amount=amount, threshold=threshold) for g in groups}
+    sizes_before = {g.name: g.size for g in groups}
+    for g in groups:  # lowest first: a group's folded bias already holds the compensation from below
+        g.shrink(plan[g.name], compensate=True)
+    channels = {**dict(model.channels or {}), **{g.name: g.size for g in groups}}
+    pruned = _rebuilt(model, net, channels)
+    pruned.compression_ = {
+        "method": "prune",
+        "importance": "L1 norm of the BN-folded filters",
+        "amount": amount,
+        "threshold": threshold,
+        "channels_before": sizes_before,
+        "channels_after": {g.name: g.size for g in groups},
+        "parameters_before": before_params,
+        "parameters_after": count_parameters(net),
+        "finetune_epochs": int(finetune_epochs),
+        "qat": bool(qat),
+    }
+    if finetune_epochs:
+        _finetune(pruned, utterances, finetune_epochs, qat=qat, train=train, progress=progress)
+    return pruned
+
+
+def _rebuilt(model, net, channels):
+    """A new classifier of ``model``'s kind around ``net`` (config with ``channels``), fitted state copied."""
+    options = {k: v for k, v in model.config().items() if k != "fitted"}
+    options["channels"] = dict(channels) if channels else None
+    new = type(model)(**options)
+    new.net_ = net.eval()
+    new.labels_ = list(model.labels_)
+    new.strategy_ = model.strategy_
+    new.training_ = dict(model.training_)
+    return new
+
+
+def _training_data(model, utterances):
+    from .models.neural import read_cached
+
+    if not utterances:
+        raise ConfigError("fine-tuning needs the training utterances; pass --corpus NAME:ROOT (or --epochs 0)")
+    index = {lab: i for i, lab in enumerate(model.labels_)}
+    unknown = sorted({str(u.label) for u in utterances} - set(index))
+    if unknown:
+        raise ConfigError(
+            f"utterances carry labels {unknown} that the model does not know ({', '.join(model.labels_)}); "
+            "use the corpus and --label-set the model was trained with"
+        )
+    signals = [read_cached(u.path, model.sampling_rate, u.start, u.end) for u in utterances]
+    targets = np.array([index[str(u.label)] for u in utterances])
+    return signals, targets, [str(u.speaker) for u in utterances]
+
+
+def _finetune(model, utterances, epochs: int, *, qat: bool, train: dict | None, progress: bool):
+    """Fine-tune ``model.net_`` in place with the Trainer (all blocks, the model's own training options)."""
+    from .training.trainer import TrainConfig, Trainer
+
+    signals, targets, speakers = _training_data(model, utterances)
+    options = {"strategy": "full", "epochs": int(epochs), "min_epochs": min(int(epochs), 5), **dict(train or {})}
+    config = TrainConfig.from_dict({**model._train_config().to_dict(), **options})  # unknown keys: the usual message
+    net = model.net_
+    hooks = _attach_fake_quant(net) if qat else None
+    try:
+        result = Trainer(config, progress=progress).fit(net, signals, targets, speakers, n_classes=len(model.labels_))
+    finally:
+        if hooks is not None:
+            _detach_fake_quant(net, hooks)
+    model.net_ = net.eval()
+    model.training_ = {**result.to_dict(), "finetune_of": model.training_.get("best_epoch")}
+    return model
+
+
+# -- quantisation-aware training ------------------------------------------------------------------
+
+
+def quantization_aware(model, utterances: Sequence, *, epochs: int = 3, train: dict | None = None,
+                       progress: bool = False):
+    """Fine-tune a fitted SoundNet classifier with int8 fake quantisation; returns a new classifier.
+
+    During the fine-tune every convolution and linear layer sees its weights rounded to the
+    per-output-channel symmetric int8 grid (scale = max |w| / 127, the grid onnxruntime's static
+    per-channel quantisation uses; rounding per output channel commutes with the batch-norm folding
+    done at export) and its input rounded to a per-tensor uint8 grid whose range is a running
+    average of the batches' min/max; gradients pass straight through the rounding. The result keeps
+    the rounded weights, so ``serkit export --quantize int8`` reproduces them exactly and only the
+    activation ranges are re-calibrated.
+    """
+    _check_soundnet(model, "quantisation-aware training")
+    if epochs < 1:
+        raise ConfigError(f"quantisation-aware training needs at least 1 epoch, got {epochs}")
+    new = _rebuilt(model, copy.deepcopy(model.net_).cpu(), model.channels)
+    new.compression_ = {"method": "qat", "epochs": int(epochs), "weights": "int8 per-channel symmetric",
+                        "activations": "uint8 per-tensor, running min/max"}
+    return _finetune(new, utterances, epochs, qat=True, train=train, progress=progress)
+
+
+def _weight_fake_quant():
+    import torch
+    from torch import nn
+
+    class PerChannelInt8(nn.Module):
+        def forward(self, w):
+            scale = w.detach().abs().flatten(1).amax(1).clamp(min=1e-12) / 127.0
+            zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
+            return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -127, 127)
+
+    return PerChannelInt8()
+
+
+class _ActivationObserver:
+    """Running min/max of a layer's input (momentum 0.9) and fake quantisation to uint8 with it."""
+
+    def __init__(self):
+        self.lo = self.hi = None
+
+    def __call__(self, module, args):
+        import torch
+
+        x = args[0]
+        if module.training:
+            lo, hi = float(x.detach().min()), float(x.detach().max())
+            self.lo = lo if self.lo is None else 0.9 * self.lo + 0.1 * lo
+            self.hi = hi if self.hi is None else 0.9 * self.hi + 0.1 * hi
+        if self.lo is None:
+            return None
+        lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)
+        scale = max((hi - lo) / 255.0, 1e-8)
+        zero = int(min(255, max(0, round(-lo / scale))))
+        return (torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 255), *args[1:])
+
+
+def _attach_fake_quant(net):
+    from torch import nn
+    from torch.nn.utils import parametrize
+
+    hooks = []
+    for m in net.modules():
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            parametrize.register_parametrization(m, "weight", _weight_fake_quant())
+            hooks.append((m, m.register_forward_pre_hook(_ActivationObserver())))
+    return hooks
+
+
+def _detach_fake_quant(net, hooks) -> None:
+    """Remove the fake quantisation, keeping the weights on their int8 grid (what the int8 export computes)."""
+    from torch.nn.utils import parametrize
+
+    for m, handle in hooks:
+        handle.remove()
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+
+
+# -- distillation ----------------------------------------------------------------------------------
+
+
+def _windows(durations: Sequence[float], seconds: float | None) -> list[tuple[int, float, float]]:
+    """Fixed ``(utterance, start, end)`` windows: the whole utterance when it is at most 1.5 × ``seconds``
+    long, else consecutive ``seconds`` windows, the last one ending at the utterance's end."""
+    out = []
+    for i, d in enumerate(durations):
+        if seconds is None or d <= 1.5 * seconds:
+            out.append((i, 0.0, d))
+            continue
+        n = math.ceil(d / seconds)
+        starts = [k * seconds for k in range(n - 1)] + [d - seconds]
+        out.extend((i, s, s + seconds) for s in starts)
+    return out
+
+
+def distill(teacher, utterances: Sequence, *, student: dict | None = None, temperature: float = 4.0,
+            alpha: float = 0.7, epochs: int | None = None, progress: bool = False):
+    """Train a ``soundnet-res`` student to reproduce a teacher's probabilities.
+
+    The loss is ``alpha * T² * KL(teacher_T ‖ student_T) + (1 - alpha) * hard``, where ``_T`` are
+    distributions softened at temperature ``T`` (the teacher's ``p^(1/T)``, renormalised, which
+    equals softmax(logits / T)) and ``hard`` is the student recipe's own loss on the labels
+    (label-smoothed CE + focal, balanced class weights).
+
+    Crops: the teacher's probabilities are computed once, on fixed windows that the student then
+    trains on unchanged — each utterance whole when it is at most 1.5 × the student's
+    ``crop_seconds`` (every EmoDB utterance), else cut into consecutive ``crop_seconds`` windows.
+    A target therefore always describes exactly the audio the student sees; random crops would need
+    a teacher pass per crop per epoch (a classic or fusion teacher costs seconds per clip). The
+    teacher predicts each window at its own sampling rate with its speakers (speaker-adapted where
+    it supports it). Waveform augmentation of the student is off (a changed clip would no longer
+    match its target).
+
+    Parameters
+    ----------
+    teacher
+        Any fitted serkit classifier (``predict_proba``, ``labels_``, ``sampling_rate``).
+    utterances
+        Labelled training utterances (labels among the teacher's).
+    student
+        The student's model section (``family: soundnet-res`` and its options); default
+        :data:`DEFAULT_STUDENT`, the shipped ``soundnet-res`` recipe.
+    temperature
+        Softening temperature T (> 0); 1 matches the probabilities as they are.
+    alpha
+        Weight of the distillation term in [0, 1]; 0 is plain supervised training.
+    epochs
+        Largest number of epochs (default: the student recipe's, 30); early stopping on held-out
+        training speakers' UA as in :class:`serkit.training.Trainer`.
+
+    Returns
+    -------
+    SoundNetResClassifier
+        Fitted, with ``compression_`` (teacher, T, alpha, agreement with the teacher on the training windows).
+    """
+    from .models import build_model
+    from .models.neural import SoundNetClassifier, read_cached
+
+    if not temperature > 0:
+        raise ConfigError(f"distillation temperature {temperature} must be > 0 (typical: 2-8)")
+    if not 0 <= alpha <= 1:
+        raise ConfigError(f"distillation alpha {alpha} must be in [0, 1] (the weight of the teacher's soft targets)")
+    if not hasattr(teacher, "labels_"):
+        raise ConfigError("the teacher is not fitted; train it first (serkit train) or load a model folder")
+    section = dict(student or DEFAULT_STUDENT)
+    section.setdefault("family", "soundnet-res")
+    if section["family"] not in ("soundnet-res", "soundnet") or section.get("backbone", "soundnet-res") != "soundnet-res":
+        raise ConfigError(f"the distillation student must be family soundnet-res, got {section}")
+    section["family"] = "soundnet-res"
+    train = dict(section.get("train") or {})
+    train["augment"] = None
+    if epochs is not None:
+        train["epochs"] = int(epochs)
+    section["train"] = train
+    model = build_model(section)
+    if not isinstance(model, SoundNetClassifier):  # pragma: no cover - the registry maps soundnet-res here
+        raise ConfigError("the distillation student must be a soundnet-res model")
+    config = model._train_config()
+
+    utterances = list(utterances)
+    labels = list(teacher.labels_)
+    index = {lab: i for i, lab in enumerate(labels)}
+    unknown = sorted({str(u.label) for u in utterances} - set(index))
+    if not utterances or unknown:
+        raise ConfigError(f"distillation needs utterances labelled with the teacher's labels ({', '.join(labels)}); "
+                          f"got {'none' if not utterances else 'unknown labels ' + str(unknown)}")
+    sr_s, sr_t = int(model.sampling_rate), int(teacher.sampling_rate)
+    waves_s = [read_cached(u.path, sr_s, u.start, u.end) for u in utterances]
+    windows = _windows([len(x) / sr_s for x in waves_s], config.crop_seconds)
+    t0 = time.perf_counter()
+    teacher_signals, student_signals = [], []
+    for i, s, e in windows:
+        u = utterances[i]
+        w_t = read_cached(u.path, sr_t, u.start, u.end)
+        teacher_signals.append(np.ascontiguousarray(w_t[int(round(s * sr_t)) : max(int(round(e * sr_t)), int(round(s * sr_t)) + 1)]))
+        student_signals.append(waves_s[i][int(round(s * sr_s)) : max(int(round(e * sr_s)), int(round(s * sr_s)) + 1)])
+    speakers = [str(utterances[i].speaker) for i, _, _ in windows]
+    soft = np.asarray(teacher.predict_proba(teacher_signals, speakers=speakers), dtype=np.float64)
+    _log(progress, f"teacher probabilities for {len(windows)} windows of {len(utterances)} utterances "
+                   f"({time.perf_counter() - t0:.1f}s)")
+    targets = np.array([index[str(utterances[i].label)] for i, _, _ in windows])
+    import torch
+
+    torch.manual_seed(config.seed)  # the student's initial weights are part of the run
+    net = model._build_net(len(labels), pretrained=False)
+    result = _train_student(net, student_signals, soft, targets, speakers, config, temperature=temperature,
+                            alpha=alpha, progress=progress)
+    model.net_ = net.eval()
+    model.labels_ = labels
+    model.strategy_ = "full"
+    model.training_ = result
+    agree = float(np.mean(model.predict_proba(student_signals, speakers=speakers).argmax(1) == soft.argmax(1)))
+    model.compression_ = {
+        "method": "distill",
+        "teacher": {"family": getattr(teacher, "family", type(teacher).__name__)},
+        "temperature": float(temperature),
+        "alpha": float(alpha),
+        "windows": len(windows),
+        "train_agreement_with_teacher": round(agree, 4),
+        "teacher_train_ua": round(_ua(targets, soft.argmax(1)), 4),
+    }
+    return model
+
+
+def _ua(y, pred) -> float:
+    from .training.trainer import _unweighted_accuracy
+
+    return _unweighted_accuracy(np.asarray(y), np.asarray(pred))
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"serkit compress: {msg}", file=sys.stderr, flush=True)
+
+
+def _train_student(net, signals, soft, y, speakers, config, *, temperature: float, alpha: float, progress: bool) -> dict:
+    """Train ``net`` on windows with the distillation loss; the best epoch (held-out speakers' UA) is kept."""
+    import torch
+    import torch.nn.functional as F
+
+    from .training.losses import CombinedLoss, class_weights
+    from .training.trainer import (Trainer, _pad_batch, _pad_min, _set_trainable, _split, _stats, _tensor,
+                                   _train_batches, cosine_factor, default_threads, predict_logits, predict_pooled,
+                                   speaker_norms)
+
+    c = config
+    previous_threads = torch.get_num_threads()
+    torch.manual_seed(c.seed)
+    rng = np.random.default_rng(c.seed)
+    signals = [_pad_min(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
+    spk = np.asarray(speakers)
+    fit_idx, val_idx, val_speakers = _split(y, speakers, c.val_fraction, c.seed)
+    # teacher_T = p^(1/T) renormalised (= softmax(logits / T)); log-space for tiny probabilities
+    log_p = np.log(np.clip(soft, 1e-12, None)) / temperature
+    soft_t = torch.softmax(torch.as_tensor(log_p, dtype=torch.float32), dim=1)
+    hard_loss = CombinedLoss(ce_weight=c.ce_weight, focal_weight=c.focal_weight, gamma=c.focal_gamma,
+                             label_smoothing=c.label_smoothing, weight=class_weights(y[fit_idx], soft.shape[1], c.class_weights))
+    opt = Trainer(c)._optimizer(net)
+    period = c.cosine_period * max(1, math.ceil(len(fit_idx) / c.batch_size))
+    spk_norm = c.normalisation == "speaker"
+    best = {"ua": -1.0, "epoch": 0, "state": None}
+    history, step, bad = [], 0, 0
+    t_start = time.perf_counter()
+
+    def norms(idx, g):
+        pooled = predict_pooled(net, [signals[i] for i in idx], batch_seconds=c.eval_batch_seconds)
+        g = g or _stats(pooled)
+        return pooled, g, speaker_norms(pooled, spk[idx], g[0], g[1], c.min_speaker_utterances)
+
+    try:
+        for epoch in range(c.epochs):
+            t0 = time.perf_counter()
+            torch.set_num_threads(default_threads())
+            if spk_norm:
+                _, g_stats, (mu_fit, sd_fit) = norms(fit_idx, None)
+                row_of = np.full(len(y), -1)
+                row_of[fit_idx] = np.arange(len(fit_idx))
+            _set_trainable(net, 0, c.train_bn)
+            total = 0.0
+            for idx in _train_batches(rng.permutation(fit_idx), c.batch_size):
+                h, lens = _pad_batch([_tensor(signals[i]) for i in idx], [len(signals[i]) for i in idx])
+                for gr in opt.param_groups:
+                    gr["lr"] = gr["initial_lr"] * cosine_factor(step, period, c.min_lr_ratio)
+                if spk_norm:
+                    rows = torch.as_tensor(row_of[idx])
+                    logits = net.forward_from(h, lens, 0, norm=(mu_fit[rows], sd_fit[rows]))
+                else:
+                    logits = net.forward_from(h, lens, 0)
+                kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_t[idx], reduction="batchmean")
+                loss = alpha * temperature**2 * kd + (1 - alpha) * hard_loss(logits, torch.as_tensor(y[idx]))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if c.grad_clip:
+                    torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], c.grad_clip)
+                opt.step()
+                step += 1
+                total += loss.item() * len(idx)
+            record = {"epoch": epoch + 1, "train_loss": round(total / max(len(fit_idx), 1), 5)}
+            if len(val_idx):
+                if spk_norm:
+                    pooled, _, (mu_v, sd_v) = norms(val_idx, g_stats)
+                    net.eval()
+                    with torch.no_grad():
+                        logits = net.from_pooled((pooled - mu_v) / sd_v).numpy()
+                else:
+                    logits = predict_logits(net, [signals[i] for i in val_idx], batch_seconds=c.eval_batch_seconds)
+                ua = _ua(y[val_idx], logits.argmax(1))
+                record.update(val_ua=round(ua, 4), val_agreement=round(float(np.mean(logits.argmax(1) == soft[val_idx].argmax(1))), 4))
+                if ua > best["ua"] + 1e-9:
+                    best.update(ua=ua, epoch=epoch + 1, state=copy.deepcopy(net.state_dict()))
+                    bad = 0
+                else:
+                    bad += 1
+            else:
+                best["epoch"] = epoch + 1
+            record["seconds"] = round(time.perf_counter() - t0, 2)
+            history.append(record)
+            _log(progress, f"distill epoch {epoch + 1}/{c.epochs} " + " ".join(f"{k} {v}" for k, v in record.items() if k != "epoch"))
+            if len(val_idx) and bad >= c.patience and epoch + 1 >= c.min_epochs:
+                break
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+        net.eval()
+        if spk_norm:
+            net.set_global_norm(*_stats(predict_pooled(net, signals, batch_seconds=c.eval_batch_seconds)))
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {"strategy": "full", "epochs_run": len(history), "best_epoch": best["epoch"],
+            "best_val_ua": None if not len(val_idx) else float(best["ua"]), "n_train": int(len(fit_idx)),
+            "n_val": int(len(val_idx)), "val_speakers": val_speakers,
+            "seconds": round(time.perf_counter() - t_start, 2), "history": history}
+
+
+# -- model folders (the CLI's entry point) ---------------------------------------------------------
+
+
+def compress_model(model_dir, out, *, prune_amount: float | None = None, prune_threshold: float | None = None,
+                   distill_student: str | None = None, qat: bool = False, temperature: float = 4.0,
+                   alpha: float = 0.7, epochs: int | None = None, corpora: Sequence[str] | None = None,
+                   label_set: str | None = None, progress: bool = False):
+    """Compress the model in ``model_dir`` and save the result to ``out`` (what ``serkit compress`` runs).
+
+    Exactly one of ``prune_amount``, ``prune_threshold``, ``distill_student`` (a recipe name or
+    YAML path whose model is soundnet-res), or ``qat`` alone. Training audio comes from ``corpora``
+    (``NAME:ROOT`` specs; default: the corpora recorded in the model's ``model.json``), mapped onto
+    ``label_set`` (default: the model's recipe's). Returns ``(out, compression info)``.
+    """
+    from .api import prepare_data
+    from .artifact import load_model, read_metadata, save_model
+
+    chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
+    if sum(chosen) > 1:
+        raise ConfigError("choose one compression: --prune AMOUNT, --prune-threshold T or --distill (--qat may join pruning)")
+    if not any(chosen) and not qat:
+        raise ConfigError("nothing to do: pass --prune AMOUNT, --prune-threshold T, --distill or --qat")
+    if distill_student is not None and qat:
+        raise ConfigError("--qat applies to pruning or on its own; distil first, then run serkit compress STUDENT --qat")
+    if epochs is not None and epochs < 0:
+        raise ConfigError(f"--epochs {epochs} must be >= 0")
+    meta = read_metadata(model_dir)
+    model, meta = load_model(model_dir)
+    if distill_student is None:
+        _check_soundnet(model, "pruning" if any(chosen) else "quantisation-aware training")
+    need_audio = distill_student is not None or qat or (epochs is None or epochs > 0)
+    utterances = None
+    if need_audio:
+        specs = list(corpora or (meta.get("trained_on") or {}).get("corpora") or [])
+        if not specs:
+            raise ConfigError(f"'{model_dir}' does not record its training corpora; pass --corpus NAME:ROOT "
+                              "(or --epochs 0 to prune without fine-tuning)")
+        utterances = prepare_data(specs, label_set or (meta.get("recipe") or {}).get("label_set") or "native")
+    if prune_amount is not None or prune_threshold is not None:
+        new = prune(model, utterances, amount=prune_amount, threshold=prune_threshold,
+                    finetune_epochs=3 if epochs is None else epochs, qat=qat, progress=progress)
+    elif distill_student is not None:
+        from .recipe import load_recipe
+
+        section = load_recipe(distill_student).model
+        new = distill(model, utterances, student=section, temperature=temperature, alpha=alpha, epochs=epochs,
+                      progress=progress)
+    else:
+        new = quantization_aware(model, utterances, epochs=3 if epochs is None else max(1, epochs), progress=progress)
+    info = {**new.compression_, "source": str(model_dir), "source_family": meta["family"]}
+    trained_on = meta.get("trained_on") or {}
+    if corpora:
+        trained_on = {"corpora": list(corpora), "n_utterances": len(utterances)}
+    recipe = meta.get("recipe") if distill_student is None else {"name": f"distilled-{getattr(model, 'family', '')}"}
+    save_model(new, out, recipe=recipe, trained_on=trained_on, extra={"compression": info})
+    return out, info
