@@ -180,18 +180,8 @@ def classifier_rows(setup: Setup) -> list:
                 seconds += sum(len(s) for s in signals) / sr
             return seconds
 
-        def one_window(rec=rec, key=key):
-            window = np.random.default_rng(0).uniform(-0.3, 0.3, rec.sampling_rate).astype(np.float32)
-            if key == "torch":
-                import torch
-
-                torch.set_num_threads(1)
-                os.environ["SERKIT_THREADS"] = "1"  # else predict_proba samples the load (~10 ms) per call
-            else:
-                rec.classifier.set_threads(1)
-            return lambda: rec.classifier.predict_proba([window])
-
-        rows.append((label, 16, run, {"latency": one_window, "size_mb": round(_dir_mb(dirs[key]), 3)}))
+        rows.append((label, 16, run, {"latency": lambda rec=rec: one_window(rec.classifier),
+                                      "size_mb": round(_dir_mb(dirs[key]), 3)}))
     return rows
 
 
@@ -236,13 +226,30 @@ def measure(setup: Setup, repeats: int) -> list[dict]:
                 "peak_rss_mb": round(_peak_rss_mb()),
                 "threads": setup.threads,
                 "size_mb": extra.get("size_mb", ""),
-                **_latency(extra.get("latency")),
+                **latency_ms(extra.get("latency")),
             })
     return results
 
 
-def _latency(make, n: int = 300) -> dict:
-    """Median and p95 (ms) of ``n`` calls of ``make()``'s function after 30 warm-up calls."""
+def one_window(classifier, seconds: float = 1.0):
+    """A function that predicts one ``seconds``-long window (random audio at the model's rate) on one thread.
+
+    Torch models get one torch thread (and ``$SERKIT_THREADS=1``, else ``predict_proba`` samples the
+    load, ~10 ms, per call; :func:`latency_ms` unsets it), ONNX models a one-thread session.
+    """
+    window = np.random.default_rng(0).uniform(-0.3, 0.3, int(seconds * classifier.sampling_rate)).astype(np.float32)
+    if hasattr(classifier, "set_threads"):
+        classifier.set_threads(1)
+    else:
+        import torch
+
+        torch.set_num_threads(1)
+        os.environ["SERKIT_THREADS"] = "1"
+    return lambda: classifier.predict_proba([window])
+
+
+def latency_ms(make, n: int = 300) -> dict:
+    """Median and p95 (ms) of ``n`` calls of ``make()``'s function after 30 warm-up calls (shared with compression.py)."""
     if make is None:
         return {"lat_ms_median": "", "lat_ms_p95": ""}
     fn = make()

@@ -25,14 +25,22 @@ import copy
 import math
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .errors import ConfigError, ModelError
 
-__all__ = ["prune", "distill", "quantization_aware", "compress_model", "apply_channels", "channel_groups",
-           "count_parameters", "DEFAULT_STUDENT"]
+__all__ = [
+    "DEFAULT_STUDENT",
+    "apply_channels",
+    "channel_groups",
+    "compress_model",
+    "count_parameters",
+    "distill",
+    "prune",
+    "quantization_aware",
+]
 
 #: the student :func:`distill` trains by default: the shipped ``soundnet-res`` recipe's model section
 DEFAULT_STUDENT = {"family": "soundnet-res", "pool": "meanmax", "strategy": "full", "train": {"normalisation": "speaker"}}
@@ -293,7 +301,7 @@ def _keep(importance, *, amount, threshold):
 
     n = len(importance)
     if amount is not None:
-        n_keep = max(1, n - int(round(amount * n)))
+        n_keep = max(1, n - round(amount * n))
     else:
         top = float(importance.max())
         n_keep = max(1, int((importance >= threshold * top).sum())) if top > 0 else 1
@@ -597,8 +605,8 @@ def distill(teacher, utterances: Sequence, *, student: dict | None = None, tempe
     for i, s, e in windows:
         u = utterances[i]
         w_t = read_cached(u.path, sr_t, u.start, u.end)
-        teacher_signals.append(np.ascontiguousarray(w_t[int(round(s * sr_t)) : max(int(round(e * sr_t)), int(round(s * sr_t)) + 1)]))
-        student_signals.append(waves_s[i][int(round(s * sr_s)) : max(int(round(e * sr_s)), int(round(s * sr_s)) + 1)])
+        teacher_signals.append(np.ascontiguousarray(_cut(w_t, s, e, sr_t)))
+        student_signals.append(_cut(waves_s[i], s, e, sr_s))
     speakers = [str(utterances[i].speaker) for i, _, _ in windows]
     soft = np.asarray(teacher.predict_proba(teacher_signals, speakers=speakers), dtype=np.float64)
     _log(progress, f"teacher probabilities for {len(windows)} windows of {len(utterances)} utterances "
@@ -627,6 +635,12 @@ def distill(teacher, utterances: Sequence, *, student: dict | None = None, tempe
     return model
 
 
+def _cut(x: np.ndarray, start: float, end: float, sampling_rate: int) -> np.ndarray:
+    """Samples of ``x`` from ``start`` to ``end`` seconds (at least one)."""
+    a = round(start * sampling_rate)
+    return x[a : max(round(end * sampling_rate), a + 1)]
+
+
 def _ua(y, pred) -> float:
     from .training.trainer import _unweighted_accuracy
 
@@ -644,9 +658,21 @@ def _train_student(net, signals, soft, y, speakers, config, *, temperature: floa
     import torch.nn.functional as F
 
     from .training.losses import CombinedLoss, class_weights
-    from .training.trainer import (Trainer, _pad_batch, _pad_min, _set_trainable, _split, _stats, _tensor,
-                                   _train_batches, cosine_factor, default_threads, predict_logits, predict_pooled,
-                                   speaker_norms)
+    from .training.trainer import (
+        Trainer,
+        _pad_batch,
+        _pad_min,
+        _set_trainable,
+        _split,
+        _stats,
+        _tensor,
+        _train_batches,
+        cosine_factor,
+        default_threads,
+        predict_logits,
+        predict_pooled,
+        speaker_norms,
+    )
 
     c = config
     previous_threads = torch.get_num_threads()
@@ -731,8 +757,8 @@ def _train_student(net, signals, soft, y, speakers, config, *, temperature: floa
     finally:
         torch.set_num_threads(previous_threads)
     return {"strategy": "full", "epochs_run": len(history), "best_epoch": best["epoch"],
-            "best_val_ua": None if not len(val_idx) else float(best["ua"]), "n_train": int(len(fit_idx)),
-            "n_val": int(len(val_idx)), "val_speakers": val_speakers,
+            "best_val_ua": None if not len(val_idx) else float(best["ua"]), "n_train": len(fit_idx),
+            "n_val": len(val_idx), "val_speakers": val_speakers,
             "seconds": round(time.perf_counter() - t_start, 2), "history": history}
 
 
