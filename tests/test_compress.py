@@ -11,10 +11,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from serkit.artifact import load_model, save_model  # noqa: E402
-from serkit.cli import main  # noqa: E402
-from serkit.compress import channel_groups, count_parameters, distill, prune, quantization_aware  # noqa: E402
-from serkit.errors import ConfigError  # noqa: E402
+from serkit.artifact import load_model, save_model
+from serkit.cli import main
+from serkit.compress import (
+    channel_groups,
+    count_parameters,
+    distill,
+    prune,
+    quantization_aware,
+)
+from serkit.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +57,9 @@ def clips():
 
 def test_zeroed_channels_prune_exactly(model, clips):
     """Known answer: channels whose folded filter and bias are 0 output exactly 0; removing them changes nothing."""
-    from serkit.training.trainer import predict_logits
-
     import copy
+
+    from serkit.training.trainer import predict_logits
 
     m = copy.deepcopy(model)
     with torch.no_grad():
