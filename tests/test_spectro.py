@@ -16,7 +16,7 @@ from serkit.models import build_model  # noqa: E402
 from serkit.networks.logmel import LogMel, LogMelFrontEnd, SpecAugment  # noqa: E402
 
 from .conftest import data_dir, tone  # noqa: E402
-from .test_training import _accuracy, anger_sadness  # noqa: E402,F401  (shared EmoDB anger/sadness split)
+from .test_training import _accuracy, _emodb_anger_sadness  # noqa: E402
 
 FAMILIES = ("cnn-lstm", "transformer")
 
@@ -119,6 +119,19 @@ def test_a_clip_gives_the_same_output_alone_and_padded_in_a_batch(family):
 
 
 # -- learning on real speech ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def anger_sadness():
+    """tests/test_training.py's split: 46 clips of speakers 03, 08, 11 (as many angry as sad per
+    speaker) for training, 18 of speaker 16 for testing."""
+    groups = _emodb_anger_sadness(data_dir("emodb"))
+
+    def take(spk):
+        sad = groups[(spk, "T")]
+        return groups[(spk, "W")][: len(sad)] + sad
+
+    return take("03") + take("08") + take("11"), take("16")
 
 _TRAINED: dict = {}
 

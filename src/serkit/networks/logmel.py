@@ -64,7 +64,8 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         half = self.n_fft // 2
         x = nn.functional.pad(waveform, (half, half))
-        options = dict(hop_length=self.hop_length, win_length=self.n_fft, window=self.window, center=False, onesided=True)
+        options = {"hop_length": self.hop_length, "win_length": self.n_fft, "window": self.window, "center": False,
+                   "onesided": True}
         if torch.onnx.is_in_onnx_export():
             # the TorchScript ONNX exporter has no complex tensors: the (deprecated) real layout
             with warnings.catch_warnings():
@@ -150,8 +151,8 @@ class LogMelFrontEnd(nn.Module):
 
     def __init__(self, sampling_rate: int = 16000, *, n_mels: int = 64, spec_augment: dict | bool | None = True):
         super().__init__()
-        hop = int(round(0.010 * sampling_rate))
-        n_fft = 1 << int(math.ceil(math.log2(0.032 * sampling_rate)))
+        hop = round(0.010 * sampling_rate)
+        n_fft = 1 << math.ceil(math.log2(0.032 * sampling_rate))
         self.logmel = LogMel(sampling_rate, n_mels=n_mels, n_fft=n_fft, hop_length=hop)
         self.norm = nn.BatchNorm1d(n_mels)
         if spec_augment is True:
