@@ -173,6 +173,23 @@ def test_loso_needs_two_speakers():
         parse_protocol("loso").folds([utt(0, "a", "solo"), utt(1, "b", "solo")])
 
 
+def test_loco_one_fold_per_corpus():
+    data = [Utterance(f"{i}", f"/x/{i}.wav", "angry" if i % 2 else "sad", f"{c}/s{i % 3}", c)
+            for i, c in enumerate(["tess", "emodb", "ravdess"] * 4)]
+    p = parse_protocol("loco")
+    assert p.name == "loco" and p.speaker_independent
+    folds = p.folds(data)
+    assert [sorted({data[i].corpus for i in f.test_idx}) for f in folds] == [["emodb"], ["ravdess"], ["tess"]]
+    assert [len(f.test_idx) for f in folds] == [4, 4, 4]
+    for f in folds:
+        assert not {data[i].corpus for i in f.train_idx} & {data[i].corpus for i in f.test_idx}
+    _check_partition(data, folds)
+    with pytest.raises(ConfigError, match="at least 2 corpora.*--corpus"):
+        p.folds(data[:1])
+    with pytest.raises(ConfigError, match="takes no argument"):
+        parse_protocol("loco:3")
+
+
 def test_speaker_kfold_disjoint_balanced_deterministic():
     data = toy(7)
     p = parse_protocol("speaker-kfold:3", seed=4)

@@ -1,6 +1,6 @@
 """Honest evaluation: speaker-independent protocols, SER metrics (UA, WA, macro-F1) and one ``Report``.
 
-A protocol splits utterances into folds (``loso``, ``speaker-kfold:K``, ``holdout:SPK1,SPK2``, and
+A protocol splits utterances into folds (``loso``, ``loco``, ``speaker-kfold:K``, ``holdout:SPK1,SPK2``, and
 the speaker-dependent ``random-split:K`` that must be asked for by name); :func:`evaluate` fits a fresh
 model per fold and pools the test predictions into a :class:`Report` that renders to JSON, Markdown,
 a PNG confusion matrix and a predictions CSV.
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: the protocol spellings :func:`parse_protocol` understands (shown in error messages)
-PROTOCOLS = ("loso", "speaker-kfold:K", "holdout:SPK1,SPK2,...", "random-split:K")
+PROTOCOLS = ("loso", "loco", "speaker-kfold:K", "holdout:SPK1,SPK2,...", "random-split:K")
 
 #: version of the ``report.json`` layout
 REPORT_FORMAT = 1
@@ -272,6 +272,31 @@ class SpeakerKFold(Protocol):
         return [_fold(np.isin(speakers, m), speakers) for m in members]
 
 
+class LeaveOneCorpusOut(Protocol):
+    """``loco``: one fold per corpus (sorted by name); the whole corpus is the test set.
+
+    Train on the other corpora, test on one never heard: the honest picture of a model on unseen
+    recording conditions, speakers and actors. With a label set such as ``6class`` every corpus
+    shares the classes; a class the training corpora lack is simply never predicted.
+    """
+
+    @property
+    def name(self) -> str:
+        return "loco"
+
+    def folds(self, utterances: Sequence) -> list[Fold]:
+        _require_utterances(utterances, self.name)
+        speakers = _speakers_of(utterances)
+        corpora = np.array([str(u.corpus) for u in utterances], dtype=object)
+        unique = sorted(set(corpora.tolist()))
+        if len(unique) < 2:
+            raise ConfigError(
+                f"leave-one-corpus-out needs at least 2 corpora, found {len(unique)} ({', '.join(unique)}); "
+                "pass several --corpus options, e.g. --corpus emodb:DIR --corpus tess:DIR --label-set 6class"
+            )
+        return [_fold(corpora == c, speakers) for c in unique]
+
+
 class Holdout(Protocol):
     """``holdout:SPK1,SPK2``: the named speakers are the test set, every other speaker trains (one fold)."""
 
@@ -351,7 +376,7 @@ def parse_protocol(spec, *, seed: int = 0) -> Protocol:
     Parameters
     ----------
     spec : str or Protocol
-        ``"loso"`` — leave one speaker out; ``"speaker-kfold:K"`` — K folds of disjoint speakers;
+        ``"loso"`` — leave one speaker out; ``"loco"`` — leave one corpus out; ``"speaker-kfold:K"`` — K folds of disjoint speakers;
         ``"holdout:SPK1,SPK2"`` — the named speakers are the test set; ``"random-split:K"`` —
         utterance-level stratified K-fold (speaker-dependent: reports are marked so).
     seed : int
@@ -381,6 +406,10 @@ def parse_protocol(spec, *, seed: int = 0) -> Protocol:
         if arg:
             raise ConfigError(f"protocol {spec!r}: 'loso' takes no argument; write 'loso'")
         return LeaveOneSpeakerOut()
+    if name in ("loco", "leave-one-corpus-out"):
+        if arg:
+            raise ConfigError(f"protocol {spec!r}: 'loco' takes no argument; write 'loco'")
+        return LeaveOneCorpusOut()
     if name == "speaker-kfold":
         return SpeakerKFold(k_of(), seed=seed)
     if name == "holdout":
