@@ -6,7 +6,7 @@ from .base import MODELS, Classifier, build_model, register_model
 
 __all__ = ["Classifier", "MODELS", "build_model", "register_model"]
 
-_MODULES = ("features", "neural", "spectro", "onnx", "ssl")
+_MODULES = ("features", "neural", "spectro", "onnx", "ssl", "fusion")
 
 
 def _load_all() -> None:
