@@ -231,7 +231,7 @@ def test_random_split_is_speaker_dependent_and_stratified():
 
 
 def test_parse_protocol_errors():
-    with pytest.raises(ConfigError, match="unknown evaluation protocol 'kfold:5'; valid: loso, speaker-kfold:K"):
+    with pytest.raises(ConfigError, match="unknown evaluation protocol 'kfold:5'; valid: loso, loco, speaker-kfold:K"):
         parse_protocol("kfold:5")
     with pytest.raises(ConfigError, match="K must be an integer"):
         parse_protocol("speaker-kfold:five")

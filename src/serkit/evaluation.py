@@ -533,7 +533,8 @@ class Report:
         Pooled metrics over all test predictions, as returned by :func:`metrics`.
     folds : list of dict
         Per fold: ``fold, test_speakers, n_train, n_test, ua, wa, macro_f1, fit_seconds,
-        predict_seconds, missing_train_labels``.
+        predict_seconds, missing_train_labels`` and, when both adaptation modes were run,
+        ``ua_by_mode`` (``{"none": ua, "speaker": ua}``).
     predictions : pandas.DataFrame
         One row per test utterance: ``id, path, start, end, speaker, corpus, fold, true, pred,
         p_<label>...``.
@@ -1014,6 +1015,8 @@ def evaluate(
         p = aligned["default"][-1]
         y_pred = [labels[i] for i in p.argmax(axis=1)]
         fm = metrics(y_true, y_pred, labels)
+        by_mode = {mode: metrics(y_true, [labels[i] for i in aligned[mode][-1].argmax(axis=1)], labels)["ua"]
+                   for mode in modes if mode != "default"}
         fold_dicts.append({
             "fold": k,
             "test_speakers": list(f.test_speakers),
@@ -1025,6 +1028,7 @@ def evaluate(
             "fit_seconds": round(r["fit_seconds"], 3),
             "predict_seconds": round(r["predict_seconds"], 3),
             "missing_train_labels": sorted(set(labels) - set(r["labels"])),
+            **({"ua_by_mode": by_mode} if by_mode else {}),
         })
         for u, t, pr, row in zip(test, y_true, y_pred, p):
             rows.append({

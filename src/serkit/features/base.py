@@ -10,7 +10,8 @@ import numpy as np
 from .._registry import Registry
 from ..cache import FeatureCache, file_digest
 
-__all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs"]
+__all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs",
+           "functionals_parallel"]
 
 
 class FeatureExtractor:
@@ -128,6 +129,57 @@ def _extract_chunk(extractor: FeatureExtractor, items: list) -> list:
         except SerkitError as exc:
             out.append(str(exc))
     return out
+
+
+def _functionals_chunk(extractor: FeatureExtractor, signals: list) -> np.ndarray:
+    return extractor.functionals_batch(signals)
+
+
+_POOL: dict = {}
+
+
+def _shared_pool(jobs: int):
+    """A process pool kept for the life of the process (prediction calls it batch after batch)."""
+    import multiprocessing as mp
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    if jobs in _POOL:
+        return _POOL[jobs]  # None: workers could not start here; extraction stays in this process
+    ctx = mp.get_context("forkserver" if "torch" in sys.modules else "fork")
+    pool = _POOL[jobs] = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+    return pool
+
+
+def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarray], n_jobs: int | None = None) -> np.ndarray:
+    """``extractor.functionals_batch(signals)`` split over ``n_jobs`` worker processes.
+
+    For in-memory signals (prediction); :func:`extract` does the same for files, with the cache.
+    Extractors that batch in torch (``parallel = False``) and small batches run in this process.
+    """
+    jobs = n_jobs or default_jobs()
+    signals = list(signals)
+    if jobs <= 1 or not extractor.parallel or len(signals) < 4:
+        return extractor.functionals_batch(signals)
+    from concurrent.futures.process import BrokenProcessPool
+
+    size = -(-len(signals) // jobs)
+    chunks = [signals[k : k + size] for k in range(0, len(signals), size)]
+    pool = _shared_pool(jobs)
+    if pool is None:
+        return extractor.functionals_batch(signals)
+    try:
+        parts = list(pool.map(_functionals_chunk, [extractor] * len(chunks), chunks))
+    except BrokenProcessPool:
+        # Workers died or could not start (e.g. a __main__ that cannot be re-imported, such as
+        # `python -` on stdin): go on in this process from now on rather than failing every batch.
+        import logging
+
+        logging.getLogger("serkit.features").warning(
+            "feature worker processes failed to run; extracting in one process from now on")
+        _POOL[jobs] = None
+        return extractor.functionals_batch(signals)
+    return np.concatenate(parts, axis=0).astype(np.float32)
 
 
 def _worker_init() -> None:

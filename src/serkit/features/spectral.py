@@ -759,11 +759,12 @@ class LibrosaExtractor(FeatureExtractor):
             x, sr, method=self.f0, fmin=self.fmin, fmax=self.fmax, hop=hop, frame_rms=level
         )
         cols += [hz[:, None], periodicity[:, None]]
-        cols.append(
-            _formants_of(
-                x, sr, voiced, hop=hop, n_formants=self.n_formants, order=None, max_bandwidth=MAX_FORMANT_BANDWIDTH
+        if self.n_formants:  # LPC root finding is ~40 % of this extractor's time: skipped when not asked for
+            cols.append(
+                _formants_of(
+                    x, sr, voiced, hop=hop, n_formants=self.n_formants, order=None, max_bandwidth=MAX_FORMANT_BANDWIDTH
+                )
             )
-        )
         cols.append(lm)
         return np.concatenate(cols, axis=1)
 

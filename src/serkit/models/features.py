@@ -228,12 +228,12 @@ class FeatureClassifier(Classifier):
 
         out = []
         rate = self.sampling_rate
+        from ..features.base import _pad, functionals_parallel
+
         for e in self._extractors():
             sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
-            from ..features.base import _pad
-
             n = int(e.min_duration * e.sampling_rate)
-            out.append(e.functionals_batch([_pad(np.asarray(s, np.float32), n) for s in sigs]))
+            out.append(functionals_parallel(e, [_pad(np.asarray(s, np.float32), n) for s in sigs]))
         return out
 
     def _normalise(self, block: np.ndarray, b: int, speakers) -> np.ndarray:
