@@ -10,6 +10,7 @@ one CPU thread (median and p95 over 300 calls; audio array in, probabilities out
     python benchmarks/speed.py                      # EmoDB under ${SERKIT_DATA:-../shared/data}
     python benchmarks/speed.py --files 128 --repeats 5 --threads 2 --json
     python benchmarks/speed.py --only classifier    # the fine-tuned SoundNet: torch, ONNX fp32, ONNX int8
+    python benchmarks/speed.py --only default --repeats 1   # the shipped default model on all 2 800 TESS files
 
 Add a model by appending a row function to ``ROWS``: it takes the :class:`Setup` and returns a
 list of ``(label, batch_size, run)`` where ``run(paths)`` processes those files once and returns
@@ -41,6 +42,7 @@ class Setup:
     clip: float  # seconds; 0 = whole files
     threads: int
     only: tuple = ()  # run only rows whose label contains one of these (case-insensitive)
+    tess: tuple = ()  # TESS files for the default model's row (whole files)
 
 
 def _load(path: str, sampling_rate: int, clip: float) -> np.ndarray:
@@ -185,8 +187,33 @@ def classifier_rows(setup: Setup) -> list:
     return rows
 
 
+def default_model_rows(setup: Setup) -> list:
+    """The shipped default model through ``Recognizer.predict_batch`` on whole TESS files (decoding included).
+
+    This is what ``serkit predict FOLDER`` does: threads decode, the model's feature extraction runs
+    in ``setup.threads`` worker processes (SoundNet in torch threads), the SVM predicts per batch.
+    """
+    from serkit.inference import DEFAULT_MODEL_DIR, Recognizer
+
+    if not setup.tess or not (DEFAULT_MODEL_DIR / "model.json").exists():
+        return []
+    rec = Recognizer.load(None)
+
+    def run(paths, rec=rec):
+        table = rec.predict_batch(list(paths), batch_size=64)
+        failed = table["error"].fillna("").astype(str) != ""
+        if failed.any():
+            raise RuntimeError(f"default model failed on {int(failed.sum())} files: {table['error'][failed].iloc[0]}")
+        return float((table["end"] - table["start"]).sum())
+
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.rglob("*") if f.is_file()) / 2**20
+    return [("default model (6 classes), TESS whole files, predict_batch", 64, run,
+             {"files": list(setup.tess), "size_mb": round(size, 2), "latency": lambda rec=rec: one_window(rec.classifier),
+              "warmup": list(setup.tess[:64])})]
+
+
 #: row factories, in table order
-ROWS: list[Callable[[Setup], list]] = [soundnet_rows, soundnet_res_rows, classifier_rows]
+ROWS: list[Callable[[Setup], list]] = [soundnet_rows, soundnet_res_rows, classifier_rows, default_model_rows]
 
 
 # -- driver ----------------------------------------------------------------------------------------
@@ -207,22 +234,23 @@ def measure(setup: Setup, repeats: int) -> list[dict]:
                 continue
             extra = extra[0] if extra else {}
             torch.set_num_threads(setup.threads)  # a row's model may have set its own thread count
-            run(setup.files[: max(batch, 4)])  # warm-up: weights, allocator, oneDNN kernels
+            files = extra.get("files", setup.files)
+            run(extra.get("warmup", files[: max(batch, 4)]))  # warm-up: weights, allocator, oneDNN kernels
             times, audio = [], 0.0
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                audio = run(setup.files)
+                audio = run(files)
                 times.append(time.perf_counter() - t0)
             wall = statistics.median(times)
             results.append({
                 "model": label,
                 "batch": batch,
-                "clip_s": setup.clip or "file",
-                "files": len(setup.files),
+                "clip_s": "file" if "files" in extra else (setup.clip or "file"),
+                "files": len(files),
                 "audio_s": round(audio, 1),
                 "wall_s": round(wall, 3),
                 "x_realtime": round(audio / wall, 1),
-                "ms_per_file": round(1000 * wall / len(setup.files), 2),
+                "ms_per_file": round(1000 * wall / len(files), 2),
                 "peak_rss_mb": round(_peak_rss_mb()),
                 "threads": setup.threads,
                 "size_mb": extra.get("size_mb", ""),
@@ -272,6 +300,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip", type=float, default=3.0, help="clip length in seconds; 0 = whole files (default 3)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tess", type=int, default=2800,
+                    help="TESS files for the default model's row (default all 2800; 0 skips the row)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--only", action="append", default=[], metavar="TEXT",
                     help="run only rows whose model label contains TEXT (repeatable), e.g. --only int8; "
@@ -287,7 +317,8 @@ def main(argv=None) -> int:
     files = [str(p) for p in find_audio_files(wav)][: args.files]
     # serkit's extractors size their worker pools from $SERKIT_JOBS; torch's pool from set_num_threads
     os.environ["SERKIT_JOBS"] = str(args.threads)
-    setup = Setup(files=files, clip=args.clip, threads=args.threads, only=tuple(args.only))
+    tess = [str(p) for p in find_audio_files(Path(args.data) / "tess")][: args.tess] if args.tess else []
+    setup = Setup(files=files, clip=args.clip, threads=args.threads, only=tuple(args.only), tess=tuple(tess))
     results = measure(setup, args.repeats)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -300,7 +331,7 @@ def main(argv=None) -> int:
         print(f"| {' | '.join(str(r[c]) for c in cols)} |")
     print(
         f"\n{args.threads} CPU threads, median of {args.repeats} passes, decoding included; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; target >= {TARGET_X_REALTIME:g}x real time"
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; targets: SoundNet embedding >= {TARGET_X_REALTIME:g}x, default model on TESS >= 100x real time"
     )
     return 0
 
