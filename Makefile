@@ -27,7 +27,7 @@ weights: venv
 test: venv weights
 	SERKIT_DATA=$(DATA) $(PY) -m pytest -q -p no:cacheprovider
 
-demo: venv
+demo: venv weights
 	@SERKIT_DATA=$(DATA) OUT=$(OUT) SERKIT=$(SERKIT) bash scripts/demo.sh
 
 bench: venv weights

@@ -8,6 +8,10 @@ from ``$SERKIT_DATA`` (default ../shared/data). Results are also written as JSON
     python benchmarks/accuracy.py --recipes compare-svm,soundnet-linear --tasks emodb-loso
     python benchmarks/accuracy.py --preset soundnet --tasks emodb-loso   # linear + 3 fine-tuning strategies
     python benchmarks/accuracy.py --row "ft-full=soundnet-finetune:model.strategy=full,model.train.epochs=20"
+    python benchmarks/accuracy.py --recipes default --tasks loco   # leave-one-corpus-out, 6 classes
+
+``loco`` (not run by default) trains on two of EmoDB, TESS and the RAVDESS sample and tests on the
+third, with the 6-class label set; it prints one row per unseen corpus and the pooled row.
 
 A row is ``LABEL=RECIPE[:KEY=VALUE,KEY=VALUE...]`` (overrides for that row only, applied after the
 global ``--set`` ones); ``--row`` may repeat and replaces ``--recipes``.
@@ -29,6 +33,9 @@ TASKS = {
     "tess-oaf>yaf": (["tess:{data}/tess"], "holdout:YAF"),
     "tess-yaf>oaf": (["tess:{data}/tess"], "holdout:OAF"),
 }
+#: the three corpora together, 6 classes: train on two, test on the unseen third (one row per test corpus)
+LOCO_CORPORA = ["emodb:{data}/emodb", "tess:{data}/tess", "ravdess:{data}/ravdess-sample"]
+OPTIONAL_TASKS = {"loco": (LOCO_CORPORA, "loco")}
 
 DEFAULT_RECIPES = ["egemaps-svm", "compare-svm", "librosa-svm", "librosa-rf", "stacking"]
 
@@ -72,10 +79,13 @@ def main(argv=None) -> int:
     rows_todo = [parse_row(r) for r in specs] if specs else [(r, r, []) for r in args.recipes.split(",") if r]
     for label, recipe, row_overrides in rows_todo:
         for task in [t for t in args.tasks.split(",") if t]:
-            corpora, protocol = TASKS[task]
+            if task not in TASKS and task not in OPTIONAL_TASKS:
+                ap.error(f"unknown task {task!r}; choose from {', '.join([*TASKS, *OPTIONAL_TASKS])}")
+            corpora, protocol = TASKS.get(task) or OPTIONAL_TASKS[task]
             corpora = [c.format(data=DATA) for c in corpora]
             t0 = time.perf_counter()
             rep = evaluate(corpora, recipe, protocol=protocol, overrides=args.overrides + row_overrides, progress=False,
+                           label_set="6class" if task in OPTIONAL_TASKS else None,
                            out=Path(args.out).parent / f"{Path(label).stem}-{task.replace('>', '-')}")
             seconds = time.perf_counter() - t0
             d = rep.to_dict()
@@ -89,6 +99,13 @@ def main(argv=None) -> int:
             def f(v):
                 return f"{v:.3f}" if isinstance(v, float) else "  -  "
 
+            if protocol == "loco":  # one line per unseen corpus, then the pooled line
+                for fold in d["folds"]:
+                    corpus = fold["test_speakers"][0].split("/")[0]
+                    modes = fold.get("ua_by_mode", {})
+                    row.setdefault("per_corpus", {})[corpus] = {"ua": fold["ua"], **{f"ua_{k}": v for k, v in modes.items()}}
+                    print(f"| {label:22s} | {'loco>' + corpus:14s} | {fold['ua']:6.3f} | {fold['wa']:6.3f} | "
+                          f"{fold['macro_f1']:8.3f} | {f(modes.get('speaker')):>8s} | {f(modes.get('none')):>9s} | {'':7s} |")
             print(f"| {label:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
                   f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | {seconds:7.1f} |",
                   flush=True)

@@ -393,9 +393,27 @@ def _cmd_info(args) -> int:
     if tr:
         print(f"trained on: {', '.join(tr.get('corpora', []))} ({tr.get('n_utterances')} utterances, "
               f"{tr.get('n_speakers')} speakers)")
-    for name, m in (meta.get("metrics") or {}).items():
-        print(f"score:      {name}: {json.dumps(m) if not isinstance(m, (int, float)) else m}")
+        if tr.get("label_set"):
+            print(f"label set:  {tr['label_set']}   per class: "
+                  + ", ".join(f"{k} {v}" for k, v in (tr.get("labels") or {}).items()))
+    _print_scores(meta.get("metrics") or {})
     return 0
+
+
+def _print_scores(metrics: dict) -> None:
+    """Speaker-independent scores as a table (single utterance / speaker-adapted UA), others as JSON."""
+    plain = {k: m for k, m in metrics.items() if not (isinstance(m, dict) and "ua_single_utterance" in m)}
+    table = {k: m for k, m in metrics.items() if k not in plain}
+    if table:
+        print(f"scores:     {'UA':24s} single utterance   speaker-adapted")
+        for protocol, m in table.items():
+            name = {"loco": "leave-one-corpus-out"}.get(protocol, protocol)
+            print(f"            {name:24s} {m['ua_single_utterance']:16.3f}   {m['ua_speaker_adapted']:15.3f}")
+            for corpus, c in (m.get("per_corpus") or {}).items():
+                label = f"  unseen {corpus} ({c.get('n_test', '?')})"
+                print(f"            {label:24s} {c['ua_single_utterance']:16.3f}   {c['ua_speaker_adapted']:15.3f}")
+    for name, m in plain.items():
+        print(f"score:      {name}: {json.dumps(m) if not isinstance(m, (int, float)) else m}")
 
 
 def _cmd_serve(args) -> int:

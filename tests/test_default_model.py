@@ -1,0 +1,72 @@
+"""The default model shipped inside the package: loads with no --model, predicts the 6 labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from serkit.cli import main
+from serkit.inference import DEFAULT_MODEL_DIR, Recognizer
+
+SIX = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples" / "audio").glob("*.flac"))
+
+
+def test_model_json_records_training_recipe_scores_and_labels():
+    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert meta["labels"] == SIX
+    assert meta["recipe"]["name"] == "default" and meta["recipe"]["label_set"] == "6class"
+    assert meta["trained_on"]["label_set"] == "6class"
+    assert [c.split()[0] for c in meta["trained_on"]["corpora"]] == ["emodb", "tess", "ravdess"]
+    loco = meta["metrics"]["loco"]
+    assert set(loco["per_corpus"]) == {"emodb", "tess", "ravdess"}
+    for m in (loco, meta["metrics"]["speaker-kfold:5"]):
+        # speaker-independent scores, well above chance (1/6) in both modes
+        assert 0.25 < m["ua_single_utterance"] < m["ua_speaker_adapted"] < 0.95
+    size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.rglob("*") if f.is_file())
+    assert size < 25 * 2**20
+
+
+def test_default_model_predicts_six_labels_with_probabilities():
+    assert len(EXAMPLES) == 4
+    rec = Recognizer.load()
+    assert rec.labels == SIX
+    table = rec.predict_batch([str(p) for p in EXAMPLES])
+    assert list(table["label"].isin(SIX)) == [True] * 4
+    p = table[[f"p_{lab}" for lab in SIX]].to_numpy(dtype=float)
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-6) and (p >= 0).all()
+    # the same clip as an array gives the same probabilities as from its file
+    from serkit.audio import read
+
+    signal = read(EXAMPLES[0], rec.sampling_rate)[0]
+    q = rec.predict_signals([signal])[[f"p_{lab}" for lab in SIX]].to_numpy(dtype=float)
+    assert np.allclose(q[0], p[0], atol=1e-6)
+
+
+def test_default_model_recognises_real_anger_and_sadness(tess_dir):
+    """Clips of the training corpora: a sanity check that the shipped weights are the trained ones."""
+    rec = Recognizer.load()
+    files = sorted((tess_dir / "OAF_angry").glob("*.flac"))[:10] + sorted((tess_dir / "YAF_sad").glob("*.flac"))[:10]
+    table = rec.predict_batch([str(f) for f in files])
+    truth = ["angry"] * 10 + ["sad"] * 10
+    assert (table["label"].to_numpy() == np.array(truth)).mean() >= 0.8
+
+
+def test_cli_predict_and_info_need_no_model(tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(EXAMPLES[1]), "--out", str(out), "-q"]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == 1 and table["label"][0] in SIX and table["error"][0] == ""
+    capsys.readouterr()
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert "angry, disgust, fear, happy, neutral, sad" in text
+    assert "leave-one-corpus-out" in text and "unseen emodb" in text and "speaker-kfold:5" in text
+
+
+def test_info_on_a_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["info", "--model", str(tmp_path / "missing")]) != 0
+    assert "does not exist" in capsys.readouterr().err
