@@ -26,7 +26,7 @@ import soundfile as sf  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from serkit.cli import main  # noqa: E402
-from serkit.errors import AudioError, ModelError  # noqa: E402
+from serkit.errors import AudioError  # noqa: E402
 from serkit.inference import Recognizer  # noqa: E402
 from serkit.serve.app import Settings, create_app  # noqa: E402
 from serkit.streaming import SlidingWindow, decode_pcm  # noqa: E402
@@ -460,11 +460,21 @@ def test_openapi_fuzzing_finds_no_server_errors(live, tmp_path):
 
 
 # -- the command ------------------------------------------------------------------------------------------
-def test_serve_without_model_gives_the_default_model_error(capsys):
-    with pytest.raises(ModelError) as direct:
-        Recognizer.load(None)
-    assert main(["serve"]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {direct.value}"
+def test_serve_without_model_serves_the_shipped_default_model(tmp_path):
+    """No --model: the default model (6 classes), its scores on /v1/models, a clip predicted."""
+    with TestClient(create_app(Recognizer.load(None), Settings())) as c:
+        info = c.get("/v1/models").json()
+        assert info["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+        assert info["recipe"]["name"] == "default" and "loco" in info["metrics"]
+        clip = Path(__file__).resolve().parents[1] / "examples" / "audio" / "tts-plain.flac"
+        r = c.post("/v1/predict", files={"file": (clip.name, clip.read_bytes(), "audio/flac")})
+        assert r.status_code == 200, r.text
+        assert abs(sum(r.json()["probabilities"].values()) - 1.0) < 1e-6
+
+
+def test_serve_with_a_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["serve", "--model", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_serve_command_runs_and_stops(serve_model_dir, tmp_path):
