@@ -216,14 +216,19 @@ class LeaveOneSpeakerOut(Protocol):
     def folds(self, utterances: Sequence) -> list[Fold]:
         _require_utterances(utterances, self.name)
         speakers = _speakers_of(utterances)
-        unique = sorted(set(speakers.tolist()))
-        if len(unique) < 2:
-            raise ConfigError(
-                f"leave-one-speaker-out needs at least 2 speakers, found {len(unique)} ({', '.join(unique)}); "
-                "add recordings of more speakers, or ask explicitly for a speaker-dependent evaluation "
-                "with protocol 'random-split:5'"
-            )
-        return [_fold(speakers == s, speakers) for s in unique]
+        return _one_fold_each(
+            speakers, speakers, "leave-one-speaker-out", "speakers",
+            "add recordings of more speakers, or ask explicitly for a speaker-dependent evaluation "
+            "with protocol 'random-split:5'",
+        )
+
+
+def _one_fold_each(groups: np.ndarray, speakers: np.ndarray, protocol: str, what: str, fix: str) -> list[Fold]:
+    """One fold per distinct value of ``groups`` (sorted), which is that fold's whole test set."""
+    unique = sorted(set(groups.tolist()))
+    if len(unique) < 2:
+        raise ConfigError(f"{protocol} needs at least 2 {what}, found {len(unique)} ({', '.join(unique)}); {fix}")
+    return [_fold(groups == g, speakers) for g in unique]
 
 
 class SpeakerKFold(Protocol):
@@ -286,15 +291,11 @@ class LeaveOneCorpusOut(Protocol):
 
     def folds(self, utterances: Sequence) -> list[Fold]:
         _require_utterances(utterances, self.name)
-        speakers = _speakers_of(utterances)
         corpora = np.array([str(u.corpus) for u in utterances], dtype=object)
-        unique = sorted(set(corpora.tolist()))
-        if len(unique) < 2:
-            raise ConfigError(
-                f"leave-one-corpus-out needs at least 2 corpora, found {len(unique)} ({', '.join(unique)}); "
-                "pass several --corpus options, e.g. --corpus emodb:DIR --corpus tess:DIR --label-set 6class"
-            )
-        return [_fold(corpora == c, speakers) for c in unique]
+        return _one_fold_each(
+            corpora, _speakers_of(utterances), "leave-one-corpus-out", "corpora",
+            "pass several --corpus options, e.g. --corpus emodb:DIR --corpus tess:DIR --label-set 6class",
+        )
 
 
 class Holdout(Protocol):
