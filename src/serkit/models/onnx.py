@@ -44,7 +44,7 @@ class OnnxClassifier(Classifier):
         self.batch_seconds = batch_seconds
 
     def fit(self, utterances, *, progress: bool = True):
-        raise ModelError("ONNX models are exported, not trained: train a soundnet model, then `serkit export` it")
+        raise ModelError("ONNX models are exported, not trained: train a neural model (soundnet, cnn-lstm, transformer, ssl), then `serkit export` it")
 
     def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
         """[shape=(n, n_labels)] probabilities for float32 mono signals at :attr:`sampling_rate`.
