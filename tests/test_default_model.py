@@ -70,3 +70,19 @@ def test_cli_predict_and_info_need_no_model(tmp_path, capsys):
 def test_info_on_a_missing_model_is_a_clear_error(tmp_path, capsys):
     assert main(["info", "--model", str(tmp_path / "missing")]) != 0
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_speaker_adaptation_uses_all_of_a_speakers_clips(emodb_dir):
+    """predict_batch(speakers=...) equals one predict_proba call over every clip, whatever batch_size."""
+    from serkit.audio import read
+
+    files = sorted((emodb_dir / "wav").glob("03*.wav"))[:7] + sorted((emodb_dir / "wav").glob("10*.wav"))[:7]
+    speakers = [f.name[:2] for f in files]
+    rec = Recognizer.load()
+    cols = [f"p_{lab}" for lab in SIX]
+    adapted = rec.predict_batch([str(f) for f in files], batch_size=4, speakers=speakers)[cols].to_numpy(float)
+    signals = [read(f, rec.sampling_rate)[0] for f in files]
+    expected = rec.classifier.predict_proba(signals, speakers=speakers)
+    assert np.allclose(adapted, expected, atol=1e-6)
+    single = rec.predict_batch([str(f) for f in files], batch_size=4)[cols].to_numpy(float)
+    assert not np.allclose(adapted, single, atol=1e-3)

@@ -227,6 +227,11 @@ class Recognizer:
         of ``batch_size``. Files longer than :attr:`max_duration` are averaged over windows
         (see :meth:`predict_file`).
 
+        ``speakers`` (one id per item) adapts a speaker-normalised model to each speaker with the
+        statistics of all of that speaker's items (unlabelled; the model's documented minimum,
+        5 for feature models, else its training statistics); the items are then decoded and
+        predicted in one batch.
+
         Returns
         -------
         pandas.DataFrame
@@ -237,6 +242,9 @@ class Recognizer:
         items = list(items)
         if items and all(isinstance(x, np.ndarray) for x in items):
             return self.predict_signals(items, speakers=speakers)
+        if speakers is not None:
+            # per-speaker statistics come from all of a speaker's clips, not from one batch of them
+            batch_size = max(batch_size, len(items))
         names = [str(x) for x in items]
         rows: list[dict | None] = [None] * len(items)
         threads = n_threads or min(8, (os.cpu_count() or 2))

@@ -146,7 +146,12 @@ def _shared_pool(jobs: int):
 
     if jobs in _POOL:
         return _POOL[jobs]  # None: workers could not start here; extraction stays in this process
-    ctx = mp.get_context("forkserver" if "torch" in sys.modules else "fork")
+    method = "forkserver" if "torch" in sys.modules else "fork"
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if method == "forkserver" and main_file is not None and not os.path.exists(main_file):
+        _POOL[jobs] = None  # `python -` on stdin: a fresh worker cannot re-import __main__
+        return None
+    ctx = mp.get_context(method)
     pool = _POOL[jobs] = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
     return pool
 
