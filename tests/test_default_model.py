@@ -76,7 +76,7 @@ def test_speaker_adaptation_uses_all_of_a_speakers_clips(emodb_dir):
     """predict_batch(speakers=...) equals one predict_proba call over every clip, whatever batch_size."""
     from serkit.audio import read
 
-    files = sorted((emodb_dir / "wav").glob("03*.wav"))[:7] + sorted((emodb_dir / "wav").glob("10*.wav"))[:7]
+    files = sorted((emodb_dir / "wav").glob("03*.wav"))[:12] + sorted((emodb_dir / "wav").glob("10*.wav"))[:12]
     speakers = [f.name[:2] for f in files]
     rec = Recognizer.load()
     cols = [f"p_{lab}" for lab in SIX]

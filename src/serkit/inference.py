@@ -228,8 +228,8 @@ class Recognizer:
         (see :meth:`predict_file`).
 
         ``speakers`` (one id per item) adapts a speaker-normalised model to each speaker with the
-        statistics of all of that speaker's items (unlabelled; the model's documented minimum,
-        5 for feature models, else its training statistics); the items are then decoded and
+        statistics of all of that speaker's items (unlabelled; a speaker with fewer items than the
+        model's minimum, 10 for feature models, gets the training statistics); the items are then decoded and
         predicted in one batch.
 
         Returns
