@@ -145,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="int8: static QDQ per-channel, calibrated; int8-dynamic: weights only, no calibration")
     ex.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
                     help="audio files/folders/manifests for int8 calibration (default: the model's training corpus)")
-    ex.add_argument("--calibration-clips", type=int, default=32, help="clips used for calibration (default 32)")
+    ex.add_argument("--calibration-clips", type=int, default=None,
+                    help="clips used for calibration (default 200, in passes of 16)")
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
 
     co = cmd("compress", "make a trained model smaller: prune channels, distil into soundnet-res, or int8-aware fine-tuning")
