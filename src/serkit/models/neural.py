@@ -314,7 +314,6 @@ class WaveformClassifier(Classifier):
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "WaveformClassifier":
         """Rebuild from ``save_weights`` output; never downloads (the weights hold the whole network)."""
-        from safetensors.torch import load_file
 
         options = {k: v for k, v in config.items() if k != "fitted"}
         model = cls(**options)
@@ -322,21 +321,30 @@ class WaveformClassifier(Classifier):
         if not path.is_file():
             raise ModelError(f"'{directory}' lacks {WEIGHTS_FILE}; the model is incomplete: re-train or re-copy it")
         net = model._build_net(len(labels), pretrained=False)
-        try:
-            state = load_file(str(path))
-            net.load_state_dict(state, strict=True)
-        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
-            raise ModelError(
-                f"cannot load '{path}' into a {model._describe()} network for {len(labels)} labels ({exc}); "
-                "the file does not match model.json: re-train or re-copy the model"
-            ) from None
-        model.net_ = net.eval()
-        model.labels_ = list(labels)
-        fitted = config.get("fitted") or {}
-        model.strategy_ = fitted.get("strategy")
-        history = Path(directory) / HISTORY_FILE
-        model.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
+        load_state(net, path, f"a {model._describe()} network for {len(labels)} labels")
+        model._restore_fitted(net, directory, config, labels)
         return model
+
+    def _restore_fitted(self, net, directory, config: dict, labels: list[str]) -> None:
+        """Set the fitted attributes of a loaded model (network, labels, strategy, training history)."""
+        self.net_ = net.eval()
+        self.labels_ = list(labels)
+        fitted = config.get("fitted") or {}
+        self.strategy_ = fitted.get("strategy")
+        history = Path(directory) / HISTORY_FILE
+        self.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
+
+
+def load_state(module, path: Path, what: str) -> None:
+    """Load a safetensors state dict into ``module`` (strict), or raise a :class:`ModelError` saying what to do."""
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict(load_file(str(path)), strict=True)
+    except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
+        raise ModelError(
+            f"cannot load '{path}' into {what} ({exc}); the file does not match model.json: re-train or re-copy the model"
+        ) from None
 
 
 

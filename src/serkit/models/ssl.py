@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, ModelError
 from .base import register_model
-from .neural import HISTORY_FILE, WEIGHTS_FILE, WaveformClassifier
+from .neural import HISTORY_FILE, WEIGHTS_FILE, WaveformClassifier, load_state
 
 __all__ = ["SSLClassifier", "SUPPORTED_MODEL_TYPES", "DEFAULT_BACKBONE", "load_backbone"]
 
@@ -516,7 +516,6 @@ class SSLClassifier(WaveformClassifier):
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "SSLClassifier":
         """Rebuild from ``save_weights`` output: the backbone from ``backbone/``, never from the network."""
-        from safetensors.torch import load_file
 
         directory = Path(directory)
         options = {k: v for k, v in config.items() if k != "fitted"}
@@ -529,18 +528,7 @@ class SSLClassifier(WaveformClassifier):
             net = model._build_net(len(labels), pretrained=False, source=str(backbone_dir), local_only=True)
         except ConfigError as exc:
             raise ModelError(f"cannot load the backbone saved in '{backbone_dir}' ({exc}); re-train or re-copy the model") from None
-        try:
-            net.head.load_state_dict(load_file(str(head_path)), strict=True)
-        except Exception as exc:  # safetensors header errors, missing/unexpected keys, shape mismatches
-            raise ModelError(
-                f"cannot load '{head_path}' into the head for {len(labels)} labels ({exc}); the file does not match "
-                "model.json: re-train or re-copy the model"
-            ) from None
-        model.net_ = net.eval()
-        model.labels_ = list(labels)
-        fitted = config.get("fitted") or {}
-        model.strategy_ = fitted.get("strategy")
+        load_state(net.head, head_path, f"the head for {len(labels)} labels")
+        model._restore_fitted(net, directory, config, labels)
         model.layer_weights_ = model._layer_weights()
-        history = directory / HISTORY_FILE
-        model.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
         return model
