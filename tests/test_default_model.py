@@ -86,3 +86,26 @@ def test_speaker_adaptation_uses_all_of_a_speakers_clips(emodb_dir):
     assert np.allclose(adapted, expected, atol=1e-6)
     single = rec.predict_batch([str(f) for f in files], batch_size=4)[cols].to_numpy(float)
     assert not np.allclose(adapted, single, atol=1e-3)
+
+
+def test_cli_adapts_by_folder(emodb_dir, tmp_path):
+    """--adapt-by folder: each folder's files are one speaker (links to corpus files, nothing copied)."""
+    from serkit.audio import read
+
+    rec = Recognizer.load()
+    groups = {}
+    for spk in ("03", "10"):
+        folder = tmp_path / f"caller{spk}"
+        folder.mkdir()
+        for f in sorted((emodb_dir / "wav").glob(f"{spk}*.wav"))[:12]:
+            (folder / f.name).symlink_to(f)
+            groups.setdefault(spk, []).append(f)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tmp_path / "caller03"), str(tmp_path / "caller10"), "--adapt-by", "folder",
+                 "--out", str(out), "-q"]) == 0
+    got = pd.read_csv(out)[[f"p_{lab}" for lab in SIX]].to_numpy(float)
+    files = groups["03"] + groups["10"]
+    expected = rec.classifier.predict_proba([read(f, rec.sampling_rate)[0] for f in files],
+                                            speakers=["03"] * 12 + ["10"] * 12)
+    assert np.allclose(got, expected, atol=1e-6)
+    assert main(["predict", str(tmp_path / "caller03"), "--adapt-by", "all", "--timeline", "-q"]) == 2

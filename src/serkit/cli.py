@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--plot", default=None, metavar="DIR",
                     help="timeline: also write DIR/<file>.png, emotion probabilities over time per file")
     pr.add_argument("--strict", action="store_true", help="exit non-zero if any file fails")
+    pr.add_argument("--adapt-by", default=None, choices=["folder", "all"],
+                    help="per-speaker adaptation for speaker-normalised models: the files of one folder "
+                         "(folder) or all the files (all) are one speaker, whose unlabelled statistics "
+                         "replace the training set's (needs >= 10 files per speaker for feature models)")
 
     em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
     em.add_argument("paths", nargs="+", help="audio files and/or folders")
@@ -277,6 +281,8 @@ def _cmd_predict(args) -> int:
     files = expand_inputs(args.paths)
     if not files:
         raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")
+    if args.timeline and args.adapt_by:
+        raise SerkitError("--adapt-by applies to whole files; drop it or drop --timeline")
     if args.timeline:
         table = rec.timelines(files, window=args.window, hop=args.hop, vad=args.vad, progress=_progress(args))
         if args.plot:
@@ -290,7 +296,12 @@ def _cmd_predict(args) -> int:
     elif args.plot:
         raise SerkitError("--plot draws timelines; add --timeline")
     else:
-        table = rec.predict_batch(files, progress=_progress(args))
+        speakers = None
+        if args.adapt_by == "folder":
+            speakers = [str(Path(f).parent) for f in files]
+        elif args.adapt_by == "all":
+            speakers = ["all"] * len(files)
+        table = rec.predict_batch(files, progress=_progress(args), speakers=speakers)
     write_table(table, args.out, args.format)
     failed = table[~table["error"].isin(["", "silence"])]  # a silent window is not a failed file
     for _, row in failed.iterrows():
