@@ -258,32 +258,37 @@ class Recognizer:
             except SerkitError as exc:
                 return i, None, str(exc)
 
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for start in range(0, len(items), batch_size):
-                chunk = list(pool.map(load, range(start, min(len(items), start + batch_size))))
-                good = [(i, s) for i, s, err in chunk if s is not None]
-                for i, s, err in chunk:
-                    if err is not None:
-                        rows[i] = self._error_row(names[i], err)
-                    elif s is None:
+        from .features.base import shutdown_pool
+
+        try:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for start in range(0, len(items), batch_size):
+                    chunk = list(pool.map(load, range(start, min(len(items), start + batch_size))))
+                    good = [(i, s) for i, s, err in chunk if s is not None]
+                    for i, s, err in chunk:
+                        if err is not None:
+                            rows[i] = self._error_row(names[i], err)
+                        elif s is None:
+                            try:
+                                rows[i] = self._predict_long(items[i])
+                            except SerkitError as exc:
+                                rows[i] = self._error_row(names[i], str(exc))
+                    if good:
+                        idx = [i for i, _ in good]
+                        sigs = [s for _, s in good]
+                        spk = [speakers[i] for i in idx] if speakers is not None else None
                         try:
-                            rows[i] = self._predict_long(items[i])
+                            proba = self.classifier.predict_proba(sigs, speakers=spk)
                         except SerkitError as exc:
-                            rows[i] = self._error_row(names[i], str(exc))
-                if good:
-                    idx = [i for i, _ in good]
-                    sigs = [s for _, s in good]
-                    spk = [speakers[i] for i in idx] if speakers is not None else None
-                    try:
-                        proba = self.classifier.predict_proba(sigs, speakers=spk)
-                    except SerkitError as exc:
-                        for i in idx:
-                            rows[i] = self._error_row(names[i], str(exc))
-                    else:
-                        ends = [len(s) / self.sampling_rate for s in sigs]
-                        for i, r in zip(idx, self._rows([names[i] for i in idx], [0.0] * len(idx), ends, proba)):
-                            rows[i] = r
-                bar.update(len(chunk))
+                            for i in idx:
+                                rows[i] = self._error_row(names[i], str(exc))
+                        else:
+                            ends = [len(s) / self.sampling_rate for s in sigs]
+                            for i, r in zip(idx, self._rows([names[i] for i in idx], [0.0] * len(idx), ends, proba)):
+                                rows[i] = r
+                    bar.update(len(chunk))
+        finally:
+            shutdown_pool()  # no idle worker processes outlive the call
         bar.close()
         return self._table(rows)
 

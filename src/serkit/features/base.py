@@ -11,7 +11,7 @@ from .._registry import Registry
 from ..cache import FeatureCache, file_digest
 
 __all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs",
-           "functionals_parallel"]
+           "functionals_parallel", "shutdown_pool"]
 
 
 class FeatureExtractor:
@@ -139,7 +139,7 @@ _POOL: dict = {}
 
 
 def _shared_pool(jobs: int):
-    """A process pool kept for the life of the process (prediction calls it batch after batch)."""
+    """A process pool kept until :func:`shutdown_pool` (prediction calls it batch after batch)."""
     import multiprocessing as mp
     import sys
     from concurrent.futures import ProcessPoolExecutor
@@ -154,6 +154,14 @@ def _shared_pool(jobs: int):
     ctx = mp.get_context(method)
     pool = _POOL[jobs] = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
     return pool
+
+
+def shutdown_pool() -> None:
+    """Stop the worker processes of :func:`functionals_parallel` (the next call starts new ones)."""
+    for jobs, pool in list(_POOL.items()):
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        _POOL.pop(jobs, None)
 
 
 def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarray], n_jobs: int | None = None) -> np.ndarray:
