@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["FORMAT_VERSION", "save_model", "load_model", "read_metadata"]
+__all__ = ["FORMAT_VERSION", "save_model", "write_model", "load_model", "read_metadata"]
 
 FORMAT_VERSION = 1
 
@@ -28,30 +28,13 @@ def save_model(classifier, directory, *, recipe: dict | None = None, trained_on:
 
     Returns the directory path.
     """
-    from . import __version__
-
     classifier._check_fitted()
     directory = Path(directory).expanduser()
     parent = directory.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
-        files = classifier.save_weights(tmp)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "serkit_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "family": classifier.family,
-            "labels": list(classifier.labels_),
-            "sampling_rate": int(classifier.sampling_rate),
-            "config": classifier.config(),
-            "recipe": recipe or {},
-            "trained_on": trained_on or {},
-            "metrics": metrics or {},
-            "files": list(files),
-            **(extra or {}),
-        }
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        write_model(classifier, tmp, recipe=recipe, trained_on=trained_on, metrics=metrics, extra=extra)
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{directory.name}.", suffix=".old"))
             os.rmdir(old)
@@ -64,6 +47,34 @@ def save_model(classifier, directory, *, recipe: dict | None = None, trained_on:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def write_model(classifier, directory, *, recipe: dict | None = None, trained_on: dict | None = None,
+                metrics: dict | None = None, extra: dict | None = None) -> list[str]:
+    """Weights and ``model.json`` of a fitted ``classifier`` into an existing, empty ``directory``.
+
+    Not atomic by itself: :func:`save_model` calls it on a temporary directory, and a model made of
+    models (``fusion``) calls it for each member inside its own. Returns the files written.
+    """
+    from . import __version__
+
+    files = list(classifier.save_weights(directory))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "serkit_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "family": classifier.family,
+        "labels": list(classifier.labels_),
+        "sampling_rate": int(classifier.sampling_rate),
+        "config": classifier.config(),
+        "recipe": recipe or {},
+        "trained_on": trained_on or {},
+        "metrics": metrics or {},
+        "files": files,
+        **(extra or {}),
+    }
+    (Path(directory) / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    return [*files, "model.json"]
 
 
 def _json_default(o):

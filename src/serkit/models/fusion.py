@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from .base import MODELS, Classifier, build_model, register_model
+from .base import Classifier, build_model, register_model
 
 __all__ = ["FusionClassifier", "COMBINERS"]
 
@@ -205,12 +205,12 @@ class FusionClassifier(Classifier):
 
         x = np.concatenate(list(logps), axis=1)
         lr = LogisticRegression(C=self.meta_c, class_weight="balanced", max_iter=5000, random_state=self.seed).fit(x, y)
+        w, b = lr.coef_, lr.intercept_
+        if len(lr.classes_) == 2:  # sklearn's binary form, one row for the positive class: as a softmax
+            w, b = np.vstack([-w[0], w[0]]) / 2, np.array([-b[0], b[0]]) / 2
         coef = np.zeros((len(self.labels_), x.shape[1]))
         intercept = np.zeros(len(self.labels_))
-        coef[lr.classes_], intercept[lr.classes_] = lr.coef_, lr.intercept_
-        if len(lr.classes_) == 2:  # sklearn's binary form: one row for the positive class
-            coef[lr.classes_[0]], intercept[lr.classes_[0]] = -lr.coef_[0] / 2, -lr.intercept_[0] / 2
-            coef[lr.classes_[1]], intercept[lr.classes_[1]] = lr.coef_[0] / 2, lr.intercept_[0] / 2
+        coef[lr.classes_], intercept[lr.classes_] = w, b
         if len(lr.classes_) < len(self.labels_):  # a class no inner fold predicted: never chosen
             missing = np.setdiff1d(np.arange(len(self.labels_)), lr.classes_)
             intercept[missing] = -1e3
@@ -268,39 +268,26 @@ class FusionClassifier(Classifier):
         return cfg
 
     def save_weights(self, directory: Path) -> list[str]:
-        """Each member in ``member-K/`` (its own ``model.json`` and weights); combiners are in the config."""
+        """Each member in ``member-K/``, a model directory of its own; the combiners are in the config."""
+        from ..artifact import write_model
+
         self._check_fitted()
         files = []
         for k, model in enumerate(self.members_):
             sub = Path(directory) / f"member-{k}"
             sub.mkdir()
-            names = model.save_weights(sub)
-            meta = {"family": model.family, "labels": list(model.labels), "sampling_rate": int(model.sampling_rate),
-                    "config": model.config()}
-            from ..artifact import _json_default
-
-            (sub / "model.json").write_text(json.dumps(meta, indent=1, default=_json_default))
-            files += [f"member-{k}/{n}" for n in [*names, "model.json"]]
+            files += [f"member-{k}/{name}" for name in write_model(model, sub)]
         return files
 
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FusionClassifier":
-        from . import _load_all
+        from ..artifact import load_model
 
-        _load_all()
-        options = {k: config[k] for k in ("combine", "inner_folds", "meta_c", "seed") if k in config}
-        model = cls(config.get("members", []), **options)
-        model.members_ = []
-        for k in range(len(model.members)):
-            path = Path(directory) / f"member-{k}" / "model.json"
-            try:
-                meta = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ModelError(f"cannot read fusion member '{path}' ({exc}); re-train or re-copy the model") from None
-            member_cls = MODELS.get(meta["family"])
-            model.members_.append(member_cls.from_weights(path.parent, meta["config"], meta["labels"]))
         if "combiners" not in config:
             raise ModelError(f"'{directory}/model.json' lacks the fusion combiners; re-train or re-copy the model")
+        options = {k: config[k] for k in ("combine", "inner_folds", "meta_c", "seed") if k in config}
+        model = cls(config.get("members", []), **options)
+        model.members_ = [load_model(Path(directory) / f"member-{k}")[0] for k in range(len(model.members))]
         model.combiners_ = config["combiners"]
         model.labels_ = list(labels)
         return model
