@@ -140,20 +140,31 @@ _POOL: dict = {}
 
 def _shared_pool(jobs: int):
     """A process pool kept until :func:`shutdown_pool` (prediction calls it batch after batch)."""
-    import multiprocessing as mp
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     if jobs in _POOL:
         return _POOL[jobs]  # None: workers could not start here; extraction stays in this process
-    method = "forkserver" if "torch" in sys.modules else "fork"
+    ctx = _worker_context()
+    _POOL[jobs] = None if ctx is None else ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+    return _POOL[jobs]
+
+
+def _worker_context():
+    """The multiprocessing context for extraction workers, or None where workers cannot start.
+
+    fork is cheapest and needs no __main__ guard in user scripts, but forking a parent that already
+    runs torch's OpenMP threads can deadlock: then clean workers come from a fork server, which
+    re-imports __main__ — impossible for ``python -`` on stdin (extraction then stays in-process).
+    """
+    import multiprocessing as mp
+    import sys
+
+    if "torch" not in sys.modules:
+        return mp.get_context("fork")
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-    if method == "forkserver" and main_file is not None and not os.path.exists(main_file):
-        _POOL[jobs] = None  # `python -` on stdin: a fresh worker cannot re-import __main__
+    if main_file is not None and not os.path.exists(main_file):
         return None
-    ctx = mp.get_context(method)
-    pool = _POOL[jobs] = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
-    return pool
+    return mp.get_context("forkserver")
 
 
 def shutdown_pool() -> None:
@@ -250,17 +261,12 @@ def extract(
 
         jobs = n_jobs or default_jobs()
         bar = tqdm(total=len(todo), desc=f"features {extractor.name}", unit="file", disable=not progress, leave=False)
-        if jobs > 1 and extractor.parallel and len(todo) > 8:
-            import multiprocessing as mp
+        ctx = _worker_context() if jobs > 1 and extractor.parallel and len(todo) > 8 else None
+        if ctx is not None:
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             size = max(1, min(32, len(todo) // (jobs * 4)))
             chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
-            # fork is cheapest and needs no __main__ guard in user scripts, but forking a parent
-            # that already runs torch's OpenMP threads can deadlock: then start clean workers.
-            import sys
-
-            ctx = mp.get_context("forkserver" if "torch" in sys.modules else "fork")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
                 futures = {pool.submit(_extract_chunk, extractor, [items[i] for i in c]): c for c in chunks}
                 for fut in as_completed(futures):
