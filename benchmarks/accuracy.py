@@ -101,7 +101,7 @@ def main(argv=None) -> int:
 
             if protocol == "loco":  # one line per unseen corpus, then the pooled line
                 for fold in d["folds"]:
-                    corpus = fold["test_speakers"][0].split("/")[0]
+                    corpus = fold["test_corpora"][0]
                     modes = fold.get("ua_by_mode", {})
                     row.setdefault("per_corpus", {})[corpus] = {"ua": fold["ua"], **{f"ua_{k}": v for k, v in modes.items()}}
                     print(f"| {label:22s} | {'loco>' + corpus:14s} | {fold['ua']:6.3f} | {fold['wa']:6.3f} | "

@@ -31,7 +31,7 @@ def scores(report) -> dict:
     }
     if report.protocol == "loco":
         out["per_corpus"] = {
-            sorted({s.split("/")[0] for s in f["test_speakers"]})[0]: {
+            f["test_corpora"][0]: {
                 "ua_single_utterance": round(f["ua_by_mode"]["none"], 4),
                 "ua_speaker_adapted": round(f["ua_by_mode"]["speaker"], 4),
                 "n_test": f["n_test"],

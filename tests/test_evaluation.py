@@ -317,6 +317,11 @@ def test_evaluate_report_both_adaptation_modes():
     assert r.adaptation["speaker"]["headline"] and not r.adaptation["none"]["headline"]
     assert r.ua == pytest.approx(spk["ua"])  # headline = the model's default mode
     assert "Per-speaker adaptation" in r.to_markdown()
+    for f in r.folds:  # per fold, both modes' UA, and the corpora it tested
+        test = [u for u in data if u.speaker in f["test_speakers"]]
+        assert f["test_corpora"] == ["toy"]
+        assert f["ua_by_mode"]["none"] == pytest.approx(
+            metrics([u.label for u in test], [u.extra["guess"] for u in test], r.labels)["ua"])
 
     # a model without adapt= has one mode only: no adaptation section, and a note saying why
     plain = evaluate(NoAdaptClassifier, data, "loso", report_both=True, progress=False)

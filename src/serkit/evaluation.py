@@ -533,7 +533,7 @@ class Report:
     metrics : dict
         Pooled metrics over all test predictions, as returned by :func:`metrics`.
     folds : list of dict
-        Per fold: ``fold, test_speakers, n_train, n_test, ua, wa, macro_f1, fit_seconds,
+        Per fold: ``fold, test_speakers, test_corpora, n_train, n_test, ua, wa, macro_f1, fit_seconds,
         predict_seconds, missing_train_labels`` and, when both adaptation modes were run,
         ``ua_by_mode`` (``{"none": ua, "speaker": ua}``).
     predictions : pandas.DataFrame
@@ -1021,6 +1021,7 @@ def evaluate(
         fold_dicts.append({
             "fold": k,
             "test_speakers": list(f.test_speakers),
+            "test_corpora": sorted({str(u.corpus) for u in test}),
             "n_train": len(f.train_idx),
             "n_test": len(f.test_idx),
             "ua": fm["ua"],
