@@ -120,15 +120,27 @@ def masked_std(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1
     return torch.sqrt(var.clamp(min=eps))
 
 
-class MeanMaxPool(nn.Module):
-    """Masked mean ‖ max over frames: [B, C, T] → [B, 2C]."""
+class _MeanAndPool(nn.Module):
+    """Masked mean ‖ a second statistic (the subclass' ``second``) over frames: [B, C, T] → [B, 2C]."""
 
     def out_dim(self, in_dim: int) -> int:
         return 2 * in_dim
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lengths=None) -> torch.Tensor:
         mask = _mask_for(x, mask, lengths)
-        return torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=1)
+        return torch.cat([masked_mean(x, mask), self.second(x, mask)], dim=1)
+
+
+class MeanMaxPool(_MeanAndPool):
+    """Masked mean ‖ max over frames: [B, C, T] → [B, 2C]."""
+
+    second = staticmethod(masked_max)
+
+
+class MeanStdPool(_MeanAndPool):
+    """Masked mean ‖ standard deviation over frames: [B, C, T] → [B, 2C]."""
+
+    second = staticmethod(masked_std)
 
 
 class AttentionPool(nn.Module):
@@ -165,7 +177,7 @@ class AttentionPool(nn.Module):
 
 
 #: pool name → class; ``ClassifierHead(pool=...)`` accepts these names
-POOLS = {"meanmax": MeanMaxPool, "attention": AttentionPool}
+POOLS = {"meanmax": MeanMaxPool, "meanstd": MeanStdPool, "attention": AttentionPool}
 
 
 class ClassifierHead(nn.Module):
@@ -179,8 +191,8 @@ class ClassifierHead(nn.Module):
         Number of emotions.
     dropout : float
         Dropout before the linear layer (0.3 in the SoundNet transfer recipe).
-    pool : {"meanmax", "attention"}
-        Masked mean ‖ max, or attentive statistics pooling; both give 2C features.
+    pool : {"meanmax", "meanstd", "attention"}
+        Masked mean ‖ max, mean ‖ standard deviation, or attentive statistics pooling; all give 2C features.
 
     Notes
     -----
@@ -196,7 +208,7 @@ class ClassifierHead(nn.Module):
         self.in_dim = in_dim
         self.n_classes = n_classes
         self.pool_name = pool
-        self.pool = MeanMaxPool() if pool == "meanmax" else AttentionPool(in_dim)
+        self.pool = AttentionPool(in_dim) if pool == "attention" else POOLS[pool]()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(self.pool.out_dim(in_dim), n_classes)
 
@@ -205,17 +217,6 @@ class ClassifierHead(nn.Module):
         if x.dim() == 3:
             x = self.pool(x, mask=mask, lengths=lengths)
         return self.linear(self.dropout(x))
-
-
-class MeanStdPool(nn.Module):
-    """Masked mean ‖ standard deviation over frames: [B, C, T] → [B, 2C]."""
-
-    def out_dim(self, in_dim: int) -> int:
-        return 2 * in_dim
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lengths=None) -> torch.Tensor:
-        mask = _mask_for(x, mask, lengths)
-        return torch.cat([masked_mean(x, mask), masked_std(x, mask)], dim=1)
 
 
 class NormedHead(nn.Module):
@@ -240,9 +241,7 @@ class NormedHead(nn.Module):
 
     def __init__(self, in_dim: int, n_classes: int, *, dropout: float, pool: str, speaker_norm: bool = False):
         super().__init__()
-        self.head = ClassifierHead(in_dim, n_classes, dropout=dropout, pool="meanmax" if pool == "meanstd" else pool)
-        if pool == "meanstd":
-            self.head.pool = MeanStdPool()
+        self.head = ClassifierHead(in_dim, n_classes, dropout=dropout, pool=pool)
         dim = self.head.pool.out_dim(in_dim)
         self.norm = nn.BatchNorm1d(dim)
         self.speaker_norm = speaker_norm
