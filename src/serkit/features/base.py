@@ -150,7 +150,7 @@ def _shared_pool(jobs: int):
 
 
 def _worker_context():
-    """The multiprocessing context for extraction workers, or None where workers cannot start.
+    """The multiprocessing context for extraction workers (librosa imported first), or None where workers cannot start.
 
     fork is cheapest and needs no __main__ guard in user scripts, but forking a parent that already
     runs torch's OpenMP threads can deadlock: then clean workers come from a fork server, which
@@ -158,6 +158,12 @@ def _worker_context():
     """
     import multiprocessing as mp
     import sys
+
+    # librosa compiles its numba kernels when first imported and writes them to a shared on-disk
+    # cache; two fresh workers doing that at once can leave an index that points at the wrong
+    # machine code (seen: a segfault in librosa.pyin in a later process of a fresh environment).
+    # Importing it here first means workers only ever read a complete cache.
+    import librosa  # noqa: F401
 
     if "torch" not in sys.modules:
         return mp.get_context("fork")
