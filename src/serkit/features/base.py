@@ -145,12 +145,13 @@ def _shared_pool(jobs: int):
     if jobs in _POOL:
         return _POOL[jobs]  # None: workers could not start here; extraction stays in this process
     ctx = _worker_context()
-    _POOL[jobs] = None if ctx is None else ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+    _POOL[jobs] = (None if ctx is None
+                   else ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init))
     return _POOL[jobs]
 
 
 def _worker_context():
-    """The multiprocessing context for extraction workers (librosa imported first), or None where workers cannot start.
+    """The multiprocessing context for extraction workers, or None where workers cannot start.
 
     fork is cheapest and needs no __main__ guard in user scripts, but forking a parent that already
     runs torch's OpenMP threads can deadlock: then clean workers come from a fork server, which
@@ -181,7 +182,8 @@ def shutdown_pool() -> None:
         _POOL.pop(jobs, None)
 
 
-def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarray], n_jobs: int | None = None) -> np.ndarray:
+def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarray],
+                         n_jobs: int | None = None) -> np.ndarray:
     """``extractor.functionals_batch(signals)`` split over ``n_jobs`` worker processes.
 
     For in-memory signals (prediction); :func:`extract` does the same for files, with the cache.
