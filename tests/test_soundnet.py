@@ -179,6 +179,34 @@ def test_extractor_batch_equals_single_and_pads_short_clips(net):
         get_extractor("soundnet", pool="median")
 
 
+def test_slowdown_feeds_the_speech_slower_and_concatenates(net):
+    from serkit.audio import resample
+    from serkit.features import get_extractor
+
+    one = get_extractor("soundnet", layer="conv4", pool="mean")
+    assert "slowdown" not in one.config()  # slowdown 1 keeps the cache key it always had
+    ex = get_extractor("soundnet", layer="conv4", pool="mean", slowdown="2,3")
+    assert ex.sampling_rate == 66150 and ex.config()["slowdown"] == [2.0, 3.0]
+    assert ex.feature_names()[0] == "x2_conv4_mean_0" and ex.feature_names()[-1] == "x3_conv4_mean_127"
+    # the smallest slowdown sets the minimum: conv4's receptive field at 44 100 Hz
+    assert ex.min_duration == pytest.approx((min_samples("conv4") + 0.5) / 44100)
+    assert get_extractor("soundnet", **ex.config()).config() == ex.config()
+    rng = np.random.default_rng(2)
+    clip = (0.2 * rng.standard_normal(66150)).astype(np.float32)  # 1 s at 66 150 Hz
+    vec = ex.functionals(clip)
+    assert vec.shape == (256,)
+    # slowdown 3: the clip as given, played at 22 050 Hz; slowdown 2: resampled to 44 100 Hz first
+    with torch.inference_mode():
+        a3 = net(torch.from_numpy(clip)[None], until="conv4")[0].numpy()
+        a2 = net(torch.from_numpy(resample(clip, 66150, 44100))[None], until="conv4")[0].numpy()
+    assert a3.shape[1] > a2.shape[1]  # slower speech: more frames for the same second
+    np.testing.assert_allclose(vec[128:], a3.mean(1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(vec[:128], a2.mean(1), rtol=1e-4, atol=1e-5)
+    for bad, msg in (("0.1", "outside 0.5..8"), ("fast", "not a number"), ("3,3", "twice")):
+        with pytest.raises(ConfigError, match=msg):
+            get_extractor("soundnet", slowdown=bad)
+
+
 def test_masked_pooling_heads_ignore_padding():
     torch.manual_seed(0)
     x = torch.randn(3, 8, 20)

@@ -315,6 +315,11 @@ def test_soundnet_options_fail_early():
         SoundNetClassifier(backbone="vgg16")
     with pytest.raises(ConfigError, match="no published pretrained"):
         SoundNetClassifier(backbone="soundnet-res", pretrained=True)
+    with pytest.raises(ConfigError, match="one number"):
+        SoundNetClassifier(slowdown="2,3")
+    with pytest.raises(ConfigError, match="soundnet8 only"):
+        SoundNetClassifier(backbone="soundnet-res", slowdown=2)
+    assert SoundNetClassifier(slowdown="3").sampling_rate == 66150
     with pytest.raises(ConfigError, match="valid:"):
         SoundNetClassifier(train={"learning_rate": 1e-3})
     with pytest.raises(ConfigError, match="twice"):
@@ -350,14 +355,15 @@ def test_speaker_norms_use_each_speakers_own_statistics():
 
 
 def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_weights, tmp_path, monkeypatch):
-    """train.normalisation=speaker: the test speaker's own statistics at prediction, saved fallbacks."""
+    """train.normalisation=speaker: the test speaker's own statistics at prediction, saved fallbacks;
+    the speech fed slowed down (audio read at 2 x 22 050 Hz), which the saved model remembers."""
     from serkit.artifact import load_model, save_model
     from serkit.models.neural import SoundNetClassifier
 
     monkeypatch.setenv("SERKIT_THREADS", "1")
     train, test = anger_sadness
     model = SoundNetClassifier(
-        layer="conv4", pool="meanstd", strategy="freeze",
+        layer="conv4", slowdown=2, pool="meanstd", strategy="freeze",
         train={"epochs": 6, "val_fraction": 0.3, "batch_size": 8, "crop_seconds": 2.0, "normalisation": "speaker",
                "patience": 10},
     ).fit(train, progress=False)
@@ -370,6 +376,7 @@ def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_
     assert _accuracy(model, adapted, test) >= 0.75
     save_model(model, tmp_path / "spk")
     loaded, _ = load_model(tmp_path / "spk")
+    assert loaded.sampling_rate == model.net_.sampling_rate == 44100
     np.testing.assert_allclose(loaded.predict_proba_utterances(test), adapted, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.predict_proba_utterances(test, adapt=False), single, rtol=1e-5, atol=1e-6)
 

@@ -11,6 +11,7 @@ Recipe ``model`` section (every key optional except ``family``)::
       family: soundnet
       backbone: soundnet8      # or soundnet-res
       layer: conv7             # soundnet8 only: cut after this block (conv1 ... conv7)
+      slowdown: 1              # soundnet8 only: play the speech this many times slower into it
       pool: meanmax            # or attention
       strategy: auto           # freeze | progressive | full | auto
       pretrained: null         # null: true for soundnet8, false for soundnet-res (no published weights)
@@ -101,8 +102,11 @@ def _nets():
         sampling_rate = SAMPLING_RATE
 
         def __init__(self, n_classes: int, *, layer: str = "conv7", pool: str = "meanmax",
-                     dropout: float = 0.3, pretrained: bool = True, speaker_norm: bool = False):
+                     dropout: float = 0.3, pretrained: bool = True, speaker_norm: bool = False,
+                     sampling_rate: int = SAMPLING_RATE):
             super().__init__()
+            # the rate audio is read at; above 22 050 Hz the speech reaches the network slowed down
+            self.sampling_rate = int(sampling_rate)
             backbone = SoundNet8(pretrained=pretrained)
             if layer not in backbone.block_names:
                 raise ConfigError(
@@ -359,7 +363,12 @@ class SoundNetClassifier(WaveformClassifier):
         ``"soundnet8"`` (pretrained, 22 050 Hz) or ``"soundnet-res"`` (16 kHz, random init).
     layer
         soundnet8 only: the top block kept, ``"conv1"`` … ``"conv7"``; the head pools its frames
-        (conv7: 1024 channels, one frame per 1.5 s; conv5: 256 channels, one frame per 0.37 s).
+        (conv7: 1024 channels, one frame per 1.5 s; conv5: 256 channels, one frame per 0.37 s,
+        at slowdown 1).
+    slowdown
+        soundnet8 only: audio is read at ``22050 * slowdown`` Hz and fed to the network as
+        22 050 Hz, i.e. played that many times slower (see :mod:`serkit.features.soundnet`: 3
+        transfers far better to speech than 1).
     pool
         ``"meanmax"`` (masked mean ‖ max over frames) or ``"attention"`` (attentive statistics).
     strategy
@@ -391,6 +400,7 @@ class SoundNetClassifier(WaveformClassifier):
         *,
         backbone: str = "soundnet8",
         layer: str = "conv7",
+        slowdown: float = 1.0,
         pool: str = "meanmax",
         strategy: str = "auto",
         pretrained: bool | None = None,
@@ -399,6 +409,7 @@ class SoundNetClassifier(WaveformClassifier):
     ):
         self.backbone = backbone
         self.layer = layer
+        self.slowdown = slowdown
         self.pool = pool
         self.strategy = strategy
         self.pretrained = pretrained
@@ -416,6 +427,14 @@ class SoundNetClassifier(WaveformClassifier):
             raise ConfigError(f"unknown pool {self.pool!r}; choose 'meanmax', 'meanstd' or 'attention'")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        from ..features.soundnet import parse_slowdown
+
+        slowdowns = parse_slowdown(self.slowdown)
+        if len(slowdowns) != 1:
+            raise ConfigError(f"soundnet: slowdown {self.slowdown!r} must be one number for a trained network, e.g. 3")
+        self.slowdown = slowdowns[0]
+        if self.backbone == "soundnet-res" and self.slowdown != 1:
+            raise ConfigError("slowdown applies to the pretrained soundnet8 only; soundnet-res takes 16 kHz audio as it is")
         if self.backbone == "soundnet-res" and self.pretrained:
             raise ConfigError(
                 "soundnet-res has no published pretrained weights; use pretrained: false (it trains from "
@@ -434,7 +453,9 @@ class SoundNetClassifier(WaveformClassifier):
 
     @property
     def sampling_rate(self) -> int:  # type: ignore[override]
-        return 22050 if self.backbone == "soundnet8" else 16000
+        from ..features.soundnet import slowdown_rate
+
+        return slowdown_rate(self.slowdown) if self.backbone == "soundnet8" else 16000
 
     def _train_config(self):
         from ..training.trainer import TrainConfig
@@ -454,7 +475,7 @@ class SoundNetClassifier(WaveformClassifier):
         dropout, spk = config.dropout, config.normalisation == "speaker"
         if self.backbone == "soundnet8":
             net = nets["soundnet8"](n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
-                                    speaker_norm=spk)
+                                    speaker_norm=spk, sampling_rate=self.sampling_rate)
         else:
             net = nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk)
         if self.channels:  # a pruned model: shrink to the recorded channel counts before its weights load
@@ -467,6 +488,7 @@ class SoundNetClassifier(WaveformClassifier):
         return {
             "backbone": self.backbone,
             "layer": self.layer,
+            "slowdown": self.slowdown,
             "pool": self.pool,
             "strategy": self.strategy,
             "pretrained": self.pretrained,
@@ -483,10 +505,10 @@ class SoundNetClassifier(WaveformClassifier):
 class SoundNetResClassifier(SoundNetClassifier):
     """``soundnet`` with ``backbone="soundnet-res"``: the light 16 kHz residual network, trained from scratch."""
 
-    def __init__(self, *, backbone: str = "soundnet-res", layer: str = "out", pool: str = "meanmax",
-                 strategy: str = "auto", pretrained: bool | None = None, train: dict | None = None,
-                 channels: dict | None = None):
+    def __init__(self, *, backbone: str = "soundnet-res", layer: str = "out", slowdown: float = 1.0,
+                 pool: str = "meanmax", strategy: str = "auto", pretrained: bool | None = None,
+                 train: dict | None = None, channels: dict | None = None):
         if backbone != "soundnet-res":
             raise ConfigError(f"family soundnet-res always uses backbone soundnet-res, got {backbone!r}; use family soundnet")
-        super().__init__(backbone=backbone, layer=layer, pool=pool, strategy=strategy, pretrained=pretrained, train=train,
-                         channels=channels)
+        super().__init__(backbone=backbone, layer=layer, slowdown=slowdown, pool=pool, strategy=strategy,
+                         pretrained=pretrained, train=train, channels=channels)
