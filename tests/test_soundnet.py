@@ -378,3 +378,8 @@ def test_embed_files_folders_and_utterances(net, emodb_dir, tmp_path):
     folder_items, folder_emb = embed(tmp_path, progress=False)
     assert folder_items == [str(tmp_path / "b.wav"), str(tmp_path / "sub" / "a.wav")]
     np.testing.assert_allclose(folder_emb, emb[::-1], rtol=1e-5, atol=1e-6)
+    # slowed-down speech: read at the largest slowdown's rate, one vector part per slowdown
+    _, slow = embed(files, layer="conv4", pool="mean", slowdown="2,3", progress=False)
+    ex = get_extractor("soundnet", layer="conv4", pool="mean", slowdown=[2, 3])
+    assert slow.shape == (2, 256)
+    np.testing.assert_allclose(slow[1], ex.functionals(load_signal(ex, files[1])), rtol=1e-4, atol=1e-5)

