@@ -9,8 +9,8 @@ signal is processed.
 played ``k`` times slower (resampled to ``22050 * k`` Hz and presented as 22 050 Hz, so pitch and
 formants move down by ``log2(k)`` octaves and every layer's frames cover ``1/k`` as much speech)
 transfers much better: on EmoDB 5-fold speaker k-fold, conv4 mean+std with a linear SVM goes from
-UA 0.670 at k = 1 to 0.747 at k = 2 and 0.773 at k = 3; concatenating k = 2, 3, 4 gives 0.822
-(``benchmarks/soundnet_slowdown.py``).
+UA 0.696 at k = 1 to 0.758 at k = 2 and 0.766 at k = 3; conv4+conv5 of k = 2, 3, 4 concatenated
+gives 0.823 (``benchmarks/soundnet_slowdown.py``).
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ class SoundNetExtractor(FeatureExtractor):
     mean,max). Clips shorter than :attr:`min_duration` (the receptive-field minimum of the deepest
     layer at the smallest slowdown: one output frame; 0.207 s for conv1–conv7, 9.5 s for conv8 at
     slowdown 1) are zero-padded symmetrically to it, by ``features.base.load_signal`` and again
-    here for signals passed directly. Clips in a batch are
-    zero-padded to the longest and pooled over their own frames only, so a clip's vector does not
-    depend on its batch (to float32 rounding). Extraction runs in this process (``parallel =
-    False``) on ``default_jobs()`` threads (``$SERKIT_JOBS``, default all cores), one torch thread
-    each; the network is built once per process, on first use, and is never pickled.
+    here for signals passed directly. Clips in a batch are zero-padded to the longest and pooled
+    over their own frames only, so a clip's vector does not depend on its batch (to float32
+    rounding). Extraction runs in this process (``parallel = False``) on ``default_jobs()`` threads
+    (``$SERKIT_JOBS``, default all cores), one torch thread each; the network is built once per
+    process, on first use, and is never pickled.
     """
 
     parallel = False
