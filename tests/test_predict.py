@@ -50,6 +50,11 @@ def test_timeline_fixed_windows_and_vad(model_dir, long_file):
     t = rec.timeline(long_file, window=4.0, hop=2.0)
     assert list(t["start"])[:3] == [0.0, 2.0, 4.0]
     assert np.all(np.diff(t["start"]) > 0)
+    from serkit.features import base
+
+    many = rec.timelines([long_file, long_file.parent / "missing.wav"], window=4.0, hop=2.0)
+    assert len(many) == len(t) + 1 and "missing.wav" in many["error"].iloc[-1] + many["file"].iloc[-1]
+    assert not base._POOL  # the feature worker processes are gone once the call returns
     v = rec.timeline(long_file, vad=True)
     lengths = (v["end"] - v["start"]).to_numpy()
     assert len(v) >= 10

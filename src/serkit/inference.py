@@ -412,12 +412,17 @@ class Recognizer:
         import pandas as pd
         from tqdm.auto import tqdm
 
+        from .features.base import shutdown_pool
+
         parts = []
-        for path in tqdm(list(paths), desc="timeline", unit="file", disable=not progress, leave=False):
-            try:
-                parts.append(self.timeline(path, window=window, hop=hop, vad=vad))
-            except SerkitError as exc:
-                parts.append(self._table([self._error_row(str(path), str(exc))]))
+        try:
+            for path in tqdm(list(paths), desc="timeline", unit="file", disable=not progress, leave=False):
+                try:
+                    parts.append(self.timeline(path, window=window, hop=hop, vad=vad))
+                except SerkitError as exc:
+                    parts.append(self._table([self._error_row(str(path), str(exc))]))
+        finally:
+            shutdown_pool()  # the files share one pool of feature workers; none outlives the call
         parts = [p for p in parts if len(p)]
         return pd.concat(parts, ignore_index=True) if parts else self._table([])
 
