@@ -653,113 +653,26 @@ def _log(progress: bool, msg: str) -> None:
 
 
 def _train_student(net, signals, soft, y, speakers, config, *, temperature: float, alpha: float, progress: bool) -> dict:
-    """Train ``net`` on windows with the distillation loss; the best epoch (held-out speakers' UA) is kept."""
+    """Train ``net`` on the fixed windows with the distillation loss (:class:`serkit.training.Trainer`
+    with a batch-loss hook); the best epoch by held-out speakers' UA is kept."""
+    import dataclasses
+
     import torch
     import torch.nn.functional as F
 
-    from .training.losses import CombinedLoss, class_weights
-    from .training.trainer import (
-        Trainer,
-        _pad_batch,
-        _pad_min,
-        _set_trainable,
-        _split,
-        _stats,
-        _tensor,
-        _train_batches,
-        cosine_factor,
-        default_threads,
-        predict_logits,
-        predict_pooled,
-        speaker_norms,
-    )
+    from .training.trainer import Trainer
 
-    c = config
-    previous_threads = torch.get_num_threads()
-    torch.manual_seed(c.seed)
-    rng = np.random.default_rng(c.seed)
-    signals = [_pad_min(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
-    spk = np.asarray(speakers)
-    fit_idx, val_idx, val_speakers = _split(y, speakers, c.val_fraction, c.seed)
     # teacher_T = p^(1/T) renormalised (= softmax(logits / T)); log-space for tiny probabilities
-    log_p = np.log(np.clip(soft, 1e-12, None)) / temperature
-    soft_t = torch.softmax(torch.as_tensor(log_p, dtype=torch.float32), dim=1)
-    hard_loss = CombinedLoss(ce_weight=c.ce_weight, focal_weight=c.focal_weight, gamma=c.focal_gamma,
-                             label_smoothing=c.label_smoothing, weight=class_weights(y[fit_idx], soft.shape[1], c.class_weights))
-    opt = Trainer(c)._optimizer(net)
-    period = c.cosine_period * max(1, math.ceil(len(fit_idx) / c.batch_size))
-    spk_norm = c.normalisation == "speaker"
-    best = {"ua": -1.0, "epoch": 0, "state": None}
-    history, step, bad = [], 0, 0
-    t_start = time.perf_counter()
+    soft_t = torch.softmax(torch.as_tensor(np.log(np.clip(soft, 1e-12, None)) / temperature, dtype=torch.float32), dim=1)
 
-    def norms(idx, g):
-        pooled = predict_pooled(net, [signals[i] for i in idx], batch_seconds=c.eval_batch_seconds)
-        g = g or _stats(pooled)
-        return pooled, g, speaker_norms(pooled, spk[idx], g[0], g[1], c.min_speaker_utterances)
+    def loss(logits, target, idx, recipe_loss):
+        kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_t[idx].to(logits.device), reduction="batchmean")
+        return alpha * temperature**2 * kd + (1 - alpha) * recipe_loss(logits, target)
 
-    try:
-        for epoch in range(c.epochs):
-            t0 = time.perf_counter()
-            torch.set_num_threads(default_threads())
-            if spk_norm:
-                _, g_stats, (mu_fit, sd_fit) = norms(fit_idx, None)
-                row_of = np.full(len(y), -1)
-                row_of[fit_idx] = np.arange(len(fit_idx))
-            _set_trainable(net, 0, c.train_bn)
-            total = 0.0
-            for idx in _train_batches(rng.permutation(fit_idx), c.batch_size):
-                h, lens = _pad_batch([_tensor(signals[i]) for i in idx], [len(signals[i]) for i in idx])
-                for gr in opt.param_groups:
-                    gr["lr"] = gr["initial_lr"] * cosine_factor(step, period, c.min_lr_ratio)
-                if spk_norm:
-                    rows = torch.as_tensor(row_of[idx])
-                    logits = net.forward_from(h, lens, 0, norm=(mu_fit[rows], sd_fit[rows]))
-                else:
-                    logits = net.forward_from(h, lens, 0)
-                kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_t[idx], reduction="batchmean")
-                loss = alpha * temperature**2 * kd + (1 - alpha) * hard_loss(logits, torch.as_tensor(y[idx]))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.grad_clip:
-                    torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], c.grad_clip)
-                opt.step()
-                step += 1
-                total += loss.item() * len(idx)
-            record = {"epoch": epoch + 1, "train_loss": round(total / max(len(fit_idx), 1), 5)}
-            if len(val_idx):
-                if spk_norm:
-                    pooled, _, (mu_v, sd_v) = norms(val_idx, g_stats)
-                    net.eval()
-                    with torch.no_grad():
-                        logits = net.from_pooled((pooled - mu_v) / sd_v).numpy()
-                else:
-                    logits = predict_logits(net, [signals[i] for i in val_idx], batch_seconds=c.eval_batch_seconds)
-                ua = _ua(y[val_idx], logits.argmax(1))
-                record.update(val_ua=round(ua, 4), val_agreement=round(float(np.mean(logits.argmax(1) == soft[val_idx].argmax(1))), 4))
-                if ua > best["ua"] + 1e-9:
-                    best.update(ua=ua, epoch=epoch + 1, state=copy.deepcopy(net.state_dict()))
-                    bad = 0
-                else:
-                    bad += 1
-            else:
-                best["epoch"] = epoch + 1
-            record["seconds"] = round(time.perf_counter() - t0, 2)
-            history.append(record)
-            _log(progress, f"distill epoch {epoch + 1}/{c.epochs} " + " ".join(f"{k} {v}" for k, v in record.items() if k != "epoch"))
-            if len(val_idx) and bad >= c.patience and epoch + 1 >= c.min_epochs:
-                break
-        if best["state"] is not None:
-            net.load_state_dict(best["state"])
-        net.eval()
-        if spk_norm:
-            net.set_global_norm(*_stats(predict_pooled(net, signals, batch_seconds=c.eval_batch_seconds)))
-    finally:
-        torch.set_num_threads(previous_threads)
-    return {"strategy": "full", "epochs_run": len(history), "best_epoch": best["epoch"],
-            "best_val_ua": None if not len(val_idx) else float(best["ua"]), "n_train": len(fit_idx),
-            "n_val": len(val_idx), "val_speakers": val_speakers,
-            "seconds": round(time.perf_counter() - t_start, 2), "history": history}
+    # the windows are the crops: a target describes exactly the audio the student sees
+    config = dataclasses.replace(config, strategy="full", crop_seconds=None, augment=None)
+    trainer = Trainer(config, progress=progress)
+    return trainer.fit(net, signals, y, speakers, n_classes=soft.shape[1], batch_loss=loss).to_dict()
 
 
 # -- model folders (the CLI's entry point) ---------------------------------------------------------

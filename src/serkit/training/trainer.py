@@ -601,6 +601,7 @@ class Trainer:
         *,
         n_classes: int,
         augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        batch_loss: Callable[[torch.Tensor, torch.Tensor, np.ndarray, Callable], torch.Tensor] | None = None,
     ) -> TrainResult:
         """Train ``net`` in place and leave it holding the weights of the best validation epoch.
 
@@ -619,14 +620,21 @@ class Trainer:
             Number of classes.
         augmenter
             ``aug(signal, rng) -> signal`` applied to every training crop; default from ``config.augment``.
+        batch_loss
+            ``batch_loss(logits, target, idx, recipe_loss) -> loss`` replaces the loss of every
+            training batch: ``idx`` are the batch's indices into ``signals`` (to look up
+            per-utterance targets, e.g. a teacher's probabilities for distillation) and
+            ``recipe_loss(logits, target)`` is the configured loss. Validation (early stopping)
+            is unchanged: UA, with the configured loss breaking ties.
         """
         previous_threads = torch.get_num_threads()
         try:
-            return self._fit(net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter)
+            return self._fit(net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter,
+                             batch_loss=batch_loss)
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _fit(self, net, signals, targets, speakers, *, n_classes, augmenter) -> TrainResult:
+    def _fit(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> TrainResult:
         c = self.config
         t_start = time.perf_counter()
         torch.set_num_threads(self.threads or default_threads())
@@ -736,7 +744,7 @@ class Trainer:
                     logits = net.forward_from(h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device)))
                 else:
                     logits = net.forward_from(h, lens, start)
-                loss = loss_fn(logits, target)
+                loss = loss_fn(logits, target) if batch_loss is None else batch_loss(logits, target, idx, loss_fn)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if c.grad_clip:
