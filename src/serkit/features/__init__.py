@@ -13,7 +13,7 @@ from .base import EXTRACTORS, FeatureExtractor, extract, get_extractor, register
 
 __all__ = ["FeatureExtractor", "EXTRACTORS", "extract", "get_extractor", "register_extractor"]
 
-_MODULES = ("spectral", "opensmile", "soundnet")
+_MODULES = ("spectral", "opensmile", "soundnet", "ge2e")
 
 
 def _load_all() -> None:

@@ -54,16 +54,17 @@ def _get_model():
         return _model
 
 
-def _split(value, what: str, allowed) -> list[str]:
+def _split(value, what: str, allowed, *, family: str = "soundnet") -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` as a list of names from ``allowed`` (an error names ``family``)."""
     items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
     items = [s for s in items if s]
     if not items:
-        raise ConfigError(f"soundnet: empty {what}; choose from {', '.join(allowed)}")
+        raise ConfigError(f"{family}: empty {what}; choose from {', '.join(allowed)}")
     bad = [s for s in items if s not in allowed]
     if bad:
-        raise ConfigError(f"soundnet: unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+        raise ConfigError(f"{family}: unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
     if len(set(items)) != len(items):
-        raise ConfigError(f"soundnet: {what} {items} lists a name twice")
+        raise ConfigError(f"{family}: {what} {items} lists a name twice")
     return items
 
 

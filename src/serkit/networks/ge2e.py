@@ -1,0 +1,110 @@
+"""The GE2E speaker encoder (Wan, Wang, Papir & Lopez Moreno, ICASSP 2018) with Resemblyzer's weights.
+
+A speaker-verification network: 40-band mel *power* spectrogram of 16 kHz speech (25 ms windows,
+10 ms hop) → three LSTM layers of 256 units → linear 256 → ReLU → L2 normalisation. Resemblyzer
+trained it on thousands of speakers to tell voices apart; its hidden states also describe how a
+voice is used — pitch, effort, tempo — which is why they transfer to emotion (per-speaker
+standardisation then removes who is speaking). Weights: ``serkit download ge2e``
+(:func:`serkit.pretrained.ge2e_weights_path`).
+
+The three LSTM layers are separate modules so that every layer's frame sequence can be read; run
+together they equal Resemblyzer's 3-layer ``nn.LSTM`` (a test checks it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["SpeakerEncoder", "LAYERS", "SAMPLING_RATE", "mel_frames"]
+
+SAMPLING_RATE = 16000
+N_MELS = 40
+#: outputs :meth:`SpeakerEncoder.features` can return: each LSTM layer's frames, and the utterance embedding
+LAYERS = ("lstm1", "lstm2", "lstm3", "embedding")
+#: Resemblyzer normalises every waveform to this RMS level (dBFS) before the spectrogram
+TARGET_DBFS = -30.0
+
+
+def mel_frames(signal: np.ndarray) -> np.ndarray:
+    """[shape=(n_frames, 40), float32] the encoder's input for a float32 mono signal at 16 kHz.
+
+    The signal is scaled to an RMS of -30 dBFS (Resemblyzer's level; a silent signal stays as it
+    is), then librosa's 40-band mel power spectrogram with a 400-sample (25 ms) window and a
+    160-sample (10 ms) hop, centred frames.
+    """
+    import librosa
+
+    x = np.asarray(signal, dtype=np.float32).reshape(-1)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    if rms > 1e-8:
+        x = x * np.float32(10 ** (TARGET_DBFS / 20) / rms)
+    mel = librosa.feature.melspectrogram(y=x, sr=SAMPLING_RATE, n_fft=400, hop_length=160, n_mels=N_MELS)
+    return np.ascontiguousarray(mel.T, dtype=np.float32)
+
+
+class SpeakerEncoder(nn.Module):
+    """GE2E speaker encoder; ``pretrained=True`` loads Resemblyzer's published weights (fetched once).
+
+    Examples
+    --------
+    >>> enc = SpeakerEncoder(pretrained=False)
+    >>> out = enc.features(torch.zeros(1, 50, 40), ["lstm2", "embedding"])
+    >>> tuple(out["lstm2"].shape), tuple(out["embedding"].shape)
+    ((1, 50, 256), (1, 256))
+    """
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        self.lstms = nn.ModuleList(nn.LSTM(N_MELS if i == 0 else 256, 256, 1, batch_first=True) for i in range(3))
+        self.linear = nn.Linear(256, 256)
+        if pretrained:
+            self.load_pretrained()
+        self.eval()
+
+    def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> "SpeakerEncoder":
+        """Load the converted ``.safetensors`` weights (default: the cache, fetched on first use)."""
+        from safetensors.torch import load_file
+
+        from ..errors import ModelError
+        from ..pretrained import GE2E_SHAPES, ge2e_weights_path
+
+        path = path or ge2e_weights_path(download=download, progress=progress)
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own SafetensorError on truncated/corrupt files
+            raise ModelError(f"cannot read GE2E weights '{path}' ({exc}); delete the file and run `serkit download ge2e`") from None
+        missing = sorted(set(GE2E_SHAPES) - set(tensors))
+        if missing:
+            raise ModelError(f"'{path}' lacks {missing[:4]}; delete it and run `serkit download ge2e` again")
+        state = {f"lstms.{i}.{kind}_l0": tensors[f"lstm.{kind}_l{i}"]
+                 for i in range(3) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        state.update({"linear.weight": tensors["linear.weight"], "linear.bias": tensors["linear.bias"]})
+        self.load_state_dict(state)
+        return self
+
+    def features(self, mels: torch.Tensor, layers=("lstm3",)) -> dict[str, torch.Tensor]:
+        """Outputs for one batch of equally long mel sequences ``[batch, frames, 40]``.
+
+        Returns ``{layer: [batch, frames, 256]}`` for ``lstm1``…``lstm3`` and ``[batch, 256]`` for
+        ``embedding`` (Resemblyzer's: ReLU(linear(last state of lstm3)), L2-normalised, here over
+        the whole sequence rather than averaged over 1.6 s partial windows).
+        """
+        from ..errors import ConfigError
+
+        if isinstance(layers, str):
+            layers = [layers]
+        bad = [name for name in layers if name not in LAYERS]
+        if bad:
+            raise ConfigError(f"unknown GE2E layer {bad[0]!r}; choose from {', '.join(LAYERS)}")
+        deepest = 3 if "embedding" in layers else max(LAYERS.index(name) + 1 for name in layers)
+        out: dict[str, torch.Tensor] = {}
+        h = mels
+        for i in range(deepest):
+            h, _ = self.lstms[i](h)
+            out[LAYERS[i]] = h
+        if "embedding" in layers:
+            e = torch.relu(self.linear(h[:, -1]))
+            out["embedding"] = e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return {name: out[name] for name in layers}
