@@ -44,6 +44,16 @@ def test_layerwise_port_equals_resemblyzers_three_layer_lstm(encoder):
     torch.testing.assert_close(ours["lstm3"], frames, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours["embedding"], expected, rtol=1e-5, atol=1e-6)
     assert float(ours["embedding"].norm(dim=1).sub(1).abs().max()) < 1e-5
+    # a zero-padded batch with lengths (packed sequences) gives each sequence what it gets alone
+    short = mels[1, :70]
+    padded = torch.stack([mels[0], torch.nn.functional.pad(short, (0, 0, 0, 50))])
+    with torch.no_grad():
+        both = encoder.features(padded, ["lstm2", "embedding"], lengths=torch.tensor([120, 70]))
+        alone = encoder.features(short[None], ["lstm2", "embedding"])
+    torch.testing.assert_close(both["lstm2"][1, :70], alone["lstm2"][0], rtol=1e-5, atol=1e-6)
+    assert float(both["lstm2"][1, 70:].abs().max()) == 0.0
+    torch.testing.assert_close(both["embedding"][1], alone["embedding"][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(both["embedding"][0], ours["embedding"][0], rtol=1e-5, atol=1e-6)
 
 
 def test_embeddings_tell_emodb_speakers_apart(encoder, emodb_dir):
@@ -96,13 +106,14 @@ def test_extractor_options_batch_and_padding(encoder):
         np.testing.assert_allclose(batch[i], ex.functionals(c), rtol=1e-5, atol=1e-6)
     # the 300-sample clip was zero-padded at the end to min_duration (800 samples)
     np.testing.assert_allclose(batch[1], ex.functionals(np.pad(clips[1], (0, 500))), rtol=1e-5, atol=1e-6)
-    # pooled statistics are the layer's frame mean and (population) standard deviation
+    # pooled statistics are the layer's frame mean and (population) standard deviation, floored at
+    # sqrt(1e-5) as in every serkit pooling (a constant channel must not divide by zero downstream)
     from serkit.networks.ge2e import mel_frames
 
     with torch.no_grad():
         a = encoder.features(torch.from_numpy(mel_frames(clips[0]))[None], "lstm2")["lstm2"][0].numpy()
     np.testing.assert_allclose(batch[0, :256], a.mean(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(batch[0, 256:512], a.std(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(batch[0, 256:512], np.sqrt(np.maximum(a.var(0), 1e-5)), rtol=1e-4, atol=1e-5)
     emb = get_extractor("ge2e", layer="embedding").functionals(clips[0])
     assert emb.shape == (256,) and abs(float(np.linalg.norm(emb)) - 1) < 1e-5
     for bad, match in (({"layer": "lstm4"}, "unknown layer"), ({"pool": "median"}, "unknown pool")):

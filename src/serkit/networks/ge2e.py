@@ -84,12 +84,15 @@ class SpeakerEncoder(nn.Module):
         self.load_state_dict(state)
         return self
 
-    def features(self, mels: torch.Tensor, layers=("lstm3",)) -> dict[str, torch.Tensor]:
-        """Outputs for one batch of equally long mel sequences ``[batch, frames, 40]``.
+    def features(self, mels: torch.Tensor, layers=("lstm3",), *, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Outputs for one batch of mel sequences ``[batch, frames, 40]``.
 
         Returns ``{layer: [batch, frames, 256]}`` for ``lstm1``…``lstm3`` and ``[batch, 256]`` for
         ``embedding`` (Resemblyzer's: ReLU(linear(last state of lstm3)), L2-normalised, here over
-        the whole sequence rather than averaged over 1.6 s partial windows).
+        the whole sequence rather than averaged over 1.6 s partial windows). With ``lengths``
+        (valid frames of each zero-padded sequence) the LSTMs run on packed sequences: each
+        sequence's frames, and its embedding, equal those of the sequence alone; frames past a
+        sequence's length are zero.
         """
         from ..errors import ConfigError
 
@@ -101,10 +104,16 @@ class SpeakerEncoder(nn.Module):
         deepest = 3 if "embedding" in layers else max(LAYERS.index(name) + 1 for name in layers)
         out: dict[str, torch.Tensor] = {}
         h = mels
+        last = None
         for i in range(deepest):
-            h, _ = self.lstms[i](h)
+            if lengths is None:
+                h, (last, _) = self.lstms[i](h)
+            else:
+                packed = nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                y, (last, _) = self.lstms[i](packed)
+                h, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=mels.shape[1])
             out[LAYERS[i]] = h
         if "embedding" in layers:
-            e = torch.relu(self.linear(h[:, -1]))
+            e = torch.relu(self.linear(last[-1]))  # the final state: each sequence's own last valid frame
             out["embedding"] = e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return {name: out[name] for name in layers}
