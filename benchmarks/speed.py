@@ -65,9 +65,10 @@ def _batched(paths: list[str], batch: int):
 
 
 def soundnet_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], float]]]:
-    """SoundNet-8 embeddings through the feature extractor (what training uses): conv5 mean,max at
-    the original speed, and the ``soundnet-linear`` recipe's conv4+conv5 mean,std of the speech
-    slowed down 2, 3 and 4 times (nine times the samples through the network, read at 88.2 kHz)."""
+    """Pretrained embeddings through the feature extractors (what training uses): SoundNet-8 conv5
+    mean,max at the original speed, the ``soundnet-linear`` recipe's conv4+conv5 mean,std of the
+    speech slowed down 2, 3 and 4 times (nine times the samples through the network, read at
+    88.2 kHz), and the GE2E speaker encoder's LSTM frames (``ge2e-svm``, the default model)."""
     from serkit.features import get_extractor
 
     plain = get_extractor("soundnet", layer="conv5", pool="mean,max")
@@ -87,7 +88,8 @@ def soundnet_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], fl
         return run
 
     return [("SoundNet8 conv5 mean,max", b, make(plain, b)) for b in (1, 16)] + [
-        ("SoundNet8 slowdown 2,3,4 conv4+conv5 mean,std", 16, make(slowed, 16))]
+        ("SoundNet8 slowdown 2,3,4 conv4+conv5 mean,std", 16, make(slowed, 16)),
+        ("GE2E speaker encoder lstm2+lstm3 mean,std", 16, make(get_extractor("ge2e"), 16))]
 
 
 def soundnet_res_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], float]]]:
