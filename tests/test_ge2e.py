@@ -140,3 +140,21 @@ def test_weights_are_hash_checked_and_offline_error_says_what_to_do(tmp_path, mo
     with pytest.raises(ModelError, match="as a wheel"):
         pretrained.ge2e_weights_path(download=False, progress=False)
     assert not (folder / pretrained.GE2E_FILE).exists()
+
+
+def test_slowdown_views_concatenate(encoder):
+    from serkit.audio import resample
+    from serkit.features import get_extractor
+
+    one = get_extractor("ge2e", layer="lstm2", pool="mean")
+    ex = get_extractor("ge2e", layer="lstm2", pool="mean", slowdown=[0.85, 1, 1.2])
+    assert "slowdown" not in one.config() and ex.config()["slowdown"] == [0.85, 1.0, 1.2]
+    assert ex.sampling_rate == 19200 and ex.min_duration == pytest.approx(0.05 / 0.85)
+    assert ex.feature_names()[0] == "x0.85_lstm2_mean_0" and len(ex.feature_names()) == 768
+    rng = np.random.default_rng(4)
+    clip = (0.1 * rng.standard_normal(19200)).astype(np.float32)  # 1 s at the largest rate
+    vec = ex.functionals(clip)
+    # each view is the clip resampled to 16000 * k Hz, then presented to the encoder as 16 kHz
+    np.testing.assert_allclose(vec[256:512], one.functionals(resample(clip, 19200, 16000)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(vec[:256], one.functionals(resample(clip, 19200, 13600)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(vec[512:], one.functionals(clip), rtol=1e-4, atol=1e-5)

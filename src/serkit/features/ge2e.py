@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import FeatureExtractor, ProcessModel, register_extractor
-from .soundnet import _run_parallel, _split
+from .soundnet import _run_parallel, _split, parse_slowdown
 
 __all__ = ["GE2EExtractor"]
 
@@ -23,6 +23,8 @@ _LAYER_DIMS = {"lstm1": 256, "lstm2": 256, "lstm3": 256, "embedding": 256}
 _POOLS = ("mean", "std", "max")
 #: clips per packed LSTM batch (sorted by length, so little is padded)
 _BATCH = 16
+#: shortest input (seconds at 16 kHz) the encoder is given: one 25 ms window and then some
+_MIN_SECONDS = 0.05
 
 def _build_model():
     from ..networks.ge2e import SpeakerEncoder
@@ -46,6 +48,11 @@ class GE2EExtractor(FeatureExtractor):
         given order.
     pool : str or list of str
         Statistics over a layer's frames: ``mean``, ``std``, ``max`` (ignored for ``embedding``).
+    slowdown : float or list of float
+        Play the speech this many times slower (or faster, below 1) into the encoder: read at
+        ``16000 * k`` Hz and presented as 16 kHz, so pitch, formants and tempo all move. Several
+        values (``[0.85, 1, 1.2]``) concatenate one vector per value, like several views of the
+        voice; signals are taken at ``16000 * max(slowdown)`` Hz (:attr:`sampling_rate`).
 
     Notes
     -----
@@ -54,19 +61,24 @@ class GE2EExtractor(FeatureExtractor):
     on ``default_jobs()`` threads with one torch thread each.
     """
 
-    sampling_rate = 16000
     VERSION = 2  # 2: packed batches, masked statistics
-    min_duration = 0.05  # one 25 ms window and then some; shorter clips are zero-padded
     parallel = False
 
-    def __init__(self, layer="lstm2,lstm3", pool="mean,std"):
+    def __init__(self, layer="lstm2,lstm3", pool="mean,std", slowdown=1.0):
         self.layer = layer
         self.pool = pool
+        self.slowdown = slowdown
         self._layers = _split(layer, "layer", tuple(_LAYER_DIMS), family="ge2e")
         self._pools = _split(pool, "pool", _POOLS, family="ge2e")
+        self._slowdowns = parse_slowdown(slowdown)
+        self._rates = [int(round(16000 * k)) for k in self._slowdowns]
+        self.sampling_rate = max(self._rates)
 
     def config(self) -> dict:
-        return {"layer": list(self._layers), "pool": list(self._pools), "weights": "resemblyzer-0.1.4"}
+        cfg = {"layer": list(self._layers), "pool": list(self._pools), "weights": "resemblyzer-0.1.4"}
+        if self._slowdowns != [1.0]:  # slowdown 1 keeps the key (and saved models) it had before the option
+            cfg["slowdown"] = list(self._slowdowns)
+        return cfg
 
     def feature_names(self) -> list[str]:
         names = []
@@ -75,34 +87,51 @@ class GE2EExtractor(FeatureExtractor):
                 names += [f"embedding_{c}" for c in range(256)]
             else:
                 names += [f"{layer}_{stat}_{c}" for stat in self._pools for c in range(_LAYER_DIMS[layer])]
-        return names
+        if self._slowdowns == [1.0]:
+            return names
+        return [f"x{k:g}_{n}" for k in self._slowdowns for n in names]
+
+    @property
+    def min_duration(self) -> float:  # type: ignore[override]
+        """0.05 s at the smallest rate: one 25 ms window and then some; shorter clips are zero-padded."""
+        return _MIN_SECONDS * 16000 / min(self._rates)
 
     def functionals(self, signal: np.ndarray) -> np.ndarray:
         """[shape=(n_features,), float32] for one float32 mono signal at 16 kHz."""
         return self.functionals_batch([signal])[0]
 
     def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        """[shape=(n, n_features), float32] for float32 mono signals at 16 kHz.
+        """[shape=(n, n_features), float32] for float32 mono signals at :attr:`sampling_rate`.
 
-        Clips are sorted by length and run in small batches of packed sequences (each clip's
-        vector equals the one it gets alone, to float32 rounding), the batches on
-        ``default_jobs()`` threads with one torch thread each.
+        Each slowdown's signals are the inputs resampled to its rate; clips are sorted by length
+        and run in small batches of packed sequences (each clip's vector equals the one it gets
+        alone, to float32 rounding), the batches on ``default_jobs()`` threads with one torch
+        thread each.
         """
+        from ..audio import resample
+
+        if not len(signals):
+            return np.zeros((0, len(self.feature_names())), dtype=np.float32)
+        signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
+        parts = [self._at_16k([resample(s, self.sampling_rate, rate) for s in signals]) for rate in self._rates]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def _at_16k(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """Pooled encoder states of signals presented to the encoder as 16 kHz speech."""
         import torch
 
         from ..networks.ge2e import mel_frames
         from ..networks.heads import lengths_to_mask, masked_max, masked_mean, masked_std
 
-        if not len(signals):
-            return np.zeros((0, len(self.feature_names())), dtype=np.float32)
         model = _MODEL.get()
-        n_min = int(self.min_duration * self.sampling_rate)
+        n_min = int(_MIN_SECONDS * 16000)
         mels = []
         for s in signals:
             x = np.asarray(s, dtype=np.float32).reshape(-1)
             mels.append(mel_frames(np.pad(x, (0, max(0, n_min - len(x))))))
         stat_fn = {"mean": masked_mean, "std": masked_std, "max": masked_max}
-        out = np.zeros((len(mels), len(self.feature_names())), dtype=np.float32)
+        width = sum(256 if layer == "embedding" else 256 * len(self._pools) for layer in self._layers)
+        out = np.zeros((len(mels), width), dtype=np.float32)
 
         def run(idx: list[int]) -> np.ndarray:
             lengths = torch.tensor([len(mels[i]) for i in idx])
