@@ -10,9 +10,10 @@ import numpy as np
 
 from .._registry import Registry
 from ..cache import FeatureCache, file_digest
+from ..errors import ConfigError
 
 __all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs",
-           "functionals_parallel", "shutdown_pool", "ProcessModel"]
+           "functionals_parallel", "shutdown_pool", "ProcessModel", "SlowdownViews", "parse_slowdown"]
 
 
 class FeatureExtractor:
@@ -90,6 +91,82 @@ class ProcessModel:
             return self._model
 
 
+def parse_slowdown(value, family: str = "soundnet") -> list[float]:
+    """``3``, ``"2,3,4"`` or ``[2, 3, 4]`` as a list of floats, each in [0.5, 8] (errors name ``family``).
+
+    >>> parse_slowdown("2, 3"), parse_slowdown(1)
+    ([2.0, 3.0], [1.0])
+    """
+    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
+        list(value) if isinstance(value, (list, tuple)) else [value])
+    try:
+        out = [float(s) for s in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{family}: slowdown {value!r} is not a number or a list of numbers; e.g. 3 or '2,3,4'") from None
+    if not out:
+        raise ConfigError(f"{family}: empty slowdown; give a number such as 3 (1 = the original speed)")
+    bad = [k for k in out if not 0.5 <= k <= 8]
+    if bad:
+        raise ConfigError(f"{family}: slowdown {bad[0]:g} is outside 0.5..8; 1 is the original speed")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{family}: slowdown {out} lists a value twice")
+    return out
+
+
+class SlowdownViews(FeatureExtractor):
+    """An extractor for a pretrained network with a fixed input rate (``network_rate``) that can be
+    fed the speech at other speeds, one vector per speed, concatenated.
+
+    ``slowdown`` k reads the speech at ``network_rate * k`` Hz and presents it to the network as
+    ``network_rate``: played k times slower (k < 1: faster), pitch and formants included. Signals
+    come in at the largest of those rates (:attr:`sampling_rate`) and are resampled down for the
+    others. Subclasses set ``network_rate``, call :meth:`_set_slowdown` in ``__init__``, and
+    implement ``_view_names()`` (one view's feature names) and ``_view(signals)`` (one view's
+    vectors, for signals already at the network's rate).
+    """
+
+    network_rate: int = 16000
+
+    def _set_slowdown(self, slowdown) -> None:
+        self.slowdown = slowdown
+        self._slowdowns = parse_slowdown(slowdown, self.name or type(self).__name__)
+        #: the rate each view's speech is read at; signals come in at the largest
+        self._rates = [int(round(self.network_rate * k)) for k in self._slowdowns]
+        self.sampling_rate = max(self._rates)
+
+    def _with_slowdown(self, cfg: dict) -> dict:
+        if self._slowdowns != [1.0]:  # slowdown 1 keeps the key (and saved models) it had before the option
+            cfg["slowdown"] = list(self._slowdowns)
+        return cfg
+
+    def _view_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _view(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def feature_names(self) -> list[str]:
+        names = self._view_names()
+        if self._slowdowns == [1.0]:
+            return names
+        return [f"x{k:g}_{n}" for k in self._slowdowns for n in names]
+
+    def functionals(self, signal: np.ndarray) -> np.ndarray:
+        """[shape=(n_features,), float32] for one float32 mono signal at :attr:`sampling_rate`."""
+        return self.functionals_batch([signal])[0]
+
+    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """[shape=(n, n_features), float32] for float32 mono signals at :attr:`sampling_rate`:
+        each view of the signals resampled to its rate (the largest one's are the inputs themselves)."""
+        from ..audio import resample
+
+        if not len(signals):
+            return np.zeros((0, len(self.feature_names())), dtype=np.float32)
+        signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
+        parts = [self._view([resample(s, self.sampling_rate, rate) for s in signals]) for rate in self._rates]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
 def register_extractor(name: str):
     def deco(cls):
         cls.name = name
@@ -112,6 +189,46 @@ def default_jobs() -> int:
     if env:
         return max(1, int(env))
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _split(value, what: str, allowed, *, family: str) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` as a list of names from ``allowed`` (an error names ``family``)."""
+    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
+    items = [s for s in items if s]
+    if not items:
+        raise ConfigError(f"{family}: empty {what}; choose from {', '.join(allowed)}")
+    bad = [s for s in items if s not in allowed]
+    if bad:
+        raise ConfigError(f"{family}: unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{family}: {what} {items} lists a name twice")
+    return items
+
+
+def _run_parallel(fn, batches: list) -> list:
+    """``[fn(b) for b in batches]`` on up to ``default_jobs()`` threads, each running torch single-threaded.
+
+    For the pretrained networks of the embedding extractors. SoundNet's layers past conv2 are tiny (a 3 s clip has 66 conv4 frames), so torch's intra-op
+    threads spend most of their time at barriers; on a loaded machine (a busy core) a 2-thread
+    team measured 10–30x slower than one thread. Independent clips on independent threads never
+    wait for each other, and torch releases the GIL inside its kernels, so threads suffice. Even
+    a lone 60 s clip takes only ~0.1 s on one thread.
+    """
+    import torch
+
+    jobs = min(default_jobs(), len(batches))
+    previous = torch.get_num_threads()
+    # Threads take torch's thread count at their first parallel op: set it before they start.
+    torch.set_num_threads(1)
+    try:
+        if jobs <= 1:
+            return [fn(b) for b in batches]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="serkit-torch") as pool:
+            return list(pool.map(fn, batches))
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _item_key(item) -> tuple[str, float | None, float | None]:

@@ -14,8 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import FeatureExtractor, ProcessModel, register_extractor
-from .soundnet import _run_parallel, _split, parse_slowdown
+from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor
 
 __all__ = ["GE2EExtractor"]
 
@@ -37,7 +36,7 @@ _MODEL = ProcessModel(_build_model)
 
 
 @register_extractor("ge2e")
-class GE2EExtractor(FeatureExtractor):
+class GE2EExtractor(SlowdownViews):
     """Pooled hidden states of the pretrained GE2E speaker encoder (16 kHz).
 
     Parameters
@@ -63,75 +62,50 @@ class GE2EExtractor(FeatureExtractor):
 
     VERSION = 2  # 2: packed batches, masked statistics
     parallel = False
+    network_rate = 16000
 
     def __init__(self, layer="lstm2,lstm3", pool="mean,std", slowdown=1.0):
         self.layer = layer
         self.pool = pool
-        self.slowdown = slowdown
         self._layers = _split(layer, "layer", tuple(_LAYER_DIMS), family="ge2e")
         self._pools = _split(pool, "pool", _POOLS, family="ge2e")
-        self._slowdowns = parse_slowdown(slowdown)
-        self._rates = [int(round(16000 * k)) for k in self._slowdowns]
-        self.sampling_rate = max(self._rates)
+        self._set_slowdown(slowdown)
 
     def config(self) -> dict:
-        cfg = {"layer": list(self._layers), "pool": list(self._pools), "weights": "resemblyzer-0.1.4"}
-        if self._slowdowns != [1.0]:  # slowdown 1 keeps the key (and saved models) it had before the option
-            cfg["slowdown"] = list(self._slowdowns)
-        return cfg
+        return self._with_slowdown({"layer": list(self._layers), "pool": list(self._pools), "weights": "resemblyzer-0.1.4"})
 
-    def feature_names(self) -> list[str]:
+    def _view_names(self) -> list[str]:
         names = []
         for layer in self._layers:
             if layer == "embedding":
                 names += [f"embedding_{c}" for c in range(256)]
             else:
                 names += [f"{layer}_{stat}_{c}" for stat in self._pools for c in range(_LAYER_DIMS[layer])]
-        if self._slowdowns == [1.0]:
-            return names
-        return [f"x{k:g}_{n}" for k in self._slowdowns for n in names]
+        return names
 
     @property
     def min_duration(self) -> float:  # type: ignore[override]
         """0.05 s at the smallest rate: one 25 ms window and then some; shorter clips are zero-padded."""
-        return _MIN_SECONDS * 16000 / min(self._rates)
+        return _MIN_SECONDS * self.network_rate / min(self._rates)
 
-    def functionals(self, signal: np.ndarray) -> np.ndarray:
-        """[shape=(n_features,), float32] for one float32 mono signal at 16 kHz."""
-        return self.functionals_batch([signal])[0]
-
-    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        """[shape=(n, n_features), float32] for float32 mono signals at :attr:`sampling_rate`.
-
-        Each slowdown's signals are the inputs resampled to its rate; clips are sorted by length
-        and run in small batches of packed sequences (each clip's vector equals the one it gets
-        alone, to float32 rounding), the batches on ``default_jobs()`` threads with one torch
-        thread each.
-        """
-        from ..audio import resample
-
-        if not len(signals):
-            return np.zeros((0, len(self.feature_names())), dtype=np.float32)
-        signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
-        parts = [self._at_16k([resample(s, self.sampling_rate, rate) for s in signals]) for rate in self._rates]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-    def _at_16k(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        """Pooled encoder states of signals presented to the encoder as 16 kHz speech."""
+    def _view(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """Pooled encoder states of signals presented to the encoder as 16 kHz speech: clips are
+        sorted by length and run in small batches of packed sequences (each clip's vector equals
+        the one it gets alone, to float32 rounding), the batches on ``default_jobs()`` threads with
+        one torch thread each."""
         import torch
 
         from ..networks.ge2e import mel_frames
         from ..networks.heads import lengths_to_mask, masked_max, masked_mean, masked_std
 
         model = _MODEL.get()
-        n_min = int(_MIN_SECONDS * 16000)
+        n_min = int(_MIN_SECONDS * self.network_rate)
         mels = []
         for s in signals:
             x = np.asarray(s, dtype=np.float32).reshape(-1)
             mels.append(mel_frames(np.pad(x, (0, max(0, n_min - len(x))))))
         stat_fn = {"mean": masked_mean, "std": masked_std, "max": masked_max}
-        width = sum(256 if layer == "embedding" else 256 * len(self._pools) for layer in self._layers)
-        out = np.zeros((len(mels), width), dtype=np.float32)
+        out = np.zeros((len(mels), len(self._view_names())), dtype=np.float32)
 
         def run(idx: list[int]) -> np.ndarray:
             lengths = torch.tensor([len(mels[i]) for i in idx])

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .base import FeatureExtractor, ProcessModel, default_jobs, register_extractor
+from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor
 
 __all__ = ["SoundNetExtractor"]
 
@@ -48,22 +48,8 @@ def _build_model():
 _MODEL = ProcessModel(_build_model)
 
 
-def _split(value, what: str, allowed, *, family: str = "soundnet") -> list[str]:
-    """``"a,b"`` or ``["a", "b"]`` as a list of names from ``allowed`` (an error names ``family``)."""
-    items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
-    items = [s for s in items if s]
-    if not items:
-        raise ConfigError(f"{family}: empty {what}; choose from {', '.join(allowed)}")
-    bad = [s for s in items if s not in allowed]
-    if bad:
-        raise ConfigError(f"{family}: unknown {what} {bad[0]!r}; choose from {', '.join(allowed)}")
-    if len(set(items)) != len(items):
-        raise ConfigError(f"{family}: {what} {items} lists a name twice")
-    return items
-
-
 @register_extractor("soundnet")
-class SoundNetExtractor(FeatureExtractor):
+class SoundNetExtractor(SlowdownViews):
     """Pooled activations of the pretrained SoundNet-8 (22 050 Hz).
 
     Parameters
@@ -96,18 +82,15 @@ class SoundNetExtractor(FeatureExtractor):
     """
 
     parallel = False
+    network_rate = 22050
 
     def __init__(self, layer="conv5", pool="mean,max", weights: str = _WEIGHTS_ID, slowdown=1.0):
         self.layer = layer
         self.pool = pool
         self.weights = weights
-        self.slowdown = slowdown
-        self._layers = _split(layer, "layer", tuple(_LAYER_CHANNELS))
-        self._pools = _split(pool, "pool", _POOLS)
-        self._slowdowns = parse_slowdown(slowdown)
-        #: the network's rate for each slowdown; signals come in at the largest
-        self._rates = [slowdown_rate(k) for k in self._slowdowns]
-        self.sampling_rate = max(self._rates)
+        self._layers = _split(layer, "layer", tuple(_LAYER_CHANNELS), family="soundnet")
+        self._pools = _split(pool, "pool", _POOLS, family="soundnet")
+        self._set_slowdown(slowdown)
         if weights != _WEIGHTS_ID:
             raise ConfigError(
                 f"soundnet: weights {weights!r} are not available; this serkit has {_WEIGHTS_ID!r} "
@@ -116,16 +99,10 @@ class SoundNetExtractor(FeatureExtractor):
 
     # -- description -----------------------------------------------------------------------------
     def config(self) -> dict:
-        cfg = {"layer": list(self._layers), "pool": list(self._pools), "weights": _WEIGHTS_ID}
-        if self._slowdowns != [1.0]:  # slowdown 1 keeps the key it had before the option existed
-            cfg["slowdown"] = list(self._slowdowns)
-        return cfg
+        return self._with_slowdown({"layer": list(self._layers), "pool": list(self._pools), "weights": _WEIGHTS_ID})
 
-    def feature_names(self) -> list[str]:
-        names = [f"{layer}_{stat}_{c}" for layer in self._layers for stat in self._pools for c in range(_LAYER_CHANNELS[layer])]
-        if self._slowdowns == [1.0]:
-            return names
-        return [f"x{k:g}_{n}" for k in self._slowdowns for n in names]
+    def _view_names(self) -> list[str]:
+        return [f"{layer}_{stat}_{c}" for layer in self._layers for stat in self._pools for c in range(_LAYER_CHANNELS[layer])]
 
     @property
     def min_samples(self) -> int:
@@ -141,26 +118,11 @@ class SoundNetExtractor(FeatureExtractor):
         return (self.min_samples + 0.5) / min(self._rates)
 
     # -- extraction ------------------------------------------------------------------------------
-    def functionals(self, signal: np.ndarray) -> np.ndarray:
-        """[shape=(n_features,), float32] for one float32 mono signal at :attr:`sampling_rate`."""
-        return self.functionals_batch([signal])[0]
-
-    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        """[shape=(n, n_features), float32] for float32 mono signals at :attr:`sampling_rate`.
-
-        Each slowdown's signals are the inputs resampled to its rate (the largest one's are the
-        inputs themselves); clips are sorted by length and grouped into small zero-padded batches
-        (masked pooling keeps each clip's vector independent of its batch); the batches run on
-        ``default_jobs()`` worker threads with one torch thread each (see :func:`_run_parallel`).
-        """
-        from ..audio import resample
-
-        signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
-        parts = [self._at_network_rate([resample(s, self.sampling_rate, rate) for s in signals]) for rate in self._rates]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-    def _at_network_rate(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        """Pooled activations of signals already at the network's (slowed-down) rate."""
+    def _view(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """Pooled activations of signals presented to the network as 22 050 Hz: clips are sorted by
+        length and grouped into small zero-padded batches (masked pooling keeps each clip's vector
+        independent of its batch); the batches run on ``default_jobs()`` worker threads with one
+        torch thread each (see :func:`_run_parallel` for why)."""
         import torch
 
         from ..networks.heads import lengths_to_mask, masked_max, masked_mean, masked_std
@@ -169,8 +131,7 @@ class SoundNetExtractor(FeatureExtractor):
         model = _MODEL.get()
         need = self.min_samples
         sigs = [_pad_center(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
-        width = sum(_LAYER_CHANNELS[layer] for layer in self._layers) * len(self._pools)
-        out = np.zeros((len(sigs), width), dtype=np.float32)
+        out = np.zeros((len(sigs), len(self._view_names())), dtype=np.float32)
         order = sorted(range(len(sigs)), key=lambda i: len(sigs[i]))
 
         def run(idx: list[int]) -> np.ndarray:
@@ -210,31 +171,10 @@ class SoundNetExtractor(FeatureExtractor):
         return _run_parallel(run, [None])[0]
 
 
-def parse_slowdown(value) -> list[float]:
-    """``3``, ``"2,3,4"`` or ``[2, 3, 4]`` as a list of floats, each in [0.5, 8].
-
-    >>> parse_slowdown("2, 3"), parse_slowdown(1)
-    ([2.0, 3.0], [1.0])
-    """
-    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
-        list(value) if isinstance(value, (list, tuple)) else [value])
-    try:
-        out = [float(s) for s in items]
-    except (TypeError, ValueError):
-        raise ConfigError(f"soundnet: slowdown {value!r} is not a number or a list of numbers; e.g. 3 or '2,3,4'") from None
-    if not out:
-        raise ConfigError("soundnet: empty slowdown; give a number such as 3 (1 = the original speed)")
-    bad = [k for k in out if not 0.5 <= k <= 8]
-    if bad:
-        raise ConfigError(f"soundnet: slowdown {bad[0]:g} is outside 0.5..8; 1 is the original speed, 2-4 suit speech")
-    if len(set(out)) != len(out):
-        raise ConfigError(f"soundnet: slowdown {out} lists a value twice")
-    return out
-
-
 def slowdown_rate(k: float) -> int:
-    """The rate (Hz) at which speech is read so that, played at 22 050 Hz, it is ``k`` times slower."""
-    return int(round(22050 * k))
+    """The rate (Hz) at which speech is read so that, played at 22 050 Hz, it is ``k`` times slower
+    (what one view of :class:`SoundNetExtractor` reads; the ``soundnet`` model family's input rate)."""
+    return int(round(SoundNetExtractor.network_rate * k))
 
 
 def _pad_center(signal: np.ndarray, n: int) -> np.ndarray:
@@ -258,29 +198,3 @@ def _batches(order: list[int], lengths: list[int]) -> list[list[int]]:
     if cur:
         batches.append(cur)
     return batches
-
-
-def _run_parallel(fn, batches: list) -> list:
-    """``[fn(b) for b in batches]`` on up to ``default_jobs()`` threads, each running torch single-threaded.
-
-    SoundNet's layers past conv2 are tiny (a 3 s clip has 66 conv4 frames), so torch's intra-op
-    threads spend most of their time at barriers; on a loaded machine (a busy core) a 2-thread
-    team measured 10–30x slower than one thread. Independent clips on independent threads never
-    wait for each other, and torch releases the GIL inside its kernels, so threads suffice. Even
-    a lone 60 s clip takes only ~0.1 s on one thread.
-    """
-    import torch
-
-    jobs = min(default_jobs(), len(batches))
-    previous = torch.get_num_threads()
-    # Threads take torch's thread count at their first parallel op: set it before they start.
-    torch.set_num_threads(1)
-    try:
-        if jobs <= 1:
-            return [fn(b) for b in batches]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="serkit-soundnet") as pool:
-            return list(pool.map(fn, batches))
-    finally:
-        torch.set_num_threads(previous)

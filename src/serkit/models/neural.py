@@ -427,7 +427,7 @@ class SoundNetClassifier(WaveformClassifier):
             raise ConfigError(f"unknown pool {self.pool!r}; choose 'meanmax', 'meanstd' or 'attention'")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        from ..features.soundnet import parse_slowdown
+        from ..features.base import parse_slowdown
 
         slowdowns = parse_slowdown(self.slowdown)
         if len(slowdowns) != 1:
