@@ -537,6 +537,17 @@ def ge2e_weights_path(download: bool = True, progress: bool = True) -> Path:
     return _cached(GE2E_FILE, make)
 
 
+def read_weights(path, name: str) -> dict:
+    """The tensors of a converted ``.safetensors`` weight file, or a :class:`ModelError` saying to
+    fetch them again with ``serkit download <name>`` (truncated or corrupt files)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError on truncated/corrupt files
+        raise ModelError(f"cannot read {name} weights '{path}' ({exc}); delete the file and run `serkit download {name}`") from None
+
+
 # -- registry ------------------------------------------------------------------------------------
 
 #: name → ``fetch(progress: bool) -> Path`` of everything ``serkit download`` can fetch

@@ -65,16 +65,11 @@ class SpeakerEncoder(nn.Module):
 
     def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> "SpeakerEncoder":
         """Load the converted ``.safetensors`` weights (default: the cache, fetched on first use)."""
-        from safetensors.torch import load_file
-
         from ..errors import ModelError
-        from ..pretrained import GE2E_SHAPES, ge2e_weights_path
+        from ..pretrained import GE2E_SHAPES, ge2e_weights_path, read_weights
 
         path = path or ge2e_weights_path(download=download, progress=progress)
-        try:
-            tensors = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own SafetensorError on truncated/corrupt files
-            raise ModelError(f"cannot read GE2E weights '{path}' ({exc}); delete the file and run `serkit download ge2e`") from None
+        tensors = read_weights(path, "ge2e")
         missing = sorted(set(GE2E_SHAPES) - set(tensors))
         if missing:
             raise ModelError(f"'{path}' lacks {missing[:4]}; delete it and run `serkit download ge2e` again")

@@ -176,18 +176,11 @@ class SoundNet8(nn.Module):
     # -- weights ---------------------------------------------------------------------------------
     def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> "SoundNet8":
         """Load the published weights from a converted ``.safetensors`` file (default: the cache, fetched on first use)."""
-        from safetensors.torch import load_file
-
         from ..errors import ModelError
-        from ..pretrained import soundnet_weights_path
+        from ..pretrained import read_weights, soundnet_weights_path
 
         path = path or soundnet_weights_path(download=download, progress=progress)
-        try:
-            tensors = load_file(str(path))
-        except Exception as exc:  # safetensors raises its own SafetensorError on truncated/corrupt files
-            raise ModelError(
-                f"cannot read SoundNet weights '{path}' ({exc}); delete the file and run `serkit download soundnet`"
-            ) from None
+        tensors = read_weights(path, "soundnet")
         state = {}
         for i, name in enumerate(self.block_names):
             for ours, theirs in (
