@@ -372,6 +372,42 @@ def test_extract_in_worker_processes_matches_serial(tmp_path, monkeypatch):
     assert parallel[3, ex.feature_names().index("f0_p50")] == pytest.approx(350.0, abs=2.0)
 
 
+@pytest.mark.parametrize("speed, f0", [(1.25, 500.0), (0.8, 320.0), (1.0, 400.0)])
+def test_speed_view_plays_the_clip_faster(speed, f0):
+    """Known answer: a 400 Hz tone played 1.25 times faster is a 500 Hz tone, 0.8 s long."""
+    from serkit.features.base import SpeedView
+
+    ex = get_extractor("librosa")
+    view = SpeedView(ex, speed)
+    out = view.functionals(tone(400.0, 1.0))
+    assert out[ex.feature_names().index("f0_p50")] == pytest.approx(f0, rel=0.01)
+    assert view._change(tone(400.0, 1.0)).shape == (round(SR / speed),)
+    assert view.full_config() == {**ex.full_config(), "speed": speed}
+    assert pickle.loads(pickle.dumps(view)).full_config() == view.full_config()
+
+
+def test_speed_views_are_cached_apart(tmp_path, monkeypatch):
+    from serkit.features.base import SpeedView
+
+    monkeypatch.setenv("SERKIT_CACHE", str(tmp_path / "cache"))
+    paths = _write_tones(tmp_path, 2)  # 200 and 250 Hz
+    ex = get_extractor("librosa")
+    col = ex.feature_names().index("f0_p50")
+    plain = extract(ex, paths, n_jobs=1, progress=False)
+    faster = extract(SpeedView(ex, 1.1), paths, n_jobs=1, progress=False)
+    np.testing.assert_allclose(faster[:, col], plain[:, col] * 1.1, rtol=0.01)
+    np.testing.assert_array_equal(extract(ex, paths, n_jobs=1, progress=False), plain)
+
+
+def test_speeds_option_errors():
+    from serkit.features.base import parse_speeds
+
+    assert parse_speeds("0.9,1,1.1") == [0.9, 1.0, 1.1] and parse_speeds(1) == [1.0]
+    for bad, match in [("fast", "not a number"), ([], "empty"), ([3], "outside 0.5..2"), ([1, 1], "twice")]:
+        with pytest.raises(ConfigError, match=match):
+            parse_speeds(bad)
+
+
 def test_missing_opensmile_package_says_how_to_install(monkeypatch):
     import sys
 

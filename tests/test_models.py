@@ -47,7 +47,7 @@ def test_learns_held_out_speaker_with_speaker_normalisation(kind, calibration):
     grid = {"C": [0.1, 1.0]} if kind.startswith("svm") else None  # Platt collapses for tiny C on 5-D data
     m = FeatureClassifier(["dummy"], classifier=kind, normalisation="speaker", calibration=calibration, grid=grid)
     m.fit_features([x[train]], y[train], s[train])
-    p = m._proba_from_blocks([x[test]], s[test])
+    p = m._proba_from_views([[x[test]]], s[test])
     assert p.shape == (test.sum(), 3)
     assert np.allclose(p.sum(axis=1), 1.0)
     acc = np.mean(np.array(m.labels_)[p.argmax(axis=1)] == y[test])
@@ -60,7 +60,7 @@ def test_decision_calibration_keeps_the_svm_decision():
     m.fit_features([x], y, s)
     xn = m._normalise(x, 0, s)
     svm_says = m.estimators_[0].predict(xn)
-    p = m._proba_from_blocks([x], s)
+    p = m._proba_from_views([[x]], s)
     assert np.array_equal(p.argmax(axis=1), svm_says)
     assert 0.01 < m.temperature_ < 100
 
@@ -71,7 +71,7 @@ def test_stacking_combines_feature_sets():
     noise = rng.normal(size=(len(y), 4))  # an uninformative second feature set
     m = FeatureClassifier(["a", "b"], classifier="stacking", grid=None)
     m.fit_features([x, noise], y, s)
-    p = m._proba_from_blocks([x, noise], s)
+    p = m._proba_from_views([[x, noise]], s)
     assert np.mean(np.array(m.labels_)[p.argmax(1)] == y) > 0.9
 
 
@@ -124,6 +124,39 @@ def test_real_utterances_beat_chance_on_held_out_speakers_and_round_trip(emodb_d
     # overwriting an artifact is atomic: the old one stays readable until the new one is in place
     save_model(loaded, tmp_path / "m")
     assert json.loads((tmp_path / "m" / "model.json").read_text())["labels"] == ["angry", "neutral", "sad"]
+
+
+def test_speed_views_train_on_every_view_and_average_them(emodb_dir, tmp_path):
+    """speeds [0.9, 1, 1.1]: three times the training rows, per-view statistics, a geometric mean."""
+    from serkit.features.base import SpeedView
+
+    utts = emodb_subset(emodb_dir)
+    plain = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision").fit(utts, progress=False)
+    same = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision", speeds=[1]).fit(utts, progress=False)
+    assert np.array_equal(plain.predict_proba_utterances(utts, progress=False),
+                          same.predict_proba_utterances(utts, progress=False))
+    model = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision", speeds=[0.9, 1, 1.1])
+    model.fit(utts, progress=False)
+    assert model.estimators_[0][-1].shape_fit_[0] == 3 * len(utts)
+    assert len(model.global_mean_) == 3
+    np.testing.assert_allclose(model.global_mean_[1], plain.global_mean_[0])
+    from serkit.features import extract, get_extractor
+
+    slow = extract(SpeedView(get_extractor("egemaps"), 0.9), utts, progress=False)
+    np.testing.assert_allclose(model.global_mean_[0], slow.mean(axis=0), rtol=1e-5, atol=1e-6)
+    # the prediction is the softmax of the views' mean log-probability
+    views = model._blocks_from_utterances(utts[:6], progress=False)
+    speakers = np.array([u.speaker for u in utts[:6]])
+    logs = np.mean([np.log(model._proba_from_blocks(b, v, speakers)) for v, b in enumerate(views)], axis=0)
+    expected = np.exp(logs) / np.exp(logs).sum(axis=1, keepdims=True)
+    before = model.predict_proba_utterances(utts[:6], progress=False)
+    np.testing.assert_allclose(before, expected, rtol=1e-6)
+    save_model(model, tmp_path / "m")
+    loaded, _ = load_model(tmp_path / "m")
+    assert loaded.speeds == [0.9, 1.0, 1.1]
+    np.testing.assert_allclose(loaded.predict_proba_utterances(utts[:6], progress=False), before)
+    with pytest.raises(ConfigError, match="one view"):
+        model.fit_features([np.zeros((4, 2))], ["a", "b", "a", "b"], np.array(["s"] * 4))
 
 
 def test_damaged_artifacts_are_refused(tmp_path):

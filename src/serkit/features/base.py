@@ -13,7 +13,8 @@ from ..cache import FeatureCache, file_digest
 from ..errors import ConfigError
 
 __all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs",
-           "functionals_parallel", "shutdown_pool", "ProcessModel", "SlowdownViews", "parse_slowdown"]
+           "functionals_parallel", "shutdown_pool", "ProcessModel", "SlowdownViews", "parse_slowdown",
+           "SpeedView", "parse_speeds"]
 
 
 class FeatureExtractor:
@@ -165,6 +166,70 @@ class SlowdownViews(FeatureExtractor):
         signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
         parts = [self._view([resample(s, self.sampling_rate, rate) for s in signals]) for rate in self._rates]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def parse_speeds(value) -> list[float]:
+    """``1``, ``"0.9,1,1.1"`` or ``[0.9, 1, 1.1]`` as a list of speed factors, each in [0.5, 2].
+
+    >>> parse_speeds("0.9, 1, 1.1")
+    [0.9, 1.0, 1.1]
+    """
+    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
+        list(value) if isinstance(value, (list, tuple)) else [value])
+    try:
+        out = [float(s) for s in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"speeds {value!r} is not a number or a list of numbers; e.g. [0.9, 1, 1.1]") from None
+    if not out:
+        raise ConfigError("empty speeds; give [1] for the clips as they are, or e.g. [0.9, 1, 1.1]")
+    bad = [f for f in out if not 0.5 <= f <= 2]
+    if bad:
+        raise ConfigError(f"speed {bad[0]:g} is outside 0.5..2; 1 is the original speed, 1.1 is 10 % faster")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"speeds {out} lists a value twice")
+    return out
+
+
+class SpeedView(FeatureExtractor):
+    """Another extractor's features of the speech played ``speed`` times faster, tape-style (tempo,
+    pitch and formants together): one speed-perturbed view of every clip, with its own cache key.
+
+    >>> from serkit.features import get_extractor
+    >>> v = SpeedView(get_extractor("librosa"), 1.1)
+    >>> v.full_config()["speed"], v.feature_names() == get_extractor("librosa").feature_names()
+    (1.1, True)
+    """
+
+    def __init__(self, inner: FeatureExtractor, speed: float):
+        self.inner = inner
+        self.speed = parse_speeds(speed)[0]
+        self.name = inner.name
+        self.sampling_rate = inner.sampling_rate
+        self.min_duration = inner.min_duration
+        self.parallel = inner.parallel
+
+    def config(self) -> dict:
+        return {**self.inner.config(), "speed": self.speed}
+
+    def full_config(self) -> dict:
+        return {**self.inner.full_config(), "speed": self.speed}
+
+    def feature_names(self) -> list[str]:
+        return self.inner.feature_names()
+
+    def _change(self, signal: np.ndarray) -> np.ndarray:
+        from ..audio import resample
+
+        # read the samples as if taken `speed` times faster, back at the extractor's own rate
+        rate = self.sampling_rate
+        changed = resample(np.asarray(signal, np.float32).reshape(-1), int(round(rate * self.speed)), rate)
+        return _pad(changed, int(self.min_duration * rate))
+
+    def functionals(self, signal: np.ndarray) -> np.ndarray:
+        return self.inner.functionals(self._change(signal))
+
+    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        return self.inner.functionals_batch([self._change(s) for s in signals])
 
 
 def register_extractor(name: str):

@@ -7,6 +7,10 @@ Normalisation is either ``"global"`` (one standardisation fitted on the training
 computed from its unlabelled utterances — at test time from the test speaker's audio, which needs
 no labels and so keeps the evaluation speaker-independent. Hyperparameters are chosen by inner
 cross-validation grouped by training speaker; test speakers are never seen during the search.
+
+``speeds`` adds speed-perturbed views of every clip (tape-style, e.g. ``[0.9, 1, 1.1]``): the
+classifier learns from all views of the training clips (each view standardised with its own
+statistics), and a clip's probabilities are the geometric mean over its views.
 """
 
 from __future__ import annotations
@@ -163,6 +167,10 @@ class FeatureClassifier(Classifier):
         For stacking: the classifier used on each feature set (default ``"svm-linear"``).
     inner_folds
         Folds of the inner (training-speaker) cross-validation.
+    speeds
+        Speed factors of the views of each clip (``[1.0]``: the clip as it is). With several, every
+        view of a training clip is a training example and predictions average the views'
+        log-probabilities; extraction costs one pass per view.
     calibration
         How an SVM turns scores into probabilities: ``"decision"`` (default: softmax of the
         one-vs-rest decision values with a temperature fitted on inner-CV out-of-fold scores; its
@@ -183,8 +191,11 @@ class FeatureClassifier(Classifier):
         inner_folds: int = 3,
         min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES,
         calibration: str = "decision",
+        speeds: Sequence[float] = (1.0,),
         seed: int = 0,
     ):
+        from ..features.base import parse_speeds
+
         self.features = [features] if isinstance(features, (str, dict)) else list(features)
         self.classifier = classifier
         self.normalisation = normalisation
@@ -194,6 +205,7 @@ class FeatureClassifier(Classifier):
         self.inner_folds = inner_folds
         self.min_speaker_utterances = min_speaker_utterances
         self.calibration = calibration
+        self.speeds = parse_speeds(speeds)
         self.seed = seed
         if calibration not in ("platt", "decision"):
             raise ConfigError(f"unknown calibration {calibration!r}; use 'platt' or 'decision'")
@@ -218,25 +230,35 @@ class FeatureClassifier(Classifier):
     def sampling_rate(self) -> int:  # type: ignore[override]
         return self._extractors()[0].sampling_rate
 
-    def _blocks_from_utterances(self, utterances, progress) -> list[np.ndarray]:
+    def _view_extractors(self) -> list[list]:
+        """Per speed view, the extractor of each feature set (speed 1: the extractors themselves)."""
+        from ..features.base import SpeedView
+
+        return [[e if f == 1.0 else SpeedView(e, f) for e in self._extractors()] for f in self.speeds]
+
+    def _blocks_from_utterances(self, utterances, progress) -> list[list[np.ndarray]]:
+        """Per speed view, one [n, d_b] block per feature set."""
         from ..features import extract
 
-        return [extract(e, utterances, progress=progress) for e in self._extractors()]
+        return [[extract(e, utterances, progress=progress) for e in view] for view in self._view_extractors()]
 
-    def _blocks_from_signals(self, signals) -> list[np.ndarray]:
+    def _blocks_from_signals(self, signals) -> list[list[np.ndarray]]:
         from ..audio import resample
-
-        out = []
-        rate = self.sampling_rate
         from ..features.base import _pad, functionals_parallel
 
-        for e in self._extractors():
-            sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
-            n = int(e.min_duration * e.sampling_rate)
-            out.append(functionals_parallel(e, [_pad(np.asarray(s, np.float32), n) for s in sigs]))
+        rate = self.sampling_rate
+        out = []
+        for view in self._view_extractors():
+            blocks = []
+            for e in view:
+                sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
+                n = int(e.min_duration * e.sampling_rate)
+                blocks.append(functionals_parallel(e, [_pad(np.asarray(s, np.float32), n) for s in sigs]))
+            out.append(blocks)
         return out
 
     def _normalise(self, block: np.ndarray, b: int, speakers) -> np.ndarray:
+        """Standardise block ``b`` (numbered across views: view * n_feature_sets + set)."""
         block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         if self.normalisation == "none":
             return block.astype(np.float64)
@@ -254,20 +276,30 @@ class FeatureClassifier(Classifier):
         utterances = list(utterances)
         if len(utterances) < 2:
             raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
-        blocks = self._blocks_from_utterances(utterances, progress)
+        views = self._blocks_from_utterances(utterances, progress)
         speakers = np.array([u.speaker for u in utterances])
-        return self.fit_features(blocks, [u.label for u in utterances], speakers)
+        return self._fit_views(views, [u.label for u in utterances], speakers)
 
     def fit_features(self, blocks: list[np.ndarray], labels: Sequence[str], speakers: np.ndarray):
-        """Fit on precomputed feature blocks (one [n, d_b] array per feature set)."""
+        """Fit on precomputed feature blocks (one [n, d_b] array per feature set) of one view."""
+        if len(self.speeds) != 1:
+            raise ConfigError(f"fit_features takes one view of the clips; this model has speeds {self.speeds}: use fit()")
+        return self._fit_views([blocks], labels, speakers)
+
+    def _fit_views(self, views: list[list[np.ndarray]], labels: Sequence[str], speakers: np.ndarray):
+        """Fit on every view's blocks: the views' rows are stacked as extra training examples."""
         labels_ = sorted(set(labels))
         if len(labels_) < 2:
             raise ConfigError(f"training data has a single label {labels_}; a classifier needs at least two")
-        y = np.array([labels_.index(l) for l in labels])
+        blocks = [b for view in views for b in view]
         clean = [np.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0) for b in blocks]
         self.global_mean_ = [b.mean(axis=0) for b in clean]
         self.global_std_ = [np.where(b.std(axis=0) > 1e-8, b.std(axis=0), 1.0) for b in clean]
-        xs = [self._normalise(b, i, speakers) for i, b in enumerate(blocks)]
+        nb = len(views[0])
+        xs = [np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
+              for b in range(nb)]
+        y = np.tile([labels_.index(l) for l in labels], len(views))
+        speakers = np.tile(np.asarray(speakers), len(views))  # a clip's views stay in one inner fold
         self.labels_ = labels_
         self.selected_ = {}
         if self.classifier == "stacking":
@@ -309,9 +341,16 @@ class FeatureClassifier(Classifier):
         self.selected_ = {"base": params_all}
 
     # -- predicting -------------------------------------------------------------------------------
-    def _proba_from_blocks(self, blocks, speakers) -> np.ndarray:
+    def _proba_from_views(self, views, speakers) -> np.ndarray:
+        """Probabilities from every view's blocks: the geometric mean over the views."""
         self._check_fitted()
-        xs = [self._normalise(b, i, speakers) for i, b in enumerate(blocks)]
+        if len(views) == 1:
+            return self._proba_from_blocks(views[0], 0, speakers)
+        logs = [np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers), 1e-12)) for v, blocks in enumerate(views)]
+        return _softmax(np.mean(logs, axis=0))
+
+    def _proba_from_blocks(self, blocks, view: int, speakers) -> np.ndarray:
+        xs = [self._normalise(b, view * len(blocks) + i, speakers) for i, b in enumerate(blocks)]
         n_labels = len(self.labels_)
         if self.classifier == "stacking":
             z = np.concatenate([_aligned_proba(est, x, n_labels) for est, x in zip(self.estimators_[:-1], xs)], axis=1)
@@ -325,14 +364,14 @@ class FeatureClassifier(Classifier):
         self._check_fitted()
         if len(signals) == 0:
             return np.zeros((0, len(self.labels_)))
-        return self._proba_from_blocks(self._blocks_from_signals(signals), speakers)
+        return self._proba_from_views(self._blocks_from_signals(signals), speakers)
 
     def predict_proba_utterances(self, utterances, *, adapt=None, progress: bool = True) -> np.ndarray:
         self._check_fitted()
         utterances = list(utterances)
         use_speakers = self.normalisation == "speaker" if adapt is None else bool(adapt)
         speakers = np.array([u.speaker for u in utterances]) if use_speakers else None
-        return self._proba_from_blocks(self._blocks_from_utterances(utterances, progress), speakers)
+        return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers)
 
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -377,7 +416,7 @@ class FeatureClassifier(Classifier):
                 )
             model.estimators_ = sio.load(path, trusted=untrusted)
             with np.load(directory / "normalisation.npz", allow_pickle=False) as z:
-                n = len(model.features)
+                n = len(model.features) * len(model.speeds)
                 model.global_mean_ = [z[f"global_mean_{i}"] for i in range(n)]
                 model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
                 if "temperature" in z.files:
