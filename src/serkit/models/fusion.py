@@ -26,7 +26,10 @@ log-loss); ``mean`` averages log-probabilities with equal weights and needs no i
 
 Per-speaker adaptation passes through to the members. Out-of-fold probabilities are computed in both
 modes (adapted and single-utterance) and a combiner is learned for each, so a single clip is scored
-with weights learned on single clips.
+with weights learned on single clips. ``centre_speakers: true`` adapts the fused scores as well: a
+speaker's fused log-probabilities have their mean over that speaker's clips subtracted, which
+removes a bias of the whole voice towards one class (a voice that sounds sad in every clip) — the
+same assumption as per-speaker standardisation, that a speaker's clips span several emotions.
 """
 
 from __future__ import annotations
@@ -84,6 +87,20 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _centre_speakers(z: np.ndarray, speakers) -> np.ndarray:
+    """``z`` [shape=(n, c)] minus, row by row, the mean of its speaker's rows (speakers with at
+    least ``MIN_SPEAKER_UTTERANCES`` rows; the others' rows are returned as they are)."""
+    from .features import MIN_SPEAKER_UTTERANCES
+
+    z = np.array(z, dtype=np.float64)
+    speakers = np.asarray([str(s) for s in speakers])
+    for s in np.unique(speakers):
+        rows = speakers == s
+        if rows.sum() >= MIN_SPEAKER_UTTERANCES:
+            z[rows] -= z[rows].mean(axis=0)
+    return z
+
+
 def _fit_weights(logps: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative member weights minimising the log-loss of ``softmax(sum_m w_m log p_m)``.
 
@@ -124,6 +141,9 @@ class FusionClassifier(Classifier):
         Speaker-grouped folds of the training set that give the out-of-fold probabilities.
     meta_c
         Inverse regularisation of the stacking logistic regression.
+    centre_speakers
+        In adapted prediction, subtract from each fused log-probability its mean over the clips of
+        the same speaker (speakers with at least ``MIN_SPEAKER_UTTERANCES`` clips; others as they are).
     seed
         Seed of the inner folds and the combiner.
 
@@ -137,11 +157,12 @@ class FusionClassifier(Classifier):
     """
 
     def __init__(self, members: Sequence = (), *, combine: str = "stacking", inner_folds: int = 3,
-                 meta_c: float = 1.0, seed: int = 0):
+                 meta_c: float = 1.0, centre_speakers: bool = False, seed: int = 0):
         self.members = list(members)
         self.combine = combine
         self.inner_folds = int(inner_folds)
         self.meta_c = float(meta_c)
+        self.centre_speakers = bool(centre_speakers)
         self.seed = int(seed)
         if combine not in COMBINERS:
             raise ConfigError(f"unknown fusion combine {combine!r}; use one of {', '.join(COMBINERS)}")
@@ -217,12 +238,16 @@ class FusionClassifier(Classifier):
         return {"coef": coef.tolist(), "intercept": intercept.tolist()}
 
     # -- predicting -------------------------------------------------------------------------------
-    def _combine(self, logps: np.ndarray, mode: str) -> np.ndarray:
+    def _combine(self, logps: np.ndarray, mode: str, speakers=None) -> np.ndarray:
         c = self.combiners_[mode]
         if "weights" in c:
-            return _softmax(np.tensordot(np.asarray(c["weights"]), logps, axes=1))
-        x = np.concatenate(list(logps), axis=1)
-        return _softmax(x @ np.asarray(c["coef"]).T + np.asarray(c["intercept"]))
+            z = np.tensordot(np.asarray(c["weights"]), logps, axes=1)
+        else:
+            x = np.concatenate(list(logps), axis=1)
+            z = x @ np.asarray(c["coef"]).T + np.asarray(c["intercept"])
+        if self.centre_speakers and mode == "speaker" and speakers is not None:
+            z = _centre_speakers(z, speakers)
+        return _softmax(z)
 
     def _member_logps(self, probs: list[np.ndarray]) -> np.ndarray:
         out = []
@@ -243,7 +268,7 @@ class FusionClassifier(Classifier):
             sigs = signals if model.sampling_rate == self.sampling_rate else [
                 resample(np.asarray(s, np.float32), self.sampling_rate, model.sampling_rate) for s in signals]
             probs.append(model.predict_proba(sigs, speakers=speakers))
-        return self._combine(self._member_logps(probs), "speaker" if speakers is not None else "none")
+        return self._combine(self._member_logps(probs), "speaker" if speakers is not None else "none", speakers)
 
     def predict_proba_utterances(self, utterances, *, adapt: bool | None = None, progress: bool = True) -> np.ndarray:
         """Probabilities for utterances; ``adapt`` (default True) uses their speakers' statistics."""
@@ -252,7 +277,7 @@ class FusionClassifier(Classifier):
         mode = "none" if adapt is False else "speaker"
         probs = [m.predict_proba_utterances(utterances, adapt=(mode == "speaker"), progress=progress)
                  for m in self.members_]
-        return self._combine(self._member_logps(probs), mode)
+        return self._combine(self._member_logps(probs), mode, [u.speaker for u in utterances])
 
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -261,6 +286,7 @@ class FusionClassifier(Classifier):
             "combine": self.combine,
             "inner_folds": self.inner_folds,
             "meta_c": self.meta_c,
+            "centre_speakers": self.centre_speakers,
             "seed": self.seed,
         }
         if hasattr(self, "combiners_"):
@@ -285,7 +311,7 @@ class FusionClassifier(Classifier):
 
         if "combiners" not in config:
             raise ModelError(f"'{directory}/model.json' lacks the fusion combiners; re-train or re-copy the model")
-        options = {k: config[k] for k in ("combine", "inner_folds", "meta_c", "seed") if k in config}
+        options = {k: config[k] for k in ("combine", "inner_folds", "meta_c", "centre_speakers", "seed") if k in config}
         model = cls(config.get("members", []), **options)
         model.members_ = [load_model(Path(directory) / f"member-{k}")[0] for k in range(len(model.members))]
         model.combiners_ = config["combiners"]
