@@ -92,26 +92,41 @@ class ProcessModel:
             return self._model
 
 
+def _factors(value, what: str, lo: float, hi: float, example: str, prefix: str = "") -> list[float]:
+    """A number, a comma-separated string or a list as distinct floats in [lo, hi] (errors say ``what``)."""
+    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
+        list(value) if isinstance(value, (list, tuple)) else [value])
+    try:
+        out = [float(s) for s in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{prefix}{what} {value!r} is not a number or a list of numbers; e.g. {example}") from None
+    if not out:
+        raise ConfigError(f"{prefix}empty {what}; give e.g. {example} (1 = the original speed)")
+    bad = [k for k in out if not lo <= k <= hi]
+    if bad:
+        raise ConfigError(f"{prefix}{what} {bad[0]:g} is outside {lo:g}..{hi:g}; 1 is the original speed")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{prefix}{what} {out} lists a value twice")
+    return out
+
+
 def parse_slowdown(value, family: str = "soundnet") -> list[float]:
     """``3``, ``"2,3,4"`` or ``[2, 3, 4]`` as a list of floats, each in [0.5, 8] (errors name ``family``).
 
     >>> parse_slowdown("2, 3"), parse_slowdown(1)
     ([2.0, 3.0], [1.0])
     """
-    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
-        list(value) if isinstance(value, (list, tuple)) else [value])
-    try:
-        out = [float(s) for s in items]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{family}: slowdown {value!r} is not a number or a list of numbers; e.g. 3 or '2,3,4'") from None
-    if not out:
-        raise ConfigError(f"{family}: empty slowdown; give a number such as 3 (1 = the original speed)")
-    bad = [k for k in out if not 0.5 <= k <= 8]
-    if bad:
-        raise ConfigError(f"{family}: slowdown {bad[0]:g} is outside 0.5..8; 1 is the original speed")
-    if len(set(out)) != len(out):
-        raise ConfigError(f"{family}: slowdown {out} lists a value twice")
-    return out
+    return _factors(value, "slowdown", 0.5, 8, "3 or '2,3,4'", f"{family}: ")
+
+
+def parse_speeds(value) -> list[float]:
+    """``1``, ``"0.9,1,1.1"`` or ``[0.9, 1, 1.1]`` as a list of speed factors, each in [0.5, 2]
+    (1.1 plays the clip 10 % faster).
+
+    >>> parse_speeds("0.9, 1, 1.1")
+    [0.9, 1.0, 1.1]
+    """
+    return _factors(value, "speeds", 0.5, 2, "[0.9, 1, 1.1]")
 
 
 class SlowdownViews(FeatureExtractor):
@@ -166,28 +181,6 @@ class SlowdownViews(FeatureExtractor):
         signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
         parts = [self._view([resample(s, self.sampling_rate, rate) for s in signals]) for rate in self._rates]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-
-def parse_speeds(value) -> list[float]:
-    """``1``, ``"0.9,1,1.1"`` or ``[0.9, 1, 1.1]`` as a list of speed factors, each in [0.5, 2].
-
-    >>> parse_speeds("0.9, 1, 1.1")
-    [0.9, 1.0, 1.1]
-    """
-    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
-        list(value) if isinstance(value, (list, tuple)) else [value])
-    try:
-        out = [float(s) for s in items]
-    except (TypeError, ValueError):
-        raise ConfigError(f"speeds {value!r} is not a number or a list of numbers; e.g. [0.9, 1, 1.1]") from None
-    if not out:
-        raise ConfigError("empty speeds; give [1] for the clips as they are, or e.g. [0.9, 1, 1.1]")
-    bad = [f for f in out if not 0.5 <= f <= 2]
-    if bad:
-        raise ConfigError(f"speed {bad[0]:g} is outside 0.5..2; 1 is the original speed, 1.1 is 10 % faster")
-    if len(set(out)) != len(out):
-        raise ConfigError(f"speeds {out} lists a value twice")
-    return out
 
 
 class SpeedView(FeatureExtractor):
