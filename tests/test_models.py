@@ -126,7 +126,7 @@ def test_real_utterances_beat_chance_on_held_out_speakers_and_round_trip(emodb_d
     assert json.loads((tmp_path / "m" / "model.json").read_text())["labels"] == ["angry", "neutral", "sad"]
 
 
-def test_speed_views_train_on_every_view_and_average_them(emodb_dir, tmp_path):
+def test_speed_views_train_on_every_view_and_average_them(emodb_dir, tmp_path, monkeypatch):
     """speeds [0.9, 1, 1.1]: three times the training rows, per-view statistics, a geometric mean."""
     from serkit.features.base import SpeedView
 
@@ -151,10 +151,24 @@ def test_speed_views_train_on_every_view_and_average_them(emodb_dir, tmp_path):
     expected = np.exp(logs) / np.exp(logs).sum(axis=1, keepdims=True)
     before = model.predict_proba_utterances(utts[:6], progress=False)
     np.testing.assert_allclose(before, expected, rtol=1e-6)
+    from serkit.audio import read  # in-memory signals take the same path through the views
+
+    signals = [read(u.path, model.sampling_rate)[0] for u in utts[:3]]
+    np.testing.assert_allclose(model.predict_proba(signals),
+                               model.predict_proba_utterances(utts[:3], adapt=False, progress=False), atol=1e-9)
     save_model(model, tmp_path / "m")
     loaded, _ = load_model(tmp_path / "m")
     assert loaded.speeds == [0.9, 1.0, 1.1]
     np.testing.assert_allclose(loaded.predict_proba_utterances(utts[:6], progress=False), before)
+    # one training speaker: the inner folds keep a clip's views together (grouped by clip)
+    import serkit.models.features as fm
+
+    seen = []
+    real = fm._inner_folds
+    monkeypatch.setattr(fm, "_inner_folds", lambda y, groups, k, seed: seen.append(groups) or real(y, groups, k, seed))
+    one = [u for u in utts if u.speaker == "03"]
+    FeatureClassifier(["egemaps"], grid={"C": [0.001, 0.01]}, speeds=[0.9, 1, 1.1]).fit(one, progress=False)
+    assert seen and all(list(g) == list(range(len(one))) * 3 for g in seen)
     with pytest.raises(ConfigError, match="one view"):
         model.fit_features([np.zeros((4, 2))], ["a", "b", "a", "b"], np.array(["s"] * 4))
 

@@ -299,18 +299,20 @@ class FeatureClassifier(Classifier):
         xs = [np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
               for b in range(nb)]
         y = np.tile([labels_.index(l) for l in labels], len(views))
-        speakers = np.tile(np.asarray(speakers), len(views))  # a clip's views stay in one inner fold
+        # inner folds group by speaker; with one training speaker, by clip: a clip's views stay together
+        by = np.asarray(speakers) if len(views) == 1 or len(np.unique(speakers)) > 1 else np.arange(len(labels))
+        groups = np.tile(by, len(views))
         self.labels_ = labels_
         self.selected_ = {}
         if self.classifier == "stacking":
-            self._fit_stacking(xs, y, speakers)
+            self._fit_stacking(xs, y, groups)
         else:
             x = np.concatenate(xs, axis=1)
             grid = self.grid if self.grid is not None else _DEFAULT_GRIDS[self.classifier]
-            params, score = _select(self.classifier, grid, x, y, speakers, self.class_weight, self.inner_folds, self.seed)
+            params, score = _select(self.classifier, grid, x, y, groups, self.class_weight, self.inner_folds, self.seed)
             self.selected_ = {"params": params, "inner_ua": score}
             if self._decision_calibrated():
-                self.temperature_ = _fit_temperature(self.classifier, params, x, y, speakers, self.class_weight,
+                self.temperature_ = _fit_temperature(self.classifier, params, x, y, groups, self.class_weight,
                                                      self.inner_folds, self.seed, len(labels_))
                 self.selected_["temperature"] = self.temperature_
             probability = not self._decision_calibrated()
