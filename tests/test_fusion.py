@@ -95,6 +95,10 @@ def test_fusion_options_are_checked_before_training():
         FusionClassifier([{"recipe": "compare-svm", "sett": {}}, EGEMAPS])
     with pytest.raises(ConfigError, match="unknown classifier"):
         FusionClassifier([EGEMAPS, dict(LIBROSA, classifier="boost")])
+    with pytest.raises(ConfigError, match="true or false"):
+        FusionClassifier([EGEMAPS, LIBROSA], centre_speakers="maybe")
+    with pytest.raises(ConfigError, match="outside 0.5..2"):
+        FusionClassifier([EGEMAPS, dict(LIBROSA, speeds=[1, 3])])
     m = FusionClassifier(["compare-svm", {"recipe": "egemaps-svm", "set": {"model.grid": {"C": [0.1]}}}])
     assert m.member_names == ["compare-svm", "egemaps-svm"]
     assert m._resolved[1][1]["grid"] == {"C": [0.1]}

@@ -162,6 +162,8 @@ class FusionClassifier(Classifier):
         self.combine = combine
         self.inner_folds = int(inner_folds)
         self.meta_c = float(meta_c)
+        if not isinstance(centre_speakers, (bool, np.bool_)):
+            raise ConfigError(f"fusion centre_speakers must be true or false, got {centre_speakers!r}")
         self.centre_speakers = bool(centre_speakers)
         self.seed = int(seed)
         if combine not in COMBINERS:
