@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor
+from .base import ProcessModel, SlowdownViews, _pad, _run_parallel, _split, register_extractor
 
 __all__ = ["SoundNetExtractor"]
 
@@ -125,12 +125,11 @@ class SoundNetExtractor(SlowdownViews):
         torch thread each (see :func:`_run_parallel` for why)."""
         import torch
 
-        from ..networks.heads import lengths_to_mask, masked_max, masked_mean, masked_std
+        from ..networks.heads import MASKED_STATS, lengths_to_mask
 
-        stat_fn = {"mean": masked_mean, "max": masked_max, "std": masked_std}
         model = _MODEL.get()
         need = self.min_samples
-        sigs = [_pad_center(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
+        sigs = [_pad(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
         out = np.zeros((len(sigs), len(self._view_names())), dtype=np.float32)
         order = sorted(range(len(sigs)), key=lambda i: len(sigs[i]))
 
@@ -145,7 +144,7 @@ class SoundNetExtractor(SlowdownViews):
                 for layer in self._layers:
                     a = acts[layer]
                     mask = lengths_to_mask(model.frame_lengths(lengths, layer), a.shape[-1]) if len(idx) > 1 else None
-                    parts.extend(stat_fn[stat](a, mask) for stat in self._pools)
+                    parts.extend(MASKED_STATS[stat](a, mask) for stat in self._pools)
                 return torch.cat(parts, dim=1).numpy()
 
         batches = _batches(order, [len(s) for s in sigs])
@@ -162,7 +161,7 @@ class SoundNetExtractor(SlowdownViews):
         import torch
 
         model = _MODEL.get()
-        x = torch.from_numpy(_pad_center(np.asarray(signal, dtype=np.float32).reshape(-1), self.min_samples))
+        x = torch.from_numpy(_pad(np.asarray(signal, dtype=np.float32).reshape(-1), self.min_samples))
 
         def run(_) -> np.ndarray:
             with torch.inference_mode():
@@ -175,14 +174,6 @@ def slowdown_rate(k: float) -> int:
     """The rate (Hz) at which speech is read so that, played at 22 050 Hz, it is ``k`` times slower
     (what one view of :class:`SoundNetExtractor` reads; the ``soundnet`` model family's input rate)."""
     return int(round(SoundNetExtractor.network_rate * k))
-
-
-def _pad_center(signal: np.ndarray, n: int) -> np.ndarray:
-    # Same symmetric zero padding as features.base.load_signal, for signals that did not come through it.
-    if len(signal) >= n:
-        return signal
-    left = (n - len(signal)) // 2
-    return np.pad(signal, (left, n - len(signal) - left))
 
 
 def _batches(order: list[int], lengths: list[int]) -> list[list[int]]:

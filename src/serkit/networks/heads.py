@@ -17,6 +17,7 @@ __all__ = [
     "masked_mean",
     "masked_max",
     "masked_std",
+    "MASKED_STATS",
     "MeanMaxPool",
     "AttentionPool",
     "ClassifierHead",
@@ -118,6 +119,11 @@ def masked_std(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean[..., None]) ** 2, mask)
     return torch.sqrt(var.clamp(min=eps))
+
+
+#: statistic name → masked statistic over frames ([B, C, T], mask → [B, C]); the embedding
+#: extractors' ``pool`` names
+MASKED_STATS = {"mean": masked_mean, "max": masked_max, "std": masked_std}
 
 
 class _MeanAndPool(nn.Module):
