@@ -68,7 +68,8 @@ def soundnet_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], fl
     """Pretrained embeddings through the feature extractors (what training uses): SoundNet-8 conv5
     mean,max at the original speed, the ``soundnet-linear`` recipe's conv4+conv5 mean,std of the
     speech slowed down 2, 3 and 4 times (nine times the samples through the network, read at
-    88.2 kHz), and the GE2E speaker encoder's LSTM frames (``ge2e-svm``, the default model)."""
+    88.2 kHz), and the GE2E speaker encoder's LSTM frames at one speed (the default model's;
+    ``ge2e-svm`` runs three)."""
     from serkit.features import get_extractor
 
     plain = get_extractor("soundnet", layer="conv5", pool="mean,max")
