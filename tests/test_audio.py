@@ -72,14 +72,6 @@ def test_trim_silence_cuts_leading_and_trailing_silence():
         audio.trim_silence(np.zeros(sr, np.float32), sr)
 
 
-def test_frames_cover_the_tail():
-    assert audio.frames(10.0, window=4.0, hop=2.0) == [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (6.0, 10.0)]
-    assert audio.frames(2.5, window=4.0, hop=2.0) == [(0.0, 2.5)]
-    pieces = audio.segment(np.zeros(16000 * 9, np.float32), 16000, window=4.0, hop=4.0)
-    assert [(s, e) for s, e, _ in pieces] == [(0.0, 4.0), (4.0, 8.0), (5.0, 9.0)]
-    assert all(len(p) == 64000 for _, _, p in pieces)
-
-
 def test_missing_file(tmp_path):
     with pytest.raises(AudioError, match="does not exist"):
         audio.read(tmp_path / "nope.wav")

@@ -92,9 +92,9 @@ def test_long_upload_shows_timeline(page, long_clip):
     assert page.is_visible("#timeline-block")
     import soundfile as sf
 
-    from serkit.audio import frames
+    from serkit.windows import spans
 
-    expected = frames(sf.info(long_clip).duration, window=4.0, hop=2.0)  # the page asks for 4 s every 2 s
+    expected = list(spans(sf.info(long_clip).duration, window=4.0, hop=2.0))  # the page asks for 4 s every 2 s
     assert int(page.get_attribute("#timeline", "data-rendered")) == len(expected)
     assert _painted(page, "timeline") > 2000
     page.screenshot(path=str(ARTIFACTS / "browser-timeline.png"), full_page=True)

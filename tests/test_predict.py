@@ -8,7 +8,8 @@ import soundfile as sf
 
 from pathlib import Path
 
-from serkit.inference import Recognizer, vad_segments
+from serkit.inference import Recognizer
+from serkit.segmentation import vad_segments
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def emodb_dir_module():
 def test_long_file_is_predicted_over_windows(model_dir, long_file):
     rec = Recognizer.load(model_dir)
     duration = sf.info(long_file).duration
-    assert duration > rec.max_duration
+    assert duration > rec.long_file_s
     row = rec.predict_file(long_file).iloc[0]
     assert row["error"] == "" and row["start"] == 0.0 and row["end"] == pytest.approx(duration, abs=0.01)
     assert sum(row[f"p_{l}"] for l in rec.labels) == pytest.approx(1.0, abs=1e-5)
@@ -113,7 +114,8 @@ def test_predict_folder_with_bad_files_and_a_20_minute_file(soundnet_dir, awkwar
     from serkit.cli import main
 
     out = tmp_path / "p.csv"
-    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder), "--out", str(out)])
+    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder), "--out", str(out),
+                 "--max-duration", "1800"])
     assert code == 0  # some files failed, not all
     import pandas as pd
 
@@ -129,6 +131,11 @@ def test_predict_folder_with_bad_files_and_a_20_minute_file(soundnet_dir, awkwar
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)
     err = capsys.readouterr().err
     assert err.count("error: ") == 3
+    # without --max-duration the shared limit (600 s, the HTTP service's) makes the 20 minutes an error row
+    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder / "sub" / "long.wav"),
+                 "--out", str(out)])
+    t = pd.read_csv(out, keep_default_na=False)
+    assert code == 1 and "1200.0 s long; the limit is 600 s (SERKIT_MAX_DURATION_S" in t["error"].iloc[0]
 
 
 def test_timeline_of_the_20_minute_file_with_plot(soundnet_dir, awkward_folder, tmp_path):
@@ -139,7 +146,7 @@ def test_timeline_of_the_20_minute_file_with_plot(soundnet_dir, awkward_folder, 
     out = tmp_path / "t.jsonl"
     code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder / "sub" / "long.wav"),
                  str(awkward_folder / "good.wav"), "--timeline", "--vad", "--plot", str(tmp_path / "plots"),
-                 "--out", str(out)])
+                 "--out", str(out), "--max-duration", "1800"])
     assert code == 0
     t = pd.read_json(out, lines=True)
     long = t[t["file"].str.endswith("long.wav")]
@@ -154,17 +161,17 @@ def test_timeline_of_the_20_minute_file_with_plot(soundnet_dir, awkward_folder, 
 
 def test_manifest_input(soundnet_dir, awkward_folder, tmp_path):
     rec = Recognizer.load(soundnet_dir)
-    from serkit.inference import expand_inputs
+    from serkit.inputs import Clip, expand_inputs
 
     (tmp_path / "m.csv").write_text(f"path,label\n{awkward_folder / 'good.wav'},x\nnope.wav,y\n")
     files = expand_inputs([tmp_path / "m.csv"])
-    assert files == [str(awkward_folder / "good.wav"), str(tmp_path / "nope.wav")]
+    assert files == [Clip(str(awkward_folder / "good.wav")), Clip(str(tmp_path / "nope.wav"))]
     t = rec.predict_batch(files)
     assert t.iloc[0]["error"] == "" and "does not exist" in t.iloc[1]["error"]
     (tmp_path / "bad.csv").write_text("file\nx.wav\n")
     from serkit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="no 'path' column"):
+    with pytest.raises(ConfigError, match=r"lacks column\(s\) path"):
         expand_inputs([tmp_path / "bad.csv"])
 
 

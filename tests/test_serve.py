@@ -142,14 +142,14 @@ def test_predict_accepts_flac_and_octet_stream(client, clip):
 
 
 def test_timeline_windows(client, long_clip):
-    from serkit.audio import frames
+    from serkit.windows import spans
 
     r = post(client, "/v1/timeline?window=4&hop=2", long_clip.read_bytes(), name="long.wav")
     assert r.status_code == 200, r.text
     body = r.json()
     duration = sf.info(long_clip).duration
     assert body["duration"] == pytest.approx(duration, abs=1e-3)
-    expected = frames(duration, window=4.0, hop=2.0)
+    expected = list(spans(duration, window=4.0, hop=2.0, sampling_rate=16000))
     assert [(w["start"], w["end"]) for w in body["windows"]] == [pytest.approx(e, abs=1e-3) for e in expected]
     assert all(w["label"] in ("angry", "neutral", "sad") for w in body["windows"])
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
@@ -333,7 +333,7 @@ def test_sliding_window_memory_resampling_and_silence(recognizer):
     for _ in range(40):  # 20 s of noise in 0.5 s chunks
         rows = eng.feed((0.1 * rng.standard_normal(24000)).astype(np.float32))
         n += len(rows)
-        assert eng._buffer.size <= 48000 + 24000  # one window plus one hop
+        assert eng.cutter._buffer.size <= 48000 + 24000  # one window plus one hop
     assert n == 39 and eng.duration == pytest.approx(20.0)
     silent = eng.feed(np.zeros(72000, np.int16))  # the first new window still holds 0.5 s of noise
     assert list(silent["error"]) == ["", "silence", "silence"] and list(silent["label"])[1:] == ["", ""]

@@ -1,7 +1,12 @@
-"""Reading, resampling, normalising, trimming and segmenting audio.
+"""Reading (whole, in parts or as a stream of blocks), resampling, normalising and trimming audio.
 
 This is the only module that touches decoders. Every signal leaving it is a float32 mono
 ``numpy`` array; the sample rate travels beside it as ``sampling_rate`` (Hz).
+
+Some files do not say how long they are (a FLAC whose STREAMINFO total-samples field is 0, legal
+for "unknown"; libsndfile then reports 2^63 - 1 frames): :func:`info` counts their samples by
+decoding them block by block, up to a limit, and :func:`read` / :func:`blocks` read them as a
+stream. Nothing here ever allocates for a length a header merely claims.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ __all__ = [
     "resample",
     "normalize",
     "trim_silence",
-    "frames",
-    "segment",
+    "blocks",
     "find_audio_files",
+    "scan_audio_folder",
+    "max_duration_s",
+    "DEFAULT_MAX_DURATION_S",
 ]
 
 #: File extensions serkit reads (libsndfile decodes all of them, mp3 included).
@@ -33,6 +40,32 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 #: Sample rates outside this range are rejected as absurd (telephone 8 kHz ... studio 384 kHz).
 MIN_SAMPLING_RATE = 4000
 MAX_SAMPLING_RATE = 384000
+
+#: Longest audio serkit processes (seconds) unless told otherwise: the HTTP service, ``serkit
+#: predict`` and :class:`serkit.inference.Recognizer` share it (``SERKIT_MAX_DURATION_S``).
+DEFAULT_MAX_DURATION_S = 600.0
+MAX_DURATION_ENV = "SERKIT_MAX_DURATION_S"
+
+#: libsndfile reports a length of 2^63 - 1 frames for a file whose header gives none.
+_UNKNOWN_FRAMES = 2**62
+
+#: Frames decoded per block when a file is read as a stream (4 s at 16 kHz).
+_BLOCK = 65536
+
+
+def max_duration_s(environ=None) -> float:
+    """The shared duration limit: ``SERKIT_MAX_DURATION_S`` if set, else :data:`DEFAULT_MAX_DURATION_S`."""
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_DURATION_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_DURATION_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise AudioError(f"{MAX_DURATION_ENV}={raw!r} must be a positive number of seconds, e.g. 600")
+    return value
 
 
 @dataclass(frozen=True)
@@ -44,6 +77,10 @@ class AudioInfo:
     channels: int
     frames: int
     format: str
+    #: The header gave no length: ``frames`` was counted by decoding (see :func:`info`).
+    counted: bool = False
+    #: Counting stopped at the limit: the file holds at least ``frames`` frames, maybe more.
+    truncated: bool = False
 
     @property
     def duration(self) -> float:
@@ -54,9 +91,15 @@ class AudioInfo:
 def _check_path(path) -> Path:
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise AudioError(f"'{p}' is a broken symbolic link (to '{os.readlink(p)}'); fix or remove the link")
         raise AudioError(f"audio file '{p}' does not exist; check the path (relative paths start at {os.getcwd()})")
     if p.is_dir():
         raise AudioError(f"'{p}' is a folder, not an audio file; pass a file, or use a command that takes folders")
+    if not p.is_file():  # never opened: reading a FIFO blocks until someone writes to it
+        raise AudioError(f"'{p}' is not a regular file (a FIFO, socket or device); save the audio to a file first")
+    if not os.access(p, os.R_OK):
+        raise AudioError(f"audio file '{p}' cannot be read (permission denied); check its permissions")
     if p.stat().st_size == 0:
         raise AudioError(f"audio file '{p}' is empty (0 bytes); re-export or re-copy it")
     return p
@@ -78,13 +121,17 @@ def _check_rate(p, sampling_rate: int) -> None:
         )
 
 
-def info(path) -> AudioInfo:
+def info(path, *, max_duration_s: float | None = None) -> AudioInfo:
     """Read a file's header: sample rate, channels, length.
+
+    A file whose header gives no length is decoded block by block to count its frames
+    (``counted``); with ``max_duration_s`` the count stops once it is longer than that
+    (``truncated``: the file holds at least ``frames`` frames).
 
     Raises
     ------
     AudioError
-        The file is missing, empty, not audio, or has an absurd sample rate.
+        The file is missing, empty, not a regular file, not audio, or has an absurd sample rate.
     """
     import soundfile as sf
 
@@ -93,8 +140,86 @@ def info(path) -> AudioInfo:
         i = sf.info(str(p))
     except Exception as exc:  # libsndfile raises its own RuntimeError/LibsndfileError
         raise _open_error(p, exc) from None
-    _check_rate(p, int(i.samplerate))
-    return AudioInfo(str(p), int(i.samplerate), int(i.channels), int(i.frames), str(i.format))
+    sr = int(i.samplerate)
+    _check_rate(p, sr)
+    frames, counted, truncated = int(i.frames), False, False
+    if frames >= _UNKNOWN_FRAMES:
+        limit = None if max_duration_s is None else int(max_duration_s * sr) + 1
+        frames, counted = 0, True
+        for block in blocks(p, _BLOCK, mono=False):
+            frames += len(block)
+            if limit is not None and frames >= limit:
+                truncated = True
+                break
+    return AudioInfo(str(p), sr, int(i.channels), frames, str(i.format), counted, truncated)
+
+
+def blocks(path, blocksize: int = _BLOCK, *, start: int = 0, stop: int | None = None,
+           mono: bool = True):
+    """Decode a file as a stream of float32 blocks at its own rate (frames ``start`` … ``stop``).
+
+    Works for files whose header gives no length: they are read until the decoder runs dry.
+    Blocks are mono (channels averaged) unless ``mono=False`` ([shape=(n, channels)]).
+
+    Yields
+    ------
+    np.ndarray [shape=(n,), float32]
+    """
+    import soundfile as sf
+
+    p = Path(path)
+
+    def open_at(pos: int):
+        f = sf.SoundFile(str(p))
+        if pos:
+            f.seek(pos)
+        return f
+
+    try:
+        f = open_at(start)
+    except Exception as exc:
+        raise _open_error(p, exc) from None
+    try:
+        unknown = f.frames >= _UNKNOWN_FRAMES
+        pos = start
+        while stop is None or pos < stop:
+            want = blocksize if stop is None else min(blocksize, stop - pos)
+            try:
+                data = _read_raw(f, want) if unknown else f.read(want, dtype="float32", always_2d=True)
+            except Exception as exc:
+                if not unknown:
+                    raise _open_error(p, exc) from None
+                # without libsndfile's raw read: soundfile reads the last partial block of a length-less
+                # FLAC, then fails to seek past the end (and the handle stays failed); reopen and read
+                # the rest in halves (this may lose the last FLAC frame, < 0.3 s)
+                data = None
+                while data is None and want > 1:
+                    want //= 2
+                    f.close()
+                    try:
+                        f = open_at(pos)
+                        data = f.read(want, dtype="float32", always_2d=True)
+                    except Exception:
+                        data = None
+                if data is None:
+                    return
+            if len(data):
+                pos += len(data)
+                yield data.mean(axis=1, dtype=np.float32) if mono else data
+            if len(data) < want:
+                return
+    finally:
+        f.close()
+
+
+def _read_raw(f, n: int) -> np.ndarray:
+    """Up to ``n`` frames through libsndfile's ``sf_readf_float``, which, unlike ``SoundFile.read``,
+    does not seek after reading (a seek that fails at the end of a FLAC that gives no length)."""
+    import soundfile as sf
+
+    out = np.empty((n, f.channels), np.float32)
+    got = sf._snd.sf_readf_float(f._file, sf._ffi.cast("float *", out.ctypes.data), n)
+    return out[: max(0, int(got))]
 
 
 def read(
@@ -134,15 +259,22 @@ def read(
             sr = int(f.samplerate)
             _check_rate(p, sr)
             first = 0 if start is None else max(0, int(round(start * sr)))
-            last = f.frames if end is None else min(f.frames, int(round(end * sr)))
-            if last <= first:
-                raise AudioError(
-                    f"'{p}' has no samples between {start or 0:.3f}s and {end if end is not None else f.frames / sr:.3f}s "
-                    f"(file length {f.frames / sr:.3f}s); check the segment times"
-                )
-            if first:
-                f.seek(first)
-            data = f.read(last - first, dtype="float32", always_2d=True)
+            if f.frames >= _UNKNOWN_FRAMES:  # no length in the header: decode as a stream
+                last = None if end is None else int(round(end * sr))
+                parts = list(blocks(p, start=first, stop=last, mono=False)) if last is None or last > first else []
+                data = np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
+                if not len(data):
+                    raise AudioError(f"'{p}' has no samples from {start or 0:.3f}s on; check the segment times")
+            else:
+                last = f.frames if end is None else min(f.frames, int(round(end * sr)))
+                if last <= first:
+                    raise AudioError(
+                        f"'{p}' has no samples between {start or 0:.3f}s and {end if end is not None else f.frames / sr:.3f}s "
+                        f"(file length {f.frames / sr:.3f}s); check the segment times"
+                    )
+                if first:
+                    f.seek(first)
+                data = f.read(last - first, dtype="float32", always_2d=True)
     except AudioError:
         raise
     except Exception as exc:
@@ -235,47 +367,76 @@ def _frame_rms(signal: np.ndarray, n: int, hop: int) -> np.ndarray:
     return np.sqrt((cs[idx + n] - cs[idx]) / n)
 
 
-def frames(duration: float, *, window: float, hop: float) -> list[tuple[float, float]]:
-    """``(start, end)`` times (seconds) of fixed windows over ``duration`` seconds.
-
-    The last window is aligned to the end so the tail is covered; audio shorter than one window
-    gives one window over the whole signal.
-
-    >>> frames(10.0, window=4.0, hop=3.0)
-    [(0.0, 4.0), (3.0, 7.0), (6.0, 10.0)]
-    """
-    if window <= 0 or hop <= 0:
-        raise AudioError(f"window ({window}s) and hop ({hop}s) must both be positive")
-    if duration <= window:
-        return [(0.0, float(duration))]
-    out = []
-    t = 0.0
-    while t + window < duration - 1e-9:
-        out.append((round(t, 6), round(t + window, 6)))
-        t += hop
-    last = (round(duration - window, 6), round(float(duration), 6))
-    if not out or out[-1][1] < duration - 1e-9:
-        out.append(last)
-    return out
-
-
-def segment(
-    signal: np.ndarray, sampling_rate: int, *, window: float = 4.0, hop: float = 2.0
-) -> list[tuple[float, float, np.ndarray]]:
-    """Cut a long signal into ``(start, end, piece)`` windows of ``window`` seconds every ``hop`` seconds."""
-    duration = len(signal) / sampling_rate
-    out = []
-    for s, e in frames(duration, window=window, hop=hop):
-        out.append((s, e, signal[int(round(s * sampling_rate)) : int(round(e * sampling_rate))]))
-    return out
-
-
 def find_audio_files(root, *, recursive: bool = True) -> list[Path]:
-    """All files under ``root`` with an audio extension, sorted; ``root`` may itself be a file."""
+    """All regular files under ``root`` with an audio extension, sorted; ``root`` may itself be a file.
+
+    Linked folders are followed (each real folder once, so a link cycle ends); see
+    :func:`scan_audio_folder` for the entries that are skipped.
+    """
     p = Path(root)
     if p.is_file():
         return [p]
     if not p.is_dir():
         raise AudioError(f"'{p}' does not exist; pass an audio file or a folder of audio files")
-    it = p.rglob("*") if recursive else p.iterdir()
-    return sorted(f for f in it if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+    return scan_audio_folder(p, recursive=recursive)[0]
+
+
+def scan_audio_folder(root, *, recursive: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Audio files under a folder, and the entries that look like audio but cannot be read.
+
+    Symbolic links to folders are followed; a folder reached twice (a link cycle, or two links to
+    one folder) is listed once.
+
+    Returns
+    -------
+    files : list of Path
+        Regular files with an audio extension (links to them included), sorted.
+    problems : list of (Path, str)
+        Entries with an audio extension that are not regular files (FIFOs, sockets, devices),
+        broken links, and folders that cannot be listed, each with a message saying why.
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    seen: set = set()
+
+    def walk(folder: Path) -> None:
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            problems.append((folder, f"folder '{folder}' cannot be read ({exc.strerror or exc}); check its permissions"))
+            return
+        if (st.st_dev, st.st_ino) in seen:
+            return  # reached again through a link: a cycle, or the same folder twice
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append((folder, f"folder '{folder}' cannot be listed ({exc.strerror or exc}); check its permissions"))
+            return
+        for e in entries:
+            path = Path(e.path)
+            try:
+                is_dir = e.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if recursive:
+                    walk(path)
+                continue
+            if path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            try:
+                regular = e.is_file()
+            except OSError:
+                regular = False
+            if regular:
+                files.append(path)
+            elif e.is_symlink() and not path.exists():
+                problems.append((path, f"'{path}' is a broken symbolic link (to '{os.readlink(path)}'); "
+                                       "fix or remove the link"))
+            else:
+                problems.append((path, f"'{path}' is not a regular file (a FIFO, socket or device); "
+                                       "save the audio to a file first"))
+
+    walk(Path(root))
+    return sorted(files), problems

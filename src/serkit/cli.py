@@ -82,14 +82,19 @@ def _parser() -> argparse.ArgumentParser:
 
     pr = cmd("predict", "predict emotions of audio files and folders")
     pr.add_argument("paths", nargs="+",
-                    help="audio files, folders (searched recursively) and/or CSV manifests with a path column")
+                    help="audio files, folders (searched recursively, linked folders followed) and/or CSV "
+                         "manifests with a path column (rows with start,end are predicted as segments)")
     pr.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
     pr.add_argument("--format", default=None, choices=["csv", "json", "jsonl", "parquet"],
                     help="output format (default: from --out's extension, else csv)")
     pr.add_argument("--out", default=None, help="write the table here instead of stdout")
     pr.add_argument("--timeline", action="store_true", help="one row per window for long audio")
-    pr.add_argument("--window", type=float, default=4.0, help="timeline window (s)")
-    pr.add_argument("--hop", type=float, default=2.0, help="timeline hop (s)")
+    pr.add_argument("--window", type=float, default=4.0,
+                    help="timeline window (s, default 4: the windows that summarise a long file too)")
+    pr.add_argument("--hop", type=float, default=2.0, help="timeline hop (s, default 2)")
+    pr.add_argument("--max-duration", type=float, default=None, metavar="S",
+                    help="longest audio to process (s); longer files are error rows "
+                         "(default: SERKIT_MAX_DURATION_S or 600, the HTTP service's limit)")
     pr.add_argument("--vad", action="store_true",
                     help="timeline: cut at pauses (energy VAD) into 3-5 s speech segments instead of fixed windows")
     pr.add_argument("--plot", default=None, metavar="DIR",
@@ -277,9 +282,10 @@ def write_table(table, out: str | None, fmt: str | None) -> None:
 
 
 def _cmd_predict(args) -> int:
-    from .inference import Recognizer, expand_inputs
+    from .inference import Recognizer
+    from .inputs import expand_inputs
 
-    rec = Recognizer.load(args.model)
+    rec = Recognizer.load(args.model, max_duration_s=args.max_duration)
     files = expand_inputs(args.paths)
     if not files:
         raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")
@@ -288,9 +294,9 @@ def _cmd_predict(args) -> int:
     if args.timeline:
         table = rec.timelines(files, window=args.window, hop=args.hop, vad=args.vad, progress=_progress(args))
         if args.plot:
-            from .inference import plot_timeline
+            from .plotting import plot_timeline
 
-            for f, png in _plot_names(files, args.plot).items():
+            for f, png in _plot_names([c.path for c in files], args.plot).items():
                 part = table[table["file"] == f]
                 if (part["error"].isin(["", "silence"])).all() and len(part):
                     plot_timeline(part, png)
@@ -300,7 +306,7 @@ def _cmd_predict(args) -> int:
     else:
         speakers = None
         if args.adapt_by == "folder":
-            speakers = [str(Path(f).parent) for f in files]
+            speakers = [str(Path(c.path).parent) for c in files]
         elif args.adapt_by == "all":
             speakers = ["all"] * len(files)
         table = rec.predict_batch(files, progress=_progress(args), speakers=speakers)
@@ -309,7 +315,7 @@ def _cmd_predict(args) -> int:
     for _, row in failed.iterrows():
         print(f"error: {row['error']}", file=sys.stderr)
     n_files = len(files)
-    n_bad = failed["file"].nunique()
+    n_bad = len(failed)  # one error row per failed input (file, segment or folder entry)
     if n_bad:
         _say(args, f"{n_files - n_bad} of {n_files} files predicted, {n_bad} failed (see error column)")
     if args.out:

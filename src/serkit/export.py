@@ -274,10 +274,10 @@ def _calibration_signals(meta: dict, calibration, n_clips: int, sr: int, min_sam
     """Decoded calibration clips at ``sr`` (at most 5 s each, padded to ``min_samples``)."""
     from .audio import read
     from .errors import SerkitError
-    from .inference import expand_inputs
+    from .inputs import expand_inputs
 
     if calibration:
-        paths = expand_inputs(calibration)
+        paths = [c.path for c in expand_inputs(calibration) if not c.error]
     else:
         paths = []
         for spec in (meta.get("trained_on") or {}).get("corpora") or []:

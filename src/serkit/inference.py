@@ -1,13 +1,19 @@
 """Prediction with a trained model: files, folders, manifests, arrays and long-audio timelines.
 
-Every prediction comes back as the same table (one row per file or window):
-``file, start, end, label, p_<label>...`` plus ``error`` (empty unless that file failed), so the
+Every prediction comes back as the same table (one row per file, segment or window):
+``file, start, end, label, p_<label>...`` plus ``error`` (empty unless that input failed), so the
 CLI, the HTTP service and Python print and save predictions the same way. Times are seconds.
 
-Long recordings never pass through the model in one piece: a file longer than
-:attr:`Recognizer.max_duration` (60 s by default) is cut into windows, read a batch of windows at
-a time, and its row holds the mean of the windows' probabilities (silent windows left out), so
-memory stays bounded by one batch of windows whatever the file's length.
+Windows come from the one window engine (:mod:`serkit.windows`). Long recordings never pass
+through the model in one piece: audio longer than :attr:`Recognizer.long_file_s` (60 s by
+default) is cut into 4 s windows every 2 s (:data:`~serkit.windows.LONG_WINDOW_S`,
+:data:`~serkit.windows.LONG_HOP_S`, the defaults of :meth:`Recognizer.timeline` too), read a
+batch of windows at a time, and its row is :meth:`Recognizer.summarise` of those windows (the
+mean of the non-silent windows' probabilities), so memory stays bounded by one batch of windows.
+
+Audio longer than :attr:`Recognizer.max_duration_s` (``SERKIT_MAX_DURATION_S``, 600 s by default,
+the HTTP service's limit too) is an error row, and so is a file whose header gives no length once
+more than that has been decoded: no input makes serkit hang.
 """
 
 from __future__ import annotations
@@ -15,73 +21,21 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import AudioError, ConfigError, ModelError, SerkitError
+from .errors import AudioError, ModelError, SerkitError
+from .inputs import Clip
+from .windows import LONG_HOP_S, LONG_WINDOW_S, SILENCE_DB, Grid, is_silent
 
-__all__ = ["Recognizer", "expand_inputs", "plot_timeline", "vad_segments", "DEFAULT_MODEL_DIR"]
+__all__ = ["Recognizer", "DEFAULT_MODEL_DIR"]
 
 #: Where the shipped default model lives inside the package.
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
 
-#: Windows whose RMS is below this level (dBFS) are reported as ``error == "silence"`` in a
-#: timeline and left out of a long file's average: a model's guess on silence means nothing.
-SILENCE_DB = -60.0
-
 #: At most this much audio (seconds) is decoded at once while windowing a long file.
 _SPAN_SECONDS = 120.0
-
-
-def expand_inputs(inputs: Iterable) -> list[str]:
-    """Audio files from files, folders and manifests.
-
-    Parameters
-    ----------
-    inputs
-        Audio files (kept as given, even if missing: they become error rows), folders (searched
-        recursively for .wav .flac .ogg .mp3, sorted) and CSV/TSV manifests with a ``path``
-        column (relative paths are relative to the manifest's folder, as in
-        :mod:`serkit.corpora.manifest`).
-
-    Returns
-    -------
-    list of str
-    """
-    from .audio import find_audio_files
-
-    out: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out.extend(str(f) for f in find_audio_files(p))
-        elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
-            out.extend(_manifest_paths(p))
-        else:
-            out.append(str(item))
-    return out
-
-
-def _manifest_paths(path: Path) -> list[str]:
-    import csv
-
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        header = [h.strip().lower() for h in next(reader, [])]
-        if "path" not in header:
-            raise ConfigError(
-                f"manifest '{path}' has no 'path' column (columns: {', '.join(header) or 'none'}); "
-                "add a header row with a 'path' column naming the audio files"
-            )
-        col = header.index("path")
-        out = []
-        for row in reader:
-            cell = row[col].strip() if len(row) > col else ""
-            if cell:
-                p = Path(cell).expanduser()
-                out.append(str(p if p.is_absolute() else path.parent / p))
-    return out
 
 
 class Recognizer:
@@ -95,10 +49,13 @@ class Recognizer:
         The model's ``model.json``.
     min_duration : float
         Shorter audio (seconds) is an error: there is too little speech to classify.
-    max_duration : float
-        Files longer than this (seconds) are predicted window by window and their probabilities
-        averaged (see the module docstring); ``window`` and ``hop`` of that windowing are
-        ``long_window`` and ``long_hop``.
+    long_file_s : float
+        Audio longer than this (seconds) is predicted window by window and its windows summarised
+        (see the module docstring); ``window`` and ``hop`` of that windowing are ``long_window``
+        and ``long_hop``.
+    max_duration_s : float, optional
+        Longer audio (seconds) is an error row; default ``SERKIT_MAX_DURATION_S`` or 600 s, the
+        limit the HTTP service applies.
 
     Examples
     --------
@@ -108,11 +65,17 @@ class Recognizer:
     """
 
     def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = 0.1,
-                 max_duration: float = 60.0, long_window: float = 4.0, long_hop: float = 4.0):
+                 long_file_s: float = 60.0, max_duration_s: float | None = None,
+                 long_window: float = LONG_WINDOW_S, long_hop: float = LONG_HOP_S):
+        from .audio import max_duration_s as shared_limit
+
         self.classifier = classifier
         self.metadata = metadata or {}
         self.min_duration = min_duration
-        self.max_duration = max_duration
+        self.long_file_s = long_file_s
+        self.max_duration_s = float(max_duration_s) if max_duration_s is not None else shared_limit()
+        if not self.max_duration_s > 0:
+            raise AudioError(f"max_duration_s {max_duration_s} must be a positive number of seconds")
         self.long_window = long_window
         self.long_hop = long_hop
 
@@ -120,7 +83,7 @@ class Recognizer:
     def load(cls, model_dir=None, **options) -> "Recognizer":
         """Load a model directory; ``None`` loads the default model shipped with serkit.
 
-        ``options`` are passed to the constructor (``max_duration=...``).
+        ``options`` are passed to the constructor (``max_duration_s=...``).
         """
         from .artifact import load_model
 
@@ -174,10 +137,39 @@ class Recognizer:
             raise AudioError(f"'{path}' is silent (peak below -120 dBFS); there is no speech to classify")
         return signal
 
-    def _duration(self, path) -> float:
-        from .audio import info
+    def _plan(self, clip: Clip) -> tuple[float, float, int]:
+        """``(start, end, file_rate)`` of the audio ``clip`` covers, checked against the duration limit.
 
-        return info(path).duration
+        Raises
+        ------
+        AudioError
+            The input cannot be used, or it is longer than :attr:`max_duration_s` (a file whose
+            header gives no length is decoded only until it passes the limit).
+        """
+        from .audio import MAX_DURATION_ENV, info
+
+        if clip.error:
+            raise AudioError(clip.error)
+        t0 = clip.start or 0.0
+        reach = clip.end if clip.end is not None else t0 + self.max_duration_s
+        hdr = info(clip.path, max_duration_s=reach)
+        t1 = hdr.duration if clip.end is None else min(clip.end, hdr.duration)
+        fix = (f"the limit is {self.max_duration_s:g} s ({MAX_DURATION_ENV}, or Recognizer(max_duration_s=...), "
+               "or serkit predict --max-duration): cut it into shorter files or raise the limit")
+        if hdr.truncated and clip.end is None:
+            raise AudioError(f"'{clip.path}' does not say how long it is and more than {self.max_duration_s:g} s "
+                             f"of it was decoded; {fix}")
+        if t1 - t0 > self.max_duration_s:
+            what = "segment" if clip.start is not None or clip.end is not None else "file"
+            raise AudioError(f"'{clip.path}' ({what}) is {t1 - t0:.1f} s long; {fix}")
+        if clip.start is not None and t1 <= t0:
+            raise AudioError(f"'{clip.path}' has no samples between {t0:.3f}s and {clip.end}s "
+                             f"(file length {hdr.duration:.3f}s); check the segment times")
+        return t0, t1, hdr.sampling_rate
+
+    @staticmethod
+    def _as_clip(item) -> Clip:
+        return item if isinstance(item, Clip) else Clip(str(item))
 
     # -- predicting ----------------------------------------------------------------------------
     def predict_signals(self, signals: Sequence[np.ndarray], *, names: Sequence[str] | None = None,
@@ -203,29 +195,33 @@ class Recognizer:
         return self._table(self._rows(names, [0.0] * len(signals), ends, proba))
 
     def predict_file(self, path):
-        """One row for one file.
+        """One row for one file (or :class:`~serkit.inputs.Clip`, a segment of one).
 
-        Files longer than :attr:`max_duration` are predicted window by window and the windows'
-        probabilities averaged (the row spans the whole file).
+        Audio longer than :attr:`long_file_s` is predicted window by window and its windows
+        summarised (:meth:`summarise`; the row spans the whole file or segment).
 
         Raises
         ------
         AudioError
-            The file is missing, unreadable, shorter than :attr:`min_duration` or silent.
+            The file is missing, unreadable, shorter than :attr:`min_duration`, longer than
+            :attr:`max_duration_s` or silent.
         """
-        if self._duration(path) > self.max_duration:
-            return self._table([self._predict_long(path)])
-        signal = self._read(path)
-        return self.predict_signals([signal], names=[str(path)])
+        clip = self._as_clip(path)
+        t0, t1, rate = self._plan(clip)
+        if t1 - t0 > self.long_file_s:
+            return self._table([self._predict_long(clip, t0, t1, rate)])
+        signal = self._read(clip.path, clip.start, clip.end)
+        return self._table(self._rows([clip.path], [t0], [t0 + len(signal) / self.sampling_rate],
+                                      self.classifier.predict_proba([signal])))
 
     def predict_batch(self, items: Sequence, *, batch_size: int = 32, n_threads: int | None = None,
                       progress: bool = False, speakers: Sequence[str] | None = None):
-        """Predict many files (paths) or signals (arrays at :attr:`sampling_rate`).
+        """Predict many files (paths or :class:`~serkit.inputs.Clip`) or signals (arrays at :attr:`sampling_rate`).
 
-        A file that cannot be read becomes a row with its ``error`` message; the others are
+        An input that cannot be read becomes a row with its ``error`` message; the others are
         predicted as usual. Decoding runs in ``n_threads`` threads while the model runs in batches
-        of ``batch_size``. Files longer than :attr:`max_duration` are averaged over windows
-        (see :meth:`predict_file`).
+        of ``batch_size``. Audio longer than :attr:`long_file_s` is summarised over windows
+        (see :meth:`predict_file`); audio longer than :attr:`max_duration_s` is an error row.
 
         ``speakers`` (one id per item) adapts a speaker-normalised model to each speaker with the
         statistics of all of that speaker's items (unlabelled; a speaker with fewer items than the
@@ -245,18 +241,21 @@ class Recognizer:
         if speakers is not None:
             # per-speaker statistics come from all of a speaker's clips, not from one batch of them
             batch_size = max(batch_size, len(items))
-        names = [str(x) for x in items]
+        clips = [self._as_clip(x) for x in items]
+        names = [c.path for c in clips]
         rows: list[dict | None] = [None] * len(items)
         threads = n_threads or min(8, (os.cpu_count() or 2))
         bar = tqdm(total=len(items), desc="predict", unit="file", disable=not progress, leave=False)
 
         def load(i):
+            c = clips[i]
             try:
-                if self._duration(items[i]) > self.max_duration:
-                    return i, None, None  # long: windowed below, not decoded whole here
-                return i, self._read(items[i]), None
+                t0, t1, rate = self._plan(c)
+                if t1 - t0 > self.long_file_s:
+                    return i, None, None, (t0, t1, rate)  # long: windowed below, not decoded whole here
+                return i, (t0, self._read(c.path, c.start, c.end)), None, None
             except SerkitError as exc:
-                return i, None, str(exc)
+                return i, None, str(exc), None
 
         from .features.base import shutdown_pool
 
@@ -264,18 +263,18 @@ class Recognizer:
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 for start in range(0, len(items), batch_size):
                     chunk = list(pool.map(load, range(start, min(len(items), start + batch_size))))
-                    good = [(i, s) for i, s, err in chunk if s is not None]
-                    for i, s, err in chunk:
+                    good = [(i, s) for i, s, err, _ in chunk if s is not None]
+                    for i, s, err, plan in chunk:
                         if err is not None:
                             rows[i] = self._error_row(names[i], err)
-                        elif s is None:
+                        elif plan is not None:
                             try:
-                                rows[i] = self._predict_long(items[i])
+                                rows[i] = self._predict_long(clips[i], *plan)
                             except SerkitError as exc:
                                 rows[i] = self._error_row(names[i], str(exc))
                     if good:
                         idx = [i for i, _ in good]
-                        sigs = [s for _, s in good]
+                        sigs = [s for _, (_, s) in good]
                         spk = [speakers[i] for i in idx] if speakers is not None else None
                         try:
                             proba = self.classifier.predict_proba(sigs, speakers=spk)
@@ -283,8 +282,9 @@ class Recognizer:
                             for i in idx:
                                 rows[i] = self._error_row(names[i], str(exc))
                         else:
-                            ends = [len(s) / self.sampling_rate for s in sigs]
-                            for i, r in zip(idx, self._rows([names[i] for i in idx], [0.0] * len(idx), ends, proba)):
+                            starts = [t0 for _, (t0, _) in good]
+                            ends = [t0 + len(s) / self.sampling_rate for _, (t0, s) in good]
+                            for i, r in zip(idx, self._rows([names[i] for i in idx], starts, ends, proba)):
                                 rows[i] = r
                     bar.update(len(chunk))
         finally:
@@ -292,76 +292,94 @@ class Recognizer:
         bar.close()
         return self._table(rows)
 
-    def _predict_long(self, path) -> dict:
-        """One row for a long file: the mean of its non-silent windows' probabilities."""
-        from .audio import frames
+    def summarise(self, table) -> dict:
+        """One row for a recording from its windows' rows: the mean of the non-silent windows' probabilities.
 
-        duration = self._duration(path)
-        spans = frames(duration, window=self.long_window, hop=self.long_hop)
-        proba, silent = self._predict_spans(path, spans)
-        keep = ~silent
-        if not keep.any():
-            raise AudioError(f"'{path}' is silent (every {self.long_window:g} s window below {SILENCE_DB:g} dBFS); "
+        The summary ``serkit predict`` gives a long file, and ``/v1/timeline`` its ``label`` and
+        ``probabilities``.
+
+        Raises
+        ------
+        AudioError
+            Every window is silent.
+        """
+        ok = table[table["error"] == ""]
+        name = str(table["file"].iloc[0]) if len(table) else ""
+        if ok.empty:
+            raise AudioError(f"'{name}' is silent (every {self.long_window:g} s window below {SILENCE_DB:g} dBFS); "
                              "there is no speech to classify")
-        mean = proba[keep].mean(axis=0)
-        return self._rows([str(path)], [0.0], [duration], [mean])[0]
+        mean = ok[[f"p_{l}" for l in self.labels]].to_numpy(dtype=np.float64).mean(axis=0)
+        return self._rows([name], [float(table["start"].min())], [float(table["end"].max())], [mean])[0]
 
-    def _predict_spans(self, path, spans: Sequence[tuple[float, float]], batch_size: int = 32):
-        """Probabilities of ``spans`` (seconds) of one file, decoding at most ~2 minutes at a time.
+    def _predict_long(self, clip: Clip, t0: float, t1: float, rate: int) -> dict:
+        """One row for long audio: :meth:`summarise` of its windows."""
+        spans = self._spans(t0, t1, rate, self.long_window, self.long_hop)
+        return self.summarise(self._table(self._span_rows(clip.path, spans)))
 
-        Returns
-        -------
-        proba : np.ndarray [shape=(n_spans, n_labels)]
-            NaN rows for silent spans.
-        silent : np.ndarray [shape=(n_spans,), bool]
-            Spans whose RMS is below :data:`SILENCE_DB`.
+    def _spans(self, t0: float, t1: float, rate: int, window: float, hop: float) -> Iterator[tuple[float, float]]:
+        """Windows (seconds) over ``t0``..``t1`` of a file at ``rate`` Hz: the window engine's grid and tail rule."""
+        grid = Grid(rate, window, hop)
+        first = int(round(t0 * rate))
+        for a, b in grid.spans(int(round(t1 * rate)) - first):
+            yield grid.seconds(first + a), grid.seconds(first + b)
+
+    def _span_rows(self, path, spans: Iterable[tuple[float, float]], batch_size: int = 32) -> list[dict]:
+        """Rows of ``spans`` (seconds) of one file, decoding at most ~2 minutes at a time.
+
+        Spans whose RMS is below :data:`~serkit.windows.SILENCE_DB` (or shorter than
+        :attr:`min_duration`) get an error row ``"silence"``.
         """
         from .audio import read
 
         sr = self.sampling_rate
-        proba = np.full((len(spans), len(self.labels)), np.nan, dtype=np.float32)
-        silent = np.zeros(len(spans), dtype=bool)
-        floor = 10 ** (SILENCE_DB / 20)
-        i = 0
-        while i < len(spans):
+        rows: list[dict] = []
+        it = iter(spans)
+        pending = next(it, None)
+        while pending is not None:
             # a group of consecutive spans decoded in one read (bounded in count and seconds)
-            j = i + 1
-            while j < len(spans) and j - i < batch_size and spans[j][1] - spans[i][0] <= _SPAN_SECONDS:
-                j += 1
-            t0, t1 = spans[i][0], max(e for _, e in spans[i:j])
+            group = [pending]
+            pending = next(it, None)
+            while pending is not None and len(group) < batch_size and pending[1] - group[0][0] <= _SPAN_SECONDS:
+                group.append(pending)
+                pending = next(it, None)
+            t0, t1 = group[0][0], max(e for _, e in group)
             block, _ = read(path, sr, start=t0, end=t1)
             pieces, where = [], []
-            for k in range(i, j):
-                a = int(round((spans[k][0] - t0) * sr))
-                b = min(len(block), int(round((spans[k][1] - t0) * sr)))
+            for s, e in group:
+                a = int(round((s - t0) * sr))
+                b = min(len(block), int(round((e - t0) * sr)))
                 piece = block[a:b]
-                if piece.size < max(1, self.min_duration * sr) or np.sqrt(np.mean(np.square(piece, dtype=np.float64))) < floor:
-                    silent[k] = True
+                if piece.size < max(1, self.min_duration * sr) or is_silent(piece):
+                    rows.append(self._error_row(str(path), "silence", s, e))
                 else:
+                    rows.append(None)  # type: ignore[arg-type]
                     pieces.append(piece)
-                    where.append(k)
+                    where.append((len(rows) - 1, s, e))
             if pieces:
-                proba[where] = self.classifier.predict_proba(pieces)
-            i = j
-        return proba, silent
+                proba = self.classifier.predict_proba(pieces)
+                for (k, s, e), p in zip(where, proba):
+                    rows[k] = self._rows([str(path)], [s], [e], [p])[0]
+        return rows
 
     # -- long recordings -------------------------------------------------------------------------
-    def timeline(self, path, *, window: float = 4.0, hop: float = 2.0, vad: bool = False,
+    def timeline(self, path, *, window: float = LONG_WINDOW_S, hop: float = LONG_HOP_S, vad: bool = False,
                  min_segment: float = 3.0, max_segment: float = 5.0):
         """Rows for consecutive parts of a (long) recording.
 
         Parameters
         ----------
         path
-            An audio file; it is decoded a couple of minutes at a time, so hours are fine.
+            An audio file (or a :class:`~serkit.inputs.Clip`, a segment of one); it is decoded a
+            couple of minutes at a time, up to :attr:`max_duration_s`.
         window, hop
-            Fixed windows of ``window`` seconds every ``hop`` seconds (the last one aligned to the
-            end; audio shorter than a window gives one row). Ignored with ``vad=True``.
+            Fixed windows of ``window`` seconds every ``hop`` seconds, cut by the window engine
+            (:mod:`serkit.windows`: the last one aligned to the end when the others leave a tail;
+            audio shorter than a window gives one row). Ignored with ``vad=True``.
         vad
             Cut at pauses instead: energy-based voice activity detection
-            (:func:`vad_segments`) gives segments of ``min_segment`` … ``max_segment`` seconds
-            of speech; pauses longer than a second end a segment early, and silent stretches
-            give no row.
+            (:func:`serkit.segmentation.vad_segments`) gives segments of ``min_segment`` …
+            ``max_segment`` seconds of speech; pauses longer than a second end a segment early,
+            and silent stretches give no row.
         min_segment, max_segment
             Segment lengths for ``vad=True`` (seconds).
 
@@ -374,34 +392,28 @@ class Recognizer:
         Raises
         ------
         AudioError
-            The file cannot be read, is shorter than :attr:`min_duration`, or (with ``vad``) holds
-            no speech.
+            The file cannot be read, is shorter than :attr:`min_duration`, longer than
+            :attr:`max_duration_s`, or (with ``vad``) holds no speech.
         """
-        from .audio import frames
+        from .segmentation import VAD_FRAME, energy_db, vad_segments
 
-        duration = self._duration(path)
-        if duration < self.min_duration:
-            self._read(path)  # raises the usual "too short" message
+        clip = self._as_clip(path)
+        t0, t1, rate = self._plan(clip)
+        if t1 - t0 < self.min_duration:
+            self._read(clip.path, clip.start, clip.end)  # raises the usual "too short" message
         if vad:
-            spans = vad_segments(self._energy_db(path), frame=_VAD_FRAME, min_segment=min_segment,
-                                 max_segment=max_segment)
-            if not spans:
-                raise AudioError(f"'{path}' has no speech (no 10 ms frame above the voice-activity threshold); "
+            segments = vad_segments(energy_db(clip.path, self.sampling_rate, start=t0, end=t1), frame=VAD_FRAME,
+                                    min_segment=min_segment, max_segment=max_segment)
+            if not segments:
+                raise AudioError(f"'{clip.path}' has no speech (no 10 ms frame above the voice-activity threshold); "
                                  "check the recording level or use fixed windows (vad=False)")
-            spans = [(s, min(e, duration)) for s, e in spans]
+            spans = [(round(t0 + s, 6), round(min(t0 + e, t1), 6)) for s, e in segments]
         else:
-            spans = frames(duration, window=window, hop=hop)
-        proba, silent = self._predict_spans(path, spans)
-        rows = []
-        for (s, e), p, quiet in zip(spans, proba, silent):
-            if quiet:
-                rows.append(self._error_row(str(path), "silence", s, e))
-            else:
-                rows.extend(self._rows([str(path)], [s], [e], [p]))
-        return self._table(rows)
+            spans = self._spans(t0, t1, rate, window, hop)
+        return self._table(self._span_rows(clip.path, spans))
 
-    def timelines(self, paths: Sequence, *, window: float = 4.0, hop: float = 2.0, vad: bool = False,
-                  progress: bool = False):
+    def timelines(self, paths: Sequence, *, window: float = LONG_WINDOW_S, hop: float = LONG_HOP_S,
+                  vad: bool = False, progress: bool = False):
         """:meth:`timeline` of many files in one table; a file that fails becomes one error row.
 
         Returns
@@ -425,144 +437,3 @@ class Recognizer:
             shutdown_pool()  # the files share one pool of feature workers; none outlives the call
         parts = [p for p in parts if len(p)]
         return pd.concat(parts, ignore_index=True) if parts else self._table([])
-
-    def _energy_db(self, path) -> np.ndarray:
-        """[shape=(n_frames,)] level of every 10 ms frame of ``path`` in dBFS, decoded a block at a time."""
-        from .audio import read
-
-        duration = self._duration(path)
-        sr = self.sampling_rate
-        out = []
-        t = 0.0
-        block = 6000 * _VAD_FRAME  # 60 s, a whole number of frames
-        while t < duration - 1e-9:
-            x, _ = read(path, sr, start=t, end=min(duration, t + block))
-            # frame edges on the exact time grid (10 ms is 220.5 samples at 22 050 Hz)
-            k = int(len(x) / sr / _VAD_FRAME + 1e-6)
-            if k:
-                edges = np.round(np.arange(k + 1) * _VAD_FRAME * sr).astype(np.int64)
-                cs = np.concatenate([[0.0], np.cumsum(np.square(x[: edges[-1]], dtype=np.float64))])
-                ms = (cs[edges[1:]] - cs[edges[:-1]]) / np.diff(edges)
-                out.append(10 * np.log10(np.maximum(ms, 1e-12)))
-            t += block
-        return np.concatenate(out) if out else np.zeros(0)
-
-
-_VAD_FRAME = 0.01  # seconds
-
-
-def vad_segments(level_db: np.ndarray, *, frame: float = _VAD_FRAME, min_segment: float = 3.0,
-                 max_segment: float = 5.0, max_pause: float = 1.0, min_speech: float = 0.3,
-                 margin: float = 0.1) -> list[tuple[float, float]]:
-    """Cut a recording into speech segments at pauses (energy-based voice activity detection).
-
-    A frame is speech when its level is above ``max(-50 dBFS, loud - 35 dB)``, where ``loud`` is
-    the 95th percentile of the frame levels (so the threshold follows the recording's gain). A
-    segment starts ``margin`` before a speech frame and ends at the quietest point (level smoothed
-    over 200 ms) between ``min_segment`` and ``max_segment`` later — or earlier, at the first pause
-    longer than ``max_pause`` once ``min_speech`` of speech was seen. Segments with less than
-    ``min_speech`` seconds of speech are dropped.
-
-    Parameters
-    ----------
-    level_db : np.ndarray [shape=(n_frames,)]
-        Frame levels (dBFS) every ``frame`` seconds.
-    frame, min_segment, max_segment, max_pause, min_speech, margin
-        Seconds.
-
-    Returns
-    -------
-    list of (start, end)
-        Seconds, increasing, non-overlapping.
-
-    Examples
-    --------
-    >>> db = np.r_[np.full(100, -90.0), np.full(700, -20.0), np.full(200, -90.0), np.full(150, -20.0)]
-    >>> vad_segments(db)
-    [(0.9, 3.9), (3.9, 8.1), (9.9, 11.5)]
-    """
-    level_db = np.asarray(level_db, dtype=np.float64)
-    n = len(level_db)
-    if n == 0:
-        return []
-    loud = np.percentile(level_db, 95)
-    speech = level_db > max(-50.0, loud - 35.0)
-    if not speech.any():
-        return []
-    k = max(1, int(round(0.2 / frame)))
-    smooth = np.convolve(level_db, np.ones(k) / k, mode="same")
-    lo_n, hi_n = int(round(min_segment / frame)), int(round(max_segment / frame))
-    pause_n, margin_n, need_n = int(round(max_pause / frame)), int(round(margin / frame)), int(round(min_speech / frame))
-    # length of the silent run starting at each frame (for "a pause longer than max_pause")
-    run = np.zeros(n + 1, dtype=np.int64)
-    for t in range(n - 1, -1, -1):
-        run[t] = 0 if speech[t] else run[t + 1] + 1
-    speech_idx = np.flatnonzero(speech)
-    out: list[tuple[int, int]] = []
-    i = int(speech_idx[0])
-    while i < n:
-        nxt = speech_idx[np.searchsorted(speech_idx, i)] if np.searchsorted(speech_idx, i) < len(speech_idx) else None
-        if nxt is None:
-            break
-        start = max(int(nxt) - margin_n, out[-1][1] if out else 0)
-        end = None
-        # an early cut: the first long pause after enough speech
-        seen = 0
-        for t in range(int(nxt), min(n, start + hi_n)):
-            if speech[t]:
-                seen += 1
-            elif seen >= need_n and run[t] >= pause_n:
-                end = min(n, t + margin_n)
-                break
-        if end is None:
-            if start + hi_n >= n:
-                last = speech_idx[speech_idx < n][-1]
-                end = min(n, int(last) + 1 + margin_n)
-            else:
-                a, b = start + lo_n, start + hi_n
-                end = a + int(np.argmin(smooth[a:b]))
-        if speech[start:end].sum() >= need_n:
-            out.append((start, end))
-        i = max(end, start + 1)
-    return [(round(a * frame, 6), round(b * frame, 6)) for a, b in out]
-
-
-def plot_timeline(table, out, *, title: str | None = None) -> Path:
-    """Draw emotion probabilities over time for one file's timeline rows into a PNG.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        Rows of :meth:`Recognizer.timeline` for one file (``start``, ``end``, ``p_<label>``).
-    out : path
-        PNG file to write (its folder is created).
-
-    Returns
-    -------
-    Path
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cols = [c for c in table.columns if c.startswith("p_")]
-    rows = table[table["error"] == ""]
-    mid = ((rows["start"] + rows["end"]) / 2).to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(max(6.0, min(20.0, 0.15 * len(rows) + 4)), 3.2), dpi=100)
-    for c in cols:
-        ax.plot(mid, rows[c].to_numpy(dtype=float), marker="." if len(rows) < 60 else None, label=c[2:])
-    quiet = table[table["error"] == "silence"]
-    for s, e in zip(quiet["start"], quiet["end"]):
-        ax.axvspan(float(s), float(e), color="0.9", lw=0)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1)
-    ax.set_title(title or (str(table["file"].iloc[0]) if len(table) else ""), fontsize=9)
-    ax.legend(loc="upper right", fontsize=7, ncol=min(len(cols), 7))
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out

@@ -21,16 +21,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from .errors import AudioError, ConfigError
+from .windows import Cutter, Scorer, StreamLimits
 
-__all__ = ["StreamStats", "run_stream", "file_chunks", "stdin_chunks", "WindowCutter"]
+__all__ = ["StreamStats", "run_stream", "file_chunks", "stdin_chunks"]
 
-#: Windows whose RMS is below this (dBFS) are not classified (row error "silence").
-SILENCE_DB = -60.0
 _CHUNK_SECONDS = 0.05  # capture granularity: 50 ms, like a sound card's period
 
 
@@ -60,87 +59,33 @@ class StreamStats:
         }
 
 
-class WindowCutter:
-    """Cut incoming chunks into ``window``-second windows every ``hop`` seconds (capture side).
-
-    Memory is bounded by one window. ``put(item)`` receives ``(start_s, end_s, samples,
-    captured_at)`` for each completed window, where ``captured_at`` is the monotonic time its last
-    sample arrived.
-    """
-
-    def __init__(self, sampling_rate: int, window: float, hop: float, put: Callable):
-        self.sampling_rate = int(sampling_rate)
-        self.win = max(1, int(round(window * sampling_rate)))
-        self.hop = max(1, int(round(hop * sampling_rate)))
-        self.put = put
-        self.buffer = np.zeros(0, dtype=np.float32)
-        self.buffer_start = 0
-        self.next_start = 0
-        self.seen = 0
-        self.last_end = 0
-
-    def feed(self, chunk: np.ndarray) -> None:
-        now = time.monotonic()
-        self.buffer = np.concatenate([self.buffer, chunk]) if self.buffer.size else chunk
-        self.seen += len(chunk)
-        while self.next_start + self.win <= self.seen:
-            a = self.next_start - self.buffer_start
-            self._put(self.next_start, self.next_start + self.win, self.buffer[a : a + self.win], now)
-            self.next_start += self.hop
-        keep_from = min(self.next_start, max(0, self.seen - self.win))
-        if keep_from > self.buffer_start:
-            self.buffer = self.buffer[keep_from - self.buffer_start :]
-            self.buffer_start = keep_from
-
-    def flush(self, min_samples: int) -> None:
-        """The uncovered tail as one last window aligned to the end.
-
-        Only a tail of at least half a hop counts (shorter ones come from rounding the hop to
-        whole samples and would repeat the last window).
-        """
-        if self.seen - self.last_end >= max(1, self.hop // 2) or (self.last_end == 0 and self.seen):
-            start = max(0, self.seen - self.win, self.buffer_start)
-            if self.seen - start >= max(1, min_samples):
-                self._put(start, self.seen, self.buffer[start - self.buffer_start :], time.monotonic())
-
-    def _put(self, a: int, b: int, piece: np.ndarray, now: float) -> None:
-        self.last_end = max(self.last_end, b)
-        self.put((a / self.sampling_rate, b / self.sampling_rate, piece.copy(), now))
-
-
 # -- sources: iterators of float32 chunks ------------------------------------------------------------
 
 
 def file_chunks(path, *, speed: float = 1.0, stop: threading.Event | None = None) -> tuple[int, Iterator]:
     """``(sampling_rate, chunks)`` of a file played at ``speed`` × real time (0: as fast as possible).
 
-    The file is decoded block by block, so a long recording is never held whole.
+    The file is decoded block by block (:func:`serkit.audio.blocks`), so a long recording, or one
+    whose header does not say its length, is never held whole.
     """
-    import soundfile as sf
+    from .audio import blocks, info
 
-    from .audio import info
-
-    rate = info(path).sampling_rate  # raises AudioError with a helpful message for bad files
+    rate = info(path, max_duration_s=0.0).sampling_rate  # raises AudioError with a helpful message for bad files
     block = max(1, int(_CHUNK_SECONDS * rate))
 
     def gen():
         t0 = time.monotonic()
         sent = 0
-        try:
-            f = sf.SoundFile(str(path))
-        except Exception as exc:
-            raise AudioError(f"cannot decode '{path}' as audio ({exc}); convert it with `ffmpeg -i in out.wav`") from None
-        with f:
-            for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
-                if stop is not None and stop.is_set():
-                    return
-                if speed > 0:
-                    # pace by the audio clock: sample n is due at t0 + n / (rate * speed)
-                    delay = t0 + (sent + len(data)) / (rate * speed) - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                sent += len(data)
-                yield data.mean(axis=1).astype(np.float32)
+        for data in blocks(path, block):
+            if stop is not None and stop.is_set():
+                return
+            if speed > 0:
+                # pace by the audio clock: sample n is due at t0 + n / (rate * speed)
+                delay = t0 + (sent + len(data)) / (rate * speed) - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            sent += len(data)
+            yield data
 
     return rate, gen()
 
@@ -327,7 +272,15 @@ def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: 
         chunks = None
     else:
         raise ConfigError(f"unknown stream source {source!r}; use file, stdin or mic")
-    cutter = WindowCutter(in_rate, window, hop, put)
+    # the one window engine; the bounded queue already bounds the work, so no windows-per-second cap
+    cutter = Cutter(in_rate, window, hop, limits=StreamLimits.from_env(max_windows_per_s=None))
+    scorer = Scorer(recognizer, in_rate, ema=ema)
+
+    def cut(chunk):
+        now = time.monotonic()
+        for w in cutter.feed(chunk):
+            put((w, now))
+
     min_samples = int(recognizer.min_duration * in_rate)
     capture_error: list = []
 
@@ -338,18 +291,19 @@ def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: 
                     if stop.is_set():
                         break
                     stats.audio_seconds += len(chunk) / in_rate
-                    cutter.feed(chunk)
+                    cut(chunk)
             else:
                 def callback(indata, frames, time_info, status):
                     stats.audio_seconds += frames / in_rate
-                    cutter.feed(indata[:, 0].copy())
+                    cut(indata[:, 0].copy())
 
                 with sd.InputStream(samplerate=in_rate, channels=1, dtype="float32", device=device,
                                     blocksize=int(_CHUNK_SECONDS * in_rate), callback=callback):
                     while not stop.wait(0.1):
                         pass
             if not stop.is_set():
-                cutter.flush(min_samples)
+                for w in cutter.flush(min_samples):
+                    put((w, time.monotonic()))
         except Exception as exc:  # reported by the main thread after the summary
             capture_error.append(exc)
         finally:
@@ -377,11 +331,7 @@ def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: 
     reader = threading.Thread(target=capture, name="serkit-capture", daemon=True)
     reader.start()
     labels = recognizer.labels
-    smoothed = None
     try:
-        from .audio import resample
-
-        floor = 10 ** (SILENCE_DB / 20)
         while True:
             try:
                 item = windows.get(timeout=0.1)
@@ -393,19 +343,15 @@ def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: 
                 break
             if stop.is_set():
                 continue  # after a signal: drain what is queued without classifying it
-            t0, t1, piece, captured = item
-            rms = float(np.sqrt(np.mean(np.square(piece, dtype=np.float64)))) if piece.size else 0.0
-            if rms < floor:
+            w, captured = item
+            full = scorer.rows([w])[0]
+            del full["file"]
+            if full["error"]:
                 stats.silent += 1
-                row = {"start": round(t0, 3), "end": round(t1, 3), "label": "", "error": "silence"}
+                row = {k: full[k] for k in ("start", "end", "label", "error")}
             else:
-                signal_ = resample(piece, in_rate, recognizer.sampling_rate)
-                p = recognizer.classifier.predict_proba([signal_])[0].astype(np.float64)
-                smoothed = p if smoothed is None else ema * p + (1 - ema) * smoothed
                 stats.classified += 1
-                row = {"start": round(t0, 3), "end": round(t1, 3), "label": labels[int(np.argmax(smoothed))]}
-                row.update({f"p_{l}": round(float(v), 4) for l, v in zip(labels, smoothed)})
-                row["error"] = ""
+                row = full
             latency = time.monotonic() - captured
             stats.latencies.append(latency)
             row["latency_ms"] = round(latency * 1000, 2)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE, resample
+from .audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
 from .errors import AudioError, ConfigError
+from .windows import SILENCE_DB, Cutter, Scorer, StreamLimits
 
 __all__ = ["SlidingWindow", "decode_pcm", "PCM_FORMATS"]
 
@@ -57,6 +58,10 @@ def decode_pcm(data: bytes, fmt: str = "f32") -> np.ndarray:
 class SlidingWindow:
     """Cut a stream of PCM chunks into windows and classify each window once it is complete.
 
+    A thin pairing of the one window engine's :class:`~serkit.windows.Cutter` (grid, tail rule,
+    work bounds) and :class:`~serkit.windows.Scorer` (silence gate, resampling, smoothing), so the
+    WebSocket gives the same rows as ``serkit stream`` on the same audio.
+
     Parameters
     ----------
     recognizer : serkit.inference.Recognizer
@@ -65,9 +70,14 @@ class SlidingWindow:
         Rate of the incoming chunks (Hz).
     window, hop
         Window length and step (seconds); a window is classified as soon as its last sample arrives.
+    ema
+        Weight of the newest window in a moving average of probabilities (1 = no smoothing).
     silence_db
         Windows whose RMS is below this level (dBFS) are not classified: their row has an empty
         label and ``error == "silence"``, because a model's guess on silence means nothing.
+    limits : serkit.windows.StreamLimits, optional
+        Work bounds (window/hop ratio, windows per chunk and per second); default from the
+        ``SERKIT_STREAM_*`` variables.
     name
         Value of the ``file`` column of every row.
 
@@ -78,36 +88,30 @@ class SlidingWindow:
     """
 
     def __init__(self, recognizer, *, sampling_rate: int, window: float = 2.0, hop: float = 1.0,
-                 silence_db: float = -60.0, name: str = "stream"):
+                 ema: float = 1.0, silence_db: float = SILENCE_DB, limits: StreamLimits | None = None,
+                 name: str = "stream"):
         if not MIN_SAMPLING_RATE <= int(sampling_rate) <= MAX_SAMPLING_RATE:
             raise ConfigError(
                 f"stream sample rate {sampling_rate} Hz is outside {MIN_SAMPLING_RATE}..{MAX_SAMPLING_RATE} Hz; "
                 "pass the rate the audio was recorded at"
             )
-        if not (window > 0 and hop > 0):
-            raise ConfigError(f"window ({window}s) and hop ({hop}s) must both be positive")
         self.recognizer = recognizer
         self.sampling_rate = int(sampling_rate)
         self.window = float(window)
         self.hop = float(hop)
-        self.silence_db = float(silence_db)
         self.name = name
-        self._win = max(1, int(round(self.window * self.sampling_rate)))
-        self._hop = max(1, int(round(self.hop * self.sampling_rate)))
-        self.reset()
+        self.cutter = Cutter(self.sampling_rate, window, hop, limits=limits)
+        self.scorer = Scorer(recognizer, self.sampling_rate, ema=ema, silence_db=silence_db, name=name)
 
     def reset(self) -> None:
         """Forget all audio fed so far (times restart at 0)."""
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._buffer_start = 0   # stream index of self._buffer[0]
-        self._next_start = 0     # stream index where the next window starts
-        self._seen = 0           # samples fed so far
-        self._last_end = 0       # stream index where the last emitted window ended
+        self.cutter.reset()
+        self.scorer.smoothed = None
 
     @property
     def duration(self) -> float:
         """Seconds of audio fed so far."""
-        return self._seen / self.sampling_rate
+        return self.cutter.duration
 
     def feed(self, chunk):
         """Add samples; returns the rows of the windows this chunk completed (maybe none).
@@ -115,16 +119,13 @@ class SlidingWindow:
         Parameters
         ----------
         chunk : np.ndarray [shape=(n,), float32 in [-1, 1] or int16] or bytes (float32 little-endian)
+
+        Raises
+        ------
+        serkit.windows.StreamLimitError
+            The chunk would complete more windows than the limits allow.
         """
-        signal = self._as_signal(chunk)
-        self._buffer = np.concatenate([self._buffer, signal]) if self._buffer.size else signal
-        self._seen += len(signal)
-        spans = []
-        while self._next_start + self._win <= self._seen:
-            spans.append((self._next_start, self._next_start + self._win))
-            self._next_start += self._hop
-        # keep the last full window too, so that flush() can classify an end-aligned window
-        return self._emit(spans, drop_before=min(self._next_start, max(0, self._seen - self._win)))
+        return self.scorer.table(self.cutter.feed(self._as_signal(chunk)))
 
     def flush(self):
         """Classify the audio not yet covered by a window, as one window aligned to the end.
@@ -132,13 +133,8 @@ class SlidingWindow:
         Audio shorter than one window gives one window over all of it. After a flush the stream
         is reset.
         """
-        spans = []
-        if self._seen > self._last_end and self._seen > 0:
-            start = max(0, self._seen - self._win, self._buffer_start)
-            min_samples = int(self.recognizer.min_duration * self.sampling_rate)
-            if self._seen - start >= max(1, min_samples):
-                spans.append((start, self._seen))
-        table = self._emit(spans, drop_before=self._seen)
+        min_samples = int(self.recognizer.min_duration * self.sampling_rate)
+        table = self.scorer.table(self.cutter.flush(min_samples))
         self.reset()
         return table
 
@@ -157,38 +153,3 @@ class SlidingWindow:
         if not np.all(np.isfinite(arr)):
             raise AudioError("the chunk contains NaN or infinite samples; send float32 samples in [-1, 1]")
         return arr
-
-    def _emit(self, spans, *, drop_before: int):
-        import pandas as pd
-
-        rec = self.recognizer
-        rows: list[dict | None] = []
-        pieces, where = [], []
-        floor = 10 ** (self.silence_db / 20)
-        for a, b in spans:
-            piece = self._buffer[a - self._buffer_start : b - self._buffer_start]
-            t0, t1 = a / self.sampling_rate, b / self.sampling_rate
-            rms = float(np.sqrt(np.mean(np.square(piece, dtype=np.float64)))) if piece.size else 0.0
-            if rms < floor:
-                row = {"file": self.name, "start": t0, "end": t1, "label": ""}
-                row.update({f"p_{l}": np.nan for l in rec.labels})
-                row["error"] = "silence"
-                rows.append(row)
-            else:
-                rows.append(None)
-                where.append((len(rows) - 1, t0, t1))
-                pieces.append(resample(piece, self.sampling_rate, rec.sampling_rate))
-            self._last_end = max(self._last_end, b)
-        if pieces:
-            table = rec.predict_signals(pieces, names=[self.name] * len(pieces))
-            for (i, t0, t1), rec_row in zip(where, table.to_dict("records")):
-                rec_row["start"], rec_row["end"] = t0, t1
-                rows[i] = rec_row
-        # keep only what a future window can still need
-        cut = drop_before - self._buffer_start
-        if cut > 0:
-            self._buffer = self._buffer[cut:]
-            self._buffer_start = drop_before
-        # typed even when empty, so that concatenating the tables of many feeds keeps float columns
-        numeric = ["start", "end", *(f"p_{l}" for l in rec.labels)]
-        return pd.DataFrame(rows, columns=rec._columns()).astype({c: float for c in numeric})

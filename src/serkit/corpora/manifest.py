@@ -72,6 +72,19 @@ def scan(root) -> ScanResult:
         The file is missing, unreadable, empty, or lacks one of the columns path, label, speaker
         (the message lists the columns it found).
     """
+    return _scan(root, REQUIRED, keep_missing=False)
+
+
+def scan_for_prediction(root) -> ScanResult:
+    """Read a manifest of audio to predict: only ``path`` is required (``start``/``end`` honoured).
+
+    Rows whose file does not exist are kept (prediction reports them as error rows); ``label``
+    and ``speaker`` may be absent or empty (then ``""``).
+    """
+    return _scan(root, ("path",), keep_missing=True)
+
+
+def _scan(root, required: tuple, *, keep_missing: bool) -> ScanResult:
     csv_path = _locate(root)
     base = csv_path.parent
     delimiter = "\t" if csv_path.suffix.lower() == ".tsv" else ","
@@ -83,11 +96,11 @@ def scan(root) -> ScanResult:
     if not rows:
         raise CorpusError(f"manifest: '{csv_path}' is empty; it needs a header row path,label,speaker[,start,end]")
     header = [h.strip().lower() for h in rows[0]]
-    missing = [c for c in REQUIRED if c not in header]
+    missing = [c for c in required if c not in header]
     if missing:
         raise CorpusError(
             f"manifest: '{csv_path}' lacks column(s) {', '.join(missing)}; found {', '.join(repr(h) for h in rows[0]) or 'none'}; "
-            "the header row must name path,label,speaker (start,end optional)"
+            f"the header row must name {','.join(required)}" + (" (start,end optional)" if required == REQUIRED else "")
             + ("; is it tab-separated? name it .tsv" if delimiter == "," and len(header) == 1 and "\t" in rows[0][0] else "")
         )
     col = {name: header.index(name) for name in header if name}
@@ -105,12 +118,12 @@ def scan(root) -> ScanResult:
             wrong_width.append(f"line {lineno}")
             continue
         cell = {name: row[i].strip() for name, i in col.items()}
-        if not all(cell[c] for c in REQUIRED):
+        if not all(cell[c] for c in required):
             empty.append(f"line {lineno}")
             continue
         path = Path(cell["path"]).expanduser()
         path = path if path.is_absolute() else base / path
-        if not path.is_file():
+        if not keep_missing and not path.is_file():
             missing_files.append(f"line {lineno} ({cell['path']})")
             continue
         try:
@@ -133,8 +146,8 @@ def scan(root) -> ScanResult:
             Utterance(
                 id=uid,
                 path=str(path),
-                label=cell["label"],
-                speaker=cell["speaker"],
+                label=cell.get("label", ""),
+                speaker=cell.get("speaker", ""),
                 corpus="manifest",
                 start=start,
                 end=end,
@@ -144,7 +157,7 @@ def scan(root) -> ScanResult:
     if wrong_width:
         problems.append(f"{len(wrong_width)} rows with more cells than the header, skipped: {listed(wrong_width)}")
     if empty:
-        problems.append(f"{len(empty)} rows with an empty path, label or speaker, skipped: {listed(empty)}")
+        problems.append(f"{len(empty)} rows with an empty {', '.join(required)}, skipped: {listed(empty)}")
     if missing_files:
         problems.append(
             f"{len(missing_files)} rows whose audio file does not exist (paths are relative to {base}), "

@@ -102,6 +102,11 @@ class Settings:
     inference_threads: int = 2
     max_pending: int = 64
     api_keys: tuple = field(default=(), repr=False)
+    # WebSocket work bounds, the window engine's StreamLimits (SERKIT_STREAM_MAX_OVERLAP,
+    # SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE, SERKIT_STREAM_MAX_WINDOWS_PER_S; see serkit.windows)
+    stream_max_overlap: float = 20.0
+    stream_max_windows_per_message: int = 64
+    stream_max_windows_per_s: float = 20.0
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":
@@ -116,6 +121,11 @@ class Settings:
             inference_threads=_env_number(env, "SERKIT_INFERENCE_THREADS", cls.inference_threads, int, minimum=1),
             max_pending=_env_number(env, "SERKIT_MAX_PENDING", cls.max_pending, int, minimum=1),
             api_keys=keys,
+            stream_max_overlap=_env_number(env, "SERKIT_STREAM_MAX_OVERLAP", cls.stream_max_overlap, minimum=1),
+            stream_max_windows_per_message=_env_number(env, "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE",
+                                                       cls.stream_max_windows_per_message, int, minimum=1),
+            stream_max_windows_per_s=_env_number(env, "SERKIT_STREAM_MAX_WINDOWS_PER_S", cls.stream_max_windows_per_s,
+                                                 minimum=0.001),
         )
         return replace(s, **overrides) if overrides else s
 
@@ -446,6 +456,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
 
     from .. import __version__
     from ..streaming import PCM_FORMATS, SlidingWindow, decode_pcm
+    from ..windows import LONG_HOP_S, LONG_WINDOW_S, StreamLimitError, StreamLimits
 
     settings = settings or Settings.from_env()
     svc = _Service(recognizer, settings, model_dir)
@@ -630,21 +641,19 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
               openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
               summary="Emotion over time of a long recording, one result per window")
     async def timeline(request: Request,
-                       window: float = Query(4.0, ge=0.5, le=60.0, description="Window length (s)."),
-                       hop: float = Query(2.0, ge=0.25, le=60.0, description="Step between windows (s).")):
+                       window: float = Query(LONG_WINDOW_S, ge=0.5, le=60.0, description="Window length (s)."),
+                       hop: float = Query(LONG_HOP_S, ge=0.25, le=60.0, description="Step between windows (s).")):
         form, upload = await svc.receive_upload(request)
         try:
             name, duration, table = await svc.run(svc.analyse, upload, "timeline", window, hop)
         finally:
             await form.close()
         rows = [_row_json(r, labels) for r in table.to_dict("records")]
-        valid = table[table["label"].astype(str) != ""]
-        if valid.empty:
+        if (table["error"] != "").all():
             raise _ClientError(422, f"'{name}' is silent: every window is silence; there is no speech to classify")
-        mean = valid[[f"p_{l}" for l in labels]].mean(axis=0).to_numpy()
+        summary = _row_json(recognizer.summarise(table), labels)  # the summary `serkit predict` gives a long file
         return {"file": name, "duration": duration, "window": window, "hop": hop,
-                "label": labels[int(mean.argmax())], "probabilities": dict(zip(labels, map(float, mean))),
-                "windows": rows}
+                "label": summary["label"], "probabilities": summary["probabilities"], "windows": rows}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket):
@@ -663,15 +672,19 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
             rate = int(q.get("rate", "16000"))
             window = float(q.get("window", "2.0"))
             hop = float(q.get("hop", "1.0"))
+            ema = float(q.get("ema", "1.0"))
         except ValueError:
-            return await fail(1008, "rate, window and hop must be numbers, e.g. ?rate=16000&window=2&hop=1")
+            return await fail(1008, "rate, window, hop and ema must be numbers, e.g. ?rate=16000&window=2&hop=1")
         fmt = q.get("format", "f32")
         if fmt not in PCM_FORMATS:
             return await fail(1008, f"format {fmt!r} is not supported; use one of {', '.join(PCM_FORMATS)}")
         if not (0.5 <= window <= 60 and 0.25 <= hop <= 60):
             return await fail(1008, f"window {window:g} s must be in 0.5..60 and hop {hop:g} s in 0.25..60")
         try:
-            engine = SlidingWindow(recognizer, sampling_rate=rate, window=window, hop=hop, name="stream")
+            engine = SlidingWindow(recognizer, sampling_rate=rate, window=window, hop=hop, ema=ema, name="stream",
+                                   limits=StreamLimits(max_overlap=settings.stream_max_overlap,
+                                                       max_windows_per_message=settings.stream_max_windows_per_message,
+                                                       max_windows_per_s=settings.stream_max_windows_per_s))
         except SerkitError as exc:
             return await fail(1008, str(exc))
         max_bytes = settings.max_chunk_kb * 1024
@@ -706,6 +719,8 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
                         table = await svc.run(engine.feed, signal)
                     except _ClientError as exc:
                         return await fail(1013, exc.message)
+                    except StreamLimitError as exc:  # nothing was classified
+                        return await fail(1009 if exc.too_big else 1008, str(exc))
                     await send_rows(table)
                 elif text is not None:
                     try:
