@@ -201,3 +201,30 @@ def io_text(s: str):
     import io
 
     return io.StringIO(s)
+
+
+def test_service_predicts_a_lengthless_flac_and_counts_no_further_than_its_limit(tmp_path, model_dir, speech):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from serkit.inference import Recognizer
+    from serkit.serve.app import Settings, create_app
+
+    x, sr = speech
+    p = lengthless_flac(tmp_path / "u.flac", x[: 3 * sr], sr)
+    with TestClient(create_app(Recognizer.load(model_dir), Settings(max_duration_s=2.0))) as client:
+        r = client.post("/v1/predict", files={"file": ("u.flac", p.read_bytes(), "audio/flac")})
+        assert r.status_code == 413 and "SERKIT_MAX_DURATION_S" in r.json()["detail"]
+    with TestClient(create_app(Recognizer.load(model_dir), Settings())) as client:
+        r = client.post("/v1/predict", files={"file": ("u.flac", p.read_bytes(), "audio/flac")})
+        assert r.status_code == 200, r.text
+        assert r.json()["duration"] == pytest.approx(3.0, abs=1e-3)
+
+
+def test_bad_duration_limit_setting_is_a_clear_error(monkeypatch, model_dir):
+    from serkit.errors import AudioError
+    from serkit.inference import Recognizer
+
+    monkeypatch.setenv("SERKIT_MAX_DURATION_S", "ten minutes")
+    with pytest.raises(AudioError, match="SERKIT_MAX_DURATION_S='ten minutes' must be a positive number"):
+        Recognizer.load(model_dir)

@@ -11,6 +11,7 @@ stream. Nothing here ever allocates for a length a header merely claims.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ __all__ = [
     "blocks",
     "find_audio_files",
     "scan_audio_folder",
-    "max_duration_s",
+    "duration_limit_s",
     "DEFAULT_MAX_DURATION_S",
 ]
 
@@ -53,7 +54,7 @@ _UNKNOWN_FRAMES = 2**62
 _BLOCK = 65536
 
 
-def max_duration_s(environ=None) -> float:
+def duration_limit_s(environ=None) -> float:
     """The shared duration limit: ``SERKIT_MAX_DURATION_S`` if set, else :data:`DEFAULT_MAX_DURATION_S`."""
     env = os.environ if environ is None else environ
     raw = env.get(MAX_DURATION_ENV, "").strip()
@@ -125,8 +126,9 @@ def info(path, *, max_duration_s: float | None = None) -> AudioInfo:
     """Read a file's header: sample rate, channels, length.
 
     A file whose header gives no length is decoded block by block to count its frames
-    (``counted``); with ``max_duration_s`` the count stops once it is longer than that
-    (``truncated``: the file holds at least ``frames`` frames).
+    (``counted``); the count stops once it passes ``max_duration_s`` seconds (default: the shared
+    limit, :func:`duration_limit_s`; ``math.inf`` counts everything), and then ``truncated`` says the
+    file holds at least ``frames`` frames.
 
     Raises
     ------
@@ -144,7 +146,8 @@ def info(path, *, max_duration_s: float | None = None) -> AudioInfo:
     _check_rate(p, sr)
     frames, counted, truncated = int(i.frames), False, False
     if frames >= _UNKNOWN_FRAMES:
-        limit = None if max_duration_s is None else int(max_duration_s * sr) + 1
+        seconds = duration_limit_s() if max_duration_s is None else max_duration_s
+        limit = None if math.isinf(seconds) else int(seconds * sr) + 1
         frames, counted = 0, True
         for block in blocks(p, _BLOCK, mono=False):
             frames += len(block)

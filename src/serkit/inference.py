@@ -67,13 +67,13 @@ class Recognizer:
     def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = 0.1,
                  long_file_s: float = 60.0, max_duration_s: float | None = None,
                  long_window: float = LONG_WINDOW_S, long_hop: float = LONG_HOP_S):
-        from .audio import max_duration_s as shared_limit
+        from .audio import duration_limit_s
 
         self.classifier = classifier
         self.metadata = metadata or {}
         self.min_duration = min_duration
         self.long_file_s = long_file_s
-        self.max_duration_s = float(max_duration_s) if max_duration_s is not None else shared_limit()
+        self.max_duration_s = float(max_duration_s) if max_duration_s is not None else duration_limit_s()
         if not self.max_duration_s > 0:
             raise AudioError(f"max_duration_s {max_duration_s} must be a positive number of seconds")
         self.long_window = long_window
