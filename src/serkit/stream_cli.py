@@ -1,9 +1,11 @@
 """``serkit stream``: real-time recognition from a file played at real-time speed, stdin or a microphone.
 
 Capture and inference run on separate threads joined by a bounded queue of windows: the capture
-side (file reader, stdin reader or the sound card's callback) cuts a window every ``hop`` seconds
-and queues it; the inference side classifies windows, optionally smooths the probabilities (EMA
-over windows) and prints one line per window. When inference falls behind a live source (the
+side (file reader, stdin reader or the sound card's callback) cuts windows with the one window
+engine's :class:`~serkit.windows.Cutter` and queues them; the inference side classifies them with
+its :class:`~serkit.windows.Scorer` (silence gate, optional EMA smoothing) and prints one line per
+window — the same rows, to the last digit, as the WebSocket ``/v1/stream`` gives for the same
+audio, window, hop and ``ema``. When inference falls behind a live source (the
 microphone, a file played at ``speed > 0``) windows are *dropped*, counted and reported — never
 silently; sources that can wait (stdin, a file at ``speed 0``) are paused instead.
 

@@ -360,7 +360,8 @@ class Scorer:
         if pieces:
             proba = np.asarray(rec.classifier.predict_proba(pieces), dtype=np.float64)
             for (i, w), p in zip(where, proba):
-                self.smoothed = p if self.smoothed is None or self.ema == 1 else self.ema * p + (1 - self.ema) * self.smoothed
+                fresh = self.smoothed is None or self.ema == 1
+                self.smoothed = p if fresh else self.ema * p + (1 - self.ema) * self.smoothed
                 s = self.smoothed
                 row = {"file": self.name, "start": w.start, "end": w.end, "label": labels[int(np.argmax(s))]}
                 row.update({f"p_{l}": float(v) for l, v in zip(labels, s)})
