@@ -243,3 +243,16 @@ def test_websocket_over_limit_requests_are_closed_with_the_setting(rec):
         second = (0.1 * np.ones(4000)).astype("<f4").tobytes()
         msg, code, reason = _closed(client, "rate=4000&format=f32&window=1&hop=0.25", [second] * 4)
         assert code == 1008 and "SERKIT_STREAM_MAX_WINDOWS_PER_S" in reason
+
+
+def test_cli_stream_is_bounded_by_the_same_limits(rec, speech_5_3, capsys, monkeypatch):
+    from serkit.cli import main
+    from tests.quick_models import _BUILT
+
+    path, _ = speech_5_3
+    args = ["stream", "--model", str(_BUILT["soundnet"]), "--file", str(path), "--speed", "0"]
+    assert main([*args, "--window", "60", "--hop", "0.25"]) == 2
+    assert "SERKIT_STREAM_MAX_OVERLAP" in capsys.readouterr().err
+    monkeypatch.setenv("SERKIT_STREAM_MAX_OVERLAP", "1.5")
+    assert main([*args, "--window", "2", "--hop", "1"]) == 2
+    assert "the limit is 1.5 (SERKIT_STREAM_MAX_OVERLAP)" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def expand_inputs(inputs: Iterable) -> list[Clip]:
         if p.is_dir():
             files, problems = scan_audio_folder(p)
             found = [(f, "") for f in files] + [(f, msg) for f, msg in problems]
-            out.extend(Clip(str(f), error=msg) for f, msg in sorted(found, key=lambda x: str(x[0])))
+            out.extend(Clip(str(f), error=msg) for f, msg in sorted(found, key=lambda x: x[0]))
         elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
             out.extend(_manifest_clips(p))
         else:
