@@ -210,9 +210,10 @@ class Recognizer:
         t0, t1, rate = self._plan(clip)
         if t1 - t0 > self.long_file_s:
             return self._table([self._predict_long(clip, t0, t1, rate)])
-        signal = self._read(clip.path, clip.start, clip.end)
-        return self._table(self._rows([clip.path], [t0], [t0 + len(signal) / self.sampling_rate],
-                                      self.classifier.predict_proba([signal])))
+        table = self.predict_signals([self._read(clip.path, clip.start, clip.end)], names=[clip.path])
+        if t0:  # a segment: its times in the file
+            table[["start", "end"]] += t0
+        return table
 
     def predict_batch(self, items: Sequence, *, batch_size: int = 32, n_threads: int | None = None,
                       progress: bool = False, speakers: Sequence[str] | None = None):
