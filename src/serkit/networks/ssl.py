@@ -170,9 +170,10 @@ class SSLNet(SpeakerNormMixin, BlockwiseNet):
         cfg = model.config
         L = int(cfg.num_hidden_layers)
         self.hidden = int(cfg.hidden_size)
-        self.use = sorted({int(i) for i in layers})
+        # "all", or hidden-state indices in 0 … L (serkit.models.ssl resolves negative ones)
+        self.use = list(range(L + 1)) if layers == "all" else sorted({int(i) for i in layers})
         if not self.use or not 0 <= self.use[0] <= self.use[-1] <= L:
-            raise ConfigError(f"hidden states {layers!r} to mix must be indices in 0 … {L} (resolve them first)")
+            raise ConfigError(f"hidden states {layers!r} to mix must be 'all' or indices in 0 … {L}")
         front = Front(model, info)
         self.blocks = nn.ModuleList([front] + [Layer(model, i) for i in range(L)])
         self.block_names = ("features",) + tuple(f"layer{i + 1}" for i in range(L))
