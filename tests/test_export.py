@@ -123,15 +123,16 @@ def test_predict_with_the_exported_dir(exported, clips, tmp_path, capsys):
     assert len(rows) == 3 and all(r["error"] == "" for r in rows)
 
 
-def test_feature_models_do_not_export(tmp_path):
-    d = tmp_path / "svm"
-    d.mkdir()
-    (d / "model.json").write_text(json.dumps({"format_version": 1, "family": "features", "labels": ["a", "b"],
-                                              "config": {}}))
-    with pytest.raises(ConfigError, match="exportable families: soundnet"):
-        from serkit.deploy.export import export_onnx
+def test_feature_models_do_not_export(small_model_dir, tmp_path, capsys):
+    """The family declares it (not exportable): a clear message, from Python and from the CLI."""
+    from serkit.deploy.export import export_onnx
 
-        export_onnx(d, tmp_path / "out")
+    with pytest.raises(ConfigError, match="exportable families: soundnet"):
+        export_onnx(small_model_dir, tmp_path / "out")
+    assert main(["export", str(small_model_dir), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be exported to ONNX" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_int8_without_calibration_audio_says_what_to_pass(model_dir, tmp_path):

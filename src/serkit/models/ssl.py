@@ -15,7 +15,8 @@ Recipe ``model`` section (every key optional except ``family``)::
       finetune_top: 0                    # 0: frozen backbone; k: unfreeze the top k transformer layers
       train: {epochs: 30, normalisation: speaker, ...}   # serkit.training.TrainConfig fields
 
-How the backbone maps onto the trainer's :class:`~serkit.training.BlockwiseNet`: block 0 is the
+How the backbone maps onto the blockwise contract (:class:`~serkit.networks.blocks.BlockwiseNet`, the network
+classes are :mod:`serkit.networks.ssl`): block 0 is the
 feature encoder (CNN, projection, positional convolution), block ``i`` is transformer layer ``i``.
 The representation after block ``k`` stacks, along the channel axis, the hidden states the head
 will mix that exist so far plus the current one, ``[batch, n_states * hidden, frames]``. So the

@@ -81,6 +81,10 @@ class BlockwiseNet(nn.Module):
         """Logits from (normalised) pooled vectors [batch, d]."""
         raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
 
+    def set_global_norm(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the training set's pooled statistics, the fallback of speaker normalisation."""
+        raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
+
     def channel_groups(self) -> list:
         """The prunable channel groups (:class:`serkit.networks.pruning.Group`), lowest first."""
         from ..errors import ConfigError

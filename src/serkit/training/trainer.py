@@ -661,7 +661,7 @@ class Trainer:
         if best["state"] is not None:
             net.load_state_dict(best["state"])
         net.eval()
-        if run.spk_norm and hasattr(net, "set_global_norm"):
+        if run.spk_norm:
             # fallback statistics (a speaker with too few utterances, or adapt=False): all training utterances
             p_all = predict_pooled(net, run.signals, device=self.device, batch_seconds=c.eval_batch_seconds)
             net.set_global_norm(*_stats(p_all))
