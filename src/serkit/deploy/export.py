@@ -341,6 +341,11 @@ def _quantize_static(src: Path, dst: Path, clips: list[np.ndarray]) -> None:
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its calibrator prints each pass's progress to stdout
             _quantize(quantize_static, src, dst, Reader(), QuantFormat, QuantType, CalibrationMethod)
+    except ValueError as exc:  # onnxruntime's calibrator reports bad data as ValueError
+        raise ModelError(
+            f"int8 calibration failed in onnxruntime ({str(exc).splitlines()[0]}); try other clips with "
+            "--calibration PATH..., or --quantize int8-dynamic (no calibration)"
+        ) from None
     finally:
         root.setLevel(level)
 
