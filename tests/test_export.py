@@ -185,3 +185,15 @@ def test_calibration_passes_keep_onnxruntime_passes_for_equal_lengths():
 
     assert _calibration_passes([100] * 35, 16) == [list(range(16)), list(range(16, 32)), [32, 33, 34]]
     assert _calibration_passes([3, 5, 3, 3, 5], 2) == [[0, 2], [3], [1, 4]]
+
+
+def test_export_verb_expands_calibration_folders(tmp_path):
+    """api.export (what the CLI runs) turns folders and manifests into files before deploy sees them."""
+    from serkit import api
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no audio files found in the --calibration paths"):
+        api.export(tmp_path / "model", tmp_path / "out", quantize="int8", calibration=[empty])
+    with pytest.raises(ConfigError, match="unknown export format 'tflite'"):
+        api.export(tmp_path / "model", tmp_path / "out", format="tflite")
