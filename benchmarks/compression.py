@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from serkit.artifact import load_model, save_model
-    from serkit.compress import count_parameters, distill, prune, quantization_aware
+    from serkit.deploy.compress import distill, prune, quantization_aware
+    from serkit.networks.pruning import count_parameters
     from serkit.corpora import load_corpus
     from serkit.export import export_onnx
     from serkit.inference import Recognizer

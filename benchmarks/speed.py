@@ -145,7 +145,7 @@ def _classifier_dirs(setup: Setup) -> dict:
 
     from serkit.artifact import save_model
     from serkit.corpora import load_corpus
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
     from serkit.models.neural import SoundNetClassifier
 
     root = Path(tempfile.mkdtemp(prefix="serkit-speed-"))

@@ -1,4 +1,4 @@
-"""serkit.compress: pruning removes channels for real (known answer: zeroed channels prune exactly),
+"""serkit.deploy.compress: pruning removes channels for real (known answer: zeroed channels prune exactly),
 pruned models round-trip, QAT weights sit on the int8 grid and export close to torch, a distilled
 student agrees with its teacher beyond chance, `serkit compress` errors are one-line messages."""
 
@@ -13,13 +13,8 @@ torch = pytest.importorskip("torch")
 
 from serkit.artifact import load_model, save_model
 from serkit.cli import main
-from serkit.compress import (
-    channel_groups,
-    count_parameters,
-    distill,
-    prune,
-    quantization_aware,
-)
+from serkit.deploy.compress import distill, prune, quantization_aware
+from serkit.networks.pruning import channel_groups, count_parameters
 from serkit.errors import ConfigError
 
 
@@ -59,7 +54,7 @@ def test_zeroed_channels_prune_exactly(model, clips):
     """Known answer: channels whose folded filter and bias are 0 output exactly 0; removing them changes nothing."""
     import copy
 
-    from serkit.training.trainer import predict_logits
+    from serkit.networks.blocks import predict_logits
 
     m = copy.deepcopy(model)
     with torch.no_grad():
@@ -121,7 +116,7 @@ def test_prune_finetune_learns_and_threshold(model, train_utterances, clips):
 
 def test_qat_weights_on_int8_grid_and_onnx_agrees(model, train_utterances, clips, tmp_path):
     pytest.importorskip("onnxruntime")
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
     from serkit.inference import Recognizer
 
     q = quantization_aware(model, train_utterances[::2], epochs=1, train={"val_fraction": 0.0})
@@ -189,3 +184,54 @@ def test_prune_rejects_bad_arguments(model):
         prune(model, amount=0.5, threshold=0.2)
     with pytest.raises(ConfigError, match="needs the training utterances"):
         prune(model, amount=0.5, finetune_epochs=1)
+
+
+@pytest.mark.parametrize("backbone, amount", [("soundnet8", 0.5), ("soundnet-res", 0.3)])
+def test_pruned_network_is_built_at_its_widths(backbone, amount):
+    """A pruned model loads by construction: the network built from the recorded channel counts has
+    exactly the pruned network's parameters and buffers (names and shapes), and loads its weights."""
+    from serkit.models.neural import SoundNetClassifier
+
+    options = {"backbone": backbone, "pretrained": False, "strategy": "full",
+               "train": {"normalisation": "speaker", "epochs": 1}}
+    if backbone == "soundnet8":
+        options.update(layer="conv4", pool="attention")
+    m = SoundNetClassifier(**options)
+    torch.manual_seed(0)
+    m.net_ = m._build_net(4, pretrained=False).eval()
+    m.labels_, m.strategy_, m.training_ = ["a", "b", "c", "d"], "full", {}
+    pruned = prune(m, amount=amount, finetune_epochs=0)
+    assert m.prunable and pruned.net_.prunable
+    built = pruned._build_net(4, pretrained=False)
+    got = {k: tuple(v.shape) for k, v in built.state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in pruned.net_.state_dict().items()}
+    assert got == want
+    built.load_state_dict(pruned.net_.state_dict(), strict=True)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-0.3, 0.3, (2, 24000)).astype(np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(built.eval()(x), pruned.net_(x))
+    # every group lost channels, and the full-size network is bigger
+    full = {k: v for k, v in m.net_.state_dict().items()}
+    assert sum(v.numel() for v in pruned.net_.state_dict().values()) < sum(v.numel() for v in full.values())
+
+
+def test_bad_channel_counts_are_model_errors():
+    from serkit.errors import ModelError
+    from serkit.models.neural import SoundNetClassifier
+
+    with pytest.raises(ModelError, match="conv2: cannot keep 99 of 32 channels"):
+        SoundNetClassifier(layer="conv4", pretrained=False, channels={"conv2": 99})._build_net(3, pretrained=False)
+    with pytest.raises(ModelError, match="above the network's top block conv4"):
+        SoundNetClassifier(layer="conv4", pretrained=False, channels={"conv6": 9})._build_net(3, pretrained=False)
+    with pytest.raises(ModelError, match="unknown layers"):
+        SoundNetClassifier(backbone="soundnet-res", channels={"block99.reduce": 3})._build_net(3, pretrained=False)
+
+
+def test_networks_that_do_not_prune_say_so():
+    from serkit.models.spectro import CNNLSTMClassifier
+    from serkit.networks.pruning import channel_groups
+
+    m = CNNLSTMClassifier()
+    assert not m.prunable
+    with pytest.raises(ConfigError, match="only the soundnet and soundnet-res families prune"):
+        channel_groups(m._build_net(3, pretrained=False))

@@ -89,7 +89,7 @@ def test_int8_agrees_with_fp32_on_held_out_speakers(model_dir, held_out, tmp_pat
     previous default (ReLU outside the quantised convolution, |x| percentile, 32 clips) gave 0.865,
     0.0169 and 0.141 and fails the first two bounds; a 1-s window ran in 0.37 ms against 1.17 ms.
     """
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
 
     calibration, signals = held_out
     fp32 = export_onnx(model_dir, tmp_path / "fp32")
@@ -107,7 +107,7 @@ def test_int8_agrees_with_fp32_on_held_out_speakers(model_dir, held_out, tmp_pat
 
 
 def test_calibration_clips_must_be_positive(model_dir, tmp_path):
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
 
     with pytest.raises(ConfigError, match="calibration_clips=0 is too few"):
         export_onnx(model_dir, tmp_path / "out", quantize="int8", calibration_clips=0)
@@ -123,15 +123,16 @@ def test_predict_with_the_exported_dir(exported, clips, tmp_path, capsys):
     assert len(rows) == 3 and all(r["error"] == "" for r in rows)
 
 
-def test_feature_models_do_not_export(tmp_path):
-    d = tmp_path / "svm"
-    d.mkdir()
-    (d / "model.json").write_text(json.dumps({"format_version": 1, "family": "features", "labels": ["a", "b"],
-                                              "config": {}}))
-    with pytest.raises(ConfigError, match="exportable families: soundnet"):
-        from serkit.export import export_onnx
+def test_feature_models_do_not_export(small_model_dir, tmp_path, capsys):
+    """The family declares it (not exportable): a clear message, from Python and from the CLI."""
+    from serkit.deploy.export import export_onnx
 
-        export_onnx(d, tmp_path / "out")
+    with pytest.raises(ConfigError, match="exportable families: soundnet"):
+        export_onnx(small_model_dir, tmp_path / "out")
+    assert main(["export", str(small_model_dir), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be exported to ONNX" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_int8_without_calibration_audio_says_what_to_pass(model_dir, tmp_path):
@@ -140,7 +141,59 @@ def test_int8_without_calibration_audio_says_what_to_pass(model_dir, tmp_path):
     meta = json.loads((d / "model.json").read_text())
     meta["trained_on"] = {"corpora": [f"emodb:{tmp_path / 'gone'}"]}
     (d / "model.json").write_text(json.dumps(meta))
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
 
     with pytest.raises(ConfigError, match="--calibration"):
         export_onnx(d, tmp_path / "out", quantize="int8")
+
+
+def test_int8_calibrates_on_clips_of_mixed_lengths(tmp_path):
+    """Issue 13 item 6: onnxruntime's calibrator stacks the tensors of a pass, so clips of different
+    lengths (RAVDESS: 3-5 s) ended in "inhomogeneous shape"; they are now calibrated in passes of one length."""
+    from serkit.artifact import save_model
+    from serkit.audio import read
+    from serkit.corpora import load_corpus
+    from serkit.deploy.export import _calibration_passes
+    from serkit.models.neural import SoundNetClassifier
+    from tests.conftest import data_dir
+
+    spec = f"ravdess:{data_dir('ravdess-sample')}"
+    utterances = load_corpus(spec)[:20]
+    model = SoundNetClassifier(backbone="soundnet-res", train={"epochs": 1, "val_fraction": 0.0, "min_epochs": 1})
+    model.fit(utterances, progress=False)
+    src = save_model(model, tmp_path / "m", trained_on={"corpora": [spec], "n_utterances": len(utterances)})
+    signals = [read(u.path, 16000, end=5.0)[0] for u in utterances]
+    lengths = [len(x) for x in signals]
+    assert len(set(lengths)) > 5  # the fault needs clips of different lengths
+    passes = _calibration_passes(lengths, 16)
+    assert sorted(i for p in passes for i in p) == list(range(len(signals)))
+    assert all(len({lengths[i] for i in p}) == 1 and len(p) <= 16 for p in passes)
+    # through the CLI, calibrated on the model's own training corpus (recorded in model.json)
+    out = tmp_path / "int8"
+    assert main(["export", str(src), "--quantize", "int8", "--calibration-clips", "20", "--out", str(out), "-q"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["config"]["quantization"]["calibration_clips"] == 20
+    fp32 = main(["export", str(src), "--out", str(tmp_path / "fp32"), "-q"])
+    assert fp32 == 0
+    p32 = Recognizer.load(tmp_path / "fp32").classifier.predict_proba(signals)
+    p8 = Recognizer.load(out).classifier.predict_proba(signals)
+    assert np.abs(p8 - p32).mean() < 0.05, np.abs(p8 - p32).mean()
+
+
+def test_calibration_passes_keep_onnxruntime_passes_for_equal_lengths():
+    from serkit.deploy.export import _calibration_passes
+
+    assert _calibration_passes([100] * 35, 16) == [list(range(16)), list(range(16, 32)), [32, 33, 34]]
+    assert _calibration_passes([3, 5, 3, 3, 5], 2) == [[0, 2], [3], [1, 4]]
+
+
+def test_export_verb_expands_calibration_folders(tmp_path):
+    """api.export (what the CLI runs) turns folders and manifests into files before deploy sees them."""
+    from serkit import api
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no audio files found in the --calibration paths"):
+        api.export(tmp_path / "model", tmp_path / "out", quantize="int8", calibration=[empty])
+    with pytest.raises(ConfigError, match="unknown export format 'tflite'"):
+        api.export(tmp_path / "model", tmp_path / "out", format="tflite")

@@ -220,7 +220,7 @@ def test_static_int8_keeps_the_log_mel_in_float(anger_sadness, tmp_path):
     import onnx
 
     from serkit.artifact import save_model
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
     from serkit.inference import Recognizer
 
     model = _trained("cnn-lstm", anger_sadness)

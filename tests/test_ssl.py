@@ -18,7 +18,8 @@ transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from serkit.errors import ConfigError  # noqa: E402
-from serkit.models.ssl import SSLClassifier, _nets  # noqa: E402
+from serkit.models.ssl import SSLClassifier  # noqa: E402
+from serkit.networks.ssl import SSLNet  # noqa: E402
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             conv_dim=(32, 32, 32, 32), conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 4, 4),
@@ -93,8 +94,8 @@ def frozen_w2v(backbones, split, tmp_path_factory):
 def test_blocks_reproduce_transformers_hidden_states(kind, tmp_path):
     """Block by block, the stacked states equal transformers' own forward; a padded batch equals lone clips."""
     hf = make_backbone(kind, tmp_path / kind)
-    net = _nets()["net"](hf, {"do_normalize": False, "model_type": kind}, 3, layers="all", pool="meanstd",
-                         dropout=0.0, speaker_norm=False).eval()
+    net = SSLNet(hf, {"do_normalize": False, "model_type": kind}, 3, layers="all", pool="meanstd",
+                 dropout=0.0, speaker_norm=False).eval()
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.uniform(-0.3, 0.3, (1, 16000)).astype(np.float32))
     with torch.no_grad():

@@ -187,11 +187,11 @@ def soundnet_weights():
 
 
 def test_blocks_match_soundnet_and_batching(soundnet_weights):
-    from serkit.models.neural import _nets
+    from serkit.networks.waveform import SoundNet8Blocks
     from serkit.networks.soundnet import SoundNet8
 
     torch.manual_seed(0)
-    net = _nets()["soundnet8"](3, layer="conv5").eval()
+    net = SoundNet8Blocks(3, layer="conv5").eval()
     ref = SoundNet8(pretrained=True).eval()
     x = [np.random.default_rng(i).uniform(-0.5, 0.5, n).astype(np.float32) for i, n in enumerate((9000, 22050))]
     with torch.no_grad():
@@ -401,3 +401,93 @@ def test_augmented_training_uses_the_cache_only_for_statistics_and_validation(an
     np.testing.assert_allclose([r["val_loss"] for r in a], [r["val_loss"] for r in b], rtol=1e-4)
     np.testing.assert_allclose([r["train_loss"] for r in a], [r["train_loss"] for r in b], rtol=1e-4)
     assert _accuracy(runs[0], runs[0].predict_proba_utterances(test), test) > 0.5
+
+
+# -- the trainer's named steps keep a fixed-seed fit as it was --------------------------------------
+
+
+def _two_tone_speakers(sr: int):
+    """Five speakers x six clips (0.6-1.4 s) of two tones (class 0: 440 Hz, 1: 220 Hz) in noise."""
+    rng = np.random.default_rng(1)
+    sig, y, spk = [], [], []
+    for s in range(5):
+        for k in range(6):
+            lab = k % 2
+            n = int(rng.uniform(0.6, 1.4) * sr)
+            t = np.arange(n) / sr
+            x = 0.3 * np.sin(2 * np.pi * (220 if lab else 440) * (1 + 0.05 * s) * t) + 0.05 * rng.standard_normal(n)
+            sig.append(x.astype(np.float32))
+            y.append(lab)
+            spk.append(f"s{s}")
+    return sig, np.array(y), spk
+
+
+# Measured with the trainer before it was split into steps (main at 512f23b, one thread, this data): per epoch
+# (train loss, validation loss, validation UA), the best epoch and the first two clips' logits.
+_BEFORE = {
+    "freeze-speaker-norm": (
+        {"strategy": "freeze", "train": {"epochs": 3, "normalisation": "speaker", "min_speaker_utterances": 3}},
+        [(0.82077, 0.75293, 0.6667), (0.97546, 0.81287, 0.6667), (0.75053, 0.91076, 0.6667)], 1,
+        [[-0.15365, 6.2112], [-1.69341, 6.43294]],
+    ),
+    "progressive-augmented": (
+        {"strategy": "progressive", "train": {"epochs": 4, "stage_epochs": 1, "augment": {"p": 0.5}}},
+        [(0.75894, 2.43966, 0.5), (0.78373, 0.21323, 1.0), (0.30199, 0.2042, 1.0), (0.29214, 0.20544, 1.0)], 3,
+        [[3.28913, -1.67223], [-2.17752, 1.68537]],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BEFORE))
+def test_fixed_seed_fit_gives_the_numbers_of_before_the_split(case):
+    from serkit.models.neural import SoundNetClassifier
+
+    options, history, best_epoch, logits = _BEFORE[case]
+    train = {"crop_seconds": 0.5, "batch_size": 8, **options["train"]}
+    m = SoundNetClassifier(backbone="soundnet8", layer="conv3", pretrained=False, strategy=options["strategy"],
+                           train=train)
+    sig, y, spk = _two_tone_speakers(m.sampling_rate)
+    torch.manual_seed(0)
+    net = m._build_net(2, pretrained=False)
+    result = Trainer(m._train_config(), threads=1).fit(net, sig, y, spk, n_classes=2)
+    got = [(h["train_loss"], h["val_loss"], h["val_ua"]) for h in result.history]
+    np.testing.assert_allclose(got, history, atol=2e-4)
+    assert result.best_epoch == best_epoch and result.val_speakers == ["s2"]
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([s[: int(0.6 * m.sampling_rate)] for s in sig[:2]]))
+        np.testing.assert_allclose(net.eval()(x).numpy(), logits, atol=2e-3)
+
+
+def test_speaker_split_is_the_evaluation_validation_split():
+    """The trainer's array split and evaluation's utterance split agree (whole speakers; one speaker: stratified)."""
+    from types import SimpleNamespace
+
+    from serkit.evaluation import validation_split
+    from serkit.training.split import speaker_split
+
+    rng = np.random.default_rng(3)
+    for speakers in (rng.choice(list("abcdefg"), 80), np.array(["solo"] * 30)):
+        labels = rng.choice(["angry", "sad", "happy"], len(speakers))
+        mine = speaker_split(speakers, labels, 0.2, seed=5)
+        theirs = validation_split([SimpleNamespace(speaker=s, label=l) for s, l in zip(speakers, labels)], 0.2, 5)
+        np.testing.assert_array_equal(mine.val_idx, theirs.val_idx)
+        assert list(mine.val_speakers) == list(theirs.val_speakers) and mine.by_speaker == theirs.by_speaker
+    one = speaker_split(["x"] * 6, [0, 0, 0, 1, 1, 1], 0.34, seed=0)
+    assert not one.by_speaker and len(one.val_idx) == 2  # one clip of each class held out
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        speaker_split(["a", "b"], [0, 1], 1.0)
+
+
+def test_training_and_prediction_do_not_import_evaluation_or_training():
+    """Layers: the trainer never imports evaluation; prediction (the batched runner) never imports training."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import serkit.training.trainer, serkit.networks.blocks, serkit.networks.waveform; "
+            "print(sorted(m for m in sys.modules if m.startswith('serkit.evaluation')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = ("import sys; import serkit.networks.blocks, serkit.networks.waveform, serkit.networks.ssl; "
+            "print(sorted(m for m in sys.modules if m.startswith('serkit.training')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

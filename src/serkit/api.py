@@ -1,4 +1,4 @@
-"""The task-level API behind the CLI and the HTTP service: train, evaluate, predict.
+"""The task-level API behind the CLI and the HTTP service: train, evaluate, export, compress.
 
 Each function takes corpora by spec (``"emodb:/data/emodb"``), a recipe by name or path, and
 writes its outputs atomically. The CLI is a thin layer over these functions.
@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .errors import ConfigError
 
-__all__ = ["train", "evaluate", "prepare_data"]
+__all__ = ["train", "evaluate", "export", "compress", "prepare_data"]
 
 
 def prepare_data(corpora: Sequence[str], label_set: str, *, check_audio: bool = True):
@@ -96,3 +96,79 @@ def train(corpora: Sequence[str], recipe="compare-svm", *, out, overrides: list[
         extra["strategy"] = model.strategy_
     return save_model(model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora),
                       metrics=metrics or {}, extra=extra)
+
+
+def export(model_dir, out, *, format: str = "onnx", quantize: str | None = None, calibration: Sequence | None = None,
+           calibration_clips: int | None = None, opset: int = 17, progress: bool = False) -> Path:
+    """Export the model in ``model_dir`` for deployment and write it to ``out`` (what ``serkit export`` runs).
+
+    ``format`` is ``"onnx"`` (the only one); ``calibration`` takes audio files, folders and CSV
+    manifests; the other options are :func:`serkit.deploy.export.export_onnx`'s. Returns ``out``.
+    """
+    from .deploy.export import export_onnx
+
+    if format != "onnx":
+        raise ConfigError(f"unknown export format {format!r}; serkit exports onnx")
+    if calibration:
+        from .inputs import expand_inputs
+
+        calibration = [c.path for c in expand_inputs(calibration) if not c.error]
+        if not calibration:
+            raise ConfigError("no audio files found in the --calibration paths; pass audio files, folders or a CSV manifest")
+    return export_onnx(model_dir, out, quantize=quantize, calibration=calibration,
+                       calibration_clips=calibration_clips, opset=opset, progress=progress)
+
+
+def compress(model_dir, out, *, prune_amount: float | None = None, prune_threshold: float | None = None,
+             distill_student: str | None = None, qat: bool = False, temperature: float = 4.0,
+             alpha: float = 0.7, epochs: int | None = None, corpora: Sequence[str] | None = None,
+             label_set: str | None = None, progress: bool = False):
+    """Compress the model in ``model_dir`` and save the result to ``out`` (what ``serkit compress`` runs).
+
+    Exactly one of ``prune_amount``, ``prune_threshold``, ``distill_student`` (a recipe name or
+    YAML path whose model is soundnet-res), or ``qat`` alone (:mod:`serkit.deploy.compress`).
+    Training audio comes from ``corpora`` (``NAME:ROOT`` specs; default: the corpora recorded in
+    the model's ``model.json``), mapped onto ``label_set`` (default: the model's recipe's).
+    Returns ``(out, compression info)``.
+    """
+    from .artifact import load_model, save_model
+    from .deploy.compress import check_prunable, distill, prune, quantization_aware
+
+    chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
+    if sum(chosen) > 1:
+        raise ConfigError("choose one compression: --prune AMOUNT, --prune-threshold T or --distill (--qat may join pruning)")
+    if not any(chosen) and not qat:
+        raise ConfigError("nothing to do: pass --prune AMOUNT, --prune-threshold T, --distill or --qat")
+    if distill_student is not None and qat:
+        raise ConfigError("--qat applies to pruning or on its own; distil first, then run serkit compress STUDENT --qat")
+    if epochs is not None and epochs < 0:
+        raise ConfigError(f"--epochs {epochs} must be >= 0")
+    model, meta = load_model(model_dir)
+    if distill_student is None:  # before any audio is read
+        check_prunable(model, "pruning" if any(chosen) else "quantisation-aware training")
+    need_audio = distill_student is not None or qat or (epochs is None or epochs > 0)
+    utterances = None
+    if need_audio:
+        specs = list(corpora or (meta.get("trained_on") or {}).get("corpora") or [])
+        if not specs:
+            raise ConfigError(f"'{model_dir}' does not record its training corpora; pass --corpus NAME:ROOT "
+                              "(or --epochs 0 to prune without fine-tuning)")
+        utterances = prepare_data(specs, label_set or (meta.get("recipe") or {}).get("label_set") or "native")
+    if prune_amount is not None or prune_threshold is not None:
+        new = prune(model, utterances, amount=prune_amount, threshold=prune_threshold,
+                    finetune_epochs=3 if epochs is None else epochs, qat=qat, progress=progress)
+    elif distill_student is not None:
+        from .recipe import load_recipe
+
+        section = load_recipe(distill_student).model
+        new = distill(model, utterances, student=section, temperature=temperature, alpha=alpha, epochs=epochs,
+                      progress=progress)
+    else:
+        new = quantization_aware(model, utterances, epochs=3 if epochs is None else max(1, epochs), progress=progress)
+    info = {**new.compression_, "source": str(model_dir), "source_family": meta["family"]}
+    trained_on = meta.get("trained_on") or {}
+    if corpora:
+        trained_on = {"corpora": list(corpora), "n_utterances": len(utterances)}
+    recipe = meta.get("recipe") if distill_student is None else {"name": f"distilled-{getattr(model, 'family', '')}"}
+    save_model(new, out, recipe=recipe, trained_on=trained_on, extra={"compression": info})
+    return out, info

@@ -352,21 +352,22 @@ def _cmd_stream(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_onnx
+    from .api import export
 
-    out = export_onnx(args.model_dir, args.out, quantize=args.quantize, calibration=args.calibration,
-                      calibration_clips=args.calibration_clips, opset=args.opset, progress=_progress(args))
+    out = export(args.model_dir, args.out, format=args.format, quantize=args.quantize,
+                 calibration=args.calibration, calibration_clips=args.calibration_clips, opset=args.opset,
+                 progress=_progress(args))
     _say(args, f"exported to {out}")
     return 0
 
 
 def _cmd_compress(args) -> int:
-    from .compress import compress_model
+    from .api import compress
 
-    out, info = compress_model(args.model_dir, args.out, prune_amount=args.prune, prune_threshold=args.prune_threshold,
-                               distill_student=args.student if args.distill else None, qat=args.qat,
-                               temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
-                               corpora=args.corpus, label_set=args.label_set, progress=_progress(args))
+    out, info = compress(args.model_dir, args.out, prune_amount=args.prune, prune_threshold=args.prune_threshold,
+                         distill_student=args.student if args.distill else None, qat=args.qat,
+                         temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
+                         corpora=args.corpus, label_set=args.label_set, progress=_progress(args))
     if "parameters_after" in info:
         _say(args, f"parameters {info['parameters_before']} -> {info['parameters_after']}")
     _say(args, f"{info['method']}: model written to {out}")

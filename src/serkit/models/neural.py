@@ -71,115 +71,6 @@ def read_cached(path, sampling_rate: int, start: float | None = None, end: float
     return x
 
 
-# -- networks in the trainer's block contract -----------------------------------------------------
-
-
-def _nets():
-    """Build the torch classes lazily (importing this module must not import torch)."""
-    global _NETS
-    if _NETS is not None:
-        return _NETS
-    import torch
-    from torch import nn
-
-    from ..networks.heads import NormedHead, SpeakerNormMixin, conv_out_length, lengths_to_mask, pool_out_length
-    from ..networks.soundnet import INPUT_SCALE, SAMPLING_RATE, SoundNet8, layer_channels, min_samples
-    from ..networks.soundnet_res import SoundNetRes
-    from ..training.trainer import BlockwiseNet
-
-    def block_lengths(block, n):
-        """Frames out of one SoundNet8 block (conv → BN → ReLU → max-pool) for ``n`` frames in."""
-        conv = block.conv
-        n = conv_out_length(n, conv.kernel_size[0], conv.stride[0], conv.padding[0])
-        if isinstance(block.pool, nn.MaxPool1d):
-            k = block.pool.kernel_size
-            n = pool_out_length(n, k if isinstance(k, int) else k[0])
-        return n
-
-    class SoundNet8Blocks(SpeakerNormMixin, BlockwiseNet):
-        """SoundNet8's conv1 … ``layer`` blocks (pretrained) and a pooling head; 22 050 Hz input in [-1, 1]."""
-
-        sampling_rate = SAMPLING_RATE
-
-        def __init__(self, n_classes: int, *, layer: str = "conv7", pool: str = "meanmax",
-                     dropout: float = 0.3, pretrained: bool = True, speaker_norm: bool = False,
-                     sampling_rate: int = SAMPLING_RATE):
-            super().__init__()
-            # the rate audio is read at; above 22 050 Hz the speech reaches the network slowed down
-            self.sampling_rate = int(sampling_rate)
-            backbone = SoundNet8(pretrained=pretrained)
-            if layer not in backbone.block_names:
-                raise ConfigError(
-                    f"soundnet8 layer {layer!r} is not a convolutional block; choose one of "
-                    f"{', '.join(backbone.block_names)} (conv5 ... conv7 transfer best)"
-                )
-            cut = backbone.block_names.index(layer) + 1
-            self.block_names = backbone.block_names[:cut]
-            self.blocks = nn.ModuleList(list(backbone.blocks[:cut]))  # conv8 heads are dropped
-            self.head = NormedHead(layer_channels(layer), n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
-            self.min_samples = int(min_samples(layer))
-
-        def level_lengths(self, lengths, start: int, stop: int):
-            for i in range(start, stop):
-                lengths = block_lengths(self.blocks[i], lengths)
-            return lengths
-
-        def run_blocks(self, h, lengths, start: int, stop: int):
-            if start == 0:
-                h = h[:, None, :] * INPUT_SCALE  # SoundNet was trained on [-256, 256]
-            for i in range(start, stop):
-                h = self.blocks[i](h)
-                lengths = block_lengths(self.blocks[i], lengths)
-                # zero the padding so the next convolution sees what a lone clip would
-                h = h * lengths_to_mask(lengths, h.shape[-1])[:, None, :].to(h.dtype)
-            return h, lengths
-
-
-    class EncoderBlocks(SpeakerNormMixin, BlockwiseNet):
-        """One waveform encoder as a single block and a pooling head (SoundNetRes, CNN-LSTM, transformer).
-
-        ``encoder(waveform [B, N], lengths=[B]) -> [B, C, T]`` with ``encoder.frame_lengths`` (samples →
-        frames), ``encoder.out_channels`` (C) and optionally ``encoder.min_samples``. One block: these
-        encoders are trained from scratch as a whole (their internals do not split into a chain).
-        """
-
-        def __init__(self, encoder, n_classes: int, *, name: str, sampling_rate: int, pool: str = "meanmax",
-                     dropout: float = 0.3, speaker_norm: bool = False):
-            super().__init__()
-            self.block_names = (name,)
-            self.blocks = nn.ModuleList([encoder])
-            self.head = NormedHead(encoder.out_channels, n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm)
-            self.sampling_rate = int(sampling_rate)
-            self.min_samples = int(getattr(encoder, "min_samples", 1))
-
-        @property
-        def backbone(self):
-            return self.blocks[0]
-
-        def level_lengths(self, lengths, start: int, stop: int):
-            return self.backbone.frame_lengths(lengths) if start == 0 and stop == 1 else lengths
-
-        def run_blocks(self, h, lengths, start: int, stop: int):
-            if start == 0 and stop == 1:
-                return self.backbone(h, lengths=lengths), self.backbone.frame_lengths(lengths)
-            return h, lengths
-
-    class SoundNetResBlocks(EncoderBlocks):
-        """SoundNetRes as one block (its multi-scale taps do not split into a chain) and a pooling head; 16 kHz."""
-
-        sampling_rate = SoundNetRes.SAMPLING_RATE
-
-        def __init__(self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3, speaker_norm: bool = False):
-            super().__init__(SoundNetRes(), n_classes, name="soundnet-res", sampling_rate=SoundNetRes.SAMPLING_RATE,
-                             pool=pool, dropout=dropout, speaker_norm=speaker_norm)
-
-    _NETS = {"soundnet8": SoundNet8Blocks, "soundnet-res": SoundNetResBlocks, "encoder": EncoderBlocks, "torch": torch}
-    return _NETS
-
-
-_NETS = None
-
-
 # -- the classifier ---------------------------------------------------------------------------
 
 
@@ -190,12 +81,22 @@ class WaveformClassifier(Classifier):
 
     A subclass sets ``sampling_rate`` and implements ``_train_config()`` (a
     :class:`serkit.training.TrainConfig`), ``_build_net(n_classes, *, pretrained)`` (a
-    :class:`serkit.training.BlockwiseNet` whose head is a :class:`serkit.networks.heads.NormedHead`)
+    :class:`serkit.networks.blocks.BlockwiseNet` whose head is a :class:`serkit.networks.heads.NormedHead`)
     and ``_options()`` (its constructor arguments, for ``model.json``).
     """
 
     #: whether ``fit`` starts from published weights (``_build_net(pretrained=...)``)
     _pretrained = False
+
+    @property
+    def exportable(self) -> bool:
+        """The whole path from a padded waveform batch to probabilities is one network (ONNX export)."""
+        return True
+
+    @property
+    def prunable(self) -> bool:
+        """Whether :func:`serkit.deploy.compress.prune` can remove this network's channels."""
+        return False
 
     def _train_config(self):
         raise NotImplementedError
@@ -251,7 +152,8 @@ class WaveformClassifier(Classifier):
         self._check_fitted()
         import torch
 
-        from ..training.trainer import _pad_min, default_threads, predict_logits, predict_pooled, speaker_norms
+        from ..networks.blocks import predict_logits, predict_pooled
+        from ..training.trainer import _pad_min, default_threads, speaker_norms
 
         signals = [np.asarray(s, dtype=np.float32) for s in signals]
         if not signals:
@@ -392,7 +294,7 @@ class SoundNetClassifier(WaveformClassifier):
         :class:`serkit.training.TrainResult` as a dict: epochs run, best epoch, validation
         speakers, per-epoch history (loss, validation UA, seconds).
     net_ : torch.nn.Module
-        The trained network (a :class:`serkit.training.BlockwiseNet`).
+        The trained network (a :class:`serkit.networks.blocks.BlockwiseNet`).
     """
 
     def __init__(
@@ -414,7 +316,7 @@ class SoundNetClassifier(WaveformClassifier):
         self.strategy = strategy
         self.pretrained = pretrained
         self.train = dict(train or {})
-        self.channels = dict(channels) if channels else None  # pruned widths (serkit.compress); None: full size
+        self.channels = dict(channels) if channels else None  # pruned widths (serkit.deploy.compress); None: full size
         self._validate()
 
     # -- options ----------------------------------------------------------------------------------
@@ -470,19 +372,20 @@ class SoundNetClassifier(WaveformClassifier):
         return TrainConfig.from_dict(options)
 
     def _build_net(self, n_classes: int, *, pretrained: bool):
-        nets = _nets()
+        from ..networks.waveform import SoundNet8Blocks, SoundNetResBlocks
+
         config = self._train_config()
         dropout, spk = config.dropout, config.normalisation == "speaker"
+        # a pruned model (channels recorded in model.json) is built at its own widths
         if self.backbone == "soundnet8":
-            net = nets["soundnet8"](n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
-                                    speaker_norm=spk, sampling_rate=self.sampling_rate)
-        else:
-            net = nets["soundnet-res"](n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk)
-        if self.channels:  # a pruned model: shrink to the recorded channel counts before its weights load
-            from ..compress import apply_channels
+            return SoundNet8Blocks(n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
+                                   speaker_norm=spk, sampling_rate=self.sampling_rate, channels=self.channels)
+        return SoundNetResBlocks(n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk, channels=self.channels)
 
-            apply_channels(net, self.channels)
-        return net
+    @property
+    def prunable(self) -> bool:
+        """Both backbones have channel groups for structured pruning (:mod:`serkit.deploy.compress`)."""
+        return True
 
     def _options(self) -> dict:
         return {

@@ -1,6 +1,6 @@
 """Exported models (family ``onnx``): a graph from padded waveforms to probabilities, run by onnxruntime.
 
-Written by :func:`serkit.export.export_onnx`; loading needs onnxruntime only (no torch). The
+Written by :func:`serkit.deploy.export.export_onnx`; loading needs onnxruntime only (no torch). The
 graph takes ``waveform`` [shape=(batch, samples), float32 at the model's rate] and ``lengths``
 [shape=(batch,), int64] and returns ``probabilities`` [shape=(batch, n_labels)].
 """

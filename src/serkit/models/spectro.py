@@ -90,11 +90,11 @@ class _SpectroClassifier(WaveformClassifier):
         return TrainConfig.from_dict(options)
 
     def _build_net(self, n_classes: int, *, pretrained: bool):
-        from .neural import _nets
+        from ..networks.waveform import EncoderBlocks
 
         config = self._train_config()
-        return _nets()["encoder"](self._encoder(), n_classes, name=self.family, sampling_rate=self.sampling_rate,
-                                  pool=self.pool, dropout=config.dropout, speaker_norm=config.normalisation == "speaker")
+        return EncoderBlocks(self._encoder(), n_classes, name=self.family, sampling_rate=self.sampling_rate,
+                             pool=self.pool, dropout=config.dropout, speaker_norm=config.normalisation == "speaker")
 
     def _options(self) -> dict:
         return {**self._network_options(), "dropout": self.dropout, "pool": self.pool,

@@ -16,7 +16,7 @@ from torch import nn
 
 from .heads import conv_out_length, lengths_to_mask, pool_out_length
 
-__all__ = ["SoundNet8", "SAMPLING_RATE", "INPUT_SCALE", "LAYERS", "min_samples", "layer_channels"]
+__all__ = ["SoundNet8", "SAMPLING_RATE", "INPUT_SCALE", "LAYERS", "min_samples", "layer_channels", "block_widths"]
 
 #: the rate SoundNet was trained at (Hz)
 SAMPLING_RATE = 22050
@@ -52,6 +52,36 @@ def layer_channels(layer: str) -> int:
     """Channels of a layer's output (e.g. 256 for ``"conv5"``)."""
     _check_layer(layer)
     return _HEADS[layer] if layer in _HEADS else _BLOCKS[layer][1]
+
+
+def block_widths(channels=None) -> list[int]:
+    """Output channels of conv1 … conv7: the published widths, or those of a pruned network.
+
+    ``channels`` is ``None``, a mapping ``{"conv1": 12, ...}`` (unnamed blocks keep their width)
+    or a sequence of widths from conv1 (the rest keep theirs).
+
+    >>> block_widths({"conv2": 20})[:3]
+    [16, 20, 64]
+    """
+    from ..errors import ModelError
+
+    widths = [cfg[1] for cfg in _BLOCKS.values()]
+    if channels is None:
+        return widths
+    if hasattr(channels, "items"):
+        unknown = sorted(set(channels) - set(_BLOCKS))
+        if unknown:
+            raise ModelError(f"channel counts for unknown layers {unknown}; SoundNet8 has {', '.join(_BLOCKS)}")
+        given = {list(_BLOCKS).index(k): v for k, v in channels.items()}
+    else:
+        if len(channels) > len(widths):
+            raise ModelError(f"{len(channels)} channel counts for SoundNet8's {len(widths)} blocks")
+        given = dict(enumerate(channels))
+    for i, n in given.items():
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or not 1 <= n <= widths[i]:
+            raise ModelError(f"{list(_BLOCKS)[i]}: cannot keep {n!r} of {widths[i]} channels")
+        widths[i] = int(n)
+    return widths
 
 
 def _frames(lengths, layer: str):
@@ -141,6 +171,10 @@ class SoundNet8(nn.Module):
     pretrained : bool
         Load the published weights (fetched once into the serkit cache by
         :func:`serkit.pretrained.soundnet_weights_path`); False leaves a randomly initialised net.
+    channels : mapping or sequence of int, optional
+        Output channels of the blocks (a pruned network): ``{"conv1": 12, ...}`` (blocks not named
+        keep their published width) or one width per block from conv1. ``None``: the published
+        widths (16, 32, …, 1024). Only the published widths can load the published weights.
 
     Attributes
     ----------
@@ -164,12 +198,24 @@ class SoundNet8(nn.Module):
     INPUT_SCALE = INPUT_SCALE
     LAYERS = LAYERS
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained: bool = True, *, channels=None):
         super().__init__()
         self.block_names: tuple[str, ...] = tuple(_BLOCKS)
-        self.blocks = nn.ModuleList(_Block(*cfg) for cfg in _BLOCKS.values())
-        self.conv8 = nn.Conv1d(1024, _HEADS["conv8"], _HEAD_KERNEL, _HEAD_STRIDE, 0)
-        self.conv8_2 = nn.Conv1d(1024, _HEADS["conv8_2"], _HEAD_KERNEL, _HEAD_STRIDE, 0)
+        widths = block_widths(channels)
+        if pretrained and widths != [cfg[1] for cfg in _BLOCKS.values()]:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"SoundNet8 with channels {dict(zip(self.block_names, widths))} (a pruned network) cannot load the "
+                "published weights; build it with pretrained=False and load the pruned model's own weights"
+            )
+        blocks, cin = [], 1
+        for cfg, cout in zip(_BLOCKS.values(), widths):
+            blocks.append(_Block(cin, cout, *cfg[2:]))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.conv8 = nn.Conv1d(cin, _HEADS["conv8"], _HEAD_KERNEL, _HEAD_STRIDE, 0)
+        self.conv8_2 = nn.Conv1d(cin, _HEADS["conv8_2"], _HEAD_KERNEL, _HEAD_STRIDE, 0)
         if pretrained:
             self.load_pretrained()
 

@@ -9,7 +9,7 @@ trains from scratch on a CPU.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -44,17 +44,23 @@ class ResBlock(nn.Module):
         1, or 2 to halve the frame rate.
     expansion : int
         Ratio of the output width to the bottleneck width.
+    reduce, pointwise : int, optional
+        Widths of the reduce and pointwise convolutions' outputs (a pruned block); default
+        ``cout // expansion``.
     """
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 9, stride: int = 1, expansion: int = 2):
+    def __init__(self, cin: int, cout: int, kernel_size: int = 9, stride: int = 1, expansion: int = 2, *,
+                 reduce: int | None = None, pointwise: int | None = None):
         super().__init__()
         self.stride = stride
         self.kernel_size = kernel_size
         mid = max(1, cout // expansion)
-        self.reduce = nn.Sequential(nn.Conv1d(cin, mid, 1, bias=False), *_bn_relu(mid))
-        self.depthwise = nn.Conv1d(mid, mid, kernel_size, stride, kernel_size // 2, groups=mid, bias=False)
-        self.pointwise = nn.Sequential(nn.Conv1d(mid, mid, 1, bias=False), *_bn_relu(mid))
-        self.expand = nn.Sequential(nn.Conv1d(mid, cout, 1, bias=False), nn.BatchNorm1d(cout))
+        r = mid if reduce is None else int(reduce)
+        q = mid if pointwise is None else int(pointwise)
+        self.reduce = nn.Sequential(nn.Conv1d(cin, r, 1, bias=False), *_bn_relu(r))
+        self.depthwise = nn.Conv1d(r, r, kernel_size, stride, kernel_size // 2, groups=r, bias=False)
+        self.pointwise = nn.Sequential(nn.Conv1d(r, q, 1, bias=False), *_bn_relu(q))
+        self.expand = nn.Sequential(nn.Conv1d(q, cout, 1, bias=False), nn.BatchNorm1d(cout))
         if cin == cout and stride == 1:
             self.shortcut: nn.Module = nn.Identity()
         else:
@@ -87,6 +93,9 @@ class SoundNetRes(nn.Module):
         Depthwise kernel of the residual blocks.
     expansion : int
         Output width / bottleneck width of each residual block.
+    channels : mapping, optional
+        Bottleneck widths of a pruned network, ``{"block1.reduce": 20, "block1.pointwise": 24, ...}``
+        (blocks not named keep ``width // expansion``).
 
     Attributes
     ----------
@@ -111,7 +120,8 @@ class SoundNetRes(nn.Module):
     FRONT_KERNEL, FRONT_STRIDE, FRONT_PADDING = 25, 8, 12
 
     def __init__(
-        self, widths: Sequence[int] = (64, 128, 256), blocks_per_stage: int = 3, kernel_size: int = 9, expansion: int = 2
+        self, widths: Sequence[int] = (64, 128, 256), blocks_per_stage: int = 3, kernel_size: int = 9, expansion: int = 2,
+        *, channels: Mapping[str, int] | None = None,
     ):
         super().__init__()
         if len(widths) != 3 or blocks_per_stage < 1:
@@ -128,9 +138,13 @@ class SoundNetRes(nn.Module):
         blocks = []
         cin = self.widths[0]
         self.taps: list[int] = []  # index of the last block of each stage
+        n_blocks = 3 * blocks_per_stage
+        pruned = self._bottlenecks(channels, n_blocks, [w // expansion for w in self.widths for _ in range(blocks_per_stage)])
         for s, w in enumerate(self.widths):
             for j in range(blocks_per_stage):
-                blocks.append(ResBlock(cin, w, kernel_size, stride=2 if (j == 0 and s > 0) else 1, expansion=expansion))
+                r, q = pruned[len(blocks)]
+                blocks.append(ResBlock(cin, w, kernel_size, stride=2 if (j == 0 and s > 0) else 1, expansion=expansion,
+                                       reduce=r, pointwise=q))
                 cin = w
             self.taps.append(len(blocks) - 1)
         self.blocks = nn.ModuleList(blocks)
@@ -143,6 +157,25 @@ class SoundNetRes(nn.Module):
         self.out_channels = sum(self.widths)
         self.embed_dim = 2 * self.out_channels
         self._init_weights()
+
+    @staticmethod
+    def _bottlenecks(channels, n_blocks: int, full: list[int]) -> list[tuple[int | None, int | None]]:
+        """``(reduce, pointwise)`` width of every block from ``channels`` (None: the full width)."""
+        out: list[list[int | None]] = [[None, None] for _ in range(n_blocks)]
+        if not channels:
+            return [tuple(x) for x in out]  # type: ignore[misc]
+        from ..errors import ModelError
+
+        names = {f"block{j + 1}.{part}": (j, k) for j in range(n_blocks) for k, part in enumerate(("reduce", "pointwise"))}
+        unknown = sorted(set(channels) - set(names))
+        if unknown:
+            raise ModelError(f"channel counts for unknown layers {unknown}; this network has {', '.join(names)}")
+        for name, n in channels.items():
+            j, k = names[name]
+            if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or not 1 <= n <= max(1, full[j]):
+                raise ModelError(f"{name}: cannot keep {n!r} of {max(1, full[j])} channels")
+            out[j][k] = int(n)
+        return [tuple(x) for x in out]  # type: ignore[misc]
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from .augment import Augmenter
 from .losses import CombinedLoss, class_weights, focal_loss, smoothed_cross_entropy
-from .trainer import STRATEGIES, BlockwiseNet, TrainConfig, Trainer, TrainResult, choose_strategy, predict_logits
+from .split import speaker_split
+from .trainer import STRATEGIES, TrainConfig, Trainer, TrainResult, choose_strategy
 
 __all__ = [
     "Augmenter",
-    "BlockwiseNet",
     "CombinedLoss",
     "STRATEGIES",
     "TrainConfig",
@@ -20,6 +20,6 @@ __all__ = [
     "choose_strategy",
     "class_weights",
     "focal_loss",
-    "predict_logits",
     "smoothed_cross_entropy",
+    "speaker_split",
 ]

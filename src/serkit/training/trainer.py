@@ -13,14 +13,17 @@ It implements the SoundNet article's transfer recipe on CPU in reasonable time:
 * **data** — random ``crop_seconds`` crops for training (shorter clips are zero-padded and masked),
   whole utterances for validation and prediction, batched by length (pad + lengths → masked pooling);
 * **early stopping** on a validation split of whole *training* speakers (~15 %; a stratified
-  utterance split when there is one speaker; :func:`serkit.evaluation.validation_split`), keeping
+  utterance split when there is one speaker; :func:`serkit.training.split.speaker_split`), keeping
   the weights of the best epoch (highest unweighted accuracy, then lowest loss);
 * **speed** — the output of the frozen lower blocks never changes, so (without waveform
   augmentation) it is computed once per stage for every utterance and the random crops are cut
   from it; a frozen SoundNet8 then trains its head in well under a second per epoch.
 
-The network contract is :class:`BlockwiseNet`; :mod:`serkit.models.neural` builds one around
-SoundNet8 and SoundNetRes.
+The network contract is :class:`serkit.networks.blocks.BlockwiseNet` (:mod:`serkit.networks.waveform`
+builds one around SoundNet8 and SoundNetRes). :meth:`Trainer.fit` runs named steps: prepare the
+data and the split (``_prepare``), then per epoch the stage and its cache (``_stage``), the training
+speakers' statistics (``_speaker_stats``), one pass (``_train_epoch``), validation (``_validate``)
+and early-stopping bookkeeping (``_keep_best``), and finally the best epoch restored (``_finish``).
 """
 
 from __future__ import annotations
@@ -38,17 +41,17 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..networks.blocks import BlockwiseNet, as_tensor, level_features, pad_batch, predict_logits, predict_pooled
 from .losses import CombinedLoss, class_weights
+from .split import speaker_split
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
-    "BlockwiseNet",
     "Trainer",
     "STRATEGIES",
     "choose_strategy",
     "cosine_factor",
-    "predict_logits",
     "default_threads",
 ]
 
@@ -217,80 +220,6 @@ class TrainResult:
         return asdict(self)
 
 
-class BlockwiseNet(nn.Module):
-    """The contract between a network and :class:`Trainer`.
-
-    A ``BlockwiseNet`` is a stack of backbone ``blocks`` (lowest first) followed by a ``head``. Its
-    representation at *level* ``k`` is the output of the first ``k`` blocks (level 0 is the waveform
-    itself, ``[batch, samples]``; higher levels ``[batch, channels, frames]``); every level carries
-    valid lengths so that padded batches give the same result as single clips.
-
-    Subclasses set ``blocks`` (``nn.ModuleList``), ``head`` (``nn.Module``), ``sampling_rate`` (Hz)
-    and ``min_samples`` (shortest input with one output frame), and implement :meth:`run_blocks`,
-    :meth:`level_lengths` and :meth:`classify`.
-    """
-
-    blocks: nn.ModuleList
-    head: nn.Module
-    sampling_rate: int = 16000
-    min_samples: int = 1
-
-    def run_blocks(self, h: torch.Tensor, lengths: torch.Tensor, start: int, stop: int):
-        """Blocks ``start`` … ``stop - 1`` on a level-``start`` batch.
-
-        Returns
-        -------
-        h : Tensor [shape=(batch, channels, frames)]
-        lengths : Tensor [shape=(batch,), int64]
-            Valid frames at level ``stop``.
-        """
-        raise NotImplementedError
-
-    def level_lengths(self, lengths, start: int, stop: int):
-        """Map valid lengths at level ``start`` to level ``stop`` (ints, arrays or tensors)."""
-        raise NotImplementedError
-
-    def classify(self, h: torch.Tensor, lengths: torch.Tensor, norm=None) -> torch.Tensor:
-        """Logits [batch, n_classes] from the top level [batch, channels, frames].
-
-        ``norm``: optional ``(mean, std)`` tensors [batch, d] standardising the pooled vector
-        (speaker normalisation; only for networks with ``pooled``/``from_pooled``).
-        """
-        raise NotImplementedError
-
-    def pooled(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The head's pooled vector [batch, d] from the top level (speaker-normalisable networks)."""
-        raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
-
-    def from_pooled(self, p: torch.Tensor) -> torch.Tensor:
-        """Logits from (normalised) pooled vectors [batch, d]."""
-        raise NotImplementedError(f"{type(self).__name__} has no speaker normalisation")
-
-    @property
-    def n_blocks(self) -> int:
-        return len(self.blocks)
-
-    def forward_from(self, h: torch.Tensor, lengths: torch.Tensor, level: int, norm=None) -> torch.Tensor:
-        """Logits from a level-``level`` batch (runs the remaining blocks and the head)."""
-        if level < self.n_blocks:
-            h, lengths = self.run_blocks(h, lengths, level, self.n_blocks)
-        if norm is None:
-            return self.classify(h, lengths)
-        return self.classify(h, lengths, norm=norm)
-
-    def pooled_from(self, h: torch.Tensor, lengths: torch.Tensor, level: int) -> torch.Tensor:
-        """Pooled vectors [batch, d] from a level-``level`` batch."""
-        if level < self.n_blocks:
-            h, lengths = self.run_blocks(h, lengths, level, self.n_blocks)
-        return self.pooled(h, lengths)
-
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [batch, n_classes] for waveforms [batch, samples] (zero-padded; ``lengths`` in samples)."""
-        if lengths is None:
-            lengths = torch.full((waveform.shape[0],), waveform.shape[-1], dtype=torch.long, device=waveform.device)
-        return self.forward_from(waveform, lengths, 0)
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -376,31 +305,6 @@ def _unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes])) if len(classes) else float("nan")
 
 
-def _pad_batch(items: Sequence[torch.Tensor], lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad tensors ``[..., L_i]`` along the last axis → ``[B, ..., max L]`` and lengths ``[B]``."""
-    longest = max(int(t.shape[-1]) for t in items)
-    out = items[0].new_zeros((len(items), *items[0].shape[:-1], longest))
-    for i, t in enumerate(items):
-        out[i, ..., : t.shape[-1]] = t
-    return out, torch.as_tensor(list(lengths), dtype=torch.long)
-
-
-def _length_batches(lengths: Sequence[int], budget: int, max_items: int) -> list[np.ndarray]:
-    """Indices grouped by similar length so that ``len(batch) * longest <= budget`` (padding stays small)."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    batches, cur, longest = [], [], 0
-    for i in order:
-        n = int(lengths[i])
-        if cur and (max(longest, n) * (len(cur) + 1) > budget or len(cur) >= max_items):
-            batches.append(np.asarray(cur))
-            cur, longest = [], 0
-        cur.append(int(i))
-        longest = max(longest, n)
-    if cur:
-        batches.append(np.asarray(cur))
-    return batches
-
-
 def _set_trainable(net: BlockwiseNet, n_frozen: int, train_bn: bool) -> None:
     """Freeze the lowest ``n_frozen`` blocks (no gradients, eval mode) and train the rest and the head."""
     net.train()
@@ -416,96 +320,6 @@ def _set_trainable(net: BlockwiseNet, n_frozen: int, train_bn: bool) -> None:
                     m.eval()
     for p in net.head.parameters():
         p.requires_grad_(True)
-
-
-@torch.no_grad()
-def _level_features(
-    net: BlockwiseNet, signals: Sequence[np.ndarray], level: int, device, budget_samples: int
-) -> list[torch.Tensor]:
-    """Level-``level`` representation [channels, frames] of every whole signal (CPU tensors, valid frames only)."""
-    if level == 0:
-        return [_tensor(s) for s in signals]
-    was_training = net.training
-    net.eval()
-    lengths = [len(s) for s in signals]
-    out: list[torch.Tensor | None] = [None] * len(signals)
-    for idx in _length_batches(lengths, budget_samples, 64):
-        x, lens = _pad_batch([_tensor(signals[i]) for i in idx], [lengths[i] for i in idx])
-        h, hl = net.run_blocks(x.to(device), lens.to(device), 0, level)
-        h, hl = h.cpu(), hl.cpu()
-        for j, i in enumerate(idx):
-            out[i] = h[j, :, : int(hl[j])].clone()
-    net.train(was_training)
-    return out  # type: ignore[return-value]
-
-
-@torch.no_grad()
-def predict_logits(
-    net: BlockwiseNet,
-    signals: Sequence[np.ndarray],
-    *,
-    device=None,
-    batch_seconds: float = 120.0,
-    level: int = 0,
-    features: Sequence[torch.Tensor] | None = None,
-) -> np.ndarray:
-    """Whole-utterance logits [shape=(n, n_classes)] in eval mode, batched by length.
-
-    ``signals`` are float32 waveforms at ``net.sampling_rate``, each at least ``net.min_samples``
-    long (pad shorter ones first). Alternatively ``features`` gives level-``level`` tensors
-    [channels, frames] (the trainer's cache).
-    """
-    device = device or next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    items = list(features) if features is not None else [_tensor(s) for s in signals]
-    lengths = [int(t.shape[-1]) for t in items]
-    budget = int(batch_seconds * net.sampling_rate)
-    if level:
-        budget = max(1, int(net.level_lengths(budget, 0, level)))
-    out = []
-    order = []
-    for idx in _length_batches(lengths, budget, 256):
-        x, lens = _pad_batch([items[i] for i in idx], [lengths[i] for i in idx])
-        out.append(net.forward_from(x.to(device), lens.to(device), level).float().cpu().numpy())
-        order.append(idx)
-    net.train(was_training)
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    logits = np.empty((len(items), out[0].shape[1]), dtype=np.float32)
-    logits[np.concatenate(order)] = np.concatenate(out)
-    return logits
-
-
-@torch.no_grad()
-def predict_pooled(
-    net: BlockwiseNet,
-    signals: Sequence[np.ndarray],
-    *,
-    device=None,
-    batch_seconds: float = 120.0,
-    level: int = 0,
-    features: Sequence[torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Whole-utterance pooled head inputs [n, d] in eval mode (as :func:`predict_logits`, before the head)."""
-    device = device or next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    items = list(features) if features is not None else [_tensor(s) for s in signals]
-    lengths = [int(t.shape[-1]) for t in items]
-    budget = int(batch_seconds * net.sampling_rate)
-    if level:
-        budget = max(1, int(net.level_lengths(budget, 0, level)))
-    out, order = [], []
-    for idx in _length_batches(lengths, budget, 256):
-        x, lens = _pad_batch([items[i] for i in idx], [lengths[i] for i in idx])
-        out.append(net.pooled_from(x.to(device), lens.to(device), level).float().cpu())
-        order.append(idx)
-    net.train(was_training)
-    pooled = torch.cat(out)
-    result = torch.empty_like(pooled)
-    result[torch.as_tensor(np.concatenate(order))] = pooled
-    return result
 
 
 def speaker_norms(pooled: torch.Tensor, speakers, global_mean: torch.Tensor, global_std: torch.Tensor,
@@ -637,6 +451,43 @@ class Trainer:
     def _fit(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> TrainResult:
         c = self.config
         t_start = time.perf_counter()
+        run = self._prepare(net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter,
+                            batch_loss=batch_loss)
+        for epoch in range(c.epochs):
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            stage = self._stage(run, epoch)
+            norms = self._speaker_stats(run, stage) if run.spk_norm else None
+            train_loss = self._train_epoch(run, stage, norms)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": round(train_loss, 5),
+                "frozen_blocks": stage.n_frozen,
+                "head_lr": run.opt.param_groups[0]["lr"],
+            }
+            val_loss, val_ua = self._validate(run, stage, norms) if len(run.val_idx) else (math.nan, math.nan)
+            if len(run.val_idx):
+                record.update(val_loss=round(val_loss, 5), val_ua=round(val_ua, 4))
+            record.update(
+                seconds=round(time.perf_counter() - t0, 3),
+                cpu_seconds=round(time.process_time() - cpu0, 3),
+                threads=torch.get_num_threads(),
+            )
+            run.history.append(record)
+            self._keep_best(run, epoch, val_loss, val_ua)
+            self._log(
+                f"epoch {epoch + 1}/{c.epochs} frozen {stage.n_frozen}/{net.n_blocks} loss {train_loss:.4f}"
+                + (f" val_loss {val_loss:.4f} val_UA {val_ua:.3f}" if len(run.val_idx) else "")
+                + f" ({record['seconds']:.1f}s, {record['threads']} thread(s))"
+            )
+            if self._should_stop(run, epoch):
+                self._log(f"early stop: no better validation UA for {c.patience} epochs; best epoch {run.best['epoch']}")
+                break
+        return self._finish(run, t_start)
+
+    # -- the steps of a fit -------------------------------------------------------------------------
+    def _prepare(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> "_Run":
+        """Check the data, seed, split off the validation speakers, build the loss and the optimiser."""
+        c = self.config
         torch.set_num_threads(self.threads or default_threads())
         torch.manual_seed(c.seed)
         rng = np.random.default_rng(c.seed)
@@ -653,11 +504,8 @@ class Trainer:
         if len(y) < 2 or len(np.unique(y)) < 2:
             raise ConfigError(f"training needs at least two classes; got {len(np.unique(y))} class(es) in {len(y)} utterances")
         signals = [_pad_min(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
-        fit_idx, val_idx, val_speakers = _split(y, speakers, c.val_fraction, c.seed)
-        spk_norm = c.normalisation == "speaker"
-        spk = np.asarray([str(s) for s in speakers])
+        fit_idx, val_idx, val_speakers = _validation_split(y, speakers, c.val_fraction, c.seed)
         strategy = choose_strategy(len(y)) if c.strategy == "auto" else c.strategy
-        n_blocks = net.n_blocks
 
         net.to(self.device)
         loss_fn = CombinedLoss(
@@ -669,198 +517,228 @@ class Trainer:
         ).to(self.device)
         opt = self._optimizer(net)
         steps_per_epoch = max(1, math.ceil(len(fit_idx) / c.batch_size))
-        period_steps = c.cosine_period * steps_per_epoch
         crop = int(round(c.crop_seconds * net.sampling_rate)) if c.crop_seconds else None
         if crop is not None:
             crop = max(crop, net.min_samples)
-        budget = int(c.eval_batch_seconds * net.sampling_rate)
         self._log(
             f"strategy {strategy} ({'chosen by auto for ' + str(len(y)) + ' utterances' if c.strategy == 'auto' else 'as asked'}); "
             f"{len(fit_idx)} train / {len(val_idx)} validation utterances"
             + (f" (validation speakers {', '.join(val_speakers)})" if val_speakers else "")
         )
+        return _Run(
+            net=net, signals=signals, y=y, spk=np.asarray([str(s) for s in speakers]), fit_idx=fit_idx,
+            val_idx=val_idx, val_speakers=val_speakers, strategy=strategy, loss_fn=loss_fn, opt=opt,
+            period_steps=c.cosine_period * steps_per_epoch, crop=crop,
+            budget=int(c.eval_batch_seconds * net.sampling_rate), augmenter=augmenter, batch_loss=batch_loss,
+            rng=rng, spk_norm=c.normalisation == "speaker",
+        )
 
-        cache_level, cache = -1, None  # level and features of the frozen prefix, per utterance
-        best = {"ua": -1.0, "loss": math.inf, "epoch": 0, "state": None}
-        history: list[dict] = []
-        step = 0
-        bad_epochs = 0
-        for epoch in range(c.epochs):
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            torch.set_num_threads(self.threads or default_threads())
-            n_frozen = self._n_frozen(strategy, epoch, n_blocks)
+    def _stage(self, run: "_Run", epoch: int) -> "_Stage":
+        """Freeze this epoch's lower blocks and (re)build the cache of their output when the stage changed."""
+        c, net = self.config, run.net
+        torch.set_num_threads(self.threads or default_threads())
+        n_frozen = self._n_frozen(run.strategy, epoch, net.n_blocks)
+        _set_trainable(net, n_frozen, c.train_bn)
+        # the frozen prefix's output of the clean whole utterances: exact for speaker statistics
+        # and validation even while augmenting; training crops come from it only without augmentation
+        use_cache = c.cache_frozen_features and n_frozen > 0
+        if use_cache and run.cache_level != n_frozen:
+            run.cache = self._build_cache(net, run.signals, n_frozen, run.budget)
+            run.cache_level = n_frozen if run.cache is not None else -1
             _set_trainable(net, n_frozen, c.train_bn)
-            # the frozen prefix's output of the clean whole utterances: exact for speaker statistics
-            # and validation even while augmenting; training crops come from it only without augmentation
-            use_cache = c.cache_frozen_features and n_frozen > 0
-            if use_cache and cache_level != n_frozen:
-                cache = self._build_cache(net, signals, n_frozen, budget)
-                cache_level = n_frozen if cache is not None else -1
-                _set_trainable(net, n_frozen, c.train_bn)
-            have_cache = use_cache and cache_level == n_frozen
-            cached = have_cache and augmenter is None  # training batches cut from the cache
-            level = n_frozen if cached else 0
-            crop_len = None if crop is None else int(net.level_lengths(crop, 0, level)) if level else crop
-            if spk_norm:
-                # this epoch's statistics of every training speaker, from its whole utterances
-                items_fit = [cache[i] for i in fit_idx] if have_cache else [signals[i] for i in fit_idx]
-                p_fit = predict_pooled(net, [] if have_cache else items_fit, level=n_frozen if have_cache else 0,
-                                       features=items_fit if have_cache else None, device=self.device,
-                                       batch_seconds=c.eval_batch_seconds)
-                g_mu, g_sd = _stats(p_fit)
-                mu_fit, sd_fit = speaker_norms(p_fit, spk[fit_idx], g_mu, g_sd, c.min_speaker_utterances)
-                row_of = np.full(len(y), -1)
-                row_of[fit_idx] = np.arange(len(fit_idx))
-                net.train()
-                _set_trainable(net, n_frozen, c.train_bn)
+        have_cache = use_cache and run.cache_level == n_frozen
+        cached = have_cache and run.augmenter is None  # training batches cut from the cache
+        level = n_frozen if cached else 0
+        crop_len = None if run.crop is None else int(net.level_lengths(run.crop, 0, level)) if level else run.crop
+        return _Stage(n_frozen=n_frozen, have_cache=have_cache, cached=cached, level=level, crop_len=crop_len)
 
-            # -- one pass over the training part --
-            order = rng.permutation(fit_idx)
-            total, count = 0.0, 0
-            for idx in _train_batches(order, c.batch_size):
-                items = []
-                for i in idx:
-                    if cached:
-                        items.append(_random_crop(cache[i], crop_len, rng))
-                    else:
-                        x = signals[i]
-                        if augmenter is not None:
-                            # augment a little more than the crop (speed/stretch change the length)
-                            x = _random_crop_np(x, None if crop is None else int(crop * 1.25), rng)
-                            x = _pad_min(augmenter(x, rng), net.min_samples)
-                        items.append(_random_crop(_tensor(x), crop, rng))
-                h, lens = _pad_batch(items, [int(t.shape[-1]) for t in items])
-                h, lens = h.to(self.device), lens.to(self.device)
-                target = torch.as_tensor(y[idx], device=self.device)
-                start = level
-                if not cached and n_frozen > 0:
-                    with torch.no_grad():
-                        h, lens = net.run_blocks(h, lens, 0, n_frozen)
-                    start = n_frozen
-                for g in opt.param_groups:
-                    g["lr"] = g["initial_lr"] * cosine_factor(step, period_steps, c.min_lr_ratio)
-                if spk_norm:
-                    rows = torch.as_tensor(row_of[idx])
-                    logits = net.forward_from(h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device)))
-                else:
-                    logits = net.forward_from(h, lens, start)
-                loss = loss_fn(logits, target) if batch_loss is None else batch_loss(logits, target, idx, loss_fn)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.grad_clip:
-                    nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], c.grad_clip)
-                opt.step()
-                step += 1
-                total += loss.item() * len(idx)
-                count += len(idx)
-            train_loss = total / max(count, 1)
+    def _pooled(self, run: "_Run", stage: "_Stage", idx) -> torch.Tensor:
+        """Whole-utterance pooled vectors of ``idx`` (from the cache of the frozen prefix when there is one)."""
+        if stage.have_cache:
+            items = [run.cache[i] for i in idx]
+            return predict_pooled(run.net, [], level=stage.n_frozen, features=items, device=self.device,
+                                  batch_seconds=self.config.eval_batch_seconds)
+        return predict_pooled(run.net, [run.signals[i] for i in idx], level=0, device=self.device,
+                              batch_seconds=self.config.eval_batch_seconds)
 
-            # -- validation on whole utterances --
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": round(train_loss, 5),
-                "frozen_blocks": n_frozen,
-                "head_lr": opt.param_groups[0]["lr"],
-            }
-            if len(val_idx):
-                if spk_norm:
-                    items_val = [cache[i] for i in val_idx] if have_cache else [signals[i] for i in val_idx]
-                    p_val = predict_pooled(net, [] if have_cache else items_val, level=n_frozen if have_cache else 0,
-                                           features=items_val if have_cache else None, device=self.device,
-                                           batch_seconds=c.eval_batch_seconds)
-                    mu_v, sd_v = speaker_norms(p_val, spk[val_idx], g_mu, g_sd, c.min_speaker_utterances)
-                    net.eval()
-                    with torch.no_grad():
-                        logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
-                    _set_trainable(net, n_frozen, c.train_bn)
-                elif have_cache:
-                    logits = predict_logits(net, [], level=n_frozen, features=[cache[i] for i in val_idx],
-                                            device=self.device, batch_seconds=c.eval_batch_seconds)
+    def _speaker_stats(self, run: "_Run", stage: "_Stage") -> dict:
+        """This epoch's statistics of every training speaker, from its whole utterances (no gradient)."""
+        c = self.config
+        p_fit = self._pooled(run, stage, run.fit_idx)
+        g_mu, g_sd = _stats(p_fit)
+        mu_fit, sd_fit = speaker_norms(p_fit, run.spk[run.fit_idx], g_mu, g_sd, c.min_speaker_utterances)
+        row_of = np.full(len(run.y), -1)
+        row_of[run.fit_idx] = np.arange(len(run.fit_idx))
+        run.net.train()
+        _set_trainable(run.net, stage.n_frozen, c.train_bn)
+        return {"global": (g_mu, g_sd), "fit": (mu_fit, sd_fit), "row_of": row_of}
+
+    def _train_epoch(self, run: "_Run", stage: "_Stage", norms: dict | None) -> float:
+        """One pass over the training part in random crops; returns the mean training loss."""
+        c, net, rng, crop = self.config, run.net, run.rng, run.crop
+        order = rng.permutation(run.fit_idx)
+        total, count = 0.0, 0
+        for idx in _train_batches(order, c.batch_size):
+            items = []
+            for i in idx:
+                if stage.cached:
+                    items.append(_random_crop(run.cache[i], stage.crop_len, rng))
                 else:
-                    logits = predict_logits(net, [signals[i] for i in val_idx], device=self.device,
-                                            batch_seconds=c.eval_batch_seconds)
+                    x = run.signals[i]
+                    if run.augmenter is not None:
+                        # augment a little more than the crop (speed/stretch change the length)
+                        x = _random_crop_np(x, None if crop is None else int(crop * 1.25), rng)
+                        x = _pad_min(run.augmenter(x, rng), net.min_samples)
+                    items.append(_random_crop(as_tensor(x), crop, rng))
+            h, lens = pad_batch(items, [int(t.shape[-1]) for t in items])
+            h, lens = h.to(self.device), lens.to(self.device)
+            target = torch.as_tensor(run.y[idx], device=self.device)
+            start = stage.level
+            if not stage.cached and stage.n_frozen > 0:
                 with torch.no_grad():
-                    val_loss = float(loss_fn(torch.from_numpy(logits).to(self.device), torch.as_tensor(y[val_idx], device=self.device)))
-                val_ua = _unweighted_accuracy(y[val_idx], logits.argmax(1))
-                record.update(val_loss=round(val_loss, 5), val_ua=round(val_ua, 4))
-                better = val_ua > best["ua"] + 1e-9 or (abs(val_ua - best["ua"]) <= 1e-9 and val_loss < best["loss"])
+                    h, lens = net.run_blocks(h, lens, 0, stage.n_frozen)
+                start = stage.n_frozen
+            for g in run.opt.param_groups:
+                g["lr"] = g["initial_lr"] * cosine_factor(run.step, run.period_steps, c.min_lr_ratio)
+            if norms is not None:
+                rows = torch.as_tensor(norms["row_of"][idx])
+                mu_fit, sd_fit = norms["fit"]
+                logits = net.forward_from(h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device)))
             else:
-                val_loss, val_ua, better = math.nan, math.nan, True
-            record.update(
-                seconds=round(time.perf_counter() - t0, 3),
-                cpu_seconds=round(time.process_time() - cpu0, 3),
-                threads=torch.get_num_threads(),
-            )
-            history.append(record)
-            if better and len(val_idx):
-                best.update(ua=val_ua, loss=val_loss, epoch=epoch + 1, state=copy.deepcopy(net.state_dict()))
-                bad_epochs = 0
-            elif better:  # no validation: the last epoch is the result, nothing to copy
-                best["epoch"] = epoch + 1
-            else:
-                bad_epochs += 1
-            self._log(
-                f"epoch {epoch + 1}/{c.epochs} frozen {n_frozen}/{n_blocks} loss {train_loss:.4f}"
-                + (f" val_loss {val_loss:.4f} val_UA {val_ua:.3f}" if len(val_idx) else "")
-                + f" ({record['seconds']:.1f}s, {record['threads']} thread(s))"
-            )
-            if len(val_idx) and bad_epochs >= c.patience and epoch + 1 >= c.min_epochs:
-                self._log(f"early stop: no better validation UA for {c.patience} epochs; best epoch {best['epoch']}")
-                break
+                logits = net.forward_from(h, lens, start)
+            loss = run.loss_fn(logits, target) if run.batch_loss is None else run.batch_loss(logits, target, idx, run.loss_fn)
+            run.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], c.grad_clip)
+            run.opt.step()
+            run.step += 1
+            total += loss.item() * len(idx)
+            count += len(idx)
+        return total / max(count, 1)
 
+    def _validate(self, run: "_Run", stage: "_Stage", norms: dict | None) -> tuple[float, float]:
+        """Loss and UA of the validation speakers' whole utterances (their own speaker statistics)."""
+        c, net, val_idx = self.config, run.net, run.val_idx
+        if norms is not None:
+            p_val = self._pooled(run, stage, val_idx)
+            g_mu, g_sd = norms["global"]
+            mu_v, sd_v = speaker_norms(p_val, run.spk[val_idx], g_mu, g_sd, c.min_speaker_utterances)
+            net.eval()
+            with torch.no_grad():
+                logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
+            _set_trainable(net, stage.n_frozen, c.train_bn)
+        elif stage.have_cache:
+            logits = predict_logits(net, [], level=stage.n_frozen, features=[run.cache[i] for i in val_idx],
+                                    device=self.device, batch_seconds=c.eval_batch_seconds)
+        else:
+            logits = predict_logits(net, [run.signals[i] for i in val_idx], device=self.device,
+                                    batch_seconds=c.eval_batch_seconds)
+        with torch.no_grad():
+            val_loss = float(run.loss_fn(torch.from_numpy(logits).to(self.device),
+                                         torch.as_tensor(run.y[val_idx], device=self.device)))
+        return val_loss, _unweighted_accuracy(run.y[val_idx], logits.argmax(1))
+
+    def _keep_best(self, run: "_Run", epoch: int, val_loss: float, val_ua: float) -> None:
+        """Early-stopping bookkeeping: the best epoch (highest UA, then lowest loss) and its weights."""
+        best = run.best
+        if not len(run.val_idx):  # no validation: the last epoch is the result, nothing to copy
+            best["epoch"] = epoch + 1
+            return
+        if val_ua > best["ua"] + 1e-9 or (abs(val_ua - best["ua"]) <= 1e-9 and val_loss < best["loss"]):
+            best.update(ua=val_ua, loss=val_loss, epoch=epoch + 1, state=copy.deepcopy(run.net.state_dict()))
+            run.bad_epochs = 0
+        else:
+            run.bad_epochs += 1
+
+    def _should_stop(self, run: "_Run", epoch: int) -> bool:
+        c = self.config
+        return bool(len(run.val_idx)) and run.bad_epochs >= c.patience and epoch + 1 >= c.min_epochs
+
+    def _finish(self, run: "_Run", t_start: float) -> TrainResult:
+        """Restore the best epoch's weights, set the fallback speaker statistics, report."""
+        c, net, best = self.config, run.net, run.best
         if best["state"] is not None:
             net.load_state_dict(best["state"])
         net.eval()
-        if spk_norm and hasattr(net, "set_global_norm"):
+        if run.spk_norm:
             # fallback statistics (a speaker with too few utterances, or adapt=False): all training utterances
-            p_all = predict_pooled(net, signals, device=self.device, batch_seconds=c.eval_batch_seconds)
+            p_all = predict_pooled(net, run.signals, device=self.device, batch_seconds=c.eval_batch_seconds)
             net.set_global_norm(*_stats(p_all))
         for p in net.parameters():
             p.requires_grad_(True)
         return TrainResult(
-            strategy=strategy,
-            epochs_run=len(history),
+            strategy=run.strategy,
+            epochs_run=len(run.history),
             best_epoch=int(best["epoch"]),
-            best_val_ua=None if not len(val_idx) else float(best["ua"]),
-            n_train=int(len(fit_idx)),
-            n_val=int(len(val_idx)),
-            val_speakers=val_speakers,
+            best_val_ua=None if not len(run.val_idx) else float(best["ua"]),
+            n_train=int(len(run.fit_idx)),
+            n_val=int(len(run.val_idx)),
+            val_speakers=run.val_speakers,
             seconds=round(time.perf_counter() - t_start, 2),
-            history=history,
+            history=run.history,
         )
 
     def _build_cache(self, net: BlockwiseNet, signals, level: int, budget: int):
         """Level-``level`` features of every signal, or None when they would exceed ``cache_max_mb``."""
-        probe = _level_features(net, [signals[0]], level, self.device, budget)[0]
+        probe = level_features(net, [signals[0]], level, self.device, budget)[0]
         total_frames = sum(int(net.level_lengths(len(s), 0, level)) for s in signals)
         mb = total_frames * probe.shape[0] * 4 / 2**20
         if mb > self.config.cache_max_mb:
             self._log(f"not caching level-{level} features ({mb:.0f} MB > cache_max_mb)")
             return None
         t0 = time.perf_counter()
-        feats = _level_features(net, signals, level, self.device, budget)
+        feats = level_features(net, signals, level, self.device, budget)
         self._log(f"cached the frozen {level} block(s)' output: {mb:.1f} MB in {time.perf_counter() - t0:.1f}s")
         return feats
 
 
-def _split(y: np.ndarray, speakers, fraction: float, seed: int):
-    """Early-stopping split of the training utterances (``serkit.evaluation.validation_split``: whole speakers)."""
+@dataclass
+class _Run:
+    """The state one :meth:`Trainer.fit` carries from epoch to epoch."""
+
+    net: BlockwiseNet
+    signals: list
+    y: np.ndarray
+    spk: np.ndarray
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    val_speakers: list
+    strategy: str
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    period_steps: float
+    crop: int | None
+    budget: int
+    augmenter: Callable | None
+    batch_loss: Callable | None
+    rng: np.random.Generator
+    spk_norm: bool
+    cache_level: int = -1  # level and features of the frozen prefix, per utterance
+    cache: list | None = None
+    step: int = 0
+    bad_epochs: int = 0
+    best: dict = field(default_factory=lambda: {"ua": -1.0, "loss": math.inf, "epoch": 0, "state": None})
+    history: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One epoch's frozen blocks and where its training batches come from."""
+
+    n_frozen: int
+    have_cache: bool  # the frozen prefix's output is cached (speaker statistics, validation)
+    cached: bool  # training crops are cut from the cache (no waveform augmentation)
+    level: int  # the level training batches start at
+    crop_len: int | None  # crop length at that level
+
+
+def _validation_split(y: np.ndarray, speakers, fraction: float, seed: int):
+    """Early-stopping split of the training utterances (:func:`serkit.training.split.speaker_split`: whole speakers)."""
     if fraction <= 0 or len(y) < 4:
         return np.arange(len(y)), np.zeros(0, dtype=np.int64), []
-    from types import SimpleNamespace
-
-    from ..evaluation import validation_split
-
-    records = [SimpleNamespace(speaker=str(s), label=int(t)) for s, t in zip(speakers, y)]
-    split = validation_split(records, fraction, seed)
+    split = speaker_split([str(s) for s in speakers], [int(t) for t in y], fraction, seed)
     return split.train_idx, split.val_idx, (list(split.val_speakers) if split.by_speaker else [])
-
-
-def _tensor(x: np.ndarray) -> torch.Tensor:
-    """A float32 CPU tensor of a signal; read-only arrays (the shared audio cache) are copied."""
-    x = np.asarray(x, dtype=np.float32)
-    return torch.from_numpy(x if x.flags.writeable and x.flags.c_contiguous else x.copy())
-
 
 def _train_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Consecutive batches of ``order``; a last batch of one joins the previous (batch norm needs two)."""

@@ -31,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError
 
-__all__ = ["EXPORTABLE_FAMILIES", "ONNX_FILE", "export_onnx"]
+__all__ = ["ONNX_FILE", "export_onnx"]
 
-EXPORTABLE_FAMILIES = ("soundnet", "soundnet-res", "cnn-lstm", "transformer", "ssl")
 ONNX_FILE = "model.onnx"
 #: operators int8 static quantisation touches; pooling, masking and the length arithmetic stay float
 _QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
@@ -78,14 +77,11 @@ def _require(module: str):
 def _export_module(net):
     """Wrap a fitted waveform network (a ``BlockwiseNet``) as ``(waveform [B, T], lengths [B]) -> probabilities [B, n_labels]``.
 
-    SoundNet8 blocks are run through their plain conv → BN → ReLU → pool modules (their fused
-    inference path derives sizes from Python integers, which a trace would freeze); onnxruntime
-    folds the batch norms into the convolutions itself.
+    The blocks run through the network's own traceable path (:meth:`BlockwiseNet.export_blocks`);
+    a speaker-normalised head standardises with the training-set statistics.
     """
     import torch
     from torch import nn
-
-    from .networks.heads import lengths_to_mask
 
     class Exported(nn.Module):
         def __init__(self, net):
@@ -96,16 +92,7 @@ def _export_module(net):
 
         def forward(self, waveform, lengths):
             net = self.net
-            if hasattr(net, "block_names") and net.block_names[0] == "conv1":  # SoundNet8 blocks
-                from .networks.soundnet import INPUT_SCALE
-
-                h = waveform[:, None, :] * INPUT_SCALE
-                for i, block in enumerate(net.blocks):
-                    h = block.pool(block.relu(block.bn(block.conv(h))))
-                    lengths = net.level_lengths(lengths, i, i + 1)
-                    h = h * lengths_to_mask(lengths, h.shape[-1])[:, None, :].to(h.dtype)
-            else:
-                h, lengths = net.run_blocks(waveform, lengths, 0, net.n_blocks)
+            h, lengths = net.export_blocks(waveform, lengths)
             p = net.pooled(h, lengths)
             if self.speaker_norm:
                 p = (p - net.head.global_mean) / net.head.global_std
@@ -131,8 +118,9 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
         activations quantised on the fly (no calibration data; slower than static on convolutions).
         A fixed log-mel front end stays float in both.
     calibration
-        Audio files, folders or CSV manifests for ``"int8"``; default: clips of the corpora the
-        model was trained on (``trained_on.corpora`` in its model.json), when they are present.
+        Audio files for ``"int8"`` (:func:`serkit.api.export` also takes folders and CSV manifests);
+        default: clips of the corpora the model was trained on (``trained_on.corpora`` in its
+        model.json), when they are present. Clips may have any lengths.
     calibration_clips
         How many clips calibrate (spread evenly over the list, each up to 5 s); default
         :data:`CALIBRATION_CLIPS` (200).
@@ -149,16 +137,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     ConfigError
         Unsupported family, quantisation or opset; missing calibration audio; onnx missing.
     """
-    from .artifact import _json_default, load_model, read_metadata
+    from ..artifact import _json_default, load_model
 
-    meta = read_metadata(model_dir)
-    family = meta["family"]
-    if family not in EXPORTABLE_FAMILIES:
-        raise ConfigError(
-            f"model family {family!r} cannot be exported to ONNX; exportable families: "
-            f"{', '.join(EXPORTABLE_FAMILIES)} (feature-based models run their openSMILE/librosa front end "
-            "in Python: deploy them with serkit itself)"
-        )
     if quantize not in (None, "int8", "int8-dynamic"):
         raise ConfigError(f"unknown quantisation {quantize!r}; use int8 (static, calibrated) or int8-dynamic")
     if opset < 17:
@@ -171,6 +151,13 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     import torch
 
     model, meta = load_model(model_dir)
+    family = meta["family"]
+    if not getattr(model, "exportable", False):  # declared by the family (Classifier.exportable)
+        raise ConfigError(
+            f"model family {family!r} cannot be exported to ONNX; exportable families: soundnet, soundnet-res, "
+            "cnn-lstm, transformer, ssl (feature-based models run their openSMILE/librosa front end "
+            "in Python: deploy them with serkit itself)"
+        )
     net = model.net_
     wrapper = _export_module(net)
     sr = int(model.sampling_rate)
@@ -222,8 +209,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             quant_info = {"method": "dynamic, per-channel int8 weights", "ops": _DYNAMIC_OPS}
         import time
 
-        from . import __version__
-        from .artifact import FORMAT_VERSION
+        from .. import __version__
+        from ..artifact import FORMAT_VERSION
 
         out_meta = {
             "format_version": FORMAT_VERSION,
@@ -272,17 +259,16 @@ def _run(path, waveform: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 def _calibration_signals(meta: dict, calibration, n_clips: int, sr: int, min_samples: int) -> list[np.ndarray]:
     """Decoded calibration clips at ``sr`` (at most 5 s each, padded to ``min_samples``)."""
-    from .audio import read
-    from .errors import SerkitError
-    from .inputs import expand_inputs
+    from ..audio import read
+    from ..errors import SerkitError
 
     if calibration:
-        paths = [c.path for c in expand_inputs(calibration) if not c.error]
+        paths = [str(p) for p in calibration]
     else:
         paths = []
         for spec in (meta.get("trained_on") or {}).get("corpora") or []:
             try:
-                from .corpora import load_corpus
+                from ..corpora import load_corpus
 
                 paths.extend(u.path for u in load_corpus(spec))
             except SerkitError:
@@ -328,17 +314,20 @@ def _quantize_static(src: Path, dst: Path, clips: list[np.ndarray]) -> None:
         quantize_static,
     )
 
+    passes = _calibration_passes([len(x) for x in clips], _CALIBRATION_STRIDE)
+
     class Reader(CalibrationDataReader):
-        """One clip per call; ``set_range`` lets onnxruntime calibrate in passes of ``_CALIBRATION_STRIDE`` clips."""
+        """One clip per call, one pass of equal-length clips per ``set_range`` (onnxruntime calibrates in
+        passes of ``_CALIBRATION_STRIDE`` indices and stacks the tensors of a pass, so they must share a shape)."""
 
         def __init__(self):
             self.items = iter(clips)
 
-        def __len__(self):  # rounded up to whole passes (onnxruntime wants a multiple); the last pass is shorter
-            return -(-len(clips) // _CALIBRATION_STRIDE) * _CALIBRATION_STRIDE
+        def __len__(self):  # whole passes (onnxruntime wants a multiple of the stride); a pass may hold fewer clips
+            return len(passes) * _CALIBRATION_STRIDE
 
         def set_range(self, start_index: int, end_index: int):
-            self.items = iter(clips[start_index:min(end_index, len(clips))])
+            self.items = iter([clips[i] for i in passes[start_index // _CALIBRATION_STRIDE]])
 
         def get_next(self):
             x = next(self.items, None)
@@ -352,8 +341,30 @@ def _quantize_static(src: Path, dst: Path, clips: list[np.ndarray]) -> None:
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its calibrator prints each pass's progress to stdout
             _quantize(quantize_static, src, dst, Reader(), QuantFormat, QuantType, CalibrationMethod)
+    except ValueError as exc:  # onnxruntime's calibrator reports bad data as ValueError
+        raise ModelError(
+            f"int8 calibration failed in onnxruntime ({str(exc).splitlines()[0]}); try other clips with "
+            "--calibration PATH..., or --quantize int8-dynamic (no calibration)"
+        ) from None
     finally:
         root.setLevel(level)
+
+
+def _calibration_passes(lengths: Sequence[int], stride: int) -> list[list[int]]:
+    """Clip indices in calibration passes of at most ``stride`` clips of one length each.
+
+    onnxruntime's histogram calibrator stacks a pass's tensors into one array, which fails
+    ("inhomogeneous shape") when clips differ in length; clips are therefore grouped by length
+    (in order of first appearance, each group in its own order). Clips of one length give the
+    consecutive passes of ``stride`` clips onnxruntime would make itself.
+
+    >>> _calibration_passes([3, 5, 3, 3, 5], 2)
+    [[0, 2], [3], [1, 4]]
+    """
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(int(n), []).append(i)
+    return [idx[k : k + stride] for idx in groups.values() for k in range(0, len(idx), stride)]
 
 
 def _quantize(quantize_static, src, dst, reader, QuantFormat, QuantType, CalibrationMethod) -> None:

@@ -6,9 +6,9 @@ directory (:func:`serkit.artifact.save_model`) and exports with ``serkit export`
 
 * :func:`prune` removes the least important convolution channels physically (the producing
   convolution's filters and batch norm, the consuming convolution's input channels, and the head's
-  pooled dimensions), then fine-tunes briefly with :class:`serkit.training.Trainer`. The kept
-  channel counts are recorded in the model's config (``channels``), so loading rebuilds the smaller
-  shapes.
+  pooled dimensions; the surgery is :mod:`serkit.networks.pruning`), then fine-tunes briefly with
+  :class:`serkit.training.Trainer`. The kept channel counts are recorded in the model's config
+  (``channels``), so loading builds the network at those widths.
 * :func:`distill` trains a ``soundnet-res`` student on a teacher's soft targets (KL divergence at
   temperature T, mixed with the hard-label loss).
 * :func:`quantization_aware` fine-tunes with int8 fake quantisation (per-channel symmetric weights,
@@ -16,7 +16,8 @@ directory (:func:`serkit.artifact.save_model`) and exports with ``serkit export`
   ``serkit export --quantize int8`` later uses; ``prune(..., qat=True)`` does the same in the
   pruning fine-tune.
 
-Requires torch (the neural families' own dependency).
+Requires torch (the neural families' own dependency). ``serkit compress`` runs
+:func:`serkit.api.compress`, which reads the model folder and the training corpora and calls these.
 """
 
 from __future__ import annotations
@@ -29,14 +30,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
+from ..errors import ConfigError
 
 __all__ = [
     "DEFAULT_STUDENT",
-    "apply_channels",
-    "channel_groups",
-    "compress_model",
-    "count_parameters",
+    "check_prunable",
     "distill",
     "prune",
     "quantization_aware",
@@ -44,250 +42,14 @@ __all__ = [
 
 #: the student :func:`distill` trains by default: the shipped ``soundnet-res`` recipe's model section
 DEFAULT_STUDENT = {"family": "soundnet-res", "pool": "meanmax", "strategy": "full", "train": {"normalisation": "speaker"}}
-#: variance floor of serkit's masked standard deviation (``masked_std``, attention pooling): a constant channel pools to sqrt of it
-_STD_EPS = 1e-5
-
-
-# -- channel groups --------------------------------------------------------------------------------
-
-
-class _Group:
-    """Channels produced by one convolution (+ batch norm + ReLU) and read by the next layer(s).
-
-    ``importance()`` scores each channel; ``shrink(keep, compensate)`` keeps the channels ``keep``
-    (sorted indices) in the producer and every consumer. With ``compensate`` a removed channel's
-    constant part (what it outputs when its filter is ~0: ``relu`` of its folded bias) is added to
-    the consumers' biases, so removing a channel whose filter is exactly zero changes nothing.
-    """
-
-    def __init__(self, name, conv_get, conv_set, bn, consumers):
-        self.name = name
-        self._conv_get, self._conv_set, self.bn = conv_get, conv_set, bn
-        self.consumers = consumers  # callables (keep, removed, const) -> None
-
-    @property
-    def conv(self):
-        return self._conv_get()
-
-    @property
-    def size(self) -> int:
-        return self.conv.out_channels
-
-    def folded(self):
-        """BN-folded weights [C, ...] and bias [C] of the producer (conv → BN, eval-mode statistics)."""
-        import torch
-
-        conv, bn = self.conv, self.bn()
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        return conv.weight * scale[:, None, None], (bias - bn.running_mean) * scale + bn.bias
-
-    def importance(self):
-        w, _ = self.folded()
-        return w.detach().abs().flatten(1).sum(1)
-
-    def shrink(self, keep, compensate: bool = True) -> None:
-        import torch
-
-        keep = torch.as_tensor(keep, dtype=torch.long)
-        removed = torch.as_tensor(sorted(set(range(self.size)) - set(keep.tolist())), dtype=torch.long)
-        with torch.no_grad():
-            const = torch.relu(self.folded()[1]).detach() if compensate else None
-            for consumer in self.consumers:
-                consumer(keep, removed, const)
-            self._conv_set(_slice_conv(self.conv, out_idx=keep))
-            _slice_bn(self.bn(), keep)
-
-
-def _slice_conv(conv, *, out_idx=None, in_idx=None):
-    """A new Conv1d with the output channels ``out_idx`` / input channels ``in_idx`` of ``conv`` (depthwise aware)."""
-    from torch import nn
-
-    w = conv.weight.detach()
-    depthwise = conv.groups > 1
-    if depthwise and conv.groups != conv.in_channels:
-        raise ModelError("grouped convolutions other than depthwise ones cannot be pruned")
-    if depthwise:
-        idx = out_idx if out_idx is not None else in_idx
-        w = w[idx]
-        cin = cout = groups = len(idx)
-    else:
-        if out_idx is not None:
-            w = w[out_idx]
-        if in_idx is not None:
-            w = w[:, in_idx]
-        cout, cin, groups = w.shape[0], w.shape[1], 1
-    new = nn.Conv1d(cin, cout, conv.kernel_size[0], conv.stride[0], conv.padding[0], dilation=conv.dilation[0],
-                    groups=groups, bias=conv.bias is not None)
-    new.weight.data.copy_(w)
-    if conv.bias is not None:
-        b = conv.bias.detach()
-        new.bias.data.copy_(b[out_idx] if out_idx is not None else b)
-    return new.to(conv.weight.device)
-
-
-def _slice_bn(bn, idx) -> None:
-    """Keep the entries ``idx`` of a BatchNorm in place (parameters and running statistics)."""
-    from torch import nn
-
-    bn.weight = nn.Parameter(bn.weight.detach()[idx].clone())
-    bn.bias = nn.Parameter(bn.bias.detach()[idx].clone())
-    bn.running_mean = bn.running_mean[idx].clone()
-    bn.running_var = bn.running_var[idx].clone()
-    bn.num_features = len(idx)
-
-
-def _kind(net) -> str:
-    names = tuple(getattr(net, "block_names", ()))
-    if names and names[0] == "conv1":
-        return "soundnet8"
-    if names == ("soundnet-res",):
-        return "soundnet-res"
-    raise ConfigError(f"cannot prune a {type(net).__name__}; only the soundnet and soundnet-res families prune")
-
-
-def channel_groups(net) -> list[_Group]:
-    """The prunable channel groups of a SoundNet network, lowest first.
-
-    SoundNet8 blocks: ``conv1`` … ``convN``, each block's output channels (read by the next block's
-    convolution, the last by the head). SoundNetRes: ``blockJ.reduce`` and ``blockJ.pointwise``,
-    the two bottleneck widths inside every residual block; the residual stream itself is tied
-    across blocks and the front convolution is tiny, so they are left whole.
-    """
-    if _kind(net) == "soundnet8":
-        groups = []
-        for i, (name, block) in enumerate(zip(net.block_names, net.blocks)):
-            if i + 1 < len(net.blocks):
-                consumers = [_conv_consumer(net.blocks[i + 1], "conv")]
-            else:
-                consumers = [_head_consumer(net.head)]
-            groups.append(_Group(name, lambda b=block: b.conv, lambda c, b=block: setattr(b, "conv", c),
-                                 lambda b=block: b.bn, consumers))
-        return groups
-    groups = []
-    for j, rb in enumerate(net.blocks[0].blocks):
-        groups.append(_Group(f"block{j + 1}.reduce", lambda r=rb: r.reduce[0], lambda c, r=rb: r.reduce.__setitem__(0, c),
-                             lambda r=rb: r.reduce[1], [_depthwise_consumer(rb)]))
-        groups.append(_Group(f"block{j + 1}.pointwise", lambda r=rb: r.pointwise[0],
-                             lambda c, r=rb: r.pointwise.__setitem__(0, c), lambda r=rb: r.pointwise[1],
-                             [_pointwise_consumer(rb.expand)]))
-    return groups
-
-
-def _conv_consumer(owner, attr):
-    """The next convolution reads the channels: drop its input columns, fold constants into its bias."""
-
-    def consume(keep, removed, const):
-        conv = getattr(owner, attr)
-        if const is not None and len(removed) and conv.bias is not None:
-            conv.bias.data += (conv.weight.detach()[:, removed].sum(-1) * const[removed]).sum(1)
-        setattr(owner, attr, _slice_conv(conv, in_idx=keep))
-
-    return consume
-
-
-def _pointwise_consumer(seq):
-    """A bias-free 1×1 convolution + BN (``seq[0]``, ``seq[1]``) reads the channels: constants go into the BN mean."""
-
-    def consume(keep, removed, const):
-        conv, bn = seq[0], seq[1]
-        if const is not None and len(removed):
-            bn.running_mean -= (conv.weight.detach()[:, removed].sum(-1) * const[removed]).sum(1)
-        seq[0] = _slice_conv(conv, in_idx=keep)
-
-    return consume
-
-
-def _depthwise_consumer(rb):
-    """A residual block's depthwise convolution (one filter per channel) and then its pointwise convolution + BN."""
-    pointwise = _pointwise_consumer(rb.pointwise)
-
-    def consume(keep, removed, const):
-        dw = rb.depthwise
-        # a constant channel leaves the depthwise filter as constant * sum(filter) (away from the edges)
-        pointwise(keep, removed, None if const is None else const * dw.weight.detach()[:, 0].sum(-1))
-        rb.depthwise = _slice_conv(dw, out_idx=keep)
-
-    return consume
-
-
-def _head_consumer(head):
-    """The pooling head (:class:`NormedHead`) reads the last block's channels: pooled dims k and C + k go.
-
-    A removed constant channel ``c`` pools to ``c`` (mean, max) or ``sqrt(1e-5)`` (std); after
-    speaker normalisation it is 0. Its batch-normed value times the linear layer's column is added
-    to the linear bias.
-    """
-    import torch
-
-    def consume(keep, removed, const):
-        from torch import nn
-
-        inner = head.head
-        c_old = inner.in_dim
-        pool = inner.pool
-        second_is_std = type(pool).__name__ in ("MeanStdPool", "AttentionPool")
-        if type(pool).__name__ == "AttentionPool":
-            first = pool.score[0]
-            if const is not None and len(removed):
-                first.bias.data += (first.weight.detach()[:, removed, 0] * const[removed]).sum(1)
-            pool.score[0] = _slice_conv(first, in_idx=keep)
-            pool.score[2] = _slice_conv(pool.score[2], out_idx=keep)
-        dims_keep = torch.cat([keep, keep + c_old])
-        dims_gone = torch.cat([removed, removed + c_old])
-        norm, linear = head.norm, inner.linear
-        if const is not None and len(removed):
-            if head.speaker_norm:
-                v = torch.zeros(len(dims_gone))
-            else:
-                second = torch.full((len(removed),), math.sqrt(_STD_EPS)) if second_is_std else const[removed]
-                v = torch.cat([const[removed], second])
-            o = (v - norm.running_mean[dims_gone]) * torch.rsqrt(norm.running_var[dims_gone] + norm.eps)
-            o = o * norm.weight.detach()[dims_gone] + norm.bias.detach()[dims_gone]
-            linear.bias.data += linear.weight.detach()[:, dims_gone] @ o
-        new = nn.Linear(len(dims_keep), linear.out_features).to(linear.weight.device)
-        new.weight.data.copy_(linear.weight.detach()[:, dims_keep])
-        new.bias.data.copy_(linear.bias.detach())
-        inner.linear = new
-        _slice_bn(norm, dims_keep)
-        if head.speaker_norm:
-            head.global_mean = head.global_mean[dims_keep].clone()
-            head.global_std = head.global_std[dims_keep].clone()
-        inner.in_dim = len(keep)
-
-    return consume
-
-
-def apply_channels(net, channels: dict) -> None:
-    """Shrink a freshly built network to the channel counts ``{group name: kept channels}`` (the first ones).
-
-    This is how a pruned model's saved weights find their shapes again (``model.json`` records the
-    counts); the values come from the weights file.
-    """
-    groups = {g.name: g for g in channel_groups(net)}
-    unknown = sorted(set(channels) - set(groups))
-    if unknown:
-        raise ModelError(f"channel counts for unknown layers {unknown}; this network has {', '.join(groups)}")
-    for name, group in groups.items():
-        if name in channels:
-            n = int(channels[name])
-            if not 1 <= n <= group.size:
-                raise ModelError(f"{name}: cannot keep {n} of {group.size} channels")
-            group.shrink(list(range(n)), compensate=False)
-
-
-def count_parameters(net) -> int:
-    """Trainable-parameter count of a network (batch-norm running statistics not included)."""
-    return int(sum(p.numel() for p in net.parameters()))
 
 
 # -- pruning ---------------------------------------------------------------------------------------
 
 
-def _check_soundnet(model, what: str):
-    from .models.neural import SoundNetClassifier
-
-    if not isinstance(model, SoundNetClassifier):
+def check_prunable(model, what: str = "pruning") -> None:
+    """Refuse a model that does not declare itself prunable (``Classifier.prunable``), or is not fitted."""
+    if not getattr(model, "prunable", False):
         raise ConfigError(
             f"{what} works on the soundnet and soundnet-res families, not {getattr(model, 'family', type(model).__name__)!r}; "
             "distillation (serkit compress --distill) can compress other families into a soundnet-res student"
@@ -316,7 +78,7 @@ def prune(model, utterances: Sequence | None = None, *, amount: float | None = N
     Importance of a channel is the L1 norm of its batch-norm-folded filter (``|gamma| / sigma``
     times the convolution filter; for a SoundNetRes bottleneck channel also times its depthwise
     filter's L1 norm). The least important channels are removed from every group (see
-    :func:`channel_groups`) and their constant part folded into the consumers' biases.
+    :func:`serkit.networks.pruning.channel_groups`) and their constant part folded into the consumers' biases.
 
     Parameters
     ----------
@@ -346,7 +108,7 @@ def prune(model, utterances: Sequence | None = None, *, amount: float | None = N
         A new fitted classifier with ``channels`` in its config and ``compression_`` (a dict: groups'
         channel counts before/after, parameters before/after, fine-tune epochs).
     """
-    _check_soundnet(model, "pruning")
+    check_prunable(model, "pruning")
     if (amount is None) == (threshold is None):
         raise ConfigError("pass exactly one of amount (fraction of channels to remove) or threshold")
     if amount is not None and not 0 < amount < 1:
@@ -355,6 +117,8 @@ def prune(model, utterances: Sequence | None = None, *, amount: float | None = N
         raise ConfigError(f"prune threshold {threshold} must be in (0, 1] (a fraction of the largest importance)")
     if finetune_epochs < 0:
         raise ConfigError(f"finetune_epochs must be >= 0, got {finetune_epochs}")
+    from ..networks.pruning import channel_groups, count_parameters
+
     net = copy.deepcopy(model.net_).cpu().eval()
     before_params = count_parameters(net)
     groups = channel_groups(net)
@@ -394,7 +158,7 @@ def _rebuilt(model, net, channels):
 
 
 def _training_data(model, utterances):
-    from .models.neural import read_cached
+    from ..models.neural import read_cached
 
     if not utterances:
         raise ConfigError("fine-tuning needs the training utterances; pass --corpus NAME:ROOT (or --epochs 0)")
@@ -412,7 +176,7 @@ def _training_data(model, utterances):
 
 def _finetune(model, utterances, epochs: int, *, qat: bool, train: dict | None, progress: bool):
     """Fine-tune ``model.net_`` in place with the Trainer (all blocks, the model's own training options)."""
-    from .training.trainer import TrainConfig, Trainer
+    from ..training.trainer import TrainConfig, Trainer
 
     signals, targets, speakers = _training_data(model, utterances)
     options = {"strategy": "full", "epochs": int(epochs), "min_epochs": min(int(epochs), 5), **dict(train or {})}
@@ -444,7 +208,7 @@ def quantization_aware(model, utterances: Sequence, *, epochs: int = 3, train: d
     the rounded weights, so ``serkit export --quantize int8`` reproduces them exactly and only the
     activation ranges are re-calibrated.
     """
-    _check_soundnet(model, "quantisation-aware training")
+    check_prunable(model, "quantisation-aware training")
     if epochs < 1:
         raise ConfigError(f"quantisation-aware training needs at least 1 epoch, got {epochs}")
     new = _rebuilt(model, copy.deepcopy(model.net_).cpu(), model.channels)
@@ -566,8 +330,8 @@ def distill(teacher, utterances: Sequence, *, student: dict | None = None, tempe
     SoundNetResClassifier
         Fitted, with ``compression_`` (teacher, T, alpha, agreement with the teacher on the training windows).
     """
-    from .models import build_model
-    from .models.neural import SoundNetClassifier, read_cached
+    from ..models import build_model
+    from ..models.neural import SoundNetClassifier, read_cached
 
     if not temperature > 0:
         raise ConfigError(f"distillation temperature {temperature} must be > 0 (typical: 2-8)")
@@ -642,7 +406,7 @@ def _cut(x: np.ndarray, start: float, end: float, sampling_rate: int) -> np.ndar
 
 
 def _ua(y, pred) -> float:
-    from .training.trainer import _unweighted_accuracy
+    from ..training.trainer import _unweighted_accuracy
 
     return _unweighted_accuracy(np.asarray(y), np.asarray(pred))
 
@@ -660,7 +424,7 @@ def _train_student(net, signals, soft, y, speakers, config, *, temperature: floa
     import torch
     import torch.nn.functional as F
 
-    from .training.trainer import Trainer
+    from ..training.trainer import Trainer
 
     # teacher_T = p^(1/T) renormalised (= softmax(logits / T)); log-space for tiny probabilities
     soft_t = torch.softmax(torch.as_tensor(np.log(np.clip(soft, 1e-12, None)) / temperature, dtype=torch.float32), dim=1)
@@ -673,61 +437,3 @@ def _train_student(net, signals, soft, y, speakers, config, *, temperature: floa
     config = dataclasses.replace(config, strategy="full", crop_seconds=None, augment=None)
     trainer = Trainer(config, progress=progress)
     return trainer.fit(net, signals, y, speakers, n_classes=soft.shape[1], batch_loss=loss).to_dict()
-
-
-# -- model folders (the CLI's entry point) ---------------------------------------------------------
-
-
-def compress_model(model_dir, out, *, prune_amount: float | None = None, prune_threshold: float | None = None,
-                   distill_student: str | None = None, qat: bool = False, temperature: float = 4.0,
-                   alpha: float = 0.7, epochs: int | None = None, corpora: Sequence[str] | None = None,
-                   label_set: str | None = None, progress: bool = False):
-    """Compress the model in ``model_dir`` and save the result to ``out`` (what ``serkit compress`` runs).
-
-    Exactly one of ``prune_amount``, ``prune_threshold``, ``distill_student`` (a recipe name or
-    YAML path whose model is soundnet-res), or ``qat`` alone. Training audio comes from ``corpora``
-    (``NAME:ROOT`` specs; default: the corpora recorded in the model's ``model.json``), mapped onto
-    ``label_set`` (default: the model's recipe's). Returns ``(out, compression info)``.
-    """
-    from .api import prepare_data
-    from .artifact import load_model, read_metadata, save_model
-
-    chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
-    if sum(chosen) > 1:
-        raise ConfigError("choose one compression: --prune AMOUNT, --prune-threshold T or --distill (--qat may join pruning)")
-    if not any(chosen) and not qat:
-        raise ConfigError("nothing to do: pass --prune AMOUNT, --prune-threshold T, --distill or --qat")
-    if distill_student is not None and qat:
-        raise ConfigError("--qat applies to pruning or on its own; distil first, then run serkit compress STUDENT --qat")
-    if epochs is not None and epochs < 0:
-        raise ConfigError(f"--epochs {epochs} must be >= 0")
-    meta = read_metadata(model_dir)
-    model, meta = load_model(model_dir)
-    if distill_student is None:
-        _check_soundnet(model, "pruning" if any(chosen) else "quantisation-aware training")
-    need_audio = distill_student is not None or qat or (epochs is None or epochs > 0)
-    utterances = None
-    if need_audio:
-        specs = list(corpora or (meta.get("trained_on") or {}).get("corpora") or [])
-        if not specs:
-            raise ConfigError(f"'{model_dir}' does not record its training corpora; pass --corpus NAME:ROOT "
-                              "(or --epochs 0 to prune without fine-tuning)")
-        utterances = prepare_data(specs, label_set or (meta.get("recipe") or {}).get("label_set") or "native")
-    if prune_amount is not None or prune_threshold is not None:
-        new = prune(model, utterances, amount=prune_amount, threshold=prune_threshold,
-                    finetune_epochs=3 if epochs is None else epochs, qat=qat, progress=progress)
-    elif distill_student is not None:
-        from .recipe import load_recipe
-
-        section = load_recipe(distill_student).model
-        new = distill(model, utterances, student=section, temperature=temperature, alpha=alpha, epochs=epochs,
-                      progress=progress)
-    else:
-        new = quantization_aware(model, utterances, epochs=3 if epochs is None else max(1, epochs), progress=progress)
-    info = {**new.compression_, "source": str(model_dir), "source_family": meta["family"]}
-    trained_on = meta.get("trained_on") or {}
-    if corpora:
-        trained_on = {"corpora": list(corpora), "n_utterances": len(utterances)}
-    recipe = meta.get("recipe") if distill_student is None else {"name": f"distilled-{getattr(model, 'family', '')}"}
-    save_model(new, out, recipe=recipe, trained_on=trained_on, extra={"compression": info})
-    return out, info
