@@ -9,7 +9,8 @@ from serkit.artifact import load_model, read_metadata, save_model
 from serkit.errors import ConfigError
 from serkit.evaluation import evaluate
 from serkit.models import build_model
-from serkit.models.fusion import FusionClassifier, _centre_speakers, _fit_weights
+from serkit.models.fusion import FusionClassifier, _fit_weights
+from serkit.speakers import centre_speakers as _centre_speakers
 
 from .test_models import emodb_subset
 

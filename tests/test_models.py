@@ -12,7 +12,8 @@ from serkit.artifact import load_model, read_metadata, save_model
 from serkit.corpora import load_corpus
 from serkit.errors import ConfigError, ModelError, NotFittedError
 from serkit.evaluation import evaluate
-from serkit.models.features import FeatureClassifier, speaker_standardise
+from serkit.models.features import FeatureClassifier
+from serkit.speakers import speaker_standardise
 from serkit.recipe import load_recipe, recipe_names
 
 

@@ -37,7 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audio import pad_to as _pad_min
 from ..errors import ConfigError
+from ..metrics import unweighted_accuracy as _unweighted_accuracy
+from ..speakers import MIN_SPEAKER_UTTERANCES
+from ..speakers import global_stats as _stats
+from ..speakers import speaker_stats as speaker_norms
 from .losses import CombinedLoss, class_weights
 
 __all__ = [
@@ -163,7 +168,7 @@ class TrainConfig:
     cache_max_mb: float = 1024.0
     eval_batch_seconds: float = 120.0
     normalisation: str = "none"
-    min_speaker_utterances: int = 10
+    min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -370,12 +375,6 @@ def cosine_factor(step: float, period: float, min_ratio: float = 0.0) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean per-class recall over the classes present in ``y_true`` (UA, the usual SER score)."""
-    classes = np.unique(y_true)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes])) if len(classes) else float("nan")
-
-
 def _pad_batch(items: Sequence[torch.Tensor], lengths: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad tensors ``[..., L_i]`` along the last axis → ``[B, ..., max L]`` and lengths ``[B]``."""
     longest = max(int(t.shape[-1]) for t in items)
@@ -506,38 +505,6 @@ def predict_pooled(
     result = torch.empty_like(pooled)
     result[torch.as_tensor(np.concatenate(order))] = pooled
     return result
-
-
-def speaker_norms(pooled: torch.Tensor, speakers, global_mean: torch.Tensor, global_std: torch.Tensor,
-                  min_utterances: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row ``(mean, std)`` [n, d]: each row gets its speaker's statistics over ``pooled``.
-
-    Speakers with fewer than ``min_utterances`` rows (or ``speakers=None``) get the global ones;
-    a speaker's std is floored at 0.1 × the global std.
-    """
-    n = pooled.shape[0]
-    mean = global_mean.to(pooled).expand(n, -1).clone()
-    std = global_std.to(pooled).expand(n, -1).clone()
-    if speakers is None:
-        return mean, std
-    speakers = np.asarray([str(s) for s in speakers])
-    floor = 0.1 * global_std.to(pooled)
-    for s in np.unique(speakers):
-        rows = torch.as_tensor(np.where(speakers == s)[0])
-        if len(rows) < min_utterances:
-            continue
-        mu, sd = _stats(pooled[rows])
-        # a dimension (nearly) constant for one speaker must not be blown up: floor its std at a
-        # tenth of the global one (a channel dead on the training set once gave a test speaker
-        # values of ±50 and a UA of 0.19)
-        mean[rows], std[rows] = mu, torch.maximum(sd, floor)
-    return mean, std
-
-
-def _stats(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = p.mean(0)
-    sd = p.std(0, unbiased=False)
-    return mu, torch.where(sd > 1e-6, sd, torch.ones_like(sd))
 
 
 # -- the trainer ------------------------------------------------------------------------------
@@ -868,14 +835,6 @@ def _train_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [np.concatenate(batches[-2:])]
     return batches
-
-
-def _pad_min(x: np.ndarray, n: int) -> np.ndarray:
-    """Zero-pad a signal symmetrically to at least ``n`` samples (the padding then counts as signal)."""
-    if len(x) >= n:
-        return x
-    left = (n - len(x)) // 2
-    return np.pad(x, (left, n - len(x) - left)).astype(np.float32)
 
 
 def _random_crop(t: torch.Tensor, n: int | None, rng: np.random.Generator) -> torch.Tensor:
