@@ -149,7 +149,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     ConfigError
         Unsupported family, quantisation or opset; missing calibration audio; onnx missing.
     """
-    from .artifact import _json_default, load_model, read_metadata
+    from .artifact import load_model, read_metadata
+    from .jsonio import json_default
 
     meta = read_metadata(model_dir)
     family = meta["family"]
@@ -253,7 +254,7 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             "metrics": meta.get("metrics") or {},
             "files": [ONNX_FILE],
         }
-        (tmp / "model.json").write_text(json.dumps(out_meta, indent=2, default=_json_default))
+        (tmp / "model.json").write_text(json.dumps(out_meta, indent=2, default=json_default))
         if out.exists():
             shutil.rmtree(out)
         tmp.replace(out)
