@@ -21,6 +21,7 @@ from serkit.evaluation import (
     parse_protocol,
     validation_split,
 )
+from serkit.models.base import Classifier
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,41 +43,40 @@ def toy(n_speakers=7, seed=0, labels=("angry", "happy", "neutral", "sad")):
     return out
 
 
-class MajorityClassifier:
+class MajorityClassifier(Classifier):
     """Predicts the most frequent training label for everything."""
 
-    def fit(self, utterances):
+    def fit(self, utterances, *, progress=True):
         self.labels_ = sorted({u.label for u in utterances})
         self.majority_ = Counter(u.label for u in utterances).most_common(1)[0][0]
         return self
 
-    @property
-    def labels(self):
-        return list(self.labels_)
+    def _predict_signals(self, signals, speakers):
+        raise AssertionError("evaluation predicts utterances, never signals")
 
-    def predict_proba_utterances(self, utterances):
+    def _predict_utterances(self, utterances, speakers, *, progress):
         p = np.zeros((len(utterances), len(self.labels_)))
         p[:, self.labels_.index(self.majority_)] = 1.0
         return p
 
 
-class GuessClassifier:
+class GuessClassifier(MajorityClassifier):
     """Predicts ``u.extra['guess']`` (one-hot); labels in *reverse* sorted order to test alignment by name.
 
-    With ``adapt=True`` (and by default, like a model normalised per speaker) it predicts
-    ``u.extra['guess_adapted']`` instead.
+    With ``adapting=True`` it declares ``normalisation = "speaker"``, and adapted predictions
+    (``adapt=True``, the default for such a model) are ``u.extra['guess_adapted']`` instead.
     """
 
     def __init__(self, adapting=False):
         self.adapting = adapting
 
-    def fit(self, utterances, progress=True):
+    @property
+    def normalisation(self):
+        return "speaker" if self.adapting else "global"
+
+    def fit(self, utterances, *, progress=True):
         self.labels_ = sorted({u.label for u in utterances}, reverse=True)
         return self
-
-    @property
-    def labels(self):
-        return list(self.labels_)
 
     def _onehot(self, guesses):
         p = np.zeros((len(guesses), len(self.labels_)))
@@ -84,14 +84,14 @@ class GuessClassifier:
             p[i, self.labels_.index(g)] = 1.0
         return p
 
-    def predict_proba_utterances(self, utterances, *, adapt=None, progress=True):
-        key = "guess_adapted" if self.adapting and adapt in (None, True) else "guess"
+    def _predict_utterances(self, utterances, speakers, *, progress):
+        PREDICTIONS.append(speakers is not None)
+        key = "guess_adapted" if speakers is not None else "guess"
         return self._onehot([u.extra[key] for u in utterances])
 
 
-class NoAdaptClassifier(GuessClassifier):
-    def predict_proba_utterances(self, utterances):
-        return self._onehot([u.extra["guess"] for u in utterances])
+#: per prediction pass of a GuessClassifier, whether it adapted (evaluate must predict once per mode)
+PREDICTIONS: list[bool] = []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_holdout():
 def test_random_split_is_speaker_dependent_and_stratified():
     data = toy(3)
     p = parse_protocol("random-split:3")
-    assert isinstance(p, RandomSplit) and not p.speaker_independent and p.speaker_dependent
+    assert isinstance(p, RandomSplit) and not p.speaker_independent and not hasattr(p, "speaker_dependent")
     folds = p.folds(data)
     _check_partition(data, folds, disjoint_speakers=False)
     for lab, total in Counter(u.label for u in data).items():
@@ -308,7 +308,9 @@ def test_evaluate_report_both_adaptation_modes():
     data = [Utterance(u.id, u.path, u.label, u.speaker, u.corpus,
                       extra={**u.extra, "guess_adapted": u.label if rng.random() < 0.8 else u.extra["guess"]})
             for u in toy(4)]
+    PREDICTIONS.clear()
     r = evaluate(lambda: GuessClassifier(adapting=True), data, "loso", report_both=True, progress=False)
+    assert PREDICTIONS == [True, False] * len(r.folds)  # each fold predicted once per mode, adapted first
     y = [u.label for u in data]
     none = metrics(y, [u.extra["guess"] for u in data], r.labels)
     spk = metrics(y, [u.extra["guess_adapted"] for u in data], r.labels)
@@ -323,15 +325,40 @@ def test_evaluate_report_both_adaptation_modes():
         assert f["ua_by_mode"]["none"] == pytest.approx(
             metrics([u.label for u in test], [u.extra["guess"] for u in test], r.labels)["ua"])
 
-    # a model without adapt= has one mode only: no adaptation section, and a note saying why
-    plain = evaluate(NoAdaptClassifier, data, "loso", report_both=True, progress=False)
-    assert plain.adaptation is None and "adapt=" in plain.extra["notes"]["adaptation"]
-    assert plain.ua == pytest.approx(none["ua"])
+    # a model that does not adapt to speakers has one mode only, predicted once per fold, and a note saying why
+    PREDICTIONS.clear()
+    plain = evaluate(GuessClassifier, data, "loso", report_both=True, progress=False)
+    assert PREDICTIONS == [False] * len(plain.folds)
+    assert set(plain.adaptation) == {"none"} and plain.adaptation["none"]["headline"]
+    assert "does not adapt" in plain.extra["notes"]["adaptation"] and plain.normalisation == "global"
+    assert plain.ua == pytest.approx(none["ua"]) == plain.adaptation["none"]["ua"]
+    assert all("ua_by_mode" not in f for f in plain.folds)
+
+    # without report_both an adapting model is predicted once per fold, adapted (its headline mode)
+    PREDICTIONS.clear()
+    one = evaluate(lambda: GuessClassifier(adapting=True), data, "loso", progress=False)
+    assert PREDICTIONS == [True] * len(one.folds) and one.adaptation is None
+    assert one.ua == pytest.approx(spk["ua"]) and one.normalisation == "speaker"
+
+
+def test_test_doubles_follow_the_classifier_contract():
+    """The adapt rule lives in the base class: the same for every family, test doubles included."""
+    data = toy(3)
+    model = GuessClassifier(adapting=True).fit(data)
+    assert model.adapts_to_speakers and not model.exportable and not model.prunable and not model.has_embedding
+    with pytest.raises(ConfigError, match="adapt=True needs the speakers"):
+        model.predict_proba([np.zeros(1600, np.float32)], adapt=True)
+    with pytest.raises(ConfigError, match="one speaker id per signal"):
+        model.predict_proba([np.zeros(1600, np.float32)], speakers=["a", "b"], adapt=True)
+    with pytest.raises(ConfigError, match="adapt must be True, False or None"):
+        model.predict_proba_utterances(data, adapt="yes")
+    with pytest.raises(TypeError, match="abstract"):
+        type("Half", (Classifier,), {"fit": lambda self, u, progress=True: self})()
 
 
 def test_evaluate_rejects_misshapen_probabilities():
     class Bad(MajorityClassifier):
-        def predict_proba_utterances(self, utterances):
+        def _predict_utterances(self, utterances, speakers, *, progress):
             return np.zeros((len(utterances), 1))
 
     with pytest.raises(ModelError, match=r"must return \[n_utterances, n_labels\]"):

@@ -12,7 +12,7 @@ from serkit.artifact import load_model, read_metadata, save_model
 from serkit.corpora import load_corpus
 from serkit.errors import ConfigError, ModelError, NotFittedError
 from serkit.evaluation import evaluate
-from serkit.models.features import FeatureClassifier, speaker_standardise
+from serkit.models.features import FeatureClassifier
 from serkit.recipe import load_recipe, recipe_names
 
 
@@ -28,15 +28,6 @@ def blobs(n_per=30, n_spk=4, shift=3.0, seed=0):
             y += [f"c{c}"] * n_per
             s += [f"s{k}"] * n_per
     return np.concatenate(x), np.array(y), np.array(s)
-
-
-def test_speaker_standardise_known_answer():
-    x = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, 0.0], [102.0, 2.0]])
-    out = speaker_standardise(x, ["a", "a", "b", "b"], np.zeros(2), np.ones(2), min_utterances=2)
-    assert np.allclose(out, [[-1, -1], [1, 1], [-1, -1], [1, 1]])
-    # a speaker with too few utterances falls back to the global statistics
-    out = speaker_standardise(x, ["a", "a", "b", "b"], np.array([1.0, 0.0]), np.array([2.0, 1.0]), min_utterances=3)
-    assert np.allclose(out[2], [49.5, 0.0])
 
 
 @pytest.mark.parametrize("kind,calibration", [("svm-linear", "platt"), ("svm-linear", "decision"),
@@ -197,3 +188,59 @@ def test_recipe_reaches_its_emodb_loso_target(emodb_dir, recipe, target):
     rep = api_evaluate([f"emodb:{emodb_dir}"], recipe, protocol="loso", progress=False)
     assert len(rep.folds) == 10
     assert rep.ua >= target
+
+
+# ---------------------------------------------------------------------------------------------
+# declared capabilities of every shipped recipe (nothing is trained)
+# ---------------------------------------------------------------------------------------------
+def _recipe_normalisation(section: dict) -> str:
+    """What a recipe's model section says about normalisation (fusion: what its members say)."""
+    from serkit.models.fusion import resolve_member
+
+    if section["family"] == "fusion":
+        kinds = {_recipe_normalisation(resolve_member(m)[1]) for m in section["members"]}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+    if section["family"] == "features":
+        return section.get("normalisation", "speaker")
+    return (section.get("train") or {}).get("normalisation", "none")
+
+
+def _untrained(model, labels):
+    """``model`` with fit/predict replaced by a stand-in, so a report can be written without training."""
+    def fit(utterances, *, progress=True):
+        model.labels_ = list(labels)
+        return model
+
+    model.fit = fit
+    model._predict_utterances = lambda utterances, speakers, *, progress: np.full((len(utterances), len(labels)),
+                                                                                 1.0 / len(labels))
+    return model
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_recipe_declares_its_normalisation_and_the_report_says_it(name, monkeypatch):
+    """report.json used to say 'n/a' for cnn-lstm, soundnet-finetune, soundnet-res, ssl, transformer and
+    fusion; now it writes the model's declared normalisation, which is what the recipe says."""
+    import serkit.api
+    from serkit.corpora.base import Utterance
+    from serkit.models.base import Classifier
+    from serkit.recipe import Recipe
+
+    recipe = load_recipe(name)
+    model = recipe.build()
+    assert isinstance(model, Classifier)
+    said = _recipe_normalisation(recipe.model)
+    assert said == "speaker"  # every shipped recipe standardises per speaker
+    assert model.normalisation == said and model.adapts_to_speakers
+    assert model.exportable == (model.family in ("soundnet", "soundnet-res", "cnn-lstm", "transformer", "ssl"))
+    assert model.prunable == (model.family in ("soundnet", "soundnet-res"))
+
+    labels = ["angry", "sad"]
+    data = [Utterance(f"{s}{i}", f"/nonexistent/{s}{i}.wav", labels[i % 2], s, "toy")
+            for s in ("a", "b") for i in range(4)]
+    monkeypatch.setattr(serkit.api, "prepare_data", lambda corpora, label_set, **kw: data)
+    build = Recipe.build
+    monkeypatch.setattr(Recipe, "build", lambda self: _untrained(build(self), labels))
+    report = serkit.api.evaluate(["toy:/nowhere"], name, protocol="loso", progress=False)
+    assert report.to_dict()["normalisation"] == said
+    assert set(report.adaptation) == {"speaker", "none"} and report.adaptation["speaker"]["headline"]

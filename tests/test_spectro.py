@@ -246,7 +246,7 @@ def test_recipes_build_with_speaker_normalisation(name):
 
     recipe = load_recipe(name)
     model = recipe.build()
-    assert model.family == name and model._speaker_norm and model._train_config().augment
+    assert model.family == name and model.normalisation == "speaker" and model._train_config().augment
     assert model._train_config().train_bn and model._train_config().lr == 1e-3
 
 

@@ -331,7 +331,7 @@ def test_soundnet_options_fail_early():
 
 
 def test_speaker_norms_use_each_speakers_own_statistics():
-    from serkit.training.trainer import speaker_norms
+    from serkit.speakers import speaker_stats as speaker_norms
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(12, 3, generator=g) * 2 + 5

@@ -72,8 +72,7 @@ def evaluate(corpora: Sequence[str], recipe="compare-svm", *, protocol: str | No
         )
     t0 = time.perf_counter()
     report = run_protocol(r.build, utterances, proto, report_both=report_both, progress=progress)
-    report.recipe = r.to_dict()
-    report.normalisation = str(r.model.get("normalisation", "n/a"))
+    report.recipe = r.to_dict()  # normalisation stays the models' declared one (Classifier.normalisation)
     report.extra.setdefault("corpora", list(corpora))
     report.extra.setdefault("label_set", label_set or r.label_set)
     report.seconds = time.perf_counter() - t0
@@ -92,7 +91,7 @@ def train(corpora: Sequence[str], recipe="compare-svm", *, out, overrides: list[
     utterances = prepare_data(corpora, label_set or r.label_set)
     model = r.build().fit(utterances, progress=progress)
     extra = {}
-    if hasattr(model, "strategy_"):
+    if getattr(model, "strategy_", None) is not None:  # the fine-tuning strategy a neural family chose
         extra["strategy"] = model.strategy_
     return save_model(model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora),
                       metrics=metrics or {}, extra=extra)

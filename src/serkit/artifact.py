@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .errors import ModelError
+from .jsonio import json_default
 
 __all__ = ["FORMAT_VERSION", "save_model", "write_model", "load_model", "read_metadata"]
 
@@ -73,22 +74,8 @@ def write_model(classifier, directory, *, recipe: dict | None = None, trained_on
         "files": files,
         **(extra or {}),
     }
-    (Path(directory) / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+    (Path(directory) / "model.json").write_text(json.dumps(meta, indent=2, default=json_default))
     return [*files, "model.json"]
-
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    raise TypeError(f"cannot store {type(o).__name__} in model.json")
 
 
 def read_metadata(directory) -> dict:

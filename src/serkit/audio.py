@@ -26,6 +26,7 @@ __all__ = [
     "info",
     "read",
     "resample",
+    "pad_to",
     "normalize",
     "trim_silence",
     "blocks",
@@ -313,6 +314,22 @@ def resample(signal: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     import soxr
 
     return soxr.resample(np.asarray(signal, dtype=np.float32), orig_sr, target_sr, quality="HQ").astype(np.float32)
+
+
+def pad_to(signal: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad ``signal`` symmetrically to at least ``n`` samples (the one padding rule of serkit).
+
+    A signal already that long comes back as it is (the same object); the padding then counts as
+    signal for whatever reads it (feature extractors, receptive fields). The dtype is kept.
+
+    >>> import numpy as np
+    >>> pad_to(np.ones(3, dtype=np.float32), 6).tolist()
+    [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    if len(signal) >= n:
+        return signal
+    left = (n - len(signal)) // 2
+    return np.pad(signal, (left, n - len(signal) - left))
 
 
 def normalize(signal: np.ndarray, method: str = "peak", *, target_db: float = -23.0) -> np.ndarray:

@@ -29,9 +29,6 @@ class Utterance:
     end: float | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def with_label(self, label: str) -> "Utterance":
-        return Utterance(self.id, self.path, label, self.speaker, self.corpus, self.start, self.end, self.extra)
-
 
 @dataclass
 class ScanResult:

@@ -406,9 +406,9 @@ def _cut(x: np.ndarray, start: float, end: float, sampling_rate: int) -> np.ndar
 
 
 def _ua(y, pred) -> float:
-    from ..training.trainer import _unweighted_accuracy
+    from ..metrics import unweighted_accuracy
 
-    return _unweighted_accuracy(np.asarray(y), np.asarray(pred))
+    return unweighted_accuracy(y, pred)
 
 
 def _log(progress: bool, msg: str) -> None:

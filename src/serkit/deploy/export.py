@@ -137,7 +137,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     ConfigError
         Unsupported family, quantisation or opset; missing calibration audio; onnx missing.
     """
-    from ..artifact import _json_default, load_model
+    from ..artifact import load_model
+    from ..jsonio import json_default
 
     if quantize not in (None, "int8", "int8-dynamic"):
         raise ConfigError(f"unknown quantisation {quantize!r}; use int8 (static, calibrated) or int8-dynamic")
@@ -240,7 +241,7 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             "metrics": meta.get("metrics") or {},
             "files": [ONNX_FILE],
         }
-        (tmp / "model.json").write_text(json.dumps(out_meta, indent=2, default=_json_default))
+        (tmp / "model.json").write_text(json.dumps(out_meta, indent=2, default=json_default))
         if out.exists():
             shutil.rmtree(out)
         tmp.replace(out)

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .._registry import Registry
+from ..audio import pad_to
 from ..cache import FeatureCache, file_digest
 from ..errors import ConfigError
 
@@ -216,7 +217,7 @@ class SpeedView(FeatureExtractor):
         # read the samples as if taken `speed` times faster, back at the extractor's own rate
         rate = self.sampling_rate
         changed = resample(np.asarray(signal, np.float32).reshape(-1), int(round(rate * self.speed)), rate)
-        return _pad(changed, int(self.min_duration * rate))
+        return pad_to(changed, int(self.min_duration * rate))
 
     def functionals(self, signal: np.ndarray) -> np.ndarray:
         return self.inner.functionals(self._change(signal))
@@ -295,19 +296,12 @@ def _item_key(item) -> tuple[str, float | None, float | None]:
     return item.path, item.start, item.end
 
 
-def _pad(signal: np.ndarray, n: int) -> np.ndarray:
-    if len(signal) >= n:
-        return signal
-    left = (n - len(signal)) // 2
-    return np.pad(signal, (left, n - len(signal) - left))
-
-
 def load_signal(extractor: FeatureExtractor, item) -> np.ndarray:
     from ..audio import read
 
     path, start, end = _item_key(item)
     signal, _ = read(path, extractor.sampling_rate, start=start, end=end)
-    return _pad(signal, int(extractor.min_duration * extractor.sampling_rate))
+    return pad_to(signal, int(extractor.min_duration * extractor.sampling_rate))
 
 
 def _extract_one(extractor: FeatureExtractor, item) -> np.ndarray:

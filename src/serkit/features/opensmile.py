@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..audio import pad_to
 from ..errors import ConfigError
 from .base import FeatureExtractor, register_extractor
 from .functionals import functional_names, functionals
@@ -103,11 +104,7 @@ class OpenSmileExtractor(FeatureExtractor):
         x = np.ascontiguousarray(signal, dtype=np.float32)
         if x.ndim != 1:
             raise ConfigError(f"{self.name} expects a mono signal [shape=(n_samples,)], got shape {x.shape}")
-        need = int(np.ceil(self.min_duration * self.sampling_rate))
-        if len(x) < need:
-            left = (need - len(x)) // 2
-            x = np.pad(x, (left, need - len(x) - left))
-        return x
+        return pad_to(x, int(np.ceil(self.min_duration * self.sampling_rate)))
 
     def _process(self, level: str, signal: np.ndarray) -> np.ndarray:
         df = self._smile(level).process_signal(self._pad(signal), self.sampling_rate)

@@ -20,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .base import ProcessModel, SlowdownViews, _pad, _run_parallel, _split, register_extractor
+from ..audio import pad_to
+from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor
 
 __all__ = ["SoundNetExtractor"]
 
@@ -129,7 +130,7 @@ class SoundNetExtractor(SlowdownViews):
 
         model = _MODEL.get()
         need = self.min_samples
-        sigs = [_pad(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
+        sigs = [pad_to(np.asarray(s, dtype=np.float32).reshape(-1), need) for s in signals]
         out = np.zeros((len(sigs), len(self._view_names())), dtype=np.float32)
         order = sorted(range(len(sigs)), key=lambda i: len(sigs[i]))
 
@@ -161,7 +162,7 @@ class SoundNetExtractor(SlowdownViews):
         import torch
 
         model = _MODEL.get()
-        x = torch.from_numpy(_pad(np.asarray(signal, dtype=np.float32).reshape(-1), self.min_samples))
+        x = torch.from_numpy(pad_to(np.asarray(signal, dtype=np.float32).reshape(-1), self.min_samples))
 
         def run(_) -> np.ndarray:
             with torch.inference_mode():

@@ -1,36 +1,84 @@
-"""The ``Classifier`` interface every model family implements, and the family registry.
+"""The ``Classifier`` contract every model family implements, and the family registry.
 
 A classifier is built from a recipe's ``model`` section, fitted on utterances (it reads their audio
 itself, through the feature cache), and predicts class probabilities for signals or utterances.
 Artifacts (``serkit.artifact``) call :meth:`Classifier.save_weights` / :meth:`Classifier.from_weights`.
+
+What a model can do is declared, never sniffed: :attr:`~Classifier.adapts_to_speakers`,
+:attr:`~Classifier.normalisation`, :attr:`~Classifier.exportable`, :attr:`~Classifier.prunable`,
+:attr:`~Classifier.has_embedding`. Evaluation, export, compression and benchmarks read these.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .._registry import Registry
-from ..errors import NotFittedError
+from ..errors import ConfigError, NotFittedError
 
-__all__ = ["Classifier", "MODELS", "register_model", "build_model"]
+__all__ = ["Classifier", "NORMALISATIONS", "MODELS", "register_model", "build_model"]
+
+#: values of :attr:`Classifier.normalisation`
+NORMALISATIONS = ("speaker", "global", "none", "mixed")
 
 
-class Classifier:
-    """Interface of every model family.
+class Classifier(ABC):
+    """The contract of every model family.
 
     Estimator manners: ``__init__`` stores its arguments; ``fit`` returns ``self``; learned state
     ends in ``_``; predicting before fitting raises :class:`NotFittedError`.
+
+    **Adaptation means the same in every family.** ``adapt=True``: per-speaker adaptation — the
+    utterances of each speaker are normalised with that speaker's own statistics (from the given
+    signals of that speaker, see :mod:`serkit.speakers`). ``adapt=False``: training statistics only,
+    each utterance on its own (what a single clip gets). ``adapt=None`` (the default) follows the
+    model's own setting: adapt exactly when :attr:`adapts_to_speakers` is true (and, for
+    :meth:`predict_proba`, ``speakers`` is given). A model that does not adapt
+    (``adapts_to_speakers`` false) predicts the same for both values.
+
+    A family implements :meth:`fit` and :meth:`_predict_signals` (and, where it has a faster path
+    through its caches, :meth:`_predict_utterances`); the public :meth:`predict_proba` and
+    :meth:`predict_proba_utterances` resolve ``adapt`` once, here, for every family.
     """
 
     family: str = ""
     sampling_rate: int = 16000
 
+    # -- declared capabilities ----------------------------------------------------------------
+    @property
+    def normalisation(self) -> str:
+        """How the model normalises its representation: ``"speaker"`` (per-speaker standardisation),
+        ``"global"`` (training-set statistics), ``"none"``, or ``"mixed"`` (members differ)."""
+        return "none"
+
+    @property
+    def adapts_to_speakers(self) -> bool:
+        """Whether ``adapt=True`` can change predictions (the model uses a speaker's own statistics)."""
+        return self.normalisation == "speaker"
+
+    @property
+    def exportable(self) -> bool:
+        """Whether ``serkit export`` can turn this model into an ONNX graph."""
+        return False
+
+    @property
+    def prunable(self) -> bool:
+        """Whether ``serkit compress --prune`` can remove channels from this model's network."""
+        return False
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the model maps a signal to a fixed-size embedding (``embed``)."""
+        return False
+
     # -- learning -----------------------------------------------------------------------------
+    @abstractmethod
     def fit(self, utterances: Sequence, *, progress: bool = True) -> "Classifier":
-        raise NotImplementedError
+        """Learn from labelled utterances; returns ``self``."""
 
     # -- predicting ---------------------------------------------------------------------------
     @property
@@ -38,44 +86,82 @@ class Classifier:
         self._check_fitted()
         return list(self.labels_)
 
-    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
+    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None,
+                      adapt: bool | None = None) -> np.ndarray:
         """[shape=(n, n_labels)] probabilities for float32 mono signals at ``sampling_rate``.
 
-        ``speakers`` (one id per signal) enables per-speaker adaptation where the model supports it:
-        the signals of each speaker are normalised with that speaker's own statistics.
+        Parameters
+        ----------
+        signals : sequence of ndarray
+            Mono signals at :attr:`sampling_rate`.
+        speakers : sequence of str, optional
+            One speaker id per signal; needed for per-speaker adaptation (a speaker's statistics
+            come from its signals in this call).
+        adapt : bool, optional
+            See the class docstring; ``None`` adapts when the model adapts to speakers and
+            ``speakers`` is given. ``True`` without ``speakers`` is an error.
         """
-        raise NotImplementedError
+        self._check_fitted()
+        signals = list(signals)
+        return self._predict_signals(signals, self._adaptation_speakers(speakers, adapt, len(signals)))
 
-    def predict_proba_utterances(
-        self, utterances: Sequence, *, adapt: bool | None = None, progress: bool = True
-    ) -> np.ndarray:
-        """Probabilities for utterances (reads audio through the feature cache where the family has one).
+    def predict_proba_utterances(self, utterances: Sequence, *, adapt: bool | None = None,
+                                 progress: bool = True) -> np.ndarray:
+        """[shape=(n, n_labels)] probabilities for utterances (audio read through the family's caches).
 
-        ``adapt`` — per-speaker adaptation from the utterances' speakers; ``None`` follows the model's
-        normalisation setting.
+        ``adapt`` — see the class docstring; the speakers are the utterances' own. ``None``: the
+        model's own setting (:attr:`adapts_to_speakers`).
         """
-        from ..audio import read
-
-        signals = [read(u.path, self.sampling_rate, start=u.start, end=u.end)[0] for u in utterances]
-        speakers = [u.speaker for u in utterances] if adapt or adapt is None else None
-        return self.predict_proba(signals, speakers=speakers)
+        self._check_fitted()
+        utterances = list(utterances)
+        speakers = self._adaptation_speakers([str(u.speaker) for u in utterances], adapt, len(utterances))
+        return self._predict_utterances(utterances, speakers, progress=progress)
 
     def predict(self, signals: Sequence[np.ndarray], **kw) -> list[str]:
         p = self.predict_proba(signals, **kw)
         return [self.labels_[i] for i in p.argmax(axis=1)]
 
+    @abstractmethod
+    def _predict_signals(self, signals: list[np.ndarray], speakers: list[str] | None) -> np.ndarray:
+        """Probabilities for signals; ``speakers`` is ``None`` for no adaptation, else one id per signal."""
+
+    def _predict_utterances(self, utterances: list, speakers: list[str] | None, *, progress: bool) -> np.ndarray:
+        """Probabilities for utterances; by default reads their audio and calls :meth:`_predict_signals`."""
+        from ..audio import read
+
+        signals = [read(u.path, self.sampling_rate, start=u.start, end=u.end)[0] for u in utterances]
+        return self._predict_signals(signals, speakers)
+
+    def _adaptation_speakers(self, speakers, adapt: bool | None, n: int) -> list[str] | None:
+        """The one rule for ``adapt``: the speakers to adapt with, or ``None`` for no adaptation."""
+        if adapt is not None and not isinstance(adapt, (bool, np.bool_)):
+            raise ConfigError(f"adapt must be True, False or None, got {adapt!r}")
+        if adapt is None:
+            adapt = self.adapts_to_speakers and speakers is not None
+        if not adapt:
+            return None
+        if speakers is None:
+            raise ConfigError(
+                "adapt=True needs the speakers: pass speakers=[one id per signal] (a speaker's statistics come "
+                "from its own signals), or adapt=False for single-utterance predictions"
+            )
+        speakers = [str(s) for s in speakers]
+        if len(speakers) != n:
+            raise ConfigError(f"got {len(speakers)} speakers for {n} signals; pass one speaker id per signal")
+        return speakers if self.adapts_to_speakers else None
+
     # -- persistence --------------------------------------------------------------------------
     def config(self) -> dict:
         """JSON-able description for ``model.json`` (enough, with the weights, to rebuild the model)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
 
     def save_weights(self, directory: Path) -> list[str]:
         """Write learned state into ``directory`` (no pickle); return the file names written."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved")
 
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "Classifier":
-        raise NotImplementedError
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded")
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:

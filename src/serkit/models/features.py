@@ -23,12 +23,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..speakers import FEATURE_STD_FLOOR, MIN_SPEAKER_UTTERANCES, global_stats, speaker_standardise
 from .base import Classifier, register_model
 
-__all__ = ["FeatureClassifier", "speaker_standardise", "MIN_SPEAKER_UTTERANCES"]
-
-#: A speaker needs at least this many utterances for its own statistics; fewer → global statistics.
-MIN_SPEAKER_UTTERANCES = 10
+__all__ = ["FeatureClassifier"]
 
 _CLASSIFIERS = ("svm-linear", "svm-rbf", "logreg", "rf", "stacking")
 _NORMALISATIONS = ("global", "speaker", "none")
@@ -48,31 +46,6 @@ def _feature_spec(spec) -> tuple[str, dict]:
         opts = dict(spec)
         return opts.pop("name"), opts
     raise ConfigError(f"feature entry {spec!r} must be a name like 'compare' or a mapping with a 'name' key")
-
-
-def speaker_standardise(
-    x: np.ndarray,
-    speakers: Sequence[str] | None,
-    global_mean: np.ndarray,
-    global_std: np.ndarray,
-    *,
-    min_utterances: int = MIN_SPEAKER_UTTERANCES,
-) -> np.ndarray:
-    """Standardise rows of ``x`` [shape=(n, d)] per speaker; speakers with too few rows (or no
-    speaker information) use the global statistics instead."""
-    x = np.asarray(x, dtype=np.float64)
-    out = (x - global_mean) / global_std
-    if speakers is None:
-        return out
-    speakers = np.asarray(speakers)
-    for s in np.unique(speakers):
-        rows = speakers == s
-        if rows.sum() < min_utterances:
-            continue
-        mu = x[rows].mean(axis=0)
-        sd = x[rows].std(axis=0)
-        out[rows] = (x[rows] - mu) / np.where(sd > 1e-8, sd, 1.0)
-    return out
 
 
 def _make_estimator(kind: str, params: dict, class_weight, seed: int, probability: bool):
@@ -230,6 +203,9 @@ class FeatureClassifier(Classifier):
     def sampling_rate(self) -> int:  # type: ignore[override]
         return self._extractors()[0].sampling_rate
 
+    # the constructor argument, stored as an instance attribute (shadows the base class's property)
+    normalisation: str = "speaker"
+
     def _view_extractors(self) -> list[list]:
         """Per speed view, the extractor of each feature set (speed 1: the extractors themselves)."""
         from ..features.base import SpeedView
@@ -243,8 +219,8 @@ class FeatureClassifier(Classifier):
         return [[extract(e, utterances, progress=progress) for e in view] for view in self._view_extractors()]
 
     def _blocks_from_signals(self, signals) -> list[list[np.ndarray]]:
-        from ..audio import resample
-        from ..features.base import _pad, functionals_parallel
+        from ..audio import pad_to, resample
+        from ..features.base import functionals_parallel
 
         rate = self.sampling_rate
         out = []
@@ -253,7 +229,7 @@ class FeatureClassifier(Classifier):
             for e in view:
                 sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
                 n = int(e.min_duration * e.sampling_rate)
-                blocks.append(functionals_parallel(e, [_pad(np.asarray(s, np.float32), n) for s in sigs]))
+                blocks.append(functionals_parallel(e, [pad_to(np.asarray(s, np.float32), n) for s in sigs]))
             out.append(blocks)
         return out
 
@@ -269,6 +245,7 @@ class FeatureClassifier(Classifier):
             mean,
             std,
             min_utterances=self.min_speaker_utterances,
+            floor=FEATURE_STD_FLOOR,
         )
 
     # -- learning ---------------------------------------------------------------------------------
@@ -293,8 +270,9 @@ class FeatureClassifier(Classifier):
             raise ConfigError(f"training data has a single label {labels_}; a classifier needs at least two")
         blocks = [b for view in views for b in view]
         clean = [np.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0) for b in blocks]
-        self.global_mean_ = [b.mean(axis=0) for b in clean]
-        self.global_std_ = [np.where(b.std(axis=0) > 1e-8, b.std(axis=0), 1.0) for b in clean]
+        stats = [global_stats(b) for b in clean]
+        self.global_mean_ = [m for m, _ in stats]
+        self.global_std_ = [sd for _, sd in stats]
         nb = len(views[0])
         xs = [np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
               for b in range(nb)]
@@ -362,17 +340,12 @@ class FeatureClassifier(Classifier):
             return _softmax(_decision(self.estimators_[0], x, n_labels) / self.temperature_)
         return _aligned_proba(self.estimators_[0], x, n_labels)
 
-    def predict_proba(self, signals, *, speakers=None) -> np.ndarray:
-        self._check_fitted()
+    def _predict_signals(self, signals, speakers) -> np.ndarray:
         if len(signals) == 0:
             return np.zeros((0, len(self.labels_)))
         return self._proba_from_views(self._blocks_from_signals(signals), speakers)
 
-    def predict_proba_utterances(self, utterances, *, adapt=None, progress: bool = True) -> np.ndarray:
-        self._check_fitted()
-        utterances = list(utterances)
-        use_speakers = self.normalisation == "speaker" if adapt is None else bool(adapt)
-        speakers = np.array([u.speaker for u in utterances]) if use_speakers else None
+    def _predict_utterances(self, utterances, speakers, *, progress: bool) -> np.ndarray:
         return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers)
 
     # -- persistence ------------------------------------------------------------------------------

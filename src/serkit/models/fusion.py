@@ -24,7 +24,7 @@ Recipe ``model`` section::
 ``weighted`` learns one non-negative weight per member (a weighted product of experts, fitted by
 log-loss); ``mean`` averages log-probabilities with equal weights and needs no inner folds.
 
-Per-speaker adaptation passes through to the members. Out-of-fold probabilities are computed in both
+Per-speaker adaptation (``adapt=True``) passes through to the members. Out-of-fold probabilities are computed in both
 modes (adapted and single-utterance) and a combiner is learned for each, so a single clip is scored
 with weights learned on single clips. ``centre_speakers: true`` adapts the fused scores as well: a
 speaker's fused log-probabilities have their mean over that speaker's clips subtracted, which
@@ -41,6 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..speakers import centre_speakers as _centre_speakers
 from .base import Classifier, build_model, register_model
 
 __all__ = ["FusionClassifier", "COMBINERS"]
@@ -87,20 +88,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _centre_speakers(z: np.ndarray, speakers) -> np.ndarray:
-    """``z`` [shape=(n, c)] minus, row by row, the mean of its speaker's rows (speakers with at
-    least ``MIN_SPEAKER_UTTERANCES`` rows; the others' rows are returned as they are)."""
-    from .features import MIN_SPEAKER_UTTERANCES
-
-    z = np.array(z, dtype=np.float64)
-    speakers = np.asarray([str(s) for s in speakers])
-    for s in np.unique(speakers):
-        rows = speakers == s
-        if rows.sum() >= MIN_SPEAKER_UTTERANCES:
-            z[rows] -= z[rows].mean(axis=0)
-    return z
-
-
 def _fit_weights(logps: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative member weights minimising the log-loss of ``softmax(sum_m w_m log p_m)``.
 
@@ -143,7 +130,7 @@ class FusionClassifier(Classifier):
         Inverse regularisation of the stacking logistic regression.
     centre_speakers
         In adapted prediction, subtract from each fused log-probability its mean over the clips of
-        the same speaker (speakers with at least ``MIN_SPEAKER_UTTERANCES`` clips; others as they are).
+        the same speaker (speakers with at least ``serkit.speakers.MIN_SPEAKER_UTTERANCES`` clips; others as they are).
     seed
         Seed of the inner folds and the combiner.
 
@@ -173,7 +160,7 @@ class FusionClassifier(Classifier):
         if self.inner_folds < 2 and combine != "mean":
             raise ConfigError(f"inner_folds must be at least 2 to learn fusion weights (got {inner_folds}); or combine: mean")
         self._resolved = [resolve_member(m) for m in self.members]
-        self._build_members()  # bad member options fail now, not after hours of training
+        self._unfitted = self._build_members()  # bad member options fail now, not after hours of training
 
     def _build_members(self) -> list[Classifier]:
         return [build_model(section) for _, section in self._resolved]
@@ -184,8 +171,22 @@ class FusionClassifier(Classifier):
 
     @property
     def sampling_rate(self) -> int:  # type: ignore[override]
-        models = getattr(self, "members_", None) or self._build_members()
+        models = getattr(self, "members_", None) or self._unfitted
         return max(int(m.sampling_rate) for m in models)
+
+    # -- declared capabilities ------------------------------------------------------------------
+    @property
+    def normalisation(self) -> str:  # type: ignore[override]
+        """The members' normalisation when they all share one, else ``"mixed"``."""
+        models = getattr(self, "members_", None) or self._unfitted
+        kinds = {m.normalisation for m in models}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
+    @property
+    def adapts_to_speakers(self) -> bool:  # type: ignore[override]
+        """A member adapts, or the fused scores are centred per speaker (``centre_speakers``)."""
+        models = getattr(self, "members_", None) or self._unfitted
+        return self.centre_speakers or any(m.adapts_to_speakers for m in models)
 
     # -- learning ---------------------------------------------------------------------------------
     def fit(self, utterances: Sequence, *, progress: bool = True) -> "FusionClassifier":
@@ -258,28 +259,25 @@ class FusionClassifier(Classifier):
             out.append(_log(np.asarray(p)[:, order]))
         return np.stack(out)
 
-    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
-        """Probabilities for signals at ``sampling_rate`` (resampled for members that want another rate)."""
+    def _predict_signals(self, signals: list[np.ndarray], speakers: list[str] | None) -> np.ndarray:
+        """Signals at ``sampling_rate`` (resampled for members that want another rate)."""
         from ..audio import resample
 
-        self._check_fitted()
         if len(signals) == 0:
             return np.zeros((0, len(self.labels_)))
+        mode = "none" if speakers is None else "speaker"
         probs = []
         for model in self.members_:
             sigs = signals if model.sampling_rate == self.sampling_rate else [
                 resample(np.asarray(s, np.float32), self.sampling_rate, model.sampling_rate) for s in signals]
-            probs.append(model.predict_proba(sigs, speakers=speakers))
-        return self._combine(self._member_logps(probs), "speaker" if speakers is not None else "none", speakers)
+            probs.append(model.predict_proba(sigs, speakers=speakers, adapt=mode == "speaker"))
+        return self._combine(self._member_logps(probs), mode, speakers)
 
-    def predict_proba_utterances(self, utterances, *, adapt: bool | None = None, progress: bool = True) -> np.ndarray:
-        """Probabilities for utterances; ``adapt`` (default True) uses their speakers' statistics."""
-        self._check_fitted()
-        utterances = list(utterances)
-        mode = "none" if adapt is False else "speaker"
-        probs = [m.predict_proba_utterances(utterances, adapt=(mode == "speaker"), progress=progress)
+    def _predict_utterances(self, utterances: list, speakers: list[str] | None, *, progress: bool) -> np.ndarray:
+        mode = "none" if speakers is None else "speaker"
+        probs = [m.predict_proba_utterances(utterances, adapt=mode == "speaker", progress=progress)
                  for m in self.members_]
-        return self._combine(self._member_logps(probs), mode, [u.speaker for u in utterances])
+        return self._combine(self._member_logps(probs), mode, speakers)
 
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:

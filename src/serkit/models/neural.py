@@ -138,22 +138,33 @@ class WaveformClassifier(Classifier):
         self.training_ = result.to_dict()
         return self
 
-    # -- predicting ---------------------------------------------------------------------------------
-    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
-        """[shape=(n, n_labels)] probabilities for whole float32 signals at ``sampling_rate``.
+    # -- declared capabilities ------------------------------------------------------------------
+    @property
+    def normalisation(self) -> str:  # type: ignore[override]
+        """``"speaker"`` with ``train.normalisation: speaker`` (the head standardises the pooled vector
+        per speaker, or with the training set's statistics without adaptation), else ``"none"``."""
+        return "speaker" if self._train_config().normalisation == "speaker" else "none"
 
-        With ``train.normalisation: speaker`` the pooled vectors are standardised per speaker
-        (``speakers[i]`` names signal ``i``'s speaker; the statistics come from that speaker's
-        signals in this call, which need no labels; a speaker with fewer than
-        ``train.min_speaker_utterances`` signals, or ``speakers=None``, gets the training set's
-        statistics). Otherwise ``speakers`` is ignored. Signals shorter than the backbone's
-        receptive field are zero-padded.
+    @property
+    def exportable(self) -> bool:  # type: ignore[override]
+        return True
+
+    # -- predicting ---------------------------------------------------------------------------------
+    def _predict_signals(self, signals: list[np.ndarray], speakers: list[str] | None) -> np.ndarray:
+        """Whole float32 signals at ``sampling_rate``.
+
+        With ``train.normalisation: speaker`` and ``speakers`` (adaptation) the pooled vectors are
+        standardised per speaker (the statistics come from that speaker's signals in this call,
+        which need no labels; a speaker with fewer than ``train.min_speaker_utterances`` signals gets
+        the training set's statistics); ``speakers=None``: the training set's statistics. Signals
+        shorter than the backbone's receptive field are zero-padded.
         """
-        self._check_fitted()
         import torch
 
+        from ..audio import pad_to
         from ..networks.blocks import predict_logits, predict_pooled
-        from ..training.trainer import _pad_min, default_threads, speaker_norms
+        from ..speakers import speaker_stats
+        from ..training.trainer import default_threads
 
         signals = [np.asarray(s, dtype=np.float32) for s in signals]
         if not signals:
@@ -161,15 +172,15 @@ class WaveformClassifier(Classifier):
         for i, s in enumerate(signals):
             if s.ndim != 1 or s.size == 0:
                 raise ModelError(f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz")
-        signals = [_pad_min(s, self.net_.min_samples) for s in signals]
+        signals = [pad_to(s, self.net_.min_samples) for s in signals]
         previous = torch.get_num_threads()
         torch.set_num_threads(default_threads())
         try:
-            if self._speaker_norm:
+            if self.normalisation == "speaker":
                 config = self._train_config()
                 pooled = predict_pooled(self.net_, signals, batch_seconds=config.eval_batch_seconds)
                 head = self.net_.head
-                mu, sd = speaker_norms(pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances)
+                mu, sd = speaker_stats(pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances)
                 with torch.no_grad():
                     logits = self.net_.from_pooled((pooled - mu) / sd).float().numpy()
             else:
@@ -178,20 +189,10 @@ class WaveformClassifier(Classifier):
             torch.set_num_threads(previous)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
 
-    def predict_proba_utterances(self, utterances: Sequence, *, adapt: bool | None = None,
-                                 progress: bool = True) -> np.ndarray:  # type: ignore[override]
-        """Probabilities for utterances (audio read once per process and kept).
-
-        ``adapt``: use the utterances' speakers for per-speaker normalisation (default: when the
-        model was trained with ``train.normalisation: speaker``; without it there is nothing to adapt).
-        """
+    def _predict_utterances(self, utterances: list, speakers: list[str] | None, *, progress: bool) -> np.ndarray:
+        """Audio read once per process and kept (:func:`read_cached`)."""
         signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
-        use = self._speaker_norm if adapt is None else bool(adapt)
-        return self.predict_proba(signals, speakers=[str(u.speaker) for u in utterances] if use else None)
-
-    @property
-    def _speaker_norm(self) -> bool:
-        return self._train_config().normalisation == "speaker"
+        return self._predict_signals(signals, speakers)
 
     # -- persistence --------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -348,6 +349,11 @@ class SoundNetClassifier(WaveformClassifier):
                 f"{self.train['strategy']!r}); set only model.strategy"
             )
         self._train_config()  # unknown training keys fail now, not after the audio was read
+
+    @property
+    def prunable(self) -> bool:  # type: ignore[override]
+        """SoundNet-8 and SoundNetRes channels can be pruned (``serkit compress --prune``)."""
+        return True
 
     @property
     def _pretrained(self) -> bool:  # type: ignore[override]

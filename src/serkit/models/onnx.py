@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
+from ..audio import pad_to
 from ..errors import ConfigError, ModelError
 from .base import Classifier, register_model
 
@@ -46,13 +45,15 @@ class OnnxClassifier(Classifier):
     def fit(self, utterances, *, progress: bool = True):
         raise ModelError("ONNX models are exported, not trained: train a neural model (soundnet, cnn-lstm, transformer, ssl), then `serkit export` it")
 
-    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None) -> np.ndarray:
-        """[shape=(n, n_labels)] probabilities for float32 mono signals at :attr:`sampling_rate`.
+    @property
+    def normalisation(self) -> str:  # type: ignore[override]
+        """``"global"`` for an export of a speaker-normalised network (the graph standardises with the
+        training set's statistics; it cannot adapt), else ``"none"``."""
+        return "global" if getattr(self, "config_", {}).get("speaker_normalisation") else "none"
 
-        ``speakers`` is ignored: the exported graph standardises with training-set statistics.
-        Signals shorter than the network's receptive field are zero-padded symmetrically.
-        """
-        self._check_fitted()
+    def _predict_signals(self, signals: list[np.ndarray], speakers: list[str] | None) -> np.ndarray:
+        """Signals shorter than the network's receptive field are zero-padded symmetrically; the graph
+        does not adapt to speakers (:attr:`adapts_to_speakers` is false)."""
         signals = [np.asarray(s, dtype=np.float32) for s in signals]
         n_labels = len(self.labels_)
         if not signals:
@@ -61,7 +62,7 @@ class OnnxClassifier(Classifier):
         for i, s in enumerate(signals):
             if s.ndim != 1 or s.size == 0:
                 raise ModelError(f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz")
-        signals = [_pad_min(s, need) for s in signals]
+        signals = [pad_to(s, need) for s in signals]
         lengths = np.array([len(s) for s in signals], dtype=np.int64)
         out = np.empty((len(signals), n_labels), dtype=np.float32)
         budget = max(int(self.batch_seconds * self.sampling_rate), int(lengths.max()))
@@ -125,10 +126,3 @@ class OnnxClassifier(Classifier):
         self.session_ = ort.InferenceSession(self.model_bytes_, options, providers=["CPUExecutionProvider"])
         self.threads = threads
         return self
-
-
-def _pad_min(x: np.ndarray, n: int) -> np.ndarray:
-    if len(x) >= n:
-        return x
-    left = (n - len(x)) // 2
-    return np.pad(x, (left, n - len(x) - left))

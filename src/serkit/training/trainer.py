@@ -40,8 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audio import pad_to
 from ..errors import ConfigError
 from ..networks.blocks import BlockwiseNet, as_tensor, level_features, pad_batch, predict_logits, predict_pooled
+from ..metrics import unweighted_accuracy
+from ..speakers import MIN_SPEAKER_UTTERANCES, global_stats, speaker_stats
 from .losses import CombinedLoss, class_weights
 from .split import speaker_split
 
@@ -166,7 +169,7 @@ class TrainConfig:
     cache_max_mb: float = 1024.0
     eval_batch_seconds: float = 120.0
     normalisation: str = "none"
-    min_speaker_utterances: int = 10
+    min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -299,10 +302,6 @@ def cosine_factor(step: float, period: float, min_ratio: float = 0.0) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _unweighted_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean per-class recall over the classes present in ``y_true`` (UA, the usual SER score)."""
-    classes = np.unique(y_true)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes])) if len(classes) else float("nan")
 
 
 def _set_trainable(net: BlockwiseNet, n_frozen: int, train_bn: bool) -> None:
@@ -322,36 +321,6 @@ def _set_trainable(net: BlockwiseNet, n_frozen: int, train_bn: bool) -> None:
         p.requires_grad_(True)
 
 
-def speaker_norms(pooled: torch.Tensor, speakers, global_mean: torch.Tensor, global_std: torch.Tensor,
-                  min_utterances: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row ``(mean, std)`` [n, d]: each row gets its speaker's statistics over ``pooled``.
-
-    Speakers with fewer than ``min_utterances`` rows (or ``speakers=None``) get the global ones;
-    a speaker's std is floored at 0.1 × the global std.
-    """
-    n = pooled.shape[0]
-    mean = global_mean.to(pooled).expand(n, -1).clone()
-    std = global_std.to(pooled).expand(n, -1).clone()
-    if speakers is None:
-        return mean, std
-    speakers = np.asarray([str(s) for s in speakers])
-    floor = 0.1 * global_std.to(pooled)
-    for s in np.unique(speakers):
-        rows = torch.as_tensor(np.where(speakers == s)[0])
-        if len(rows) < min_utterances:
-            continue
-        mu, sd = _stats(pooled[rows])
-        # a dimension (nearly) constant for one speaker must not be blown up: floor its std at a
-        # tenth of the global one (a channel dead on the training set once gave a test speaker
-        # values of ±50 and a UA of 0.19)
-        mean[rows], std[rows] = mu, torch.maximum(sd, floor)
-    return mean, std
-
-
-def _stats(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mu = p.mean(0)
-    sd = p.std(0, unbiased=False)
-    return mu, torch.where(sd > 1e-6, sd, torch.ones_like(sd))
 
 
 # -- the trainer ------------------------------------------------------------------------------
@@ -503,7 +472,7 @@ class Trainer:
             raise ConfigError(f"got {len(signals)} signals, {len(y)} targets and {len(speakers)} speakers; they must match")
         if len(y) < 2 or len(np.unique(y)) < 2:
             raise ConfigError(f"training needs at least two classes; got {len(np.unique(y))} class(es) in {len(y)} utterances")
-        signals = [_pad_min(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
+        signals = [pad_to(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
         fit_idx, val_idx, val_speakers = _validation_split(y, speakers, c.val_fraction, c.seed)
         strategy = choose_strategy(len(y)) if c.strategy == "auto" else c.strategy
 
@@ -565,8 +534,8 @@ class Trainer:
         """This epoch's statistics of every training speaker, from its whole utterances (no gradient)."""
         c = self.config
         p_fit = self._pooled(run, stage, run.fit_idx)
-        g_mu, g_sd = _stats(p_fit)
-        mu_fit, sd_fit = speaker_norms(p_fit, run.spk[run.fit_idx], g_mu, g_sd, c.min_speaker_utterances)
+        g_mu, g_sd = global_stats(p_fit)
+        mu_fit, sd_fit = speaker_stats(p_fit, run.spk[run.fit_idx], g_mu, g_sd, c.min_speaker_utterances)
         row_of = np.full(len(run.y), -1)
         row_of[run.fit_idx] = np.arange(len(run.fit_idx))
         run.net.train()
@@ -588,7 +557,7 @@ class Trainer:
                     if run.augmenter is not None:
                         # augment a little more than the crop (speed/stretch change the length)
                         x = _random_crop_np(x, None if crop is None else int(crop * 1.25), rng)
-                        x = _pad_min(run.augmenter(x, rng), net.min_samples)
+                        x = pad_to(run.augmenter(x, rng), net.min_samples)
                     items.append(_random_crop(as_tensor(x), crop, rng))
             h, lens = pad_batch(items, [int(t.shape[-1]) for t in items])
             h, lens = h.to(self.device), lens.to(self.device)
@@ -623,7 +592,7 @@ class Trainer:
         if norms is not None:
             p_val = self._pooled(run, stage, val_idx)
             g_mu, g_sd = norms["global"]
-            mu_v, sd_v = speaker_norms(p_val, run.spk[val_idx], g_mu, g_sd, c.min_speaker_utterances)
+            mu_v, sd_v = speaker_stats(p_val, run.spk[val_idx], g_mu, g_sd, c.min_speaker_utterances)
             net.eval()
             with torch.no_grad():
                 logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
@@ -637,7 +606,7 @@ class Trainer:
         with torch.no_grad():
             val_loss = float(run.loss_fn(torch.from_numpy(logits).to(self.device),
                                          torch.as_tensor(run.y[val_idx], device=self.device)))
-        return val_loss, _unweighted_accuracy(run.y[val_idx], logits.argmax(1))
+        return val_loss, unweighted_accuracy(run.y[val_idx], logits.argmax(1))
 
     def _keep_best(self, run: "_Run", epoch: int, val_loss: float, val_ua: float) -> None:
         """Early-stopping bookkeeping: the best epoch (highest UA, then lowest loss) and its weights."""
@@ -664,7 +633,7 @@ class Trainer:
         if run.spk_norm:
             # fallback statistics (a speaker with too few utterances, or adapt=False): all training utterances
             p_all = predict_pooled(net, run.signals, device=self.device, batch_seconds=c.eval_batch_seconds)
-            net.set_global_norm(*_stats(p_all))
+            net.set_global_norm(*global_stats(p_all))
         for p in net.parameters():
             p.requires_grad_(True)
         return TrainResult(
@@ -746,14 +715,6 @@ def _train_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2:] = [np.concatenate(batches[-2:])]
     return batches
-
-
-def _pad_min(x: np.ndarray, n: int) -> np.ndarray:
-    """Zero-pad a signal symmetrically to at least ``n`` samples (the padding then counts as signal)."""
-    if len(x) >= n:
-        return x
-    left = (n - len(x)) // 2
-    return np.pad(x, (left, n - len(x) - left)).astype(np.float32)
 
 
 def _random_crop(t: torch.Tensor, n: int | None, rng: np.random.Generator) -> torch.Tensor:

@@ -1,0 +1,231 @@
+"""The evaluation loop: fit a fresh model per fold of a protocol, predict each fold once per mode,
+pool the test predictions into one :class:`~serkit.evaluation.report.Report`.
+
+The modes come from the model's declared capabilities (:class:`serkit.models.base.Classifier`):
+a model that ``adapts_to_speakers`` is scored with ``adapt=True`` (its headline mode, the default
+of ``adapt=None``) and, when both are asked for, with ``adapt=False``; any other model with
+``adapt=False`` only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ModelError
+from .metrics import metrics
+from .protocols import parse_protocol
+from .report import Report
+
+__all__ = ["evaluate"]
+
+#: adapted (per-speaker statistics), single utterance (training statistics only)
+MODES = ("speaker", "none")
+
+
+def _run_fold(model_factory: Callable, train: list, test: list, *, report_both: bool, progress: bool) -> dict:
+    """Fit a fresh model on ``train`` and predict ``test`` once per mode; module-level so joblib workers can run it."""
+    model = model_factory()
+    t0 = time.perf_counter()
+    fitted = model.fit(train, progress=progress)
+    if fitted is not None:  # estimator manners say fit returns self; tolerate those that return None
+        model = fitted
+    t1 = time.perf_counter()
+    labels = [str(lab) for lab in model.labels]
+    adapts = bool(model.adapts_to_speakers)
+    headline = "speaker" if adapts else "none"  # what adapt=None means for this model
+    modes = MODES if report_both and adapts else (headline,)
+    probs = {mode: model.predict_proba_utterances(test, adapt=mode == "speaker", progress=progress) for mode in modes}
+    t2 = time.perf_counter()
+    for mode, p in probs.items():
+        p = np.asarray(p, dtype=float)
+        if p.shape != (len(test), len(labels)):
+            raise ModelError(
+                f"{type(model).__name__}.predict_proba_utterances returned shape {p.shape} for {len(test)} "
+                f"utterances and {len(labels)} labels; it must return [n_utterances, n_labels] in model.labels order"
+            )
+        probs[mode] = p
+    return {
+        "labels": labels,
+        "probs": probs,
+        "headline": headline,
+        "fit_seconds": t1 - t0,
+        "predict_seconds": t2 - t1,
+        "normalisation": str(model.normalisation),
+    }
+
+
+def _align(p: np.ndarray, model_labels: list[str], labels: list[str]) -> np.ndarray:
+    """Reorder probability columns by label name; a class the fold's model never saw gets 0."""
+    out = np.zeros((p.shape[0], len(labels)))
+    index = {lab: i for i, lab in enumerate(labels)}
+    for j, lab in enumerate(model_labels):
+        out[:, index[lab]] = p[:, j]
+    return out
+
+
+def evaluate(
+    model_factory: Callable[[], object],
+    utterances: Sequence,
+    protocol="loso",
+    *,
+    report_both: bool = False,
+    recipe: dict | str | None = None,
+    normalisation: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    n_jobs: int = 1,
+) -> Report:
+    """Fit a fresh model per fold of ``protocol`` and score the pooled test predictions.
+
+    Parameters
+    ----------
+    model_factory : callable
+        ``model_factory() -> Classifier`` (unfitted); called once per fold so no fold sees another's
+        training. It must be picklable (a module-level function or ``functools.partial``) when ``n_jobs != 1``.
+    utterances : sequence of Utterance
+        Labelled utterances with speakers; labels must already be mapped onto one label set.
+    protocol : str or Protocol
+        See :func:`parse_protocol`. Speaker-independent ``"loso"`` by default.
+    report_both : bool
+        For a model that ``adapts_to_speakers``: predict each fold with ``adapt=True`` and with
+        ``adapt=False`` (one pass each) and store both pooled results in ``Report.adaptation``; the
+        headline numbers are the adapted ones (the model's default, ``adapt=None``). A model that does
+        not adapt has one mode: ``Report.adaptation`` holds only ``"none"``, with a note in
+        ``Report.extra["notes"]``.
+    recipe, normalisation : optional
+        Recorded in the report. ``normalisation`` defaults to the first fold's model's declared
+        ``normalisation``.
+    seed : int
+        Seed of the protocol's shuffles (``speaker-kfold``, ``random-split``); models seed themselves.
+    progress : bool
+        Show a progress bar over folds on stderr (and let models show theirs when ``n_jobs == 1``).
+    n_jobs : int
+        Folds run in parallel processes when ``!= 1`` (``-1`` = all cores, via joblib).
+
+    Returns
+    -------
+    Report
+        Labels are the first fold's model's ``labels`` order, followed (sorted) by any label only other
+        folds' models or the true labels have. A fold's probability columns are aligned by label name;
+        a class missing from that fold's training set gets probability 0 and is listed in the fold's
+        ``missing_train_labels``.
+    """
+    started = time.perf_counter()
+    utterances = list(utterances)
+    proto = parse_protocol(protocol, seed=seed)
+    folds = proto.folds(utterances)
+
+    jobs = [
+        ([utterances[i] for i in f.train_idx], [utterances[i] for i in f.test_idx]) for f in folds
+    ]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(folds), desc=f"evaluate {proto.name}", unit="fold", file=sys.stderr)
+    results: list[dict] = []
+    try:
+        if n_jobs == 1:
+            for k, (train, test) in enumerate(jobs):
+                if bar is not None:
+                    bar.set_postfix_str(f"testing {', '.join(folds[k].test_speakers)[:40]}", refresh=True)
+                results.append(_run_fold(model_factory, train, test, report_both=report_both, progress=progress))
+                if bar is not None:
+                    bar.update(1)
+        else:
+            from joblib import Parallel, delayed
+
+            # Nested progress bars from several processes would garble the terminal; only the fold bar shows.
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+            for res in parallel(
+                delayed(_run_fold)(model_factory, train, test, report_both=report_both, progress=False)
+                for train, test in jobs
+            ):
+                results.append(res)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    labels = list(results[0]["labels"])
+    seen = set(labels)
+    extra_labels = {lab for r in results for lab in r["labels"]} | {str(u.label) for u in utterances}
+    labels += sorted(extra_labels - seen)
+
+    modes = list(results[0]["probs"])
+    aligned = {mode: [] for mode in modes}
+    rows, fold_dicts = [], []
+    for k, (f, r) in enumerate(zip(folds, results)):
+        test = jobs[k][1]
+        y_true = [str(u.label) for u in test]
+        for mode in modes:
+            aligned[mode].append(_align(r["probs"][mode], r["labels"], labels))
+        p = aligned[r["headline"]][-1]
+        y_pred = [labels[i] for i in p.argmax(axis=1)]
+        fm = metrics(y_true, y_pred, labels)
+        by_mode = {mode: metrics(y_true, [labels[i] for i in aligned[mode][-1].argmax(axis=1)], labels)["ua"]
+                   for mode in modes} if len(modes) > 1 else {}
+        fold_dicts.append({
+            "fold": k,
+            "test_speakers": list(f.test_speakers),
+            "test_corpora": sorted({str(u.corpus) for u in test}),
+            "n_train": len(f.train_idx),
+            "n_test": len(f.test_idx),
+            "ua": fm["ua"],
+            "wa": fm["wa"],
+            "macro_f1": fm["macro_f1"],
+            "fit_seconds": round(r["fit_seconds"], 3),
+            "predict_seconds": round(r["predict_seconds"], 3),
+            "missing_train_labels": sorted(set(labels) - set(r["labels"])),
+            **({"ua_by_mode": by_mode} if by_mode else {}),
+        })
+        for u, t, pr, row in zip(test, y_true, y_pred, p):
+            rows.append({
+                "id": u.id, "path": u.path, "start": u.start, "end": u.end, "speaker": str(u.speaker),
+                "corpus": u.corpus, "fold": k, "true": t, "pred": pr,
+                **{f"p_{lab}": float(v) for lab, v in zip(labels, row)},
+            })
+
+    predictions = pd.DataFrame(rows, columns=["id", "path", "start", "end", "speaker", "corpus", "fold", "true",
+                                              "pred", *[f"p_{lab}" for lab in labels]])
+    pooled = metrics(predictions["true"].tolist(), predictions["pred"].tolist(), labels)
+
+    headline = results[0]["headline"]
+    adaptation = None
+    notes = {}
+    if report_both:
+        if len(modes) == 1:
+            notes["adaptation"] = (f"the model does not adapt to speakers (normalisation: {results[0]['normalisation']}); "
+                                   "only single-utterance predictions were scored")
+        y_true = predictions["true"].tolist()
+        adaptation = {}
+        for mode in modes:
+            p = np.concatenate(aligned[mode])
+            am = metrics(y_true, [labels[i] for i in p.argmax(axis=1)], labels)
+            adaptation[mode] = {"ua": am["ua"], "wa": am["wa"], "macro_f1": am["macro_f1"], "headline": mode == headline}
+
+    return Report(
+        protocol=proto.name,
+        speaker_dependent=not proto.speaker_independent,
+        labels=labels,
+        metrics=pooled,
+        folds=fold_dicts,
+        predictions=predictions,
+        recipe=recipe,
+        normalisation=normalisation if normalisation is not None else results[0]["normalisation"],
+        seconds=time.perf_counter() - started,
+        adaptation=adaptation,
+        protocol_info=proto.to_dict(),
+        extra={
+            "n_input_utterances": len(utterances),
+            "n_input_speakers": len({str(u.speaker) for u in utterances}),
+            "corpora": sorted({str(u.corpus) for u in utterances}),
+            **({"notes": notes} if notes else {}),
+        },
+    )
