@@ -321,9 +321,9 @@ class WaveformClassifier(Classifier):
 
         options = {k: v for k, v in config.items() if k != "fitted"}
         model = cls(**options)
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise ModelError(f"'{directory}' lacks {WEIGHTS_FILE}; the model is incomplete: re-train or re-copy it")
+        from ..artifact import model_file
+
+        path = model_file(directory, WEIGHTS_FILE)
         net = model._build_net(len(labels), pretrained=False)
         load_state(net, path, f"a {model._describe()} network for {len(labels)} labels")
         model._restore_fitted(net, directory, config, labels)
@@ -335,7 +335,9 @@ class WaveformClassifier(Classifier):
         self.labels_ = list(labels)
         fitted = config.get("fitted") or {}
         self.strategy_ = fitted.get("strategy")
-        history = Path(directory) / HISTORY_FILE
+        from ..artifact import model_file
+
+        history = model_file(directory, HISTORY_FILE, required=False)
         self.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
 
 
