@@ -462,6 +462,9 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from .runtime import handle_sigterm
+
+    handle_sigterm()  # SIGTERM stops worker processes too (serve: uvicorn installs its own on start)
     try:
         return COMMANDS[args.command](args)
     except SerkitError as exc:

@@ -251,7 +251,8 @@ class WaveformClassifier(Classifier):
         self._check_fitted()
         import torch
 
-        from ..training.trainer import _pad_min, default_threads, predict_logits, predict_pooled, speaker_norms
+        from ..runtime import default_threads
+        from ..training.trainer import _pad_min, predict_logits, predict_pooled, speaker_norms
 
         signals = [np.asarray(s, dtype=np.float32) for s in signals]
         if not signals:

@@ -515,7 +515,10 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
+        from ..runtime import kill_pools
+
         svc.pool.shutdown(wait=False, cancel_futures=True)
+        kill_pools()  # feature worker processes never outlive the service
 
     app = FastAPI(
         lifespan=lifespan,
