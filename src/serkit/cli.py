@@ -431,7 +431,7 @@ def _print_scores(metrics: dict) -> None:
 
 
 def _cmd_serve(args) -> int:
-    from .serve.app import serve
+    from .serve.server import serve
 
     if args.workers < 1:
         raise SerkitError(f"--workers {args.workers} must be at least 1")
