@@ -7,6 +7,7 @@ traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -456,6 +457,29 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _quiet_warnings(quiet: bool):
+    """-q: no library warnings either (scikit-learn's convergence/deprecation notices), also in
+    worker processes started meanwhile; serkit's own log warnings about skipped data still show."""
+    if not quiet:
+        yield
+        return
+    import os
+    import warnings
+
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -466,7 +490,8 @@ def main(argv=None) -> int:
 
     handle_sigterm()  # SIGTERM stops worker processes too (serve: uvicorn installs its own on start)
     try:
-        return COMMANDS[args.command](args)
+        with _quiet_warnings(getattr(args, "quiet", False)):
+            return COMMANDS[args.command](args)
     except SerkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .audio import MIN_DURATION_S
 from .errors import AudioError, ConfigError, ModelError, SerkitError
 
 __all__ = ["Recognizer", "expand_inputs", "plot_timeline", "vad_segments", "DEFAULT_MODEL_DIR"]
@@ -107,7 +108,7 @@ class Recognizer:
     >>> rec.timeline("meeting.wav", vad=True)          # doctest: +SKIP
     """
 
-    def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = 0.1,
+    def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = MIN_DURATION_S,
                  max_duration: float = 60.0, long_window: float = 4.0, long_hop: float = 4.0):
         self.classifier = classifier
         self.metadata = metadata or {}

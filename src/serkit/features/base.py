@@ -486,7 +486,8 @@ def extract(
         raise AudioError(
             f"{len(errors)} of {len(items)} files could not be processed (the others are cached): "
             + "; ".join(lines[:5]) + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else "")
-            + ". Remove or fix them, or scan the corpus with check_audio=True to skip unreadable files"
+            + ". Remove or fix them; `serkit corpora scan NAME ROOT --check-audio` lists every file serkit cannot use "
+            "(serkit train/evaluate skip those; in Python pass check_audio=True to load_corpus)"
         )
     if not out:
         return np.zeros((0, 0), dtype=np.float32)

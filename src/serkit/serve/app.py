@@ -236,6 +236,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     errors = {code: {"model": ErrorResponse, "description": text} for code, text in {
         400: "Malformed multipart body or no file in field 'file'.",
         401: "Missing or wrong API key (when SERKIT_API_KEYS is set).",
+        408: "The upload paused longer than SERKIT_BODY_TIMEOUT_S or took longer than SERKIT_UPLOAD_TIMEOUT_S.",
         413: "Upload larger than SERKIT_MAX_UPLOAD_MB or audio longer than SERKIT_MAX_DURATION_S.",
         415: "Request is not multipart/form-data, or the file part is not audio.",
         422: "The audio cannot be decoded, is empty, too short or silent, or a parameter is out of range.",
@@ -276,6 +277,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         redoc_url=None,
     )
     app.state.service = svc
+    _describe_auth_as_configured(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                                   description="Needed when the server sets SERKIT_API_KEYS.")
@@ -372,7 +374,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         }
 
     @app.post("/v1/predict", response_model=PredictResponse, tags=["predict"], dependencies=[Depends(require_key)],
-              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
+              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
               summary="Emotion of one uploaded clip")
     async def predict(request: Request):
         form, upload = await svc.receive_upload(request)
@@ -384,7 +386,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         return {"file": name, "label": row["label"], "probabilities": row["probabilities"], "duration": duration}
 
     @app.post("/v1/timeline", response_model=TimelineResponse, tags=["predict"], dependencies=[Depends(require_key)],
-              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
+              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
               summary="Emotion over time of a long recording, one result per window")
     async def timeline(request: Request,
                        window: float = Query(4.0, ge=0.5, le=60.0, description="Window length (s)."),
@@ -480,6 +482,29 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
             svc.metrics.streams_open -= 1
 
     return app
+
+
+def _describe_auth_as_configured(app, settings: Settings) -> None:
+    """Make the OpenAPI description say what the server really requires: the API-key header only
+    when ``SERKIT_API_KEYS`` is set, and on ``/metrics`` only with ``SERKIT_METRICS_PUBLIC=0``."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            needs_key = bool(settings.api_keys) and (path != "/metrics" or not settings.metrics_public)
+            for op in operations.values():
+                if isinstance(op, dict) and not needs_key:
+                    op.pop("security", None)
+                    op.get("responses", {}).pop("401", None)
+        if not settings.api_keys:
+            schema.get("components", {}).pop("securitySchemes", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def _validation_message(errors) -> str:
