@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("name", help="adapter name (see `serkit corpora list`)")
     scan.add_argument("root", help="the corpus folder (or CSV file for `manifest`)")
     scan.add_argument("--json", action="store_true", help="print JSON for scripts")
-    scan.add_argument("--check-audio", action="store_true", help="also open every file's header")
+    scan.add_argument("--check-audio", action="store_true", help="also decode every file and list those serkit skips")
 
     cmd("recipes", "list the shipped recipes")
 
