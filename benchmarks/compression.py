@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
     args = ap.parse_args(argv)
 
-    from serkit.artifact import load_model, save_model
+    from serkit.artifact import save_model
+    from serkit.models import load_model
     from serkit.compress import count_parameters, distill, prune, quantization_aware
     from serkit.corpora import load_corpus
     from serkit.export import export_onnx

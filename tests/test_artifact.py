@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serkit.artifact import SKOPS_ALLOWED, load_model, load_skops, model_file, read_metadata
+from serkit.artifact import SKOPS_ALLOWED, load_skops, model_file, read_metadata
+from serkit.models import load_model
 from serkit.errors import ModelError
 from serkit.inference import DEFAULT_MODEL_DIR
 

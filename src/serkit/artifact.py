@@ -13,7 +13,9 @@ executes code from the files:
   anything;
 - ``.npz`` files are read with ``allow_pickle=False`` and ``.safetensors`` files hold only tensors.
 
-Saving is atomic: the directory is written beside the target and renamed into place; hidden
+Loading a folder into a classifier is :func:`serkit.models.load_model` (it needs the model
+registry, a layer above this one). Saving is atomic: the directory is written beside the target and
+renamed into place; hidden
 temporary folders a killed save left behind are removed by the next save to the same place.
 """
 
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from .errors import ModelError
 
-__all__ = ["FORMAT_VERSION", "SKOPS_ALLOWED", "save_model", "write_model", "load_model", "read_metadata",
+__all__ = ["FORMAT_VERSION", "SKOPS_ALLOWED", "save_model", "write_model", "read_metadata",
            "model_file", "load_skops", "load_npz"]
 
 FORMAT_VERSION = 1
@@ -206,24 +208,6 @@ def read_metadata(directory) -> dict:
         if key not in meta:
             raise ModelError(f"'{meta_path}' lacks '{key}'; the model is damaged: re-train or re-copy it")
     return meta
-
-
-def load_model(directory):
-    """Rebuild a fitted classifier from an artifact directory.
-
-    Returns
-    -------
-    classifier : serkit.models.Classifier
-    metadata : dict
-        The parsed ``model.json``.
-    """
-    from .models import MODELS, _load_all
-
-    meta = read_metadata(directory)
-    _load_all()
-    cls = MODELS.get(meta["family"])
-    model = cls.from_weights(Path(directory).expanduser(), meta["config"], meta["labels"])
-    return model, meta
 
 
 def model_file(directory, name: str, *, kind: str = "file", required: bool = True) -> Path:

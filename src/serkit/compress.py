@@ -690,7 +690,8 @@ def compress_model(model_dir, out, *, prune_amount: float | None = None, prune_t
     ``label_set`` (default: the model's recipe's). Returns ``(out, compression info)``.
     """
     from .api import prepare_data
-    from .artifact import load_model, read_metadata, save_model
+    from .artifact import read_metadata, save_model
+    from .models import load_model
 
     chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
     if sum(chosen) > 1:

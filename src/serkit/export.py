@@ -149,7 +149,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     ConfigError
         Unsupported family, quantisation or opset; missing calibration audio; onnx missing.
     """
-    from .artifact import _json_default, load_model, read_metadata
+    from .artifact import _json_default, read_metadata
+    from .models import load_model
 
     meta = read_metadata(model_dir)
     family = meta["family"]

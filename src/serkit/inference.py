@@ -123,7 +123,7 @@ class Recognizer:
 
         ``options`` are passed to the constructor (``max_duration=...``).
         """
-        from .artifact import load_model
+        from .models import load_model
 
         if model_dir is None:
             if not (DEFAULT_MODEL_DIR / "model.json").exists():

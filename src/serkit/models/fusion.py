@@ -309,7 +309,8 @@ class FusionClassifier(Classifier):
 
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FusionClassifier":
-        from ..artifact import load_model, model_file
+        from ..artifact import model_file
+        from . import load_model
 
         if "combiners" not in config:
             raise ModelError(f"'{directory}/model.json' lacks the fusion combiners; re-train or re-copy the model")

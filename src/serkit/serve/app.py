@@ -11,7 +11,14 @@ Safety rules the code keeps:
 - every limit (upload size, duration, windows, queue length, stream length) answers a 4xx/503
   whose message names the value, the limit and the environment variable that sets it;
 - inference runs in a bounded thread pool, off the event loop, so a slow request does not block
-  health checks, metrics or other requests.
+  health checks, metrics or other requests;
+- a client cannot hold a connection by sending slowly: request heads, upload bodies and idle
+  keep-alive connections have deadlines, and open connections are capped (:mod:`.server`,
+  :mod:`.uploads`).
+
+The package: :mod:`.settings` (limits from ``SERKIT_*``), :mod:`.metrics` (Prometheus counters and
+middleware), :mod:`.uploads` (multipart parsing and upload limits), this module (the endpoints,
+:func:`create_app`) and :mod:`.server` (running it under uvicorn: :func:`~.server.serve`).
 """
 
 
