@@ -498,6 +498,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 143:  # SIGTERM (serkit.runtime.handle_sigterm): workers already stopped
+            print("terminated", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
