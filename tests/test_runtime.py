@@ -163,3 +163,21 @@ def test_thread_and_job_counts_come_from_the_environment(monkeypatch):
         runtime.default_jobs()
     monkeypatch.delenv("SERKIT_JOBS")
     assert runtime.default_jobs() == runtime.cpu_count()
+
+
+def test_a_killed_shared_pool_is_replaced_on_next_use():
+    """kill_pools (a service shutting down) must not leave a dead pool for the next prediction."""
+    from serkit.features.base import _shared_pool, _worker_context, shutdown_pool
+
+    if _worker_context() is None:
+        pytest.skip("worker processes cannot start here")
+    first = _shared_pool(2)
+    assert first.submit(int, "7").result(timeout=60) == 7
+    runtime.kill_pools()
+    assert runtime.stopping()
+    second = _shared_pool(2)
+    try:
+        assert second is not first and second.submit(int, "8").result(timeout=60) == 8
+        assert not runtime.stopping()
+    finally:
+        shutdown_pool()

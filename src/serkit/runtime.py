@@ -125,6 +125,7 @@ def process_pool(jobs: int, context):
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init,
                                initargs=(os.getpid(),))
     _POOLS.add(pool)
+    _STOPPING.clear()  # new work after a stop (a test's service closed, say) runs normally
     return pool
 
 

@@ -329,6 +329,9 @@ _POOL: dict = {}
 
 def _shared_pool(jobs: int):
     """A process pool kept until :func:`shutdown_pool` (prediction calls it batch after batch)."""
+    pool = _POOL.get(jobs)
+    if pool is not None and (getattr(pool, "_shutdown_thread", False) or getattr(pool, "_broken", False)):
+        _POOL.pop(jobs)  # stopped from outside (serkit.runtime.kill_pools, e.g. a service shutting down)
     if jobs in _POOL:
         return _POOL[jobs]  # None: workers could not start here; extraction stays in this process
     ctx = _worker_context()
