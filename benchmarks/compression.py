@@ -71,11 +71,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
     args = ap.parse_args(argv)
 
-    from serkit.artifact import load_model, save_model
+    from serkit.artifact import save_model
     from serkit.deploy.compress import distill, prune, quantization_aware
+    from serkit.models import load_model
     from serkit.networks.pruning import count_parameters
     from serkit.corpora import load_corpus
-    from serkit.export import export_onnx
+    from serkit.deploy.export import export_onnx
     from serkit.inference import Recognizer
     from serkit.models.neural import SoundNetClassifier
 

@@ -29,7 +29,8 @@ from tests.test_serve import (  # noqa: E402,F401  (fixtures)
 
 @pytest.fixture(scope="module")
 def page(recognizer, tmp_path_factory):
-    from serkit.serve.app import Settings, create_app
+    from serkit.serve.app import create_app
+    from serkit.serve.settings import Settings
 
     with LiveServer(create_app(recognizer, Settings())) as server, sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(

@@ -11,7 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from serkit.artifact import load_model, save_model
+from serkit.artifact import save_model
+from serkit.models import load_model
 from serkit.cli import main
 from serkit.deploy.compress import distill, prune, quantization_aware
 from serkit.networks.pruning import channel_groups, count_parameters

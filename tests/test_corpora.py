@@ -362,7 +362,107 @@ def test_check_audio_drops_unreadable(tmp_path):
     touch(tmp_path / "wav" / "03a01Wa.wav", b"not audio")
     r = scan_corpus("emodb", tmp_path, check_audio=True)
     assert [u.id for u in r.utterances] == ["03a01Fa"]
-    assert any("unreadable" in p and "03a01Wa" in p for p in r.problems)
+    assert any(p.startswith("skipped: ") and "03a01Wa" in p for p in r.problems)
+
+
+def _bad_files(folder: Path) -> dict[str, Path]:
+    """The four kinds of unusable file the issue found, next to good ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nan = folder / "nan.wav"
+    sf.write(nan, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    empty = touch(folder / "empty.wav", b"")
+    garbage = touch(folder / "garbage.wav", b"RIFF....WAVEfmt " + bytes(range(256)) * 4)
+    tiny = folder / "tiny.wav"
+    sf.write(tiny, np.full(8, 0.1, dtype=np.float32), 16000)  # 8 samples: 0.5 ms
+    return {"nan": nan, "empty": empty, "garbage": garbage, "tiny": tiny}
+
+
+def test_check_audio_skips_nan_empty_garbage_and_too_short_files_alike(tmp_path, caplog):
+    from serkit.audio import MIN_DURATION_S
+
+    for label in ("angry", "sad"):
+        for k in range(5):
+            write_wav(tmp_path / label / f"{label}{k}.wav", seconds=0.3)
+    bad = _bad_files(tmp_path / "angry")
+    r = scan_corpus("folder", tmp_path, check_audio=True)
+    assert sorted(Path(u.path).name for u in r.utterances) == sorted(
+        [f"angry{k}.wav" for k in range(5)] + [f"sad{k}.wav" for k in range(5)])
+    skipped = [p for p in r.problems if p.startswith("skipped: ")]
+    assert len(skipped) == 4
+    text = " | ".join(skipped)
+    for path in bad.values():
+        assert path.name in text
+    assert "NaN" in text and f"shorter than the {MIN_DURATION_S:g} s" in text
+    with caplog.at_level(logging.WARNING, logger="serkit.corpora"):
+        kept = load_corpus(f"folder:{tmp_path}", check_audio=True)
+    assert len(kept) == 10 and "5 problem(s)" in caplog.text  # 4 skipped files + the speaker note
+    # a 0.1 s clip is the shortest serkit accepts: kept, as predict keeps it
+    write_wav(tmp_path / "sad" / "edge.wav", seconds=MIN_DURATION_S)
+    assert len(scan_corpus("folder", tmp_path, check_audio=True).utterances) == 11
+
+
+def test_segment_shorter_than_the_minimum_is_skipped(tmp_path):
+    from serkit.corpora.base import audio_problem
+
+    path = write_wav(tmp_path / "a.wav", seconds=1.0)
+    assert audio_problem(path) is None
+    assert audio_problem(path, 0.2, 0.5) is None
+    assert "shorter than" in audio_problem(path, 0.2, 0.25)
+    assert "shorter than" in audio_problem(path, 0.95, 3.0)  # the file ends after 0.05 s
+
+
+def test_train_skips_bad_files_instead_of_failing(tmp_path, emodb_dir):
+    """`serkit train` on a folder corpus with a NaN, an empty, a garbage and an 8-sample file: rc 0."""
+    import json
+    import shutil
+
+    from serkit.cli import main
+
+    root = tmp_path / "corpus"
+    wavs = sorted((emodb_dir / "wav").glob("*.wav"))
+    picked = {"angry": [w for w in wavs if w.name[5] == "W"][:5], "sad": [w for w in wavs if w.name[5] == "T"][:5]}
+    for label, files in picked.items():
+        for w in files:
+            (root / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(w, root / label / w.name)
+    _bad_files(root / "angry")
+    out = tmp_path / "model"
+    assert main(["train", "--corpus", f"folder:{root}", "--recipe", "librosa-svm", "--out", str(out), "-q",
+                 "--set", "model.grid={C: [1.0]}"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["trained_on"]["n_utterances"] == 10
+
+
+def test_a_label_typo_is_named_in_a_warning(tmp_path, caplog):
+    from serkit.corpora import MIN_CLASS_UTTERANCES
+
+    rows = ["path,label,speaker"]
+    for k in range(6):
+        rows.append(f"{write_wav(tmp_path / f'b{k}.wav')},bored,s{k % 2}")
+        rows.append(f"{write_wav(tmp_path / f'h{k}.wav')},happy,s{k % 2}")
+    rows.append(f"{write_wav(tmp_path / 'x.wav')},bored_silly,s0")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="serkit.corpora"):
+        utts = load_corpus(f"manifest:{tmp_path / 'm.csv'}")
+    assert len(utts) == 13
+    assert f"fewer than {MIN_CLASS_UTTERANCES} utterances: 'bored_silly' (1)" in caplog.text
+    assert "'bored'" not in caplog.text and "'happy'" not in caplog.text
+
+
+def test_quiet_silences_library_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    # a library warning raised while the command runs (as scikit-learn's are)
+    code = ("import warnings, sys; import serkit.cli as c; "
+            "c.COMMANDS['recipes'] = lambda a: warnings.warn('a scikit-learn style notice', FutureWarning) or 0; "
+            "c.main(sys.argv[1:])")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env.pop("PYTHONWARNINGS", None)
+    loud = subprocess.run([sys.executable, "-c", code, "recipes"], capture_output=True, text=True, env=env)
+    quiet = subprocess.run([sys.executable, "-c", code, "recipes", "-q"], capture_output=True, text=True, env=env)
+    assert "a scikit-learn style notice" in loud.stderr
+    assert "a scikit-learn style notice" not in quiet.stderr
 
 
 # --------------------------------------------------------------------------- load_corpus / load_corpora

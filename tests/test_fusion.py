@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serkit.artifact import load_model, read_metadata, save_model
+from serkit.artifact import read_metadata, save_model
+from serkit.models import load_model
 from serkit.errors import ConfigError
 from serkit.evaluation import evaluate
 from serkit.models import build_model

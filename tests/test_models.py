@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from serkit.artifact import load_model, read_metadata, save_model
+from serkit.artifact import read_metadata, save_model
+from serkit.models import load_model
 from serkit.corpora import load_corpus
 from serkit.errors import ConfigError, ModelError, NotFittedError
 from serkit.evaluation import evaluate

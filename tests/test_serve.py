@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from serkit.cli import main  # noqa: E402
 from serkit.errors import AudioError  # noqa: E402
 from serkit.inference import Recognizer  # noqa: E402
-from serkit.serve.app import Settings, create_app  # noqa: E402
+from serkit.serve.app import create_app  # noqa: E402
+from serkit.serve.settings import Settings  # noqa: E402
 from serkit.streaming import SlidingWindow, decode_pcm  # noqa: E402
 
 CLIP = "16a01Wb.wav"  # speaker 16 is not in the training manifest
@@ -78,14 +78,17 @@ def make_client(recognizer, **settings):
 class LiveServer:
     """uvicorn in a background thread on a free loopback port."""
 
-    def __init__(self, app):
+    def __init__(self, app, settings=None, log_level="warning"):
         import uvicorn
+
+        from serkit.serve.server import uvicorn_config
 
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on",
+                                                    **uvicorn_config(settings or Settings())))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):
@@ -230,8 +233,10 @@ def test_wrong_request_shapes(client, clip):
     assert r.status_code == 400
     r = post(client, "/v1/timeline?window=0.1", clip.read_bytes())
     assert r.status_code == 422
+    # a sentence, as the OpenAPI schema says (ErrorResponse.detail: string), not FastAPI's list
+    assert r.json()["detail"].startswith("query parameter 'window' = '0.1': Input should be greater than or equal to 0.5")
     r = post(client, "/v1/timeline?hop=abc", clip.read_bytes())
-    assert r.status_code == 422
+    assert r.status_code == 422 and "query parameter 'hop' = 'abc'" in r.json()["detail"]
 
 
 def test_client_file_names_never_reach_the_file_system(client, clip, tmp_path):
@@ -291,8 +296,12 @@ def test_api_keys(recognizer, clip):
         assert c.get("/v1/models", headers={"Authorization": "Bearer other"}).status_code == 200
         assert post(c, "/v1/predict", clip.read_bytes()).status_code == 401
         assert post(c, "/v1/predict", clip.read_bytes(), headers={"X-API-Key": "s3cret"}).status_code == 200
-        with c.websocket_connect("/v1/stream") as ws:
-            assert "API key" in ws.receive_json()["message"]
+        from starlette.websockets import WebSocketDisconnect
+
+        with pytest.raises(WebSocketDisconnect) as refused:  # refused in the handshake, never accepted
+            with c.websocket_connect("/v1/stream?api_key=wrong"):
+                pass
+        assert refused.value.code == 1008 and "API key" in refused.value.reason
         with c.websocket_connect("/v1/stream?api_key=s3cret") as ws:
             assert ws.receive_json()["type"] == "ready"
 
@@ -443,20 +452,6 @@ def test_slow_inference_does_not_block_other_requests(recognizer, clip):
         assert codes == [200, 200, 503]  # 2 jobs allowed in flight, the third is told to retry
         busy = next(r for r in results.values() if r.status_code == 503)
         assert busy.headers["retry-after"] == "1" and "SERKIT_MAX_PENDING" in busy.json()["detail"]
-
-
-def test_openapi_fuzzing_finds_no_server_errors(live, tmp_path):
-    """schemathesis generates requests from the OpenAPI spec; no response may be a 5xx."""
-    cli = Path(sys.executable).with_name("schemathesis")
-    if not cli.exists():
-        pytest.skip("schemathesis is not installed (pip install 'serkit[dev]')")
-    proc = subprocess.run(
-        [str(cli), "run", f"{live.url}/openapi.json", "--checks", "not_a_server_error", "--max-examples", "15",
-         "--seed", "1", "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
-         "--request-timeout", "30"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"},
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 # -- the command ------------------------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def test_wavlm_speaker_adapted_and_global(backbones, split):
 
 
 def test_save_load_round_trip_without_network_or_checkpoint(frozen_w2v, split, monkeypatch):
-    from serkit.artifact import load_model
+    from serkit.models import load_model
 
     model, out = frozen_w2v
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -238,7 +238,8 @@ def _accuracy(model, proba, utts) -> float:
 
 
 def test_soundnet_learns_anger_vs_sadness_on_unseen_speaker(anger_sadness, soundnet_weights, tmp_path, monkeypatch):
-    from serkit.artifact import load_model, save_model
+    from serkit.artifact import save_model
+    from serkit.models import load_model
     from serkit.models.neural import SoundNetClassifier
 
     monkeypatch.setenv("SERKIT_THREADS", "1")  # a fixed thread count makes reruns bitwise equal
@@ -288,7 +289,8 @@ def test_soundnet_res_full_strategy_round_trip(tmp_path):
     """The light backbone trains from scratch (auto → full) and survives save/load."""
     import soundfile as sf
 
-    from serkit.artifact import load_model, save_model
+    from serkit.artifact import save_model
+    from serkit.models import load_model
     from serkit.corpora.base import Utterance
     from serkit.models import build_model
 
@@ -357,7 +359,8 @@ def test_speaker_norms_use_each_speakers_own_statistics():
 def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_weights, tmp_path, monkeypatch):
     """train.normalisation=speaker: the test speaker's own statistics at prediction, saved fallbacks;
     the speech fed slowed down (audio read at 2 x 22 050 Hz), which the saved model remembers."""
-    from serkit.artifact import load_model, save_model
+    from serkit.artifact import save_model
+    from serkit.models import load_model
     from serkit.models.neural import SoundNetClassifier
 
     monkeypatch.setenv("SERKIT_THREADS", "1")

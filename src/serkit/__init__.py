@@ -47,8 +47,12 @@ def __getattr__(name):
         from .recipe import load_recipe
 
         return load_recipe
-    if name in ("load_model", "save_model"):
+    if name == "save_model":
         from . import artifact
 
-        return getattr(artifact, name)
+        return artifact.save_model
+    if name == "load_model":
+        from . import models
+
+        return models.load_model
     raise AttributeError(f"module 'serkit' has no attribute {name!r}")

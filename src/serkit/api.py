@@ -130,8 +130,9 @@ def compress(model_dir, out, *, prune_amount: float | None = None, prune_thresho
     the model's ``model.json``), mapped onto ``label_set`` (default: the model's recipe's).
     Returns ``(out, compression info)``.
     """
-    from .artifact import load_model, save_model
+    from .artifact import save_model
     from .deploy.compress import check_prunable, distill, prune, quantization_aware
+    from .models import load_model
 
     chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
     if sum(chosen) > 1:

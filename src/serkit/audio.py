@@ -22,6 +22,7 @@ from .errors import AudioError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "MIN_DURATION_S",
     "AudioInfo",
     "info",
     "read",
@@ -38,6 +39,10 @@ __all__ = [
 
 #: File extensions serkit reads (libsndfile decodes all of them, mp3 included).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+#: Shortest clip serkit trains on, evaluates or predicts (seconds): shorter corpus files are skipped
+#: with a warning, and prediction answers an error row.
+MIN_DURATION_S = 0.1
 
 #: Sample rates outside this range are rejected as absurd (telephone 8 kHz ... studio 384 kHz).
 MIN_SAMPLING_RATE = 4000

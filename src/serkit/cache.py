@@ -79,9 +79,15 @@ class FeatureCache:
     def get(self, key: str) -> np.ndarray | None:
         p = self._path(key)
         try:
-            return np.load(p, allow_pickle=False)
-        except (FileNotFoundError, ValueError, OSError):
+            value = np.load(p, allow_pickle=False)
+        except FileNotFoundError:
             return None
+        except Exception:  # damaged, empty or foreign entry (ValueError, EOFError, BadZipFile): recompute
+            return None
+        if not isinstance(value, np.ndarray):  # an .npz archive under an .npy name
+            value.close()
+            return None
+        return value
 
     def put(self, key: str, value: np.ndarray) -> None:
         import io

@@ -7,6 +7,7 @@ traceback means a bug.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("name", help="adapter name (see `serkit corpora list`)")
     scan.add_argument("root", help="the corpus folder (or CSV file for `manifest`)")
     scan.add_argument("--json", action="store_true", help="print JSON for scripts")
-    scan.add_argument("--check-audio", action="store_true", help="also open every file's header")
+    scan.add_argument("--check-audio", action="store_true", help="also decode every file and list those serkit skips")
 
     cmd("recipes", "list the shipped recipes")
 
@@ -438,7 +439,7 @@ def _print_scores(metrics: dict) -> None:
 
 
 def _cmd_serve(args) -> int:
-    from .serve.app import serve
+    from .serve.server import serve
 
     if args.workers < 1:
         raise SerkitError(f"--workers {args.workers} must be at least 1")
@@ -463,20 +464,51 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _quiet_warnings(quiet: bool):
+    """-q: no library warnings either (scikit-learn's convergence/deprecation notices), also in
+    worker processes started meanwhile; serkit's own log warnings about skipped data still show."""
+    if not quiet:
+        yield
+        return
+    import os
+    import warnings
+
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = "ignore"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    from .runtime import handle_sigterm
+
+    handle_sigterm()  # SIGTERM stops worker processes too (serve: uvicorn installs its own on start)
     try:
-        return COMMANDS[args.command](args)
+        with _quiet_warnings(getattr(args, "quiet", False)):
+            return COMMANDS[args.command](args)
     except SerkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 143:  # SIGTERM (serkit.runtime.handle_sigterm): workers already stopped
+            print("terminated", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .audio import MIN_DURATION_S
 from .errors import AudioError, ModelError, SerkitError
 from .inputs import Clip
 from .windows import LONG_HOP_S, LONG_WINDOW_S, SILENCE_DB, Grid, is_silent
@@ -64,7 +65,7 @@ class Recognizer:
     >>> rec.timeline("meeting.wav", vad=True)          # doctest: +SKIP
     """
 
-    def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = 0.1,
+    def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = MIN_DURATION_S,
                  long_file_s: float = 60.0, max_duration_s: float | None = None,
                  long_window: float = LONG_WINDOW_S, long_hop: float = LONG_HOP_S):
         from .audio import duration_limit_s
@@ -85,7 +86,7 @@ class Recognizer:
 
         ``options`` are passed to the constructor (``max_duration_s=...``).
         """
-        from .artifact import load_model
+        from .models import load_model
 
         if model_dir is None:
             if not (DEFAULT_MODEL_DIR / "model.json").exists():

@@ -8,6 +8,10 @@ module's docstring describes the corpus and its file naming), and the user's own
 >>> CORPORA.names()
 ['cremad', 'emodb', 'folder', 'iemocap', 'manifest', 'ravdess', 'savee', 'tess']
 
+A label with fewer than :data:`MIN_CLASS_UTTERANCES` utterances after mapping (often a typo in a
+manifest, such as ``bored_silly`` for ``bored``) is kept but named in a warning: a class that small
+cannot be learned or scored speaker-independently.
+
 Typical use::
 
     from serkit.corpora import load_corpus, load_corpora
@@ -43,6 +47,7 @@ __all__ = [
     "parse_spec",
     "load_corpus",
     "load_corpora",
+    "MIN_CLASS_UTTERANCES",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,6 +120,20 @@ def _report(result: ScanResult, dropped: dict, label_set: str) -> None:
         )
 
 
+#: Fewest utterances a label should have; smaller labels are listed in a warning by load_corpus/load_corpora.
+MIN_CLASS_UTTERANCES = 5
+
+
+def _warn_small_classes(utterances, what: str) -> None:
+    counts = Counter(u.label for u in utterances)
+    small = sorted((n, label) for label, n in counts.items() if n < MIN_CLASS_UTTERANCES)
+    if small:
+        log.warning(
+            "%s: %d label(s) with fewer than %d utterances: %s; check for typos in the labels, or drop or merge them",
+            what, len(small), MIN_CLASS_UTTERANCES, ", ".join(f"{label!r} ({n})" for n, label in small),
+        )
+
+
 def load_corpus(spec, *, label_set: str = NATIVE, check_audio: bool = False, **options) -> list[Utterance]:
     """Scan one corpus and map its labels onto ``label_set``.
 
@@ -126,7 +145,8 @@ def load_corpus(spec, *, label_set: str = NATIVE, check_audio: bool = False, **o
         ``"native"`` (default: the corpus' own labels), ``"6class"`` or ``"4class"``
         (see :mod:`serkit.labels` for the per-corpus mapping).
     check_audio : bool
-        Read every file's header and leave out unreadable files.
+        Decode every file and leave out those that cannot be used (unreadable, empty, garbage,
+        NaN samples, shorter than :data:`serkit.audio.MIN_DURATION_S`), each listed in a warning.
     **options
         Passed to the adapter (e.g. ``channel="both"`` for RAVDESS, ``speaker_pattern`` for
         folders); they override options given in the spec.
@@ -136,6 +156,7 @@ def load_corpus(spec, *, label_set: str = NATIVE, check_audio: bool = False, **o
     list of Utterance
         Problems found while scanning are logged (logger ``serkit.corpora``) as a warning, and
         the counts dropped by the label set as info; use :func:`scan_corpus` to get them as data.
+        Labels with fewer than :data:`MIN_CLASS_UTTERANCES` utterances are named in a warning.
 
     Raises
     ------
@@ -144,6 +165,12 @@ def load_corpus(spec, *, label_set: str = NATIVE, check_audio: bool = False, **o
     CorpusError
         The folder is not the corpus, or nothing is left after mapping onto the label set.
     """
+    kept = _load_corpus(spec, label_set=label_set, check_audio=check_audio, **options)
+    _warn_small_classes(kept, parse_spec(spec)[0])
+    return kept
+
+
+def _load_corpus(spec, *, label_set: str = NATIVE, check_audio: bool = False, **options) -> list[Utterance]:
     name, root, spec_options = parse_spec(spec)
     if label_set != NATIVE:
         resolve_label_set(label_set)  # fail before a long scan
@@ -216,6 +243,7 @@ def load_corpora(
     for name, root, options in parsed:
         seen[name] += 1
         tag = name if seen[name] == 1 else f"{name}-{seen[name]}"
-        for u in load_corpus((name, root, options), label_set=label_set, check_audio=check_audio):
+        for u in _load_corpus((name, root, options), label_set=label_set, check_audio=check_audio):
             out.append(dataclasses.replace(u, id=f"{tag}/{u.id}", speaker=f"{tag}/{u.speaker}"))
+    _warn_small_classes(out, "+".join(name for name, _, _ in parsed))
     return out

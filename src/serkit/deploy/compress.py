@@ -49,7 +49,7 @@ DEFAULT_STUDENT = {"family": "soundnet-res", "pool": "meanmax", "strategy": "ful
 
 def check_prunable(model, what: str = "pruning") -> None:
     """Refuse a model that does not declare itself prunable (``Classifier.prunable``), or is not fitted."""
-    if not getattr(model, "prunable", False):
+    if not model.prunable:
         raise ConfigError(
             f"{what} works on the soundnet and soundnet-res families, not {getattr(model, 'family', type(model).__name__)!r}; "
             "distillation (serkit compress --distill) can compress other families into a soundnet-res student"

@@ -137,8 +137,8 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
     ConfigError
         Unsupported family, quantisation or opset; missing calibration audio; onnx missing.
     """
-    from ..artifact import load_model
     from ..jsonio import json_default
+    from ..models import load_model
 
     if quantize not in (None, "int8", "int8-dynamic"):
         raise ConfigError(f"unknown quantisation {quantize!r}; use int8 (static, calibrated) or int8-dynamic")
@@ -153,7 +153,7 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
 
     model, meta = load_model(model_dir)
     family = meta["family"]
-    if not getattr(model, "exportable", False):  # declared by the family (Classifier.exportable)
+    if not model.exportable:
         raise ConfigError(
             f"model family {family!r} cannot be exported to ONNX; exportable families: soundnet, soundnet-res, "
             "cnn-lstm, transformer, ssl (feature-based models run their openSMILE/librosa front end "

@@ -12,8 +12,9 @@ from .._registry import Registry
 from ..audio import pad_to
 from ..cache import FeatureCache, file_digest
 from ..errors import ConfigError
+from ..runtime import default_jobs, process_pool, stopping
 
-__all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract", "default_jobs",
+__all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract",
            "functionals_parallel", "shutdown_pool", "ProcessModel", "SlowdownViews", "parse_slowdown",
            "SpeedView", "parse_speeds"]
 
@@ -242,14 +243,6 @@ def get_extractor(name: str, **options) -> FeatureExtractor:
     return EXTRACTORS.get(name)(**options)
 
 
-def default_jobs() -> int:
-    """Worker processes for extraction: ``$SERKIT_JOBS`` or the number of cores."""
-    env = os.environ.get("SERKIT_JOBS")
-    if env:
-        return max(1, int(env))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def _split(value, what: str, allowed, *, family: str) -> list[str]:
     """``"a,b"`` or ``["a", "b"]`` as a list of names from ``allowed`` (an error names ``family``)."""
     items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
@@ -330,13 +323,13 @@ _POOL: dict = {}
 
 def _shared_pool(jobs: int):
     """A process pool kept until :func:`shutdown_pool` (prediction calls it batch after batch)."""
-    from concurrent.futures import ProcessPoolExecutor
-
+    pool = _POOL.get(jobs)
+    if pool is not None and (getattr(pool, "_shutdown_thread", False) or getattr(pool, "_broken", False)):
+        _POOL.pop(jobs)  # stopped from outside (serkit.runtime.kill_pools, e.g. a service shutting down)
     if jobs in _POOL:
         return _POOL[jobs]  # None: workers could not start here; extraction stays in this process
     ctx = _worker_context()
-    _POOL[jobs] = (None if ctx is None
-                   else ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init))
+    _POOL[jobs] = None if ctx is None else process_pool(jobs, ctx)
     return _POOL[jobs]
 
 
@@ -393,6 +386,10 @@ def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarr
     try:
         parts = list(pool.map(_functionals_chunk, [extractor] * len(chunks), chunks))
     except BrokenProcessPool:
+        if stopping():  # killed on purpose (SIGTERM, service shutdown): do not redo the work here
+            from ..errors import SerkitError
+
+            raise SerkitError("serkit is shutting down; the feature workers were stopped") from None
         # Workers died or could not start (e.g. a __main__ that cannot be re-imported, such as
         # `python -` on stdin): go on in this process from now on rather than failing every batch.
         import logging
@@ -402,17 +399,6 @@ def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarr
         _POOL[jobs] = None
         return extractor.functionals_batch(signals)
     return np.concatenate(parts, axis=0).astype(np.float32)
-
-
-def _worker_init() -> None:
-    # Each worker is one of `jobs` processes on as many cores: nested BLAS/OpenMP threads only
-    # oversubscribe them (measured: 2x the CPU time for the librosa family).
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
 
 
 def extract(
@@ -461,11 +447,12 @@ def extract(
         bar = tqdm(total=len(todo), desc=f"features {extractor.name}", unit="file", disable=not progress, leave=False)
         ctx = _worker_context() if jobs > 1 and extractor.parallel and len(todo) > 8 else None
         if ctx is not None:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures import as_completed
 
             size = max(1, min(32, len(todo) // (jobs * 4)))
             chunks = [todo[k : k + size] for k in range(0, len(todo), size)]
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init) as pool:
+            # workers die with this process (SIGTERM, SIGKILL): serkit.runtime
+            with process_pool(jobs, ctx) as pool:
                 futures = {pool.submit(_extract_chunk, extractor, [items[i] for i in c]): c for c in chunks}
                 for fut in as_completed(futures):
                     for i, v in zip(futures[fut], fut.result()):
@@ -496,7 +483,8 @@ def extract(
         raise AudioError(
             f"{len(errors)} of {len(items)} files could not be processed (the others are cached): "
             + "; ".join(lines[:5]) + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else "")
-            + ". Remove or fix them, or scan the corpus with check_audio=True to skip unreadable files"
+            + ". Remove or fix them; `serkit corpora scan NAME ROOT --check-audio` lists every file serkit cannot use "
+            "(serkit train/evaluate skip those; in Python pass check_audio=True to load_corpus)"
         )
     if not out:
         return np.zeros((0, 0), dtype=np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import MODELS, Classifier, build_model, register_model
 
-__all__ = ["Classifier", "MODELS", "build_model", "register_model"]
+__all__ = ["Classifier", "MODELS", "build_model", "register_model", "load_model"]
 
 _MODULES = ("features", "neural", "spectro", "onnx", "ssl", "fusion")
 
@@ -14,3 +14,26 @@ def _load_all() -> None:
     from .._registry import import_plugins
 
     import_plugins(__name__, _MODULES)
+
+
+def load_model(directory):
+    """Rebuild a fitted classifier from a model folder written by :func:`serkit.artifact.save_model`.
+
+    Every file is read through :func:`serkit.artifact.model_file` (inside the folder only) and
+    never executes code (see :mod:`serkit.artifact`).
+
+    Returns
+    -------
+    classifier : serkit.models.Classifier
+    metadata : dict
+        The parsed ``model.json``.
+    """
+    from pathlib import Path
+
+    from ..artifact import read_metadata
+
+    meta = read_metadata(directory)
+    _load_all()
+    cls = MODELS.get(meta["family"])
+    model = cls.from_weights(Path(directory).expanduser(), meta["config"], meta["labels"])
+    return model, meta

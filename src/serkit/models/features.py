@@ -375,28 +375,21 @@ class FeatureClassifier(Classifier):
 
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FeatureClassifier":
-        import skops.io as sio
+        from ..artifact import load_npz, load_skops, model_file
 
         directory = Path(directory)
         sig = inspect.signature(cls.__init__)
         model = cls(**{k: v for k, v in config.items() if k in sig.parameters and k != "self"})
-        path = directory / "estimators.skops"
+        estimators, norms = model_file(directory, "estimators.skops"), model_file(directory, "normalisation.npz")
+        model.estimators_ = load_skops(estimators)
+        z = load_npz(norms)
         try:
-            untrusted = sio.get_untrusted_types(file=path)
-            bad = [t for t in untrusted if not _trusted_type(t)]
-            if bad:
-                raise ModelError(
-                    f"model file '{path}' contains types serkit does not load ({', '.join(bad)}); "
-                    "it was not written by serkit or was tampered with"
-                )
-            model.estimators_ = sio.load(path, trusted=untrusted)
-            with np.load(directory / "normalisation.npz", allow_pickle=False) as z:
-                n = len(model.features) * len(model.speeds)
-                model.global_mean_ = [z[f"global_mean_{i}"] for i in range(n)]
-                model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
-                if "temperature" in z.files:
-                    model.temperature_ = float(z["temperature"])
-        except (OSError, KeyError, ValueError) as exc:
+            n = len(model.features) * len(model.speeds)
+            model.global_mean_ = [z[f"global_mean_{i}"] for i in range(n)]
+            model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
+            if "temperature" in z:
+                model.temperature_ = float(z["temperature"])
+        except (KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model") from None
         model.labels_ = list(labels)
         model.selected_ = config.get("selected", {})
@@ -440,11 +433,6 @@ def _fit_temperature(kind, params, x, y, groups, class_weight, k, seed, n_labels
         return -np.mean(np.log(np.maximum(p[np.arange(len(t)), t], 1e-12)))
 
     return float(np.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x))
-
-
-def _trusted_type(name: str) -> bool:
-    # skops reports the numpy/scipy/sklearn types it will construct; serkit only writes these.
-    return name.startswith(("sklearn.", "numpy.", "scipy.")) or name in {"builtins.slice"}
 
 
 def _aligned_proba(est, x: np.ndarray, n_labels: int) -> np.ndarray:

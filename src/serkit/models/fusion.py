@@ -307,13 +307,14 @@ class FusionClassifier(Classifier):
 
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FusionClassifier":
-        from ..artifact import load_model
+        from ..artifact import model_file
+        from . import load_model
 
         if "combiners" not in config:
             raise ModelError(f"'{directory}/model.json' lacks the fusion combiners; re-train or re-copy the model")
         options = {k: config[k] for k in ("combine", "inner_folds", "meta_c", "centre_speakers", "seed") if k in config}
         model = cls(config.get("members", []), **options)
-        model.members_ = [load_model(Path(directory) / f"member-{k}")[0] for k in range(len(model.members))]
+        model.members_ = [load_model(model_file(directory, f"member-{k}", kind="dir"))[0] for k in range(len(model.members))]
         model.combiners_ = config["combiners"]
         model.labels_ = list(labels)
         return model

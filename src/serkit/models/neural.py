@@ -88,16 +88,6 @@ class WaveformClassifier(Classifier):
     #: whether ``fit`` starts from published weights (``_build_net(pretrained=...)``)
     _pretrained = False
 
-    @property
-    def exportable(self) -> bool:
-        """The whole path from a padded waveform batch to probabilities is one network (ONNX export)."""
-        return True
-
-    @property
-    def prunable(self) -> bool:
-        """Whether :func:`serkit.deploy.compress.prune` can remove this network's channels."""
-        return False
-
     def _train_config(self):
         raise NotImplementedError
 
@@ -147,6 +137,7 @@ class WaveformClassifier(Classifier):
 
     @property
     def exportable(self) -> bool:  # type: ignore[override]
+        """The whole path from a padded waveform batch to probabilities is one network (ONNX export)."""
         return True
 
     # -- predicting ---------------------------------------------------------------------------------
@@ -163,8 +154,8 @@ class WaveformClassifier(Classifier):
 
         from ..audio import pad_to
         from ..networks.blocks import predict_logits, predict_pooled
+        from ..runtime import default_threads
         from ..speakers import speaker_stats
-        from ..training.trainer import default_threads
 
         signals = [np.asarray(s, dtype=np.float32) for s in signals]
         if not signals:
@@ -224,9 +215,9 @@ class WaveformClassifier(Classifier):
 
         options = {k: v for k, v in config.items() if k != "fitted"}
         model = cls(**options)
-        path = Path(directory) / WEIGHTS_FILE
-        if not path.is_file():
-            raise ModelError(f"'{directory}' lacks {WEIGHTS_FILE}; the model is incomplete: re-train or re-copy it")
+        from ..artifact import model_file
+
+        path = model_file(directory, WEIGHTS_FILE)
         net = model._build_net(len(labels), pretrained=False)
         load_state(net, path, f"a {model._describe()} network for {len(labels)} labels")
         model._restore_fitted(net, directory, config, labels)
@@ -238,7 +229,9 @@ class WaveformClassifier(Classifier):
         self.labels_ = list(labels)
         fitted = config.get("fitted") or {}
         self.strategy_ = fitted.get("strategy")
-        history = Path(directory) / HISTORY_FILE
+        from ..artifact import model_file
+
+        history = model_file(directory, HISTORY_FILE, required=False)
         self.training_ = json.loads(history.read_text()) if history.is_file() else dict(fitted)
 
 
@@ -349,11 +342,6 @@ class SoundNetClassifier(WaveformClassifier):
                 f"{self.train['strategy']!r}); set only model.strategy"
             )
         self._train_config()  # unknown training keys fail now, not after the audio was read
-
-    @property
-    def prunable(self) -> bool:  # type: ignore[override]
-        """SoundNet-8 and SoundNetRes channels can be pruned (``serkit compress --prune``)."""
-        return True
 
     @property
     def _pretrained(self) -> bool:  # type: ignore[override]

@@ -98,17 +98,18 @@ class OnnxClassifier(Classifier):
             import onnxruntime as ort
         except ImportError:
             raise ConfigError("this model is an ONNX export; install onnxruntime (pip install 'serkit[export]')") from None
-        path = Path(directory) / config.get("file", "model.onnx")
-        if not path.is_file():
-            raise ModelError(f"'{directory}' lacks {path.name}; the export is incomplete: export it again")
+        from ..artifact import model_file
+
+        path = model_file(directory, config.get("file", "model.onnx"))
         model = cls()
         threads = os.environ.get("SERKIT_ONNX_THREADS")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
         model.model_bytes_ = path.read_bytes()
+        model.folder_ = _check_external_data(model.model_bytes_, directory)
         try:
-            model.session_ = ort.InferenceSession(model.model_bytes_, options, providers=["CPUExecutionProvider"])
+            model.session_ = _session(ort, model.model_bytes_, options, model.folder_)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph errors
             raise ModelError(f"cannot load '{path}' with onnxruntime ({exc}); export the model again") from None
         model.labels_ = list(labels)
@@ -123,6 +124,41 @@ class OnnxClassifier(Classifier):
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-        self.session_ = ort.InferenceSession(self.model_bytes_, options, providers=["CPUExecutionProvider"])
+        self.session_ = _session(ort, self.model_bytes_, options, getattr(self, "folder_", None))
         self.threads = threads
         return self
+
+
+def _session(ort, model_bytes: bytes, options, folder: Path | None):
+    """An onnxruntime session whose external data (if any) resolves in the model folder, never the cwd."""
+    if folder is not None:
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def _check_external_data(model_bytes: bytes, directory) -> Path:
+    """Every external-data file the graph names must be inside the model folder; returns the folder.
+
+    serkit's exporter writes self-contained graphs; a hand-made one may keep tensors in side files.
+    With ``onnx`` installed each location is checked by :func:`serkit.artifact.model_file` (no absolute
+    path, no ``..``, no link out); onnxruntime then reads them relative to the model folder (its own
+    check refuses absolute and climbing paths when ``onnx`` is absent).
+    """
+    from ..artifact import model_file
+
+    folder = Path(directory).expanduser().resolve()
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors
+    except ImportError:
+        return folder
+    try:
+        proto = onnx.ModelProto()
+        proto.ParseFromString(model_bytes)
+    except Exception:  # onnxruntime reports the damaged graph with its own message next
+        return folder
+    for tensor in _get_all_tensors(proto):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            model_file(folder, location)
+    return folder

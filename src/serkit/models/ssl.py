@@ -324,10 +324,12 @@ class SSLClassifier(WaveformClassifier):
         directory = Path(directory)
         options = {k: v for k, v in config.items() if k != "fitted"}
         model = cls(**options)
-        head_path, backbone_dir = directory / WEIGHTS_FILE, directory / BACKBONE_DIR
-        for p in (head_path, backbone_dir / "config.json"):
-            if not p.is_file():
-                raise ModelError(f"'{directory}' lacks {p.relative_to(directory)}; the model is incomplete: re-train or re-copy it")
+        from ..artifact import model_file
+
+        head_path, backbone_dir = model_file(directory, WEIGHTS_FILE), model_file(directory, BACKBONE_DIR, kind="dir")
+        model_file(directory, f"{BACKBONE_DIR}/config.json")
+        for p in backbone_dir.rglob("*"):  # transformers reads what it finds here: all of it stays inside
+            model_file(directory, p.relative_to(backbone_dir.parent).as_posix(), kind="dir" if p.is_dir() else "file")
         try:
             net = model._build_net(len(labels), pretrained=False, source=str(backbone_dir), local_only=True)
         except ConfigError as exc:

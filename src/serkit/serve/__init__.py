@@ -8,7 +8,7 @@ __all__ = ["create_app", "Settings", "serve"]
 def __getattr__(name):
     # FastAPI is an optional dependency: import it only when the service is actually used
     if name in __all__:
-        from . import app
+        from . import app, server, settings
 
-        return getattr(app, name)
+        return getattr({"create_app": app, "Settings": settings, "serve": server}[name], name)
     raise AttributeError(name)

@@ -11,7 +11,14 @@ Safety rules the code keeps:
 - every limit (upload size, duration, windows, queue length, stream length) answers a 4xx/503
   whose message names the value, the limit and the environment variable that sets it;
 - inference runs in a bounded thread pool, off the event loop, so a slow request does not block
-  health checks, metrics or other requests.
+  health checks, metrics or other requests;
+- a client cannot hold a connection by sending slowly: request heads, upload bodies and idle
+  keep-alive connections have deadlines, and open connections are capped (:mod:`.server`,
+  :mod:`.uploads`).
+
+The package: :mod:`.settings` (limits from ``SERKIT_*``), :mod:`.metrics` (Prometheus counters and
+middleware), :mod:`.uploads` (multipart parsing and upload limits), this module (the endpoints,
+:func:`create_app`) and :mod:`.server` (running it under uvicorn: :func:`~.server.serve`).
 """
 
 
@@ -21,28 +28,24 @@ import hmac
 import json
 import logging
 import math
-import os
 import shutil
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import AudioError, ConfigError, SerkitError
+from .metrics import Metrics, MetricsMiddleware
+from .settings import MB, Settings
+from .uploads import ClientError as _ClientError
+from .uploads import display_name, receive_upload
 
-__all__ = ["Settings", "create_app", "serve", "app_from_env"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("serkit.serve")
 
 STATIC_DIR = Path(__file__).parent / "static"
-MB = 1024 * 1024
-#: Multipart framing (boundaries, part headers) on top of the file itself.
-_FORM_OVERHEAD = 64 * 1024
-#: Content types a browser or HTTP client may give an audio part; the decoder decides the rest.
-_AUDIO_TYPES = ("audio/", "application/octet-stream")
 
 
 def _import_fastapi():
@@ -56,215 +59,7 @@ def _import_fastapi():
         ) from None
 
 
-# -- settings ---------------------------------------------------------------------------------------
-def _env_number(environ, name: str, default, kind=float, minimum=None):
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; e.g. {name}={default}") from None
-    if minimum is not None and not value >= minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}; e.g. {name}={default}")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Limits and options of the service; :meth:`from_env` reads them from ``SERKIT_*`` variables.
-
-    Attributes
-    ----------
-    max_upload_mb
-        Largest upload (MB); ``SERKIT_MAX_UPLOAD_MB``.
-    max_duration_s
-        Longest audio accepted by ``/v1/predict`` and ``/v1/timeline`` (seconds); ``SERKIT_MAX_DURATION_S``.
-    max_windows
-        Most windows one ``/v1/timeline`` request may ask for; ``SERKIT_MAX_WINDOWS``.
-    max_stream_s
-        Longest ``/v1/stream`` session (seconds of audio); ``SERKIT_MAX_STREAM_S``.
-    max_chunk_kb
-        Largest WebSocket PCM message (KB); ``SERKIT_MAX_CHUNK_KB``.
-    inference_threads
-        Threads that run the model; ``SERKIT_INFERENCE_THREADS``.
-    max_pending
-        Inference jobs allowed to wait or run at once before new ones get 503; ``SERKIT_MAX_PENDING``.
-    api_keys
-        Accepted API keys; empty means no authentication. ``SERKIT_API_KEYS`` (comma-separated).
-    """
-
-    max_upload_mb: float = 20.0
-    max_duration_s: float = 600.0
-    max_windows: int = 1000
-    max_stream_s: float = 3600.0
-    max_chunk_kb: int = 1024
-    inference_threads: int = 2
-    max_pending: int = 64
-    api_keys: tuple = field(default=(), repr=False)
-    # WebSocket work bounds, the window engine's StreamLimits (SERKIT_STREAM_MAX_OVERLAP,
-    # SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE, SERKIT_STREAM_MAX_WINDOWS_PER_S; see serkit.windows)
-    stream_max_overlap: float = 20.0
-    stream_max_windows_per_message: int = 64
-    stream_max_windows_per_s: float = 20.0
-
-    @classmethod
-    def from_env(cls, environ=None, **overrides) -> "Settings":
-        env = os.environ if environ is None else environ
-        keys = tuple(k.strip() for k in env.get("SERKIT_API_KEYS", "").split(",") if k.strip())
-        s = cls(
-            max_upload_mb=_env_number(env, "SERKIT_MAX_UPLOAD_MB", cls.max_upload_mb, minimum=0.001),
-            max_duration_s=_env_number(env, "SERKIT_MAX_DURATION_S", cls.max_duration_s, minimum=0.1),
-            max_windows=_env_number(env, "SERKIT_MAX_WINDOWS", cls.max_windows, int, minimum=1),
-            max_stream_s=_env_number(env, "SERKIT_MAX_STREAM_S", cls.max_stream_s, minimum=1),
-            max_chunk_kb=_env_number(env, "SERKIT_MAX_CHUNK_KB", cls.max_chunk_kb, int, minimum=1),
-            inference_threads=_env_number(env, "SERKIT_INFERENCE_THREADS", cls.inference_threads, int, minimum=1),
-            max_pending=_env_number(env, "SERKIT_MAX_PENDING", cls.max_pending, int, minimum=1),
-            api_keys=keys,
-            stream_max_overlap=_env_number(env, "SERKIT_STREAM_MAX_OVERLAP", cls.stream_max_overlap, minimum=1),
-            stream_max_windows_per_message=_env_number(env, "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE",
-                                                       cls.stream_max_windows_per_message, int, minimum=1),
-            stream_max_windows_per_s=_env_number(env, "SERKIT_STREAM_MAX_WINDOWS_PER_S", cls.stream_max_windows_per_s,
-                                                 minimum=0.001),
-        )
-        return replace(s, **overrides) if overrides else s
-
-
-# -- metrics ----------------------------------------------------------------------------------------
-class Metrics:
-    """Request counters and latency histograms, rendered in the Prometheus text format.
-
-    Routes are recorded by their template (``/v1/predict``), never the raw path, so a scanner
-    probing random URLs cannot grow the label set without bound (they all count as ``other``).
-    """
-
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.requests: dict[tuple, int] = {}
-        self.errors: dict[tuple, int] = {}
-        self.latency: dict[str, list] = {}
-        self.inference: list = [[0] * len(self.BUCKETS), 0.0, 0]
-        self.stream_windows = 0
-        self.streams_open = 0
-        self.in_flight = 0
-
-    @staticmethod
-    def _add(hist, seconds, buckets):
-        for i, b in enumerate(buckets):
-            if seconds <= b:
-                hist[0][i] += 1
-        hist[1] += seconds
-        hist[2] += 1
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            key = (method, route, str(status))
-            self.requests[key] = self.requests.get(key, 0) + 1
-            if status >= 400:
-                ekey = (route, str(status))
-                self.errors[ekey] = self.errors.get(ekey, 0) + 1
-            hist = self.latency.setdefault(route, [[0] * len(self.BUCKETS), 0.0, 0])
-            self._add(hist, seconds, self.BUCKETS)
-
-    def observe_inference(self, seconds: float) -> None:
-        with self._lock:
-            self._add(self.inference, seconds, self.BUCKETS)
-
-    def add_stream_windows(self, n: int) -> None:
-        with self._lock:
-            self.stream_windows += n
-
-    def render(self) -> str:
-        def labels(**kv):
-            return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in kv.items()) + "}"
-
-        def hist_lines(name, hist, **kv):
-            out = []
-            for b, c in zip(self.BUCKETS, hist[0]):
-                out.append(f"{name}_bucket{labels(**kv, le=repr(b))} {c}")
-            out.append(f"{name}_bucket{labels(**kv, le='+Inf')} {hist[2]}")
-            out.append(f"{name}_sum{labels(**kv) if kv else ''} {hist[1]:.6f}")
-            out.append(f"{name}_count{labels(**kv) if kv else ''} {hist[2]}")
-            return out
-
-        with self._lock:
-            lines = ["# HELP serkit_http_requests_total HTTP requests by method, route and status.",
-                     "# TYPE serkit_http_requests_total counter"]
-            lines += [f"serkit_http_requests_total{labels(method=m, route=r, status=s)} {n}"
-                      for (m, r, s), n in sorted(self.requests.items())]
-            lines += ["# HELP serkit_http_errors_total HTTP responses with status >= 400 by route and status.",
-                      "# TYPE serkit_http_errors_total counter"]
-            lines += [f"serkit_http_errors_total{labels(route=r, status=s)} {n}" for (r, s), n in sorted(self.errors.items())]
-            lines += ["# HELP serkit_http_request_duration_seconds Time from request start to response end.",
-                      "# TYPE serkit_http_request_duration_seconds histogram"]
-            for route, hist in sorted(self.latency.items()):
-                lines += hist_lines("serkit_http_request_duration_seconds", hist, route=route)
-            lines += ["# HELP serkit_inference_duration_seconds Time one inference job ran in the pool.",
-                      "# TYPE serkit_inference_duration_seconds histogram"]
-            lines += hist_lines("serkit_inference_duration_seconds", self.inference)
-            lines += ["# HELP serkit_inference_in_flight Inference jobs waiting or running.",
-                      "# TYPE serkit_inference_in_flight gauge", f"serkit_inference_in_flight {self.in_flight}",
-                      "# HELP serkit_stream_windows_total Windows classified over WebSocket streams.",
-                      "# TYPE serkit_stream_windows_total counter", f"serkit_stream_windows_total {self.stream_windows}",
-                      "# HELP serkit_streams_open Open WebSocket streams.",
-                      "# TYPE serkit_streams_open gauge", f"serkit_streams_open {self.streams_open}"]
-        return "\n".join(lines) + "\n"
-
-
-def _escape(v) -> str:
-    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-class _MetricsMiddleware:
-    """Pure ASGI middleware (no body buffering) that times every HTTP request."""
-
-    def __init__(self, app, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "other"
-            self.metrics.observe(scope.get("method", "?"), path, status["code"], time.perf_counter() - start)
-
-
 # -- helpers ----------------------------------------------------------------------------------------
-class _ClientError(Exception):
-    """A problem with what the client sent, answered with ``status`` and ``message``."""
-
-    def __init__(self, status: int, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-def _display_name(filename: str | None) -> str:
-    """A client's file name made safe to echo back (it is never used as a path)."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable())[:200]
-    return name or "upload"
-
-
-def _mb(n: int) -> str:
-    return f"{n / MB:.1f} MB"
-
-
 def _finite(x) -> Optional[float]:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -322,68 +117,9 @@ class _Service:
         finally:
             m.in_flight -= 1
 
-    # -- uploads ------------------------------------------------------------------------------------
     async def receive_upload(self, request):
         """Parse a multipart body with one audio file in field ``file``; returns ``(form, upload)``."""
-        from starlette.formparsers import MultiPartException, MultiPartParser
-        from starlette.requests import ClientDisconnect
-
-        ctype = request.headers.get("content-type", "")
-        if not ctype.lower().startswith("multipart/form-data"):
-            raise _ClientError(
-                415,
-                f"content type {ctype.split(';')[0] or '(none)'!r} is not supported; send the audio as "
-                "multipart/form-data with the file in field 'file', e.g. curl -F file=@clip.wav URL",
-            )
-        limit = int(self.settings.max_upload_mb * MB)
-        too_big = (
-            f"the limit is {self.settings.max_upload_mb:g} MB (SERKIT_MAX_UPLOAD_MB); "
-            "send a shorter clip or a compressed format (flac, ogg, mp3)"
-        )
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
-            raise _ClientError(413, f"upload is {_mb(int(declared))}; {too_big}")
-
-        class _TooLarge(Exception):
-            pass
-
-        async def limited():
-            # a body without (or lying about) Content-Length is cut off here, not after buffering it
-            seen = 0
-            async for chunk in request.stream():
-                seen += len(chunk)
-                if seen > limit + _FORM_OVERHEAD:
-                    raise _TooLarge(seen)
-                yield chunk
-
-        parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=16)
-        try:
-            form = await parser.parse()
-        except _TooLarge as exc:
-            raise _ClientError(413, f"upload is more than {_mb(int(str(exc)))}; {too_big}") from None
-        except MultiPartException as exc:
-            raise _ClientError(400, f"malformed multipart body ({exc}); send one file in field 'file'") from None
-        except ClientDisconnect:
-            raise _ClientError(400, "the client disconnected before the upload finished") from None
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            await form.close()
-            raise _ClientError(
-                400,
-                "no file in form field 'file'; send the audio as multipart/form-data, e.g. curl -F file=@clip.wav URL",
-            )
-        part_type = (upload.content_type or "").split(";")[0].strip().lower()
-        if part_type and not part_type.startswith(_AUDIO_TYPES):
-            await form.close()
-            raise _ClientError(
-                415,
-                f"file part has content type {part_type!r}; send audio (audio/wav, audio/flac, audio/ogg, "
-                "audio/mpeg) or application/octet-stream",
-            )
-        if upload.size is not None and upload.size > limit:
-            await form.close()
-            raise _ClientError(413, f"upload is {_mb(upload.size)}; {too_big}")
-        return form, upload
+        return await receive_upload(request, self.settings)
 
     def analyse(self, upload, mode: str, window: float = 4.0, hop: float = 2.0):
         """Blocking part (runs in the pool): copy the upload to a private temp file and predict.
@@ -392,7 +128,7 @@ class _Service:
         """
         from ..audio import AUDIO_EXTENSIONS, info
 
-        name = _display_name(upload.filename)
+        name = display_name(upload.filename)
         suffix = Path(name).suffix.lower()
         # the extension only helps the decoder guess; the name itself never touches the file system
         suffix = suffix if suffix in AUDIO_EXTENSIONS else ""
@@ -447,6 +183,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     """
     _import_fastapi()
     from fastapi import Depends, FastAPI, Query, Request, WebSocket
+    from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
     from fastapi.security import APIKeyHeader
@@ -507,6 +244,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     errors = {code: {"model": ErrorResponse, "description": text} for code, text in {
         400: "Malformed multipart body or no file in field 'file'.",
         401: "Missing or wrong API key (when SERKIT_API_KEYS is set).",
+        408: "The upload paused longer than SERKIT_BODY_TIMEOUT_S or took longer than SERKIT_UPLOAD_TIMEOUT_S.",
         413: "Upload larger than SERKIT_MAX_UPLOAD_MB or audio longer than SERKIT_MAX_DURATION_S.",
         415: "Request is not multipart/form-data, or the file part is not audio.",
         422: "The audio cannot be decoded, is empty, too short or silent, or a parameter is out of range.",
@@ -525,8 +263,14 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        from .server import redact_logs
+
+        redact_logs()  # after uvicorn configured its loggers: no api_key in the access log
         yield
+        from ..runtime import kill_pools
+
         svc.pool.shutdown(wait=False, cancel_futures=True)
+        kill_pools()  # feature worker processes never outlive the service
 
     app = FastAPI(
         lifespan=lifespan,
@@ -541,7 +285,8 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         redoc_url=None,
     )
     app.state.service = svc
-    app.add_middleware(_MetricsMiddleware, metrics=svc.metrics)
+    _describe_auth_as_configured(app, settings)
+    app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                                   description="Needed when the server sets SERKIT_API_KEYS.")
 
@@ -563,6 +308,11 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     @app.exception_handler(SerkitError)
     async def _serkit_error(request, exc: SerkitError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameter(request, exc: RequestValidationError):
+        # one error shape everywhere (the OpenAPI schema's ErrorResponse): detail is a sentence
+        return JSONResponse({"detail": _validation_message(exc.errors())}, status_code=422)
 
     # -- pages and docs -------------------------------------------------------------------------------
     page_headers = {
@@ -601,8 +351,14 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     def healthz():
         return {"status": "ok", "uptime_s": round(time.time() - svc.started, 3), "labels": len(labels)}
 
+    def require_metrics_key(request: Request, key: Optional[str] = Depends(api_key_header)):
+        if not settings.metrics_public:
+            require_key(request, key)
+
     @app.get("/metrics", response_class=PlainTextResponse, tags=["service"],
-             summary="Prometheus metrics: requests, latency histograms, errors, inference queue")
+             dependencies=[Depends(require_metrics_key)], responses={401: errors[401]},
+             summary="Prometheus metrics: requests, latency histograms, errors, inference queue "
+                     "(needs the API key when SERKIT_METRICS_PUBLIC=0)")
     def metrics():
         return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -626,7 +382,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         }
 
     @app.post("/v1/predict", response_model=PredictResponse, tags=["predict"], dependencies=[Depends(require_key)],
-              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
+              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
               summary="Emotion of one uploaded clip")
     async def predict(request: Request):
         form, upload = await svc.receive_upload(request)
@@ -638,7 +394,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         return {"file": name, "label": row["label"], "probabilities": row["probabilities"], "duration": duration}
 
     @app.post("/v1/timeline", response_model=TimelineResponse, tags=["predict"], dependencies=[Depends(require_key)],
-              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 413, 415, 422, 503)},
+              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
               summary="Emotion over time of a long recording, one result per window")
     async def timeline(request: Request,
                        window: float = Query(LONG_WINDOW_S, ge=0.5, le=60.0, description="Window length (s)."),
@@ -658,16 +414,15 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket):
         """PCM in, per-window results out (documented in the module docstring of serkit.serve.app)."""
+        q = ws.query_params
+        key = ws.headers.get("x-api-key") or q.get("api_key")
+        if not svc.check_key(key):  # refused in the handshake (HTTP 403), never upgraded first
+            return await ws.close(code=1008, reason="missing or wrong API key; pass the api_key query parameter")
         await ws.accept()
 
         async def fail(code: int, message: str):
             await ws.send_json({"type": "error", "message": message})
             await ws.close(code=code, reason=message[:120])
-
-        q = ws.query_params
-        key = ws.headers.get("x-api-key") or q.get("api_key")
-        if not svc.check_key(key):
-            return await fail(1008, "missing or wrong API key; pass it as the api_key query parameter")
         try:
             rate = int(q.get("rate", "16000"))
             window = float(q.get("window", "2.0"))
@@ -741,6 +496,41 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     return app
 
 
+def _describe_auth_as_configured(app, settings: Settings) -> None:
+    """Make the OpenAPI description say what the server really requires: the API-key header only
+    when ``SERKIT_API_KEYS`` is set, and on ``/metrics`` only with ``SERKIT_METRICS_PUBLIC=0``."""
+    build = app.openapi
+
+    def openapi():
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            needs_key = bool(settings.api_keys) and (path != "/metrics" or not settings.metrics_public)
+            for op in operations.values():
+                if isinstance(op, dict) and not needs_key:
+                    op.pop("security", None)
+                    op.get("responses", {}).pop("401", None)
+        if not settings.api_keys:
+            schema.get("components", {}).pop("securitySchemes", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
+def _validation_message(errors) -> str:
+    """FastAPI's list of parameter errors as one sentence naming each parameter, value and rule."""
+    parts = []
+    for e in list(errors)[:5]:
+        loc = [str(x) for x in e.get("loc", ())]
+        where = f"{loc[0]} parameter '{'.'.join(loc[1:])}'" if len(loc) > 1 else "'.'".join(loc) or "request"
+        value = e.get("input")
+        shown = f" = {value!r}" if isinstance(value, (str, int, float)) and len(repr(value)) < 60 else ""
+        parts.append(f"{where}{shown}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts) + " (see /docs for the allowed values)"
+
+
 def _swagger_assets() -> Path | None:
     try:
         import swagger_ui_bundle
@@ -748,34 +538,3 @@ def _swagger_assets() -> Path | None:
         return None
     p = Path(swagger_ui_bundle.swagger_ui_path)
     return p if (p / "swagger-ui-bundle.js").exists() else None
-
-
-def app_from_env():
-    """App factory for uvicorn worker processes: the model folder comes from ``SERKIT_MODEL``."""
-    from ..inference import Recognizer
-
-    model = os.environ.get("SERKIT_MODEL") or None
-    return create_app(Recognizer.load(model), model_dir=model)
-
-
-def serve(model_dir=None, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "info") -> None:
-    """Run the service with uvicorn until interrupted.
-
-    ``workers > 1`` starts that many processes, each with its own copy of the model.
-    """
-    from ..inference import Recognizer
-
-    # load first, so a bad or missing --model fails with the usual message before anything starts
-    rec = Recognizer.load(model_dir)
-    _import_fastapi()
-    import uvicorn
-
-    settings = Settings.from_env()
-    if workers > 1:
-        os.environ["SERKIT_MODEL"] = str(Path(model_dir).resolve()) if model_dir else ""
-        uvicorn.run("serkit.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, ws_max_size=settings.max_chunk_kb * 1024 + 1024)
-    else:
-        uvicorn.run(create_app(rec, settings, model_dir=model_dir), host=host, port=port, log_level=log_level,
-                    ws_max_size=settings.max_chunk_kb * 1024 + 1024)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -45,6 +44,7 @@ from ..errors import ConfigError
 from ..networks.blocks import BlockwiseNet, as_tensor, level_features, pad_batch, predict_logits, predict_pooled
 from ..metrics import unweighted_accuracy
 from ..speakers import MIN_SPEAKER_UTTERANCES, global_stats, speaker_stats
+from ..runtime import default_threads
 from .losses import CombinedLoss, class_weights
 from .split import speaker_split
 
@@ -55,7 +55,6 @@ __all__ = [
     "STRATEGIES",
     "choose_strategy",
     "cosine_factor",
-    "default_threads",
 ]
 
 STRATEGIES = ("auto", "freeze", "progressive", "full")
@@ -224,56 +223,6 @@ class TrainResult:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def default_threads() -> int:
-    """Torch threads to use now: ``$SERKIT_THREADS``, else the cores not busy with other work.
-
-    On a shared machine a torch thread team is only as fast as its most preempted thread: every
-    operation ends at a barrier, so with one core busy elsewhere a 2-thread team measured 5–25x
-    *slower* per training step than a single thread (SoundNet8 conv4–conv7 step: 30 ms on 1
-    thread, 470–840 ms on 2). So the trainer counts the other runnable tasks (``/proc/loadavg``)
-    before every epoch and leaves their cores alone; on an idle machine it uses every core. Set
-    ``$SERKIT_THREADS`` for a fixed count (bitwise-identical reruns need one).
-    """
-    env = os.environ.get("SERKIT_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise ConfigError(f"$SERKIT_THREADS={env!r} is not a number of threads; e.g. SERKIT_THREADS=2") from None
-    now = time.monotonic()
-    if now - _THREADS_SEEN[0] < _THREADS_TTL:
-        return _THREADS_SEEN[1]
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = max(1, os.cpu_count() or 1)
-    threads = max(1, cores - _others_running())
-    _THREADS_SEEN[:] = [now, threads]
-    return threads
-
-
-# Reading the load takes ~10 ms (a few spaced /proc/loadavg samples): reuse the answer for a
-# second, so per-call prediction (streaming, serving) does not pay it every time while epochs,
-# seconds apart, still see the current load.
-_THREADS_TTL = 1.0
-_THREADS_SEEN: list = [float("-inf"), 1]
-
-
-def _others_running(samples: int = 3, interval: float = 0.005) -> int:
-    """Runnable tasks other than this reader (median of a few ``/proc/loadavg`` snapshots); 0 where unknown."""
-    seen = []
-    for i in range(samples):
-        try:
-            with open("/proc/loadavg") as f:
-                running = int(f.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-        seen.append(running - 1)  # the reading thread itself is running
-        if i + 1 < samples:
-            time.sleep(interval)
-    return max(0, sorted(seen)[len(seen) // 2])
 
 
 def choose_strategy(n_train: int) -> str:
