@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     from serkit.api import evaluate, prepare_data, _trained_on
     from serkit.artifact import save_model
     from serkit.recipe import load_recipe
+    from serkit.models import build_model
 
     missing = [d for d in CORPORA.values() if not (DATA / d).is_dir()]
     if missing:
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
             metrics[protocol] = scores(report)
             print(f"{protocol}: {metrics[protocol]}", flush=True)
     utterances = prepare_data(specs, recipe.label_set)
-    model = recipe.build().fit(utterances, progress=True)
+    model = build_model(recipe.model).fit(utterances, progress=True)
     trained_on = _trained_on(utterances, [f"{name} ({folder})" for name, folder in CORPORA.items()])
     trained_on["label_set"] = recipe.label_set
     path = save_model(model, args.out, recipe=recipe.to_dict(), trained_on=trained_on, metrics=metrics)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from serkit.artifact import read_metadata, save_model
-from serkit.models import load_model
+from serkit.models import build_model, load_model
 from serkit.corpora import load_corpus
 from serkit.errors import ConfigError, ModelError, NotFittedError
 from serkit.evaluation import evaluate
@@ -228,7 +228,7 @@ def test_every_recipe_declares_its_normalisation_and_the_report_says_it(name, mo
     from serkit.recipe import Recipe
 
     recipe = load_recipe(name)
-    model = recipe.build()
+    model = build_model(recipe.model)
     assert isinstance(model, Classifier)
     said = _recipe_normalisation(recipe.model)
     assert said == "speaker"  # every shipped recipe standardises per speaker

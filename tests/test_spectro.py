@@ -246,7 +246,7 @@ def test_recipes_build_with_speaker_normalisation(name):
     from serkit.recipe import load_recipe
 
     recipe = load_recipe(name)
-    model = recipe.build()
+    model = build_model(recipe.model)
     assert model.family == name and model.normalisation == "speaker" and model._train_config().augment
     assert model._train_config().train_bn and model._train_config().lr == 1e-3
 

@@ -12,7 +12,7 @@ import os as _os
 # (measured with SoundNet); must be set before torch is first imported.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .api import evaluate, train
 from .errors import AudioError, ConfigError, CorpusError, ModelError, NotFittedError, SerkitError

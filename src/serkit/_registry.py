@@ -10,11 +10,26 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A small dict of named things; ``get`` of an unknown name raises :class:`ConfigError` listing the known ones."""
+    """A small dict of named things; ``get`` of an unknown name raises :class:`ConfigError` listing the known ones.
 
-    def __init__(self, kind: str):
+    ``plugins=(package, modules)`` names the modules whose ``@register`` decorators fill the
+    registry; they are imported on the first look-up (by name, through :func:`import_plugins`), so
+    the module that defines the registry never imports the package above it.
+    """
+
+    def __init__(self, kind: str, *, plugins: tuple[str, tuple[str, ...]] | None = None):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._plugins = plugins
+
+    def _load(self) -> None:
+        plugins, self._plugins = self._plugins, None
+        if plugins is not None:
+            try:
+                import_plugins(*plugins)
+            except BaseException:
+                self._plugins = plugins  # the next look-up raises the import error again
+                raise
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -29,15 +44,18 @@ class Registry(Generic[T]):
         self.register(name)(obj)
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items))}") from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._items
 
 

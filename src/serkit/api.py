@@ -53,6 +53,7 @@ def evaluate(corpora: Sequence[str], recipe="compare-svm", *, protocol: str | No
     from .corpora import UNKNOWN_SPEAKER
     from .evaluation import evaluate as run_protocol
     from .evaluation import parse_protocol
+    from .models import build_model
     from .recipe import load_recipe
 
     r = load_recipe(recipe, overrides)
@@ -71,7 +72,7 @@ def evaluate(corpora: Sequence[str], recipe="compare-svm", *, protocol: str | No
             "manifest: a speaker column), or use --protocol random-split:5 --speaker-dependent"
         )
     t0 = time.perf_counter()
-    report = run_protocol(r.build, utterances, proto, report_both=report_both, progress=progress)
+    report = run_protocol(lambda: build_model(r.model), utterances, proto, report_both=report_both, progress=progress)
     report.recipe = r.to_dict()  # normalisation stays the models' declared one (Classifier.normalisation)
     report.extra.setdefault("corpora", list(corpora))
     report.extra.setdefault("label_set", label_set or r.label_set)
@@ -85,11 +86,12 @@ def train(corpora: Sequence[str], recipe="compare-svm", *, out, overrides: list[
           label_set: str | None = None, metrics: dict | None = None, progress: bool = True) -> Path:
     """Train a recipe on all utterances of the corpora and save the model artifact to ``out``."""
     from .artifact import save_model
+    from .models import build_model
     from .recipe import load_recipe
 
     r = load_recipe(recipe, overrides)
     utterances = prepare_data(corpora, label_set or r.label_set)
-    model = r.build().fit(utterances, progress=progress)
+    model = build_model(r.model).fit(utterances, progress=progress)
     extra = {}
     if getattr(model, "strategy_", None) is not None:  # the fine-tuning strategy a neural family chose
         extra["strategy"] = model.strategy_

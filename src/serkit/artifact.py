@@ -144,7 +144,7 @@ def write_model(classifier, directory, *, recipe: dict | None = None, trained_on
     Not atomic by itself: :func:`save_model` calls it on a temporary directory, and a model made of
     models (``fusion``) calls it for each member inside its own. Returns the files written.
     """
-    from . import __version__
+    from ._version import __version__
 
     files = list(classifier.save_weights(directory))
     meta = {

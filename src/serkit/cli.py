@@ -31,7 +31,7 @@ EXAMPLES = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     p = argparse.ArgumentParser(
         prog="serkit",

@@ -61,13 +61,6 @@ class Recipe:
         data.setdefault("name", Path(source).stem)
         return cls(**data)
 
-    def build(self):
-        """An unfitted classifier for this recipe."""
-        from .models import build_model
-
-        return build_model(self.model)
-
-
 def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 

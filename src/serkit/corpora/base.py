@@ -56,7 +56,10 @@ class ScanResult:
 
 
 #: name → ``scan(root, **options) -> ScanResult``
-CORPORA: Registry[Callable[..., ScanResult]] = Registry("corpus")
+CORPORA: Registry[Callable[..., ScanResult]] = Registry(
+    "corpus",
+    plugins=("serkit.corpora", ("cremad", "emodb", "folder", "iemocap", "manifest", "ravdess", "savee", "tess")),
+)
 
 
 def register_corpus(name: str):
@@ -81,8 +84,6 @@ def scan_corpus(name: str, root, *, check_audio: bool = False, **options) -> Sca
     shorter than :data:`serkit.audio.MIN_DURATION_S` are all dropped the same way and listed in
     ``problems`` (``"skipped: ..."``) rather than failing the scan or a later step.
     """
-    from .. import corpora as _c  # noqa: F401  (registers the adapters)
-
     result = CORPORA.get(name)(root, **options)
     if not result.utterances:
         raise CorpusError(

@@ -210,7 +210,7 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             quant_info = {"method": "dynamic, per-channel int8 weights", "ops": _DYNAMIC_OPS}
         import time
 
-        from .. import __version__
+        from .._version import __version__
         from ..artifact import FORMAT_VERSION
 
         out_meta = {

@@ -12,12 +12,3 @@ from __future__ import annotations
 from .base import EXTRACTORS, FeatureExtractor, extract, get_extractor, register_extractor
 
 __all__ = ["FeatureExtractor", "EXTRACTORS", "extract", "get_extractor", "register_extractor"]
-
-_MODULES = ("spectral", "opensmile", "soundnet", "ge2e")
-
-
-def _load_all() -> None:
-    """Import the family modules so they register (each imports its heavy dependency lazily)."""
-    from .._registry import import_plugins
-
-    import_plugins(__name__, _MODULES)

@@ -71,7 +71,9 @@ class FeatureExtractor:
         return f"{type(self).__name__}({args})"
 
 
-EXTRACTORS: Registry[type] = Registry("feature set")
+EXTRACTORS: Registry[type] = Registry(
+    "feature set", plugins=("serkit.features", ("spectral", "opensmile", "soundnet", "ge2e"))
+)
 
 
 class ProcessModel:
@@ -237,9 +239,6 @@ def register_extractor(name: str):
 
 def get_extractor(name: str, **options) -> FeatureExtractor:
     """An extractor by registered name, e.g. ``get_extractor("egemaps")``; unknown names list the known ones."""
-    from . import _load_all
-
-    _load_all()
     return EXTRACTORS.get(name)(**options)
 
 

@@ -6,16 +6,6 @@ from .base import MODELS, Classifier, build_model, register_model
 
 __all__ = ["Classifier", "MODELS", "build_model", "register_model", "load_model"]
 
-_MODULES = ("features", "neural", "spectro", "onnx", "ssl", "fusion")
-
-
-def _load_all() -> None:
-    """Import the family modules so they register (each imports its heavy dependency lazily)."""
-    from .._registry import import_plugins
-
-    import_plugins(__name__, _MODULES)
-
-
 def load_model(directory):
     """Rebuild a fitted classifier from a model folder written by :func:`serkit.artifact.save_model`.
 
@@ -33,7 +23,6 @@ def load_model(directory):
     from ..artifact import read_metadata
 
     meta = read_metadata(directory)
-    _load_all()
     cls = MODELS.get(meta["family"])
     model = cls.from_weights(Path(directory).expanduser(), meta["config"], meta["labels"])
     return model, meta

@@ -173,7 +173,9 @@ class Classifier(ABC):
 
 
 #: family name → Classifier subclass
-MODELS: Registry[type] = Registry("model family")
+MODELS: Registry[type] = Registry(
+    "model family", plugins=("serkit.models", ("features", "neural", "spectro", "onnx", "ssl", "fusion"))
+)
 
 
 def register_model(name: str):
@@ -186,9 +188,6 @@ def register_model(name: str):
 
 def build_model(section: dict) -> Classifier:
     """Build an unfitted classifier from a recipe's ``model`` section (``{"family": ..., **options}``)."""
-    from . import _load_all
-
-    _load_all()
     options = dict(section)
     family = options.pop("family", None)
     if family is None:

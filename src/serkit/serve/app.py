@@ -191,7 +191,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     from pydantic import BaseModel, Field
     from starlette.websockets import WebSocketDisconnect
 
-    from .. import __version__
+    from .._version import __version__
     from ..streaming import PCM_FORMATS, SlidingWindow, decode_pcm
     from ..windows import LONG_HOP_S, LONG_WINDOW_S, StreamLimitError, StreamLimits
 
@@ -263,7 +263,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        from .server import redact_logs
+        from .accesslog import redact_logs
 
         redact_logs()  # after uvicorn configured its loggers: no api_key in the access log
         yield

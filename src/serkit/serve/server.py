@@ -11,39 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 
+from .accesslog import redact_logs
 from .settings import Settings
 
-__all__ = ["serve", "app_from_env", "uvicorn_config", "protocol_class", "ws_protocol_class", "redact_logs"]
+__all__ = ["serve", "app_from_env", "uvicorn_config", "protocol_class", "ws_protocol_class"]
 
 log = logging.getLogger("serkit.serve")
 
 #: Largest request head (request line + headers) h11 buffers before answering 400.
 MAX_HEAD_BYTES = 32 * 1024
-
-_SECRET = re.compile(r"((?:^|[?&])api_key=)[^&\s\"']*", re.IGNORECASE)
-
-
-class _RedactKeys(logging.Filter):
-    """Replace the value of every ``api_key=`` query parameter in a log line with ``***``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(_SECRET.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str) and "api_key=" in record.msg.lower():
-            record.msg = _SECRET.sub(r"\1***", record.msg)
-        return True
-
-
-def redact_logs() -> None:
-    """Install the key-redacting filter on uvicorn's loggers (idempotent)."""
-    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactKeys) for f in logger.filters):
-            logger.addFilter(_RedactKeys())
-
 
 def _protocol_base():
     from uvicorn.protocols.http.h11_impl import H11Protocol
