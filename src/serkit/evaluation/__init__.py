@@ -21,7 +21,6 @@ from .protocols import (
     Protocol,
     RandomSplit,
     SpeakerKFold,
-    ValidationSplit,
     parse_protocol,
     validation_split,
 )
@@ -40,7 +39,6 @@ __all__ = [
     "RandomSplit",
     "PROTOCOLS",
     "parse_protocol",
-    "ValidationSplit",
     "validation_split",
     "evaluate",
     "Report",

@@ -13,6 +13,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..training.split import Split, speaker_split
 
 __all__ = [
     "Fold",
@@ -24,7 +25,6 @@ __all__ = [
     "RandomSplit",
     "PROTOCOLS",
     "parse_protocol",
-    "ValidationSplit",
     "validation_split",
 ]
 
@@ -317,17 +317,11 @@ def parse_protocol(spec, *, seed: int = 0) -> Protocol:
 
 
 # -- validation split (early stopping / model selection inside a training set) ------------------
-class ValidationSplit(NamedTuple):
-    """Indices into the training utterances; ``by_speaker`` is ``False`` when it fell back to utterances."""
-
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    val_speakers: list[str]
-    by_speaker: bool
-
-
-def validation_split(utterances: Sequence, fraction: float = 0.15, seed: int = 0) -> ValidationSplit:
+def validation_split(utterances: Sequence, fraction: float = 0.15, seed: int = 0) -> Split:
     """Hold out whole *training* speakers for early stopping, so validation mimics unseen speakers.
+
+    The utterance form of :func:`serkit.training.split.speaker_split` (the one implementation,
+    which the trainer calls with arrays).
 
     Parameters
     ----------
@@ -341,42 +335,9 @@ def validation_split(utterances: Sequence, fraction: float = 0.15, seed: int = 0
 
     Returns
     -------
-    ValidationSplit
+    Split
         ``(train_idx, val_idx, val_speakers, by_speaker)``. With a single training speaker the split
         falls back to a label-stratified utterance split and ``by_speaker`` is ``False``, so callers can
         say that validation scores are speaker-dependent.
     """
-    if not 0 < fraction < 1:
-        raise ConfigError(f"validation fraction must be between 0 and 1 (exclusive), got {fraction}; e.g. 0.15")
-    n = len(utterances)
-    if n < 2:
-        raise ConfigError(f"a validation split needs at least 2 training utterances, found {n}; add training data")
-    speakers = np.array([str(u.speaker) for u in utterances], dtype=object)
-    unique, counts = np.unique(speakers.astype(str), return_counts=True)
-    rng = np.random.default_rng(seed)
-
-    if len(unique) >= 2:
-        count = dict(zip(unique.tolist(), counts.tolist()))
-        chosen: list[str] = []
-        total = 0
-        for s in rng.permutation(unique).tolist():
-            if total >= fraction * n or len(chosen) == len(unique) - 1:
-                break
-            chosen.append(s)
-            total += count[s]
-        mask = np.isin(speakers, chosen)
-        return ValidationSplit(np.flatnonzero(~mask), np.flatnonzero(mask), sorted(chosen), True)
-
-    # One speaker: only an utterance split is possible. Stratify so that rare classes are validated too,
-    # but keep at least one utterance of each class for training.
-    labels = np.array([str(u.label) for u in utterances], dtype=object)
-    val: list[int] = []
-    for lab in sorted(set(labels.tolist())):
-        idx = rng.permutation(np.flatnonzero(labels == lab))
-        take = min(int(round(fraction * len(idx))), len(idx) - 1)
-        val.extend(idx[:take].tolist())
-    if not val:
-        val = [int(rng.integers(n))]
-    mask = np.zeros(n, dtype=bool)
-    mask[val] = True
-    return ValidationSplit(np.flatnonzero(~mask), np.flatnonzero(mask), unique.tolist(), False)
+    return speaker_split([u.speaker for u in utterances], [u.label for u in utterances], fraction, seed)

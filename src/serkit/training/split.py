@@ -2,8 +2,8 @@
 
 Model selection and early stopping see training speakers only, so validation mimics unseen
 speakers. :func:`speaker_split` works on plain arrays (speaker and label of each utterance), so the
-trainer needs no utterance objects; :func:`serkit.evaluation.validation_split` gives the same
-split for utterances.
+trainer needs no utterance objects; :func:`serkit.evaluation.validation_split` is its form for
+utterances.
 """
 
 from __future__ import annotations
