@@ -72,13 +72,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from serkit.artifact import save_model
-    from serkit.deploy.compress import distill, prune, quantization_aware
-    from serkit.models import load_model
-    from serkit.networks.pruning import count_parameters
     from serkit.corpora import load_corpus
+    from serkit.deploy.compress import distill, prune, quantization_aware
     from serkit.deploy.export import export_onnx
     from serkit.inference import Recognizer
+    from serkit.models import load_model
     from serkit.models.neural import SoundNetClassifier
+    from serkit.networks.pruning import count_parameters
 
     emodb = Path(args.data) / "emodb"
     if not (emodb / "wav").is_dir():

@@ -48,10 +48,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-eval", action="store_true", help="train only (keep no scores)")
     args = ap.parse_args(argv)
 
-    from serkit.api import evaluate, prepare_data, _trained_on
+    from serkit.api import _trained_on, evaluate, prepare_data
     from serkit.artifact import save_model
-    from serkit.recipe import load_recipe
     from serkit.models import build_model
+    from serkit.recipe import load_recipe
 
     missing = [d for d in CORPORA.values() if not (DATA / d).is_dir()]
     if missing:

@@ -23,7 +23,12 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytest.importorskip("fastapi", reason="the service needs pip install 'serkit[serve]'")
 
 from tests.test_serve import (  # noqa: E402,F401  (fixtures)
-    CLIP, LiveServer, clip, long_clip, recognizer, serve_model_dir,
+    CLIP,
+    LiveServer,
+    clip,
+    long_clip,
+    recognizer,
+    serve_model_dir,
 )
 
 

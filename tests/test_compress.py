@@ -12,11 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from serkit.artifact import save_model
-from serkit.models import load_model
 from serkit.cli import main
 from serkit.deploy.compress import distill, prune, quantization_aware
-from serkit.networks.pruning import channel_groups, count_parameters
 from serkit.errors import ConfigError
+from serkit.models import load_model
+from serkit.networks.pruning import channel_groups, count_parameters
 
 
 @pytest.fixture(scope="module")

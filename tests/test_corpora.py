@@ -21,7 +21,6 @@ from serkit.corpora import (
 )
 from serkit.errors import ConfigError, CorpusError
 from serkit.labels import map_utterances, native_labels, resolve_label_set
-
 from tests.conftest import DATA  # noqa: E402  (one place resolves $SERKIT_DATA)
 
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from serkit.artifact import read_metadata, save_model
-from serkit.models import load_model
 from serkit.errors import ConfigError
 from serkit.evaluation import evaluate
-from serkit.models import build_model
+from serkit.models import build_model, load_model
 from serkit.models.fusion import FusionClassifier, _fit_weights
 from serkit.speakers import centre_speakers
 

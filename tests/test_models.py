@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from serkit.artifact import read_metadata, save_model
-from serkit.models import build_model, load_model
 from serkit.corpora import load_corpus
 from serkit.errors import ConfigError, ModelError, NotFittedError
 from serkit.evaluation import evaluate
+from serkit.models import build_model, load_model
 from serkit.models.features import FeatureClassifier
 from serkit.recipe import load_recipe, recipe_names
 

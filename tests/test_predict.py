@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
-
-from pathlib import Path
 
 from serkit.inference import Recognizer
 from serkit.segmentation import vad_segments

@@ -136,8 +136,8 @@ def test_serve_sigterm_after_a_long_upload_leaves_nothing(tmp_path):
 
 def test_worker_exits_when_its_owner_is_gone():
     """The watchdog alone (no parent-death signal: the owner is not the parent) ends a worker."""
-    code = ("import os, sys, time; sys.path.insert(0, %r); from serkit import runtime; "
-            "runtime.WATCHDOG_INTERVAL_S = 0.1; runtime.worker_init(int(sys.argv[1])); time.sleep(30)") % str(ROOT / "src")
+    code = (f"import os, sys, time; sys.path.insert(0, {str(ROOT / 'src')!r}); from serkit import runtime; "
+            "runtime.WATCHDOG_INTERVAL_S = 0.1; runtime.worker_init(int(sys.argv[1])); time.sleep(30)")
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     worker = subprocess.Popen([sys.executable, "-c", code, str(owner.pid)])
     try:

@@ -488,7 +488,7 @@ def test_serve_command_runs_and_stops(serve_model_dir, tmp_path):
                 break
             except httpx.TransportError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"server did not start: {proc.stdout.read().decode()[-2000:]}")
+                    raise AssertionError(f"server did not start: {proc.stdout.read().decode()[-2000:]}") from None
                 time.sleep(0.2)
         assert r.status_code == 200 and r.json()["labels"] == 3
     finally:

@@ -51,7 +51,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
     while time.monotonic() < end:
         try:
             chunk = sock.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except ConnectionResetError:
             return True, got
@@ -107,7 +107,7 @@ def test_a_trickling_upload_hits_the_whole_upload_deadline(limited):
         try:
             s.sendall(b"x")  # one byte every half second: never idle 1 s, never done
             got = s.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except (BrokenPipeError, ConnectionResetError):
             break

@@ -17,7 +17,6 @@ from serkit.training.trainer import TrainConfig, Trainer, choose_strategy, cosin
 
 from .conftest import tone  # noqa: E402
 
-
 # -- losses -------------------------------------------------------------------------------------
 
 
@@ -187,8 +186,8 @@ def soundnet_weights():
 
 
 def test_blocks_match_soundnet_and_batching(soundnet_weights):
-    from serkit.networks.waveform import SoundNet8Blocks
     from serkit.networks.soundnet import SoundNet8
+    from serkit.networks.waveform import SoundNet8Blocks
 
     torch.manual_seed(0)
     net = SoundNet8Blocks(3, layer="conv5").eval()
@@ -290,9 +289,8 @@ def test_soundnet_res_full_strategy_round_trip(tmp_path):
     import soundfile as sf
 
     from serkit.artifact import save_model
-    from serkit.models import load_model
     from serkit.corpora.base import Utterance
-    from serkit.models import build_model
+    from serkit.models import build_model, load_model
 
     utts = []
     for i in range(12):

@@ -13,7 +13,6 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._version import __version__
-
 from .api import evaluate, train
 from .errors import AudioError, ConfigError, CorpusError, ModelError, NotFittedError, SerkitError
 from .inference import Recognizer

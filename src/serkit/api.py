@@ -7,8 +7,8 @@ writes its outputs atomically. The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import ConfigError
 

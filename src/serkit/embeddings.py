@@ -8,7 +8,7 @@ reads vectors from disk instead of running the network.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -19,9 +19,9 @@ more than that has been decoded: no input makes serkit hang.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class Recognizer:
         self.long_hop = long_hop
 
     @classmethod
-    def load(cls, model_dir=None, **options) -> "Recognizer":
+    def load(cls, model_dir=None, **options) -> Recognizer:
         """Load a model directory; ``None`` loads the default model shipped with serkit.
 
         ``options`` are passed to the constructor (``max_duration_s=...``).
@@ -266,7 +266,7 @@ class Recognizer:
                 for start in range(0, len(items), batch_size):
                     chunk = list(pool.map(load, range(start, min(len(items), start + batch_size))))
                     good = [(i, s) for i, s, err, _ in chunk if s is not None]
-                    for i, s, err, plan in chunk:
+                    for i, _, err, plan in chunk:
                         if err is not None:
                             rows[i] = self._error_row(names[i], err)
                         elif plan is not None:

@@ -7,9 +7,9 @@ input shows up in the prediction table and in the count of files, none silently 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from .errors import ConfigError, CorpusError
 

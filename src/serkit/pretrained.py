@@ -32,9 +32,9 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from ._registry import Registry
 from .cache import atomic_write_bytes, cache_dir

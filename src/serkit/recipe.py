@@ -48,7 +48,7 @@ class Recipe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "<dict>") -> "Recipe":
+    def from_dict(cls, data: dict, *, source: str = "<dict>") -> Recipe:
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {source} must be a YAML mapping with at least 'name' and 'model'")
         known = {"name", "model", "description", "label_set", "protocol", "extra"}

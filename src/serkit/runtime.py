@@ -105,7 +105,7 @@ def default_jobs() -> int:
 
 # -- worker processes ------------------------------------------------------------------------------
 
-_POOLS: "weakref.WeakSet" = weakref.WeakSet()
+_POOLS: weakref.WeakSet = weakref.WeakSet()
 _STOPPING = threading.Event()
 
 

@@ -28,7 +28,7 @@ and dtype); torch is never imported here, so the module loads without it.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -22,8 +22,8 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -244,7 +244,7 @@ def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: 
 
     stats = StreamStats()
     stop = threading.Event()
-    windows: "queue.Queue" = queue.Queue(maxsize=queue_size)
+    windows: queue.Queue = queue.Queue(maxsize=queue_size)
     done = object()
     exit_code = [0]
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -112,7 +113,7 @@ class StreamLimits:
     }
 
     @classmethod
-    def from_env(cls, environ=None, **overrides) -> "StreamLimits":
+    def from_env(cls, environ=None, **overrides) -> StreamLimits:
         env = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):

@@ -26,15 +26,15 @@ import inspect
 import logging
 import os
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..errors import ConfigError, CorpusError
 from ..labels import NATIVE, map_utterances, resolve_label_set
-from .base import CORPORA, ScanResult, Utterance, register_corpus, require_dir, scan_corpus
-from ._common import UNKNOWN_SPEAKER
 
 # Importing the adapters registers them.
 from . import cremad, emodb, folder, iemocap, manifest, ravdess, savee, tess  # noqa: F401
+from ._common import UNKNOWN_SPEAKER
+from .base import CORPORA, ScanResult, Utterance, register_corpus, require_dir, scan_corpus
 
 __all__ = [
     "Utterance",

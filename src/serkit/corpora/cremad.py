@@ -23,8 +23,8 @@ import csv
 import re
 from pathlib import Path
 
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import audio_files, drop_duplicate_ids, not_the_corpus, skipped
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code → canonical label.
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import audio_files, drop_duplicate_ids, not_the_corpus, skipped
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion letter (German initial) → canonical label.
 EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}

@@ -29,8 +29,8 @@ import re
 from collections import defaultdict
 
 from ..errors import ConfigError, CorpusError
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import UNKNOWN_SPEAKER, audio_files, drop_duplicate_ids, not_the_corpus, skipped
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 _SEP = re.compile(r"[_-]")
 

@@ -35,8 +35,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError, CorpusError
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import listed
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Category code → canonical label (``xxx`` has none: no agreement).
 EMOTIONS = {

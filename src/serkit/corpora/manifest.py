@@ -30,8 +30,8 @@ import math
 from pathlib import Path
 
 from ..errors import CorpusError
-from .base import ScanResult, Utterance, register_corpus
 from ._common import listed
+from .base import ScanResult, Utterance, register_corpus
 
 REQUIRED = ("path", "label", "speaker")
 OPTIONAL = ("start", "end", "id")

@@ -24,8 +24,8 @@ import re
 from collections import Counter
 
 from ..errors import ConfigError, CorpusError
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import audio_files, drop_duplicate_ids, not_the_corpus, skipped
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code → canonical label.
 EMOTIONS = {

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import audio_files, drop_duplicate_ids, not_the_corpus, skipped
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code → canonical label.
 EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "n": "neutral", "sa": "sad", "su": "surprise"}

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .base import ScanResult, Utterance, register_corpus, require_dir
 from ._common import audio_files, drop_duplicate_ids, not_the_corpus, skipped
+from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: The corpus' two speakers.
 SPEAKERS = ("OAF", "YAF")

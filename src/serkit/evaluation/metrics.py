@@ -6,7 +6,7 @@ also used by training and compression) and is re-exported here.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

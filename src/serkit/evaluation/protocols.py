@@ -8,7 +8,8 @@ whole *training* speakers for early stopping and model selection.
 from __future__ import annotations
 
 import json
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -155,7 +155,7 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=json_default)
 
     @classmethod
-    def from_dict(cls, d: dict, predictions: pd.DataFrame | None = None) -> "Report":
+    def from_dict(cls, d: dict, predictions: pd.DataFrame | None = None) -> Report:
         """Rebuild a report from :meth:`to_dict` output (and optionally its predictions table)."""
         missing = [k for k in ("protocol", "labels", "ua", "wa", "macro_f1", "confusion") if k not in d]
         if missing:
@@ -187,7 +187,7 @@ class Report:
         )
 
     @classmethod
-    def load(cls, path) -> "Report":
+    def load(cls, path) -> Report:
         """Read a report saved by :meth:`save`: its directory or its ``report.json``.
 
         ``predictions.csv`` next to it is read too when present (ids and speakers stay strings).

@@ -20,7 +20,7 @@ distinguishable from "F0 of 0 Hz".
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -15,12 +15,12 @@ gives 0.823 (``benchmarks/soundnet_slowdown.py``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..audio import pad_to
+from ..errors import ConfigError
 from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor
 
 __all__ = ["SoundNetExtractor"]

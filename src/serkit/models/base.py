@@ -12,8 +12,8 @@ What a model can do is declared, never sniffed: :attr:`~Classifier.adapts_to_spe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -77,7 +77,7 @@ class Classifier(ABC):
 
     # -- learning -----------------------------------------------------------------------------
     @abstractmethod
-    def fit(self, utterances: Sequence, *, progress: bool = True) -> "Classifier":
+    def fit(self, utterances: Sequence, *, progress: bool = True) -> Classifier:
         """Learn from labelled utterances; returns ``self``."""
 
     # -- predicting ---------------------------------------------------------------------------
@@ -160,7 +160,7 @@ class Classifier(ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot be saved")
 
     @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "Classifier":
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> Classifier:
         raise NotImplementedError(f"{cls.__name__} cannot be loaded")
 
     # -- helpers ------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -249,7 +249,7 @@ class FeatureClassifier(Classifier):
         )
 
     # -- learning ---------------------------------------------------------------------------------
-    def fit(self, utterances, *, progress: bool = True) -> "FeatureClassifier":
+    def fit(self, utterances, *, progress: bool = True) -> FeatureClassifier:
         utterances = list(utterances)
         if len(utterances) < 2:
             raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
@@ -374,7 +374,7 @@ class FeatureClassifier(Classifier):
         return ["normalisation.npz", "estimators.skops"]
 
     @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FeatureClassifier":
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> FeatureClassifier:
         from ..artifact import load_npz, load_skops, model_file
 
         directory = Path(directory)

@@ -35,8 +35,8 @@ same assumption as per-speaker standardisation, that a speaker's clips span seve
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -189,7 +189,7 @@ class FusionClassifier(Classifier):
         return self.centre_speakers or any(m.adapts_to_speakers for m in models)
 
     # -- learning ---------------------------------------------------------------------------------
-    def fit(self, utterances: Sequence, *, progress: bool = True) -> "FusionClassifier":
+    def fit(self, utterances: Sequence, *, progress: bool = True) -> FusionClassifier:
         from .features import _inner_folds
 
         utterances = list(utterances)
@@ -306,7 +306,7 @@ class FusionClassifier(Classifier):
         return files
 
     @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "FusionClassifier":
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> FusionClassifier:
         from ..artifact import model_file
         from . import load_model
 

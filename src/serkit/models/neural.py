@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ HISTORY_FILE = "training.json"
 
 # -- decoded audio, kept per process ------------------------------------------------------------
 
-_WAVES: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_WAVES: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _WAVES_BYTES = [0]
 #: decoded+resampled audio kept in memory across fits (LOSO folds re-read the same files)
 WAVE_CACHE_MB = float(os.environ.get("SERKIT_WAVE_CACHE_MB", "1024"))
@@ -102,7 +102,7 @@ class WaveformClassifier(Classifier):
         return self.family
 
     # -- learning -----------------------------------------------------------------------------------
-    def fit(self, utterances: Sequence, *, progress: bool = True) -> "WaveformClassifier":
+    def fit(self, utterances: Sequence, *, progress: bool = True) -> WaveformClassifier:
         """Read the utterances' audio at the network's rate and train (see the class docstring)."""
         import torch
 
@@ -210,7 +210,7 @@ class WaveformClassifier(Classifier):
         return [WEIGHTS_FILE, HISTORY_FILE]
 
     @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "WaveformClassifier":
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> WaveformClassifier:
         """Rebuild from ``save_weights`` output; never downloads (the weights hold the whole network)."""
 
         options = {k: v for k, v in config.items() if k != "fitted"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import numpy as np
 
 from ..audio import pad_to
@@ -93,7 +94,7 @@ class OnnxClassifier(Classifier):
         return [name]
 
     @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "OnnxClassifier":
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> OnnxClassifier:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -117,7 +118,7 @@ class OnnxClassifier(Classifier):
         model.sampling_rate = int(config.get("sampling_rate") or 0) or model.sampling_rate
         return model
 
-    def set_threads(self, threads: int) -> "OnnxClassifier":
+    def set_threads(self, threads: int) -> OnnxClassifier:
         """Rebuild the session with ``threads`` intra-op threads (1 for lowest single-stream latency)."""
         import onnxruntime as ort
 

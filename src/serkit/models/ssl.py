@@ -279,7 +279,7 @@ class SSLClassifier(WaveformClassifier):
         return net
 
     # -- learning -----------------------------------------------------------------------------------
-    def fit(self, utterances, *, progress: bool = True) -> "SSLClassifier":
+    def fit(self, utterances, *, progress: bool = True) -> SSLClassifier:
         """Load the backbone, read the utterances' audio at 16 kHz and train (see the class docstring)."""
         super().fit(utterances, progress=progress)
         self.layer_weights_ = self._layer_weights()
@@ -318,7 +318,7 @@ class SSLClassifier(WaveformClassifier):
         return [WEIGHTS_FILE, HISTORY_FILE, BACKBONE_DIR]
 
     @classmethod
-    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> "SSLClassifier":
+    def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> SSLClassifier:
         """Rebuild from ``save_weights`` output: the backbone from ``backbone/``, never from the network."""
 
         directory = Path(directory)

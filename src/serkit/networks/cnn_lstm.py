@@ -95,7 +95,7 @@ class CNNLSTM(nn.Module):
         width = channels[-1] * (n_mels // 2 ** len(channels))
         self.forward_lstms = nn.ModuleList()
         self.backward_lstms = nn.ModuleList()
-        for i in range(lstm_layers):
+        for _ in range(lstm_layers):
             self.forward_lstms.append(nn.LSTM(width, lstm_hidden, batch_first=True))
             if bidirectional:
                 self.backward_lstms.append(nn.LSTM(width, lstm_hidden, batch_first=True))

@@ -63,7 +63,7 @@ class SpeakerEncoder(nn.Module):
             self.load_pretrained()
         self.eval()
 
-    def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> "SpeakerEncoder":
+    def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> SpeakerEncoder:
         """Load the converted ``.safetensors`` weights (default: the cache, fetched on first use)."""
         from ..errors import ModelError
         from ..pretrained import GE2E_SHAPES, ge2e_weights_path, read_weights

@@ -23,14 +23,14 @@ __all__ = ["Group", "channel_groups", "count_parameters", "soundnet8_groups", "s
 STD_EPS = 1e-5
 
 
-def channel_groups(net) -> list["Group"]:
+def channel_groups(net) -> list[Group]:
     """The prunable channel groups of a network, lowest first (the network declares them)."""
     if not getattr(net, "prunable", False):
         raise ConfigError(f"cannot prune a {type(net).__name__}; only the soundnet and soundnet-res families prune")
     return net.channel_groups()
 
 
-def soundnet8_groups(net) -> list["Group"]:
+def soundnet8_groups(net) -> list[Group]:
     """SoundNet8 blocks ``conv1`` … ``convN``: each block's output channels (read by the next
     block's convolution, the last by the head)."""
     groups = []
@@ -44,7 +44,7 @@ def soundnet8_groups(net) -> list["Group"]:
     return groups
 
 
-def soundnet_res_groups(encoder) -> list["Group"]:
+def soundnet_res_groups(encoder) -> list[Group]:
     """SoundNetRes: ``blockJ.reduce`` and ``blockJ.pointwise``, the two bottleneck widths inside
     every residual block; the residual stream itself is tied across blocks and the front
     convolution is tiny, so they are left whole."""

@@ -8,7 +8,7 @@ the reference activations in ``../shared/reference/`` to float32 precision.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -220,7 +220,7 @@ class SoundNet8(nn.Module):
             self.load_pretrained()
 
     # -- weights ---------------------------------------------------------------------------------
-    def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> "SoundNet8":
+    def load_pretrained(self, path=None, *, download: bool = True, progress: bool = True) -> SoundNet8:
         """Load the published weights from a converted ``.safetensors`` file (default: the cache, fetched on first use)."""
         from ..errors import ModelError
         from ..pretrained import read_weights, soundnet_weights_path

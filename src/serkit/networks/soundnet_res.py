@@ -9,7 +9,7 @@ trains from scratch on a CPU.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn

@@ -33,7 +33,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import AudioError, ConfigError, SerkitError
 from .metrics import Metrics, MetricsMiddleware
@@ -60,7 +60,7 @@ def _import_fastapi():
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def _finite(x) -> Optional[float]:
+def _finite(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
 
@@ -209,11 +209,11 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         duration: float = Field(description="Length of the audio in seconds.")
 
     class Window(BaseModel):
-        start: Optional[float]
-        end: Optional[float]
-        label: Optional[str]
-        probabilities: dict[str, Optional[float]]
-        error: Optional[str] = None
+        start: float | None
+        end: float | None
+        label: str | None
+        probabilities: dict[str, float | None]
+        error: str | None = None
 
     class TimelineResponse(BaseModel):
         file: str
@@ -228,12 +228,12 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     class ModelsResponse(BaseModel):
         labels: list[str]
         sampling_rate: int
-        family: Optional[str]
+        family: str | None
         recipe: dict[str, Any]
         metrics: dict[str, Any]
         trained_on: dict[str, Any]
-        serkit_version: Optional[str]
-        created: Optional[str]
+        serkit_version: str | None
+        created: str | None
         limits: dict[str, Any]
 
     class Health(BaseModel):
@@ -290,7 +290,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                                   description="Needed when the server sets SERKIT_API_KEYS.")
 
-    def require_key(request: Request, key: Optional[str] = Depends(api_key_header)):
+    def require_key(request: Request, key: str | None = Depends(api_key_header)):
         if not key:
             auth = request.headers.get("authorization", "")
             key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
@@ -351,7 +351,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     def healthz():
         return {"status": "ok", "uptime_s": round(time.time() - svc.started, 3), "labels": len(labels)}
 
-    def require_metrics_key(request: Request, key: Optional[str] = Depends(api_key_header)):
+    def require_metrics_key(request: Request, key: str | None = Depends(api_key_header)):
         if not settings.metrics_public:
             require_key(request, key)
 

@@ -110,7 +110,7 @@ class Settings:
     stream_max_windows_per_s: float = 20.0
 
     @classmethod
-    def from_env(cls, environ=None, **overrides) -> "Settings":
+    def from_env(cls, environ=None, **overrides) -> Settings:
         env = os.environ if environ is None else environ
         keys = tuple(k.strip() for k in env.get("SERKIT_API_KEYS", "").split(",") if k.strip())
         s = cls(

@@ -16,8 +16,8 @@ The alignment search runs on a 4× decimated copy and is then refined at full ra
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -12,7 +12,7 @@ exactly as :func:`torch.nn.functional.cross_entropy` does, so a focal loss with 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

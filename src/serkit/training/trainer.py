@@ -32,8 +32,8 @@ import copy
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,10 +41,10 @@ from torch import nn
 
 from ..audio import pad_to
 from ..errors import ConfigError
-from ..networks.blocks import BlockwiseNet, as_tensor, level_features, pad_batch, predict_logits, predict_pooled
 from ..metrics import unweighted_accuracy
-from ..speakers import MIN_SPEAKER_UTTERANCES, global_stats, speaker_stats
+from ..networks.blocks import BlockwiseNet, as_tensor, level_features, pad_batch, predict_logits, predict_pooled
 from ..runtime import default_threads
+from ..speakers import MIN_SPEAKER_UTTERANCES, global_stats, speaker_stats
 from .losses import CombinedLoss, class_weights
 from .split import speaker_split
 
@@ -191,7 +191,7 @@ class TrainConfig:
             raise ConfigError(f"train.crop_seconds must be > 0 or null (whole utterances), got {self.crop_seconds}")
 
     @classmethod
-    def from_dict(cls, options: dict | None) -> "TrainConfig":
+    def from_dict(cls, options: dict | None) -> TrainConfig:
         """Build from a recipe's ``train`` mapping; an unknown key lists the valid ones."""
         options = dict(options or {})
         known = {f.name for f in fields(cls)}
@@ -403,7 +403,7 @@ class Trainer:
         return self._finish(run, t_start)
 
     # -- the steps of a fit -------------------------------------------------------------------------
-    def _prepare(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> "_Run":
+    def _prepare(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> _Run:
         """Check the data, seed, split off the validation speakers, build the loss and the optimiser."""
         c = self.config
         torch.set_num_threads(self.threads or default_threads())
@@ -451,7 +451,7 @@ class Trainer:
             rng=rng, spk_norm=c.normalisation == "speaker",
         )
 
-    def _stage(self, run: "_Run", epoch: int) -> "_Stage":
+    def _stage(self, run: _Run, epoch: int) -> _Stage:
         """Freeze this epoch's lower blocks and (re)build the cache of their output when the stage changed."""
         c, net = self.config, run.net
         torch.set_num_threads(self.threads or default_threads())
@@ -470,7 +470,7 @@ class Trainer:
         crop_len = None if run.crop is None else int(net.level_lengths(run.crop, 0, level)) if level else run.crop
         return _Stage(n_frozen=n_frozen, have_cache=have_cache, cached=cached, level=level, crop_len=crop_len)
 
-    def _pooled(self, run: "_Run", stage: "_Stage", idx) -> torch.Tensor:
+    def _pooled(self, run: _Run, stage: _Stage, idx) -> torch.Tensor:
         """Whole-utterance pooled vectors of ``idx`` (from the cache of the frozen prefix when there is one)."""
         if stage.have_cache:
             items = [run.cache[i] for i in idx]
@@ -479,7 +479,7 @@ class Trainer:
         return predict_pooled(run.net, [run.signals[i] for i in idx], level=0, device=self.device,
                               batch_seconds=self.config.eval_batch_seconds)
 
-    def _speaker_stats(self, run: "_Run", stage: "_Stage") -> dict:
+    def _speaker_stats(self, run: _Run, stage: _Stage) -> dict:
         """This epoch's statistics of every training speaker, from its whole utterances (no gradient)."""
         c = self.config
         p_fit = self._pooled(run, stage, run.fit_idx)
@@ -491,7 +491,7 @@ class Trainer:
         _set_trainable(run.net, stage.n_frozen, c.train_bn)
         return {"global": (g_mu, g_sd), "fit": (mu_fit, sd_fit), "row_of": row_of}
 
-    def _train_epoch(self, run: "_Run", stage: "_Stage", norms: dict | None) -> float:
+    def _train_epoch(self, run: _Run, stage: _Stage, norms: dict | None) -> float:
         """One pass over the training part in random crops; returns the mean training loss."""
         c, net, rng, crop = self.config, run.net, run.rng, run.crop
         order = rng.permutation(run.fit_idx)
@@ -535,7 +535,7 @@ class Trainer:
             count += len(idx)
         return total / max(count, 1)
 
-    def _validate(self, run: "_Run", stage: "_Stage", norms: dict | None) -> tuple[float, float]:
+    def _validate(self, run: _Run, stage: _Stage, norms: dict | None) -> tuple[float, float]:
         """Loss and UA of the validation speakers' whole utterances (their own speaker statistics)."""
         c, net, val_idx = self.config, run.net, run.val_idx
         if norms is not None:
@@ -557,7 +557,7 @@ class Trainer:
                                          torch.as_tensor(run.y[val_idx], device=self.device)))
         return val_loss, unweighted_accuracy(run.y[val_idx], logits.argmax(1))
 
-    def _keep_best(self, run: "_Run", epoch: int, val_loss: float, val_ua: float) -> None:
+    def _keep_best(self, run: _Run, epoch: int, val_loss: float, val_ua: float) -> None:
         """Early-stopping bookkeeping: the best epoch (highest UA, then lowest loss) and its weights."""
         best = run.best
         if not len(run.val_idx):  # no validation: the last epoch is the result, nothing to copy
@@ -569,11 +569,11 @@ class Trainer:
         else:
             run.bad_epochs += 1
 
-    def _should_stop(self, run: "_Run", epoch: int) -> bool:
+    def _should_stop(self, run: _Run, epoch: int) -> bool:
         c = self.config
         return bool(len(run.val_idx)) and run.bad_epochs >= c.patience and epoch + 1 >= c.min_epochs
 
-    def _finish(self, run: "_Run", t_start: float) -> TrainResult:
+    def _finish(self, run: _Run, t_start: float) -> TrainResult:
         """Restore the best epoch's weights, set the fallback speaker statistics, report."""
         c, net, best = self.config, run.net, run.best
         if best["state"] is not None:
