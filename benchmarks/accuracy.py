@@ -64,8 +64,13 @@ def main(argv=None) -> int:
     ap.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help="comma-separated recipe names or paths")
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
     ap.add_argument("--set", action="append", default=[], dest="overrides", help="recipe override KEY=VALUE")
-    ap.add_argument("--row", action="append", default=[], dest="rows",
-                    help="LABEL=RECIPE[:KEY=VALUE,...] (repeatable; replaces --recipes)")
+    ap.add_argument(
+        "--row",
+        action="append",
+        default=[],
+        dest="rows",
+        help="LABEL=RECIPE[:KEY=VALUE,...] (repeatable; replaces --recipes)",
+    )
     ap.add_argument("--preset", choices=sorted(PRESETS), help="a named list of rows (added to --row)")
     ap.add_argument("--out", default="out/bench/accuracy.json", help="JSON results file")
     args = ap.parse_args(argv)
@@ -86,16 +91,31 @@ def main(argv=None) -> int:
             corpora, protocol = TASKS.get(task) or OPTIONAL_TASKS[task]
             corpora = [c.format(data=DATA) for c in corpora]
             t0 = time.perf_counter()
-            rep = evaluate(corpora, recipe, protocol=protocol, overrides=args.overrides + row_overrides, progress=False,
-                           label_set="6class" if task == "loco" else None,
-                           out=Path(args.out).parent / f"{Path(label).stem}-{task.replace('>', '-')}")
+            rep = evaluate(
+                corpora,
+                recipe,
+                protocol=protocol,
+                overrides=args.overrides + row_overrides,
+                progress=False,
+                label_set="6class" if task == "loco" else None,
+                out=Path(args.out).parent / f"{Path(label).stem}-{task.replace('>', '-')}",
+            )
             seconds = time.perf_counter() - t0
             d = rep.to_dict()
             ad = d.get("adaptation") or {}
-            row = {"label": label, "recipe": recipe, "overrides": args.overrides + row_overrides, "task": task, "ua": d["ua"], "wa": d["wa"], "macro_f1": d["macro_f1"],
-                   "ua_speaker_adapted": ad.get("speaker", {}).get("ua"),
-                   "ua_single_utterance": ad.get("none", {}).get("ua"), "seconds": seconds,
-                   "extra": {k: v for k, v in d.get("extra", {}).items() if k in ("strategy",)}}
+            row = {
+                "label": label,
+                "recipe": recipe,
+                "overrides": args.overrides + row_overrides,
+                "task": task,
+                "ua": d["ua"],
+                "wa": d["wa"],
+                "macro_f1": d["macro_f1"],
+                "ua_speaker_adapted": ad.get("speaker", {}).get("ua"),
+                "ua_single_utterance": ad.get("none", {}).get("ua"),
+                "seconds": seconds,
+                "extra": {k: v for k, v in d.get("extra", {}).items() if k in ("strategy",)},
+            }
             rows.append(row)
 
             def f(v):
@@ -105,12 +125,19 @@ def main(argv=None) -> int:
                 for fold in d["folds"]:
                     corpus = fold["test_corpora"][0]
                     modes = fold.get("ua_by_mode", {})
-                    row.setdefault("per_corpus", {})[corpus] = {"ua": fold["ua"], **{f"ua_{k}": v for k, v in modes.items()}}
-                    print(f"| {label:22s} | {'loco>' + corpus:14s} | {fold['ua']:6.3f} | {fold['wa']:6.3f} | "
-                          f"{fold['macro_f1']:8.3f} | {f(modes.get('speaker')):>8s} | {f(modes.get('none')):>9s} | {'':7s} |")
-            print(f"| {label:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
-                  f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | {seconds:7.1f} |",
-                  flush=True)
+                    row.setdefault("per_corpus", {})[corpus] = {
+                        "ua": fold["ua"],
+                        **{f"ua_{k}": v for k, v in modes.items()},
+                    }
+                    print(
+                        f"| {label:22s} | {'loco>' + corpus:14s} | {fold['ua']:6.3f} | {fold['wa']:6.3f} | "
+                        f"{fold['macro_f1']:8.3f} | {f(modes.get('speaker')):>8s} | {f(modes.get('none')):>9s} | {'':7s} |"
+                    )
+            print(
+                f"| {label:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
+                f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | {seconds:7.1f} |",
+                flush=True,
+            )
     atomic_write_text(args.out, json.dumps(rows, indent=2))
     print(f"\nresults: {args.out}")
     return 0

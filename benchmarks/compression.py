@@ -57,15 +57,29 @@ def _ua(y, pred) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("SERKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
-    ap.add_argument("--layer", default="conv4", help="SoundNet8 cut of the baseline (default conv4, as the soundnet-finetune recipe)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", default=os.environ.get("SERKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    )
+    ap.add_argument(
+        "--layer",
+        default="conv4",
+        help="SoundNet8 cut of the baseline (default conv4, as the soundnet-finetune recipe)",
+    )
     ap.add_argument("--finetune-epochs", type=int, default=4, help="fine-tune epochs after pruning (default 4)")
     ap.add_argument("--qat-epochs", type=int, default=4, help="quantisation-aware fine-tune epochs (default 4)")
     ap.add_argument("--distill-epochs", type=int, default=8, help="student epochs; 0 skips distillation (default 8)")
-    ap.add_argument("--split", choices=sorted(SPLITS), default="halves",
-                    help="halves: both directions of a 5/5 speaker split, 535 test clips (default); fixed: test on 03 and 08")
-    ap.add_argument("--only-export", action="store_true", help="baseline, ONNX fp32 and ONNX int8 only (no QAT, pruning, student)")
+    ap.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="halves",
+        help="halves: both directions of a 5/5 speaker split, 535 test clips (default); fixed: test on 03 and 08",
+    )
+    ap.add_argument(
+        "--only-export", action="store_true", help="baseline, ONNX fp32 and ONNX int8 only (no QAT, pruning, student)"
+    )
     ap.add_argument("--latency-calls", type=int, default=300)
     ap.add_argument("--out", default=None, help="keep the model folders here (default: a temporary folder)")
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
@@ -103,20 +117,25 @@ def main(argv=None) -> int:
         fold_root = root / f"fold{k}" if len(SPLITS[args.split]) > 1 else root
         dirs: dict[str, Path] = {}
         seconds: dict[str, float] = {}
-        folds.append({"dirs": dirs, "seconds": seconds, "test": test, "n_train": len(train),
-                      "test_speakers": test_speakers})
+        folds.append(
+            {"dirs": dirs, "seconds": seconds, "test": test, "n_train": len(train), "test_speakers": test_speakers}
+        )
 
         def keep(name, model, train=train, dirs=dirs, fold_root=fold_root):
             dirs[name] = save_model(model, fold_root / name, trained_on={"corpora": [spec], "n_utterances": len(train)})
 
         def export(name, source, quantize, train=train, dirs=dirs, seconds=seconds, fold_root=fold_root):
             t0 = time.perf_counter()
-            dirs[name] = export_onnx(dirs[source], fold_root / name, quantize=quantize, calibration=[u.path for u in train])
+            dirs[name] = export_onnx(
+                dirs[source], fold_root / name, quantize=quantize, calibration=[u.path for u in train]
+            )
             sources[name] = source
             seconds[name] = round(time.perf_counter() - t0, 1)
 
         t0 = time.perf_counter()
-        base = SoundNetClassifier(layer=args.layer, pool="meanstd", strategy="freeze", train={"normalisation": "speaker"})
+        base = SoundNetClassifier(
+            layer=args.layer, pool="meanstd", strategy="freeze", train={"normalisation": "speaker"}
+        )
         base.fit(train, progress=False)
         seconds["baseline"] = round(time.perf_counter() - t0, 1)
         keep("baseline", base)
@@ -163,7 +182,9 @@ def main(argv=None) -> int:
         row = {
             "model": name,
             "size_mb": round(_dir_mb(path), 3),
-            "parameters": count_parameters(clf.net_) if not is_onnx else count_parameters(load_model(folds[0]["dirs"][sources[name]])[0].net_),
+            "parameters": count_parameters(clf.net_)
+            if not is_onnx
+            else count_parameters(load_model(folds[0]["dirs"][sources[name]])[0].net_),
             **latency_ms(lambda clf=clf: one_window(clf), n=args.latency_calls),
             "ua_adapted": None if is_onnx else round(_ua(y, np.concatenate(adapted)), 4),
             "ua_single": round(_ua(y, p_single[name].argmax(1)), 4),
@@ -176,8 +197,11 @@ def main(argv=None) -> int:
         if is_onnx:
             ref = p_single[sources[name]]
             dp = np.abs(p_single[name] - ref)
-            row.update(agree_source=round(float(np.mean(p_single[name].argmax(1) == ref.argmax(1))), 4),
-                       mean_dp=round(float(dp.mean()), 4), max_dp=round(float(dp.max()), 3))
+            row.update(
+                agree_source=round(float(np.mean(p_single[name].argmax(1) == ref.argmax(1))), 4),
+                mean_dp=round(float(dp.mean()), 4),
+                max_dp=round(float(dp.max()), 3),
+            )
         rows.append(row)
         log(f"measured {name}")
     base_row = rows[0]
@@ -186,25 +210,56 @@ def main(argv=None) -> int:
             r[f"d_{col}"] = None if r[col] is None else round(100 * (r[col] - base_row[col]), 1)
         source = next((q for q in rows if q["model"] == sources.get(r["model"])), None)
         r["d_ua_source"] = None if source is None else round(100 * (r["ua_single"] - source["ua_single"]), 1)
-        r["d_ua_source_ci95"] = None if source is None else _paired_ci(y, p_single[source["model"]].argmax(1),
-                                                                       p_single[r["model"]].argmax(1))
+        r["d_ua_source_ci95"] = (
+            None
+            if source is None
+            else _paired_ci(y, p_single[source["model"]].argmax(1), p_single[r["model"]].argmax(1))
+        )
 
-    cols = ["model", "size_mb", "parameters", "lat_ms_median", "lat_ms_p95", "ua_adapted", "d_ua_adapted",
-            "ua_single", "d_ua_single", "d_ua_source", "d_ua_source_ci95", "agree_source", "mean_dp", "max_dp", "build_s"]
+    cols = [
+        "model",
+        "size_mb",
+        "parameters",
+        "lat_ms_median",
+        "lat_ms_p95",
+        "ua_adapted",
+        "d_ua_adapted",
+        "ua_single",
+        "d_ua_single",
+        "d_ua_source",
+        "d_ua_source_ci95",
+        "agree_source",
+        "mean_dp",
+        "max_dp",
+        "build_s",
+    ]
     print(f"| {' | '.join(cols)} |")
     print(f"|{'|'.join('---' for _ in cols)}|")
     for r in rows:
         print(f"| {' | '.join('–' if r[c] is None else str(r[c]) for c in cols)} |")
-    folds_txt = "; ".join(f"train {f['n_train']} utterances, test {len(f['test'])} of speakers {' '.join(f['test_speakers'])}"
-                          for f in folds)
-    print(f"\nEmoDB, {args.split} split ({folds_txt}), UA on the pooled {len(y)} test predictions; baseline SoundNet8 "
-          f"{args.layer} meanstd, speaker-normalised, frozen; d_ua_* in UA points against the baseline; "
-          f"agree_source / mean_dp / max_dp: ONNX model against its source, single-utterance; latency: one 1-s "
-          f"window, one thread; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    folds_txt = "; ".join(
+        f"train {f['n_train']} utterances, test {len(f['test'])} of speakers {' '.join(f['test_speakers'])}"
+        for f in folds
+    )
+    print(
+        f"\nEmoDB, {args.split} split ({folds_txt}), UA on the pooled {len(y)} test predictions; baseline SoundNet8 "
+        f"{args.layer} meanstd, speaker-normalised, frozen; d_ua_* in UA points against the baseline; "
+        f"agree_source / mean_dp / max_dp: ONNX model against its source, single-utterance; latency: one 1-s "
+        f"window, one thread; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"split": args.split, "test_speakers": [f["test_speakers"] for f in folds],
-                                               "layer": args.layer, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "split": args.split,
+                    "test_speakers": [f["test_speakers"] for f in folds],
+                    "layer": args.layer,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -28,9 +28,15 @@ import threading
 import time
 from pathlib import Path
 
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance", "unsupported_method",
-          "missing_required_header")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "unsupported_method",
+    "missing_required_header",
+)
 
 
 class _Server:
@@ -42,7 +48,9 @@ class _Server:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_config(settings)))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="on", **uvicorn_config(settings))
+        )
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):
@@ -60,8 +68,15 @@ class _Server:
         self.sock.close()
 
 
-def fuzz(model=None, *, max_examples: int = 20, max_time: float = 120.0, seed: int = 1, api_key: str | None = None,
-         workdir: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+def fuzz(
+    model=None,
+    *,
+    max_examples: int = 20,
+    max_time: float = 120.0,
+    seed: int = 1,
+    api_key: str | None = None,
+    workdir: str | os.PathLike | None = None,
+) -> subprocess.CompletedProcess:
     """Run schemathesis against a service for ``model``; returns the finished schemathesis process."""
     from serkit.inference import Recognizer
     from serkit.serve.app import create_app
@@ -73,14 +88,35 @@ def fuzz(model=None, *, max_examples: int = 20, max_time: float = 120.0, seed: i
     settings = Settings(api_keys=(api_key,) if api_key else ())
     checks = CHECKS + (("ignored_auth",) if api_key else ())
     with _Server(create_app(Recognizer.load(model), settings), settings) as server:
-        command = [str(cli), "run", f"{server.url}/openapi.json", "--checks", ",".join(checks),
-                   "--max-examples", str(max_examples), "--max-time", str(int(max_time)), "--seed", str(seed),
-                   "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
-                   "--request-timeout", "30"]
+        command = [
+            str(cli),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            ",".join(checks),
+            "--max-examples",
+            str(max_examples),
+            "--max-time",
+            str(int(max_time)),
+            "--seed",
+            str(seed),
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "30",
+        ]
         if api_key:
             command += ["--header", f"X-API-Key: {api_key}"]
-        return subprocess.run(command, capture_output=True, text=True, timeout=max_time + 120, cwd=workdir,
-                              env={**os.environ, "NO_COLOR": "1"})
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=max_time + 120,
+            cwd=workdir,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
 
 
 def main(argv=None) -> int:
@@ -92,8 +128,9 @@ def main(argv=None) -> int:
     ap.add_argument("--api-key", default=None, help="run with SERKIT_API_KEYS=KEY and check that auth is enforced")
     args = ap.parse_args(argv)
     t0 = time.time()
-    proc = fuzz(args.model, max_examples=args.max_examples, max_time=args.max_time, seed=args.seed,
-                api_key=args.api_key)
+    proc = fuzz(
+        args.model, max_examples=args.max_examples, max_time=args.max_time, seed=args.seed, api_key=args.api_key
+    )
     print(proc.stdout[-6000:])
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)

@@ -56,6 +56,7 @@ async def run_round(url: str, clips: list[tuple[str, bytes]], n_requests: int, n
     limits = httpx.Limits(max_connections=n_clients, max_keepalive_connections=n_clients)
 
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits, headers=headers) as client:
+
         async def worker():
             while True:
                 try:
@@ -83,8 +84,22 @@ def train_model(out: Path) -> Path:
     if not data.exists():
         sys.exit(f"no --model given and {data} does not exist; pass --model DIR or set SERKIT_DATA")
     print(f"training egemaps-svm on {data} …", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "serkit.cli", "train", "--corpus", f"emodb:{data}",
-                    "--recipe", "egemaps-svm", "--out", str(out), "-q"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serkit.cli",
+            "train",
+            "--corpus",
+            f"emodb:{data}",
+            "--recipe",
+            "egemaps-svm",
+            "--out",
+            str(out),
+            "-q",
+        ],
+        check=True,
+    )
     return out
 
 
@@ -101,7 +116,9 @@ def main(argv=None) -> int:
 
     tmp = tempfile.TemporaryDirectory(prefix="serkit-load-")
     model = Path(args.model) if args.model else train_model(Path(tmp.name) / "model")
-    data = Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "emodb" / "wav"
+    data = (
+        Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "emodb" / "wav"
+    )
     files = sorted(data.glob("*.wav"))[: args.clips]
     if not files:
         sys.exit(f"no clips under {data}; set SERKIT_DATA")
@@ -112,8 +129,22 @@ def main(argv=None) -> int:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SERKIT_MAX_PENDING": str(max(64, 2 * args.clients))}
-    server = subprocess.Popen([sys.executable, "-m", "serkit.cli", "serve", "--model", str(model), "--port", str(port),
-                               "--workers", str(args.workers), "-q"], env=env)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serkit.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "-q",
+        ],
+        env=env,
+    )
     try:
         import httpx
 
@@ -136,19 +167,30 @@ def main(argv=None) -> int:
             all_errors += errors
             p50, p95, p99 = np.percentile(lat, [50, 95, 99]) * 1000
             rows.append((r + 1, len(lat), len(errors), len(lat) / wall, p50, p95, p99, lat.max() * 1000, rss[-1]))
-        print(f"serkit serve load test: {args.clients} clients, {args.requests} requests x {args.rounds} rounds, "
-              f"POST /v1/predict with {len(clips)} EmoDB clips, {args.workers} worker(s), {os.cpu_count()} CPUs")
-        print(f"{'round':>5} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} {'RSS MB':>7}")
+        print(
+            f"serkit serve load test: {args.clients} clients, {args.requests} requests x {args.rounds} rounds, "
+            f"POST /v1/predict with {len(clips)} EmoDB clips, {args.workers} worker(s), {os.cpu_count()} CPUs"
+        )
+        print(
+            f"{'round':>5} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+            f"{'max ms':>7} {'RSS MB':>7}"
+        )
         for row in rows:
-            print(f"{row[0]:>5} {row[1]:>8} {row[2]:>6} {row[3]:>7.1f} {row[4]:>7.0f} {row[5]:>7.0f} {row[6]:>7.0f} "
-                  f"{row[7]:>7.0f} {row[8]:>7.0f}")
+            print(
+                f"{row[0]:>5} {row[1]:>8} {row[2]:>6} {row[3]:>7.1f} {row[4]:>7.0f} {row[5]:>7.0f} {row[6]:>7.0f} "
+                f"{row[7]:>7.0f} {row[8]:>7.0f}"
+            )
         growth = max(rss[2:] or rss[1:]) - rss[1] if len(rss) > 2 else 0.0
-        print(f"RSS: {rss[0]:.0f} MB idle, {rss[1]:.0f} MB after warm-up, growth after warm-up {growth:+.0f} MB "
-              f"(allowed {args.max_rss_growth_mb:g})")
+        print(
+            f"RSS: {rss[0]:.0f} MB idle, {rss[1]:.0f} MB after warm-up, growth after warm-up {growth:+.0f} MB "
+            f"(allowed {args.max_rss_growth_mb:g})"
+        )
         metrics = httpx.get(url + "/metrics", timeout=5).text
-        served = sum(float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines()
-                     if l.startswith('serkit_http_requests_total{method="POST",route="/v1/predict",status="200"}'))
+        served = sum(
+            float(l.rsplit(" ", 1)[1])
+            for l in metrics.splitlines()
+            if l.startswith('serkit_http_requests_total{method="POST",route="/v1/predict",status="200"}')
+        )
         print(f"/metrics: {served:.0f} successful predictions counted")
         for e in all_errors[:10]:
             print(f"error: {e}", file=sys.stderr)

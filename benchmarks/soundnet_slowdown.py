@@ -31,8 +31,11 @@ LAYERS = ["conv4", "conv5", "conv4,conv5", "conv3,conv4,conv5"]
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--slowdowns", default=";".join(SLOWDOWNS),
-                    help="';'-separated slowdowns; one entry may list several ('2,3,4': concatenated)")
+    ap.add_argument(
+        "--slowdowns",
+        default=";".join(SLOWDOWNS),
+        help="';'-separated slowdowns; one entry may list several ('2,3,4': concatenated)",
+    )
     ap.add_argument("--layers", default=";".join(LAYERS), help="';'-separated layer sets ('conv4,conv5')")
     ap.add_argument("--protocol", default="speaker-kfold:5")
     ap.add_argument("--C", type=float, default=0.01, help="the linear SVM's C (fixed, so that cells compare)")
@@ -57,15 +60,29 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         cells = []
         for layers in layer_sets:
-            feature = {"name": "soundnet", "layer": layers, "pool": "mean,std", "slowdown": [float(x) for x in k.split(",")]}
+            feature = {
+                "name": "soundnet",
+                "layer": layers,
+                "pool": "mean,std",
+                "slowdown": [float(x) for x in k.split(",")],
+            }
             overrides = [f"model.features={json.dumps([feature])}", f"model.grid={json.dumps({'C': [args.C]})}"]
-            rep = evaluate([f"emodb:{emodb}"], "soundnet-linear", protocol=args.protocol, overrides=overrides,
-                           progress=False)
+            rep = evaluate(
+                [f"emodb:{emodb}"], "soundnet-linear", protocol=args.protocol, overrides=overrides, progress=False
+            )
             d = rep.to_dict()
             ua = (d.get("adaptation") or {}).get("speaker", {}).get("ua", d["ua"])
             cells.append(ua)
-            rows.append({"slowdown": k, "layers": layers, "protocol": args.protocol, "C": args.C, "ua": ua,
-                         "ua_single": (d.get("adaptation") or {}).get("none", {}).get("ua")})
+            rows.append(
+                {
+                    "slowdown": k,
+                    "layers": layers,
+                    "protocol": args.protocol,
+                    "C": args.C,
+                    "ua": ua,
+                    "ua_single": (d.get("adaptation") or {}).get("none", {}).get("ua"),
+                }
+            )
         seconds = time.perf_counter() - t0
         print(f"| {k:9s} | " + " | ".join(f"{u:17.3f}" for u in cells) + f" | {seconds:6.1f} |", flush=True)
     atomic_write_text(args.out, json.dumps(rows, indent=2))

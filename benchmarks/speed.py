@@ -90,7 +90,8 @@ def soundnet_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], fl
 
     return [("SoundNet8 conv5 mean,max", b, make(plain, b)) for b in (1, 16)] + [
         ("SoundNet8 slowdown 2,3,4 conv4+conv5 mean,std", 16, make(slowed, 16)),
-        ("GE2E speaker encoder lstm2+lstm3 mean,std", 16, make(get_extractor("ge2e"), 16))]
+        ("GE2E speaker encoder lstm2+lstm3 mean,std", 16, make(get_extractor("ge2e"), 16)),
+    ]
 
 
 def soundnet_res_rows(setup: Setup) -> list[tuple[str, int, Callable[[list[str]], float]]]:
@@ -151,13 +152,18 @@ def _classifier_dirs(setup: Setup) -> dict:
     root = Path(tempfile.mkdtemp(prefix="serkit-speed-"))
     emodb = Path(setup.files[0]).parent.parent
     utterances = [u for u in load_corpus(f"emodb:{emodb}") if u.speaker in ("03", "08", "09")]
-    model = SoundNetClassifier(layer="conv5", pool="meanmax", strategy="freeze",
-                               train={"epochs": 4, "val_fraction": 0.0, "min_epochs": 1, "crop_seconds": 2.0})
+    model = SoundNetClassifier(
+        layer="conv5",
+        pool="meanmax",
+        strategy="freeze",
+        train={"epochs": 4, "val_fraction": 0.0, "min_epochs": 1, "crop_seconds": 2.0},
+    )
     model.fit(utterances, progress=False)
     _CLASSIFIERS["torch"] = save_model(model, root / "torch")
     _CLASSIFIERS["onnx"] = export_onnx(root / "torch", root / "onnx")
-    _CLASSIFIERS["int8"] = export_onnx(root / "torch", root / "int8", quantize="int8",
-                                       calibration=[u.path for u in utterances])
+    _CLASSIFIERS["int8"] = export_onnx(
+        root / "torch", root / "int8", quantize="int8", calibration=[u.path for u in utterances]
+    )
     return _CLASSIFIERS
 
 
@@ -176,9 +182,11 @@ def classifier_rows(setup: Setup) -> list:
 
     dirs = _classifier_dirs(setup)
     rows = []
-    for key, label in (("torch", "SoundNet conv5 classifier, torch fp32"),
-                       ("onnx", "SoundNet conv5 classifier, ONNX fp32"),
-                       ("int8", "SoundNet conv5 classifier, ONNX int8")):
+    for key, label in (
+        ("torch", "SoundNet conv5 classifier, torch fp32"),
+        ("onnx", "SoundNet conv5 classifier, ONNX fp32"),
+        ("int8", "SoundNet conv5 classifier, ONNX int8"),
+    ):
         rec = Recognizer.load(dirs[key])
         sr = rec.sampling_rate
 
@@ -190,8 +198,14 @@ def classifier_rows(setup: Setup) -> list:
                 seconds += sum(len(s) for s in signals) / sr
             return seconds
 
-        rows.append((label, 16, run, {"latency": lambda rec=rec: one_window(rec.classifier),
-                                      "size_mb": round(_dir_mb(dirs[key]), 3)}))
+        rows.append(
+            (
+                label,
+                16,
+                run,
+                {"latency": lambda rec=rec: one_window(rec.classifier), "size_mb": round(_dir_mb(dirs[key]), 3)},
+            )
+        )
     return rows
 
 
@@ -215,9 +229,19 @@ def default_model_rows(setup: Setup) -> list:
         return float((table["end"] - table["start"]).sum())
 
     size = sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.rglob("*") if f.is_file()) / 2**20
-    return [("default model (6 classes), TESS whole files, predict_batch", 64, run,
-             {"files": list(setup.tess), "size_mb": round(size, 2), "latency": lambda rec=rec: one_window(rec.classifier),
-              "warmup": list(setup.tess[:64])})]
+    return [
+        (
+            "default model (6 classes), TESS whole files, predict_batch",
+            64,
+            run,
+            {
+                "files": list(setup.tess),
+                "size_mb": round(size, 2),
+                "latency": lambda rec=rec: one_window(rec.classifier),
+                "warmup": list(setup.tess[:64]),
+            },
+        )
+    ]
 
 
 #: row factories, in table order
@@ -250,20 +274,22 @@ def measure(setup: Setup, repeats: int) -> list[dict]:
                 audio = run(files)
                 times.append(time.perf_counter() - t0)
             wall = statistics.median(times)
-            results.append({
-                "model": label,
-                "batch": batch,
-                "clip_s": "file" if "files" in extra else (setup.clip or "file"),
-                "files": len(files),
-                "audio_s": round(audio, 1),
-                "wall_s": round(wall, 3),
-                "x_realtime": round(audio / wall, 1),
-                "ms_per_file": round(1000 * wall / len(files), 2),
-                "peak_rss_mb": round(_peak_rss_mb()),
-                "threads": setup.threads,
-                "size_mb": extra.get("size_mb", ""),
-                **latency_ms(extra.get("latency")),
-            })
+            results.append(
+                {
+                    "model": label,
+                    "batch": batch,
+                    "clip_s": "file" if "files" in extra else (setup.clip or "file"),
+                    "files": len(files),
+                    "audio_s": round(audio, 1),
+                    "wall_s": round(wall, 3),
+                    "x_realtime": round(audio / wall, 1),
+                    "ms_per_file": round(1000 * wall / len(files), 2),
+                    "peak_rss_mb": round(_peak_rss_mb()),
+                    "threads": setup.threads,
+                    "size_mb": extra.get("size_mb", ""),
+                    **latency_ms(extra.get("latency")),
+                }
+            )
     return results
 
 
@@ -302,18 +328,31 @@ def latency_ms(make, n: int = 300) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("SERKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", default=os.environ.get("SERKIT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    )
     ap.add_argument("--files", type=int, default=96, help="EmoDB files per pass (default 96)")
     ap.add_argument("--clip", type=float, default=3.0, help="clip length in seconds; 0 = whole files (default 3)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tess", type=int, default=2800,
-                    help="TESS files for the default model's row (default all 2800; 0 skips the row)")
+    ap.add_argument(
+        "--tess",
+        type=int,
+        default=2800,
+        help="TESS files for the default model's row (default all 2800; 0 skips the row)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
-                    help="run only rows whose model label contains TEXT (repeatable), e.g. --only int8; "
-                         "run one row per process to read its own peak memory")
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only rows whose model label contains TEXT (repeatable), e.g. --only int8; "
+        "run one row per process to read its own peak memory",
+    )
     args = ap.parse_args(argv)
 
     from serkit.audio import find_audio_files
@@ -331,8 +370,20 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    cols = ["model", "batch", "clip_s", "files", "audio_s", "wall_s", "x_realtime", "ms_per_file", "peak_rss_mb",
-            "size_mb", "lat_ms_median", "lat_ms_p95"]
+    cols = [
+        "model",
+        "batch",
+        "clip_s",
+        "files",
+        "audio_s",
+        "wall_s",
+        "x_realtime",
+        "ms_per_file",
+        "peak_rss_mb",
+        "size_mb",
+        "lat_ms_median",
+        "lat_ms_p95",
+    ]
     print(f"| {' | '.join(cols)} |")
     print(f"|{'|'.join('---' for _ in cols)}|")
     for r in results:

@@ -29,9 +29,15 @@ def quick_soundnet(root: Path) -> Path:
         pytest.skip(f"SoundNet weights unavailable ({exc})")
     spec = f"emodb:{data_dir('emodb')}"
     utterances = [u for u in load_corpus(spec) if u.speaker in SPEAKERS]
-    model = SoundNetClassifier(layer="conv5", pool="meanmax", strategy="freeze",
-                               train={"epochs": 4, "val_fraction": 0.0, "min_epochs": 1, "crop_seconds": 2.0})
+    model = SoundNetClassifier(
+        layer="conv5",
+        pool="meanmax",
+        strategy="freeze",
+        train={"epochs": 4, "val_fraction": 0.0, "min_epochs": 1, "crop_seconds": 2.0},
+    )
     model.fit(utterances, progress=False)
-    out = save_model(model, Path(root) / "soundnet-quick", trained_on={"corpora": [spec], "n_utterances": len(utterances)})
+    out = save_model(
+        model, Path(root) / "soundnet-quick", trained_on={"corpora": [spec], "n_utterances": len(utterances)}
+    )
     _BUILT["soundnet"] = out
     return out

@@ -31,12 +31,14 @@ def _payload_pipeline(marker: Path):
 
     source = f"open({str(marker)!r}, 'w').write('pwned')"
     head = LogisticRegression().fit(np.arange(6.0).reshape(-1, 1), [0, 1] * 3)
-    return Pipeline([
-        ("fill", FunctionTransformer(np.full_like, kw_args={"fill_value": source, "dtype": "U300"})),
-        ("take", FunctionTransformer(np.take, kw_args={"indices": 0})),
-        ("run", FunctionTransformer(runstring, kw_args={"dict": {}})),
-        ("clf", head),
-    ])
+    return Pipeline(
+        [
+            ("fill", FunctionTransformer(np.full_like, kw_args={"fill_value": source, "dtype": "U300"})),
+            ("take", FunctionTransformer(np.take, kw_args={"indices": 0})),
+            ("run", FunctionTransformer(runstring, kw_args={"dict": {}})),
+            ("clf", head),
+        ]
+    )
 
 
 def _copy_default(tmp_path: Path) -> Path:
@@ -67,8 +69,13 @@ def test_code_execution_payload_is_refused_by_predict(tmp_path):
     with pytest.raises(ModelError, match=r"sklearn\.preprocessing\._function_transformer\.FunctionTransformer"):
         load_model(model)
     # the CLI, in its own process, as the attacker would run it
-    proc = subprocess.run([sys.executable, "-m", "serkit.cli", "predict", "--model", str(model), str(EXAMPLE)],
-                          capture_output=True, text=True, timeout=300, env=_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "serkit.cli", "predict", "--model", str(model), str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+    )
     assert proc.returncode != 0
     assert "types serkit does not load" in proc.stderr and "FunctionTransformer" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -94,12 +101,17 @@ def test_callables_are_refused(tmp_path, thing):
 def test_allow_list_is_exact_and_default_model_loads():
     names = {f"{m}.{c}" for loader, m, c in SKOPS_ALLOWED if loader == "ObjectNode"}
     assert names == {
-        "sklearn.pipeline.Pipeline", "sklearn.preprocessing._data.StandardScaler", "sklearn.svm._classes.SVC",
-        "sklearn.linear_model._logistic.LogisticRegression", "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.svm._classes.SVC",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.ensemble._forest.RandomForestClassifier",
         "sklearn.tree._classes.DecisionTreeClassifier",
     }
-    assert not any(loader in ("FunctionNode", "MethodNode", "ReduceNode", "OperatorFuncNode", "PartialNode")
-                   for loader, _, _ in SKOPS_ALLOWED)
+    assert not any(
+        loader in ("FunctionNode", "MethodNode", "ReduceNode", "OperatorFuncNode", "PartialNode")
+        for loader, _, _ in SKOPS_ALLOWED
+    )
     model, meta = load_model(DEFAULT_MODEL_DIR)
     assert model.labels_ == meta["labels"] and len(model.estimators_) == 1
 
@@ -122,6 +134,7 @@ def test_every_classifier_serkit_builds_round_trips(tmp_path, kind):
 
 
 # -- files outside the model folder --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../../etc/passwd", "/proc/self/environ", "a/../../x"])
 def test_model_file_refuses_names_leaving_the_folder(tmp_path, name):
@@ -161,16 +174,29 @@ def _onnx_model(directory: Path, location: str | None) -> None:
             e.key, e.value = key, value
         w.ClearField("raw_data")
     graph = helper.make_graph(
-        [helper.make_node("Add", ["waveform", "w"], ["probabilities"])], "g",
-        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, 2]),
-         helper.make_tensor_value_info("lengths", TensorProto.INT64, [1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])], [w])
+        [helper.make_node("Add", ["waveform", "w"], ["probabilities"])],
+        "g",
+        [
+            helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, 2]),
+            helper.make_tensor_value_info("lengths", TensorProto.INT64, [1]),
+        ],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 2])],
+        [w],
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     directory.mkdir(exist_ok=True)
     (directory / "model.onnx").write_bytes(m.SerializeToString())
-    (directory / "model.json").write_text(json.dumps({
-        "format_version": 1, "family": "onnx", "labels": ["a", "b"], "sampling_rate": 16000,
-        "config": {"file": "model.onnx", "sampling_rate": 16000}}))
+    (directory / "model.json").write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "family": "onnx",
+                "labels": ["a", "b"],
+                "sampling_rate": 16000,
+                "config": {"file": "model.onnx", "sampling_rate": 16000},
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("file", ["/etc/passwd", "../../etc/passwd", "/proc/self/environ"])
@@ -212,6 +238,7 @@ def test_onnx_external_data_outside_is_refused(tmp_path, location):
 
 
 # -- malformed files -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("content", ["pickle", "text-link", "truncated", "empty"])
 def test_unreadable_weight_files_give_one_model_error(tmp_path, content):

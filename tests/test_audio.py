@@ -13,8 +13,10 @@ from serkit.errors import AudioError
 from .conftest import tone
 
 
-@pytest.mark.parametrize("fmt,ext,subtype", [("WAV", "wav", "PCM_16"), ("FLAC", "flac", "PCM_16"),
-                                              ("OGG", "ogg", "VORBIS"), ("MP3", "mp3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(
+    "fmt,ext,subtype",
+    [("WAV", "wav", "PCM_16"), ("FLAC", "flac", "PCM_16"), ("OGG", "ogg", "VORBIS"), ("MP3", "mp3", "MPEG_LAYER_III")],
+)
 def test_reads_every_format_stereo_and_resamples(tmp_path, fmt, ext, subtype):
     left = tone(440, 1.0, 44100, 0.4)
     stereo = np.stack([left, left], axis=1)

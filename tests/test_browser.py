@@ -13,9 +13,19 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = os.environ.get("SERKIT_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("SERKIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "out" / "test-artifacts"))
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(
+    os.environ.get("SERKIT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "out" / "test-artifacts")
+)
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)", allow_module_level=True)
@@ -39,19 +49,25 @@ def page(recognizer, tmp_path_factory):
 
     with LiveServer(create_app(recognizer, Settings())) as server, sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=ARGS,
-            headless=True, viewport={"width": 900, "height": 1100},
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 900, "height": 1100},
             bypass_csp=True,  # Playwright evaluates its wait conditions as strings; the page itself needs no eval
         )
         # nothing may leave loopback: a request elsewhere (a CDN, say) fails the test
         outside = []
-        context.route(lambda url: not url.startswith(server.url),
-                      lambda route: (outside.append(route.request.url), route.abort()))
+        context.route(
+            lambda url: not url.startswith(server.url), lambda route: (outside.append(route.request.url), route.abort())
+        )
         pg = context.new_page()
         console_errors = []
         # the browser logs every 4xx as a console error; the bad-file test provokes one on purpose
-        pg.on("console", lambda m: console_errors.append(m.text)
-              if m.type == "error" and "status of 4" not in m.text else None)
+        pg.on(
+            "console",
+            lambda m: console_errors.append(m.text) if m.type == "error" and "status of 4" not in m.text else None,
+        )
         pg.goto(server.url + "/")
         yield pg
         context.close()
@@ -74,8 +90,9 @@ def test_upload_shows_label_and_bar_chart(page, recognizer, clip):
     assert "angry, neutral, sad" in page.text_content("#model-info")
     page.set_input_files("#file", str(clip))
     page.click("#analyse")
-    page.wait_for_function("document.body.dataset.state === 'done' || document.body.dataset.state === 'error'",
-                           timeout=30000)
+    page.wait_for_function(
+        "document.body.dataset.state === 'done' || document.body.dataset.state === 'error'", timeout=30000
+    )
     assert page.is_hidden("#error"), page.text_content("#error")
     expected = recognizer.predict_file(clip).iloc[0]
     assert page.text_content("#label") == expected["label"]

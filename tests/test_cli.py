@@ -36,11 +36,25 @@ def test_corpora_scan_bad_folder_is_one_line(tmp_path, capsys):
 
 def test_evaluate_writes_the_report(manifest, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["evaluate", "--corpus", f"manifest:{manifest}", "--recipe", "egemaps-svm",
-                 "--protocol", "loso", "--out", str(out), "-q"])
+    code = main(
+        [
+            "evaluate",
+            "--corpus",
+            f"manifest:{manifest}",
+            "--recipe",
+            "egemaps-svm",
+            "--protocol",
+            "loso",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert {"ua", "wa", "macro_f1", "labels", "confusion", "folds", "protocol", "recipe", "normalisation"} <= set(report)
+    assert {"ua", "wa", "macro_f1", "labels", "confusion", "folds", "protocol", "recipe", "normalisation"} <= set(
+        report
+    )
     assert [sorted(f["test_speakers"]) for f in report["folds"]] == [["03"], ["10"], ["11"]]
     assert report["labels"] == ["angry", "neutral", "sad"]
     assert report["ua"] > 0.5  # 3 classes: chance is 0.33
@@ -104,8 +118,18 @@ def test_help_has_examples(capsys):
 
 
 def test_speaker_dependent_protocol_needs_the_flag(manifest, tmp_path, capsys):
-    args = ["evaluate", "--corpus", f"manifest:{manifest}", "--recipe", "egemaps-svm", "--protocol", "random-split:3",
-            "--out", str(tmp_path / "r"), "-q"]
+    args = [
+        "evaluate",
+        "--corpus",
+        f"manifest:{manifest}",
+        "--recipe",
+        "egemaps-svm",
+        "--protocol",
+        "random-split:3",
+        "--out",
+        str(tmp_path / "r"),
+        "-q",
+    ]
     assert main(args) == 2
     assert "--speaker-dependent" in capsys.readouterr().err
     assert main(args + ["--speaker-dependent"]) == 0

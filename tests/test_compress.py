@@ -80,7 +80,9 @@ def test_prune_halves_channels_parameters_and_file(model, model_dir, clips, tmp_
     half = [w // 2 for w in widths]
     assert pruned.compression_["channels_after"] == {f"conv{i + 1}": n for i, n in enumerate(half)}
 
-    def conv_params(ws):  # SoundNet8 conv1-conv5 (weights + bias) + BN (2 per channel) + head (BN on 2C, linear 2C -> 7)
+    def conv_params(
+        ws,
+    ):  # SoundNet8 conv1-conv5 (weights + bias) + BN (2 per channel) + head (BN on 2C, linear 2C -> 7)
         kernels = [64, 32, 16, 8, 4]
         cin = [1, *ws[:-1]]
         total = sum(o * i * k + o + 2 * o for o, i, k in zip(ws, cin, kernels))
@@ -134,8 +136,14 @@ def test_qat_weights_on_int8_grid_and_onnx_agrees(model, train_utterances, clips
 
 
 def test_distilled_student_agrees_with_teacher_beyond_chance(model, train_utterances):
-    student = distill(model, train_utterances[::4], epochs=3, alpha=1.0, temperature=2.0,
-                      student={"family": "soundnet-res", "pool": "meanmax", "train": {"val_fraction": 0.0}})
+    student = distill(
+        model,
+        train_utterances[::4],
+        epochs=3,
+        alpha=1.0,
+        temperature=2.0,
+        student={"family": "soundnet-res", "pool": "meanmax", "train": {"val_fraction": 0.0}},
+    )
     assert student.family == "soundnet-res" and student.labels_ == model.labels_
     info = student.compression_
     assert info["windows"] == len(train_utterances[::4])  # EmoDB clips are short: one whole-utterance window each
@@ -147,16 +155,19 @@ def test_distilled_student_agrees_with_teacher_beyond_chance(model, train_uttera
     agree = np.mean(s == t)
     # chance: independent predictions with the same class frequencies agree sum_k f_t(k) f_s(k)
     chance = float(np.sum(np.bincount(t, minlength=7) * np.bincount(s, minlength=7))) / len(t) ** 2
-    print(f'student/teacher agreement {agree:.3f}, chance {chance:.3f}')
+    print(f"student/teacher agreement {agree:.3f}, chance {chance:.3f}")
     assert agree > chance + 0.1, (agree, chance)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--prune", "1.5"], "must be a fraction in"),
-    (["--prune", "0.5", "--distill"], "choose one compression"),
-    ([], "nothing to do"),
-    (["--distill", "--qat"], "distil first"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--prune", "1.5"], "must be a fraction in"),
+        (["--prune", "0.5", "--distill"], "choose one compression"),
+        ([], "nothing to do"),
+        (["--distill", "--qat"], "distil first"),
+    ],
+)
 def test_cli_errors(model_dir, tmp_path, capsys, argv, message):
     code = main(["compress", str(model_dir), *argv, "--epochs", "0", "--out", str(tmp_path / "x"), "-q"])
     assert code == 2
@@ -165,7 +176,9 @@ def test_cli_errors(model_dir, tmp_path, capsys, argv, message):
 
 
 def test_cli_feature_model_cannot_prune(small_model_dir, tmp_path, capsys):
-    assert main(["compress", str(small_model_dir), "--prune", "0.5", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["compress", str(small_model_dir), "--prune", "0.5", "--epochs", "0", "--out", str(tmp_path / "x")]) == 2
+    )
     assert "works on the soundnet and soundnet-res families" in capsys.readouterr().err
 
 
@@ -193,8 +206,12 @@ def test_pruned_network_is_built_at_its_widths(backbone, amount):
     exactly the pruned network's parameters and buffers (names and shapes), and loads its weights."""
     from serkit.models.neural import SoundNetClassifier
 
-    options = {"backbone": backbone, "pretrained": False, "strategy": "full",
-               "train": {"normalisation": "speaker", "epochs": 1}}
+    options = {
+        "backbone": backbone,
+        "pretrained": False,
+        "strategy": "full",
+        "train": {"normalisation": "speaker", "epochs": 1},
+    }
     if backbone == "soundnet8":
         options.update(layer="conv4", pool="attention")
     m = SoundNetClassifier(**options)

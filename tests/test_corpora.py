@@ -55,7 +55,14 @@ def test_all_adapters_registered():
 def test_adapter_code_tables_match_native_labels():
     from serkit.corpora import cremad, emodb, iemocap, ravdess, savee, tess
 
-    for name, mod in [("emodb", emodb), ("ravdess", ravdess), ("tess", tess), ("savee", savee), ("cremad", cremad), ("iemocap", iemocap)]:
+    for name, mod in [
+        ("emodb", emodb),
+        ("ravdess", ravdess),
+        ("tess", tess),
+        ("savee", savee),
+        ("cremad", cremad),
+        ("iemocap", iemocap),
+    ]:
         assert set(mod.EMOTIONS.values()) == set(native_labels(name)), name
         assert set(native_labels(name)) <= set(labels.CANONICAL_LABELS)
 
@@ -100,7 +107,9 @@ def test_generic_mapping_synonyms():
 
     utts = [
         Utterance(str(i), f"{i}.wav", lab, "s1", "folder")
-        for i, lab in enumerate(["Anger", "happiness", "SADNESS", "fearful", "Disgusted", "surprised", "neutral", "contempt"])
+        for i, lab in enumerate(
+            ["Anger", "happiness", "SADNESS", "fearful", "Disgusted", "surprised", "neutral", "contempt"]
+        )
     ]
     kept, dropped = map_utterances(utts, "6class")
     assert [u.label for u in kept] == ["angry", "happy", "sad", "fear", "disgust", "neutral"]
@@ -136,7 +145,9 @@ def test_emodb_parsing_and_both_roots(tmp_path):
 def test_emodb_wrong_folder_says_what_was_expected(tmp_path):
     touch(tmp_path / "song.wav")
     touch(tmp_path / "other.flac")
-    with pytest.raises(CorpusError, match=r"does not look like the emodb corpus: expected .*03a01Fa\.wav.*2 audio files"):
+    with pytest.raises(
+        CorpusError, match=r"does not look like the emodb corpus: expected .*03a01Fa\.wav.*2 audio files"
+    ):
         scan_corpus("emodb", tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="holds no audio files"):
@@ -209,15 +220,26 @@ def test_savee_both_layouts(tmp_path):
     touch(nested / "AudioData" / "DC" / "a01.wav")
     touch(nested / "AudioData" / "JE" / "su02.wav")
     r2 = scan_corpus("savee", nested)
-    assert {(u.id, u.speaker, u.label) for u in r2.utterances} == {("DC_a01", "DC", "angry"), ("JE_su02", "JE", "surprise")}
+    assert {(u.id, u.speaker, u.label) for u in r2.utterances} == {
+        ("DC_a01", "DC", "angry"),
+        ("JE_su02", "JE", "surprise"),
+    }
 
 
 def test_cremad_parsing(tmp_path):
     wav = tmp_path / "AudioWAV"
-    for name in ["1001_DFA_ANG_XX.wav", "1002_IEO_HAP_HI.wav", "1091_TSI_NEU_XX.wav", "1001_DFA_XYZ_XX.wav", "junk.wav"]:
+    for name in [
+        "1001_DFA_ANG_XX.wav",
+        "1002_IEO_HAP_HI.wav",
+        "1091_TSI_NEU_XX.wav",
+        "1001_DFA_XYZ_XX.wav",
+        "junk.wav",
+    ]:
         touch(wav / name)
     touch(tmp_path / "AudioMP3" / "1001_DFA_ANG_XX.mp3")  # same clips again: must not be counted
-    (tmp_path / "VideoDemographics.csv").write_text("ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n1002,21,Female,Caucasian,Not Hispanic\n")
+    (tmp_path / "VideoDemographics.csv").write_text(
+        "ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n1002,21,Female,Caucasian,Not Hispanic\n"
+    )
     r = scan_corpus("cremad", tmp_path)
     by_id = {u.id: u for u in r.utterances}
     assert set(by_id) == {"1001_DFA_ANG_XX", "1002_IEO_HAP_HI", "1091_TSI_NEU_XX"}
@@ -294,7 +316,12 @@ def test_folder_speakers(tmp_path):
     touch(tmp_path / ".hidden" / "h_1.wav")
     r = scan_corpus("folder", tmp_path)
     got = {(u.label, u.speaker, u.extra["speaker_from"]) for u in r.utterances}
-    assert got == {("Anger", "anna", "prefix"), ("Anger", "bob", "prefix"), ("happy", "carl", "folder"), ("happy", UNKNOWN_SPEAKER, "unknown")}
+    assert got == {
+        ("Anger", "anna", "prefix"),
+        ("Anger", "bob", "prefix"),
+        ("happy", "carl", "folder"),
+        ("happy", UNKNOWN_SPEAKER, "unknown"),
+    }
     text = " ".join(r.problems)
     assert "loose.wav" in text and "carry no speaker" in text and "h_1" not in text
     r2 = scan_corpus("folder", tmp_path, speaker_pattern=r"^(?P<speaker>[a-z]+)[_-]")
@@ -385,7 +412,8 @@ def test_check_audio_skips_nan_empty_garbage_and_too_short_files_alike(tmp_path,
     bad = _bad_files(tmp_path / "angry")
     r = scan_corpus("folder", tmp_path, check_audio=True)
     assert sorted(Path(u.path).name for u in r.utterances) == sorted(
-        [f"angry{k}.wav" for k in range(5)] + [f"sad{k}.wav" for k in range(5)])
+        [f"angry{k}.wav" for k in range(5)] + [f"sad{k}.wav" for k in range(5)]
+    )
     skipped = [p for p in r.problems if p.startswith("skipped: ")]
     assert len(skipped) == 4
     text = " | ".join(skipped)
@@ -426,8 +454,23 @@ def test_train_skips_bad_files_instead_of_failing(tmp_path, emodb_dir):
             shutil.copy(w, root / label / w.name)
     _bad_files(root / "angry")
     out = tmp_path / "model"
-    assert main(["train", "--corpus", f"folder:{root}", "--recipe", "librosa-svm", "--out", str(out), "-q",
-                 "--set", "model.grid={C: [1.0]}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--corpus",
+                f"folder:{root}",
+                "--recipe",
+                "librosa-svm",
+                "--out",
+                str(out),
+                "-q",
+                "--set",
+                "model.grid={C: [1.0]}",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "model.json").read_text())
     assert meta["trained_on"]["n_utterances"] == 10
 
@@ -453,9 +496,11 @@ def test_quiet_silences_library_warnings(tmp_path):
     import sys
 
     # a library warning raised while the command runs (as scikit-learn's are)
-    code = ("import warnings, sys; import serkit.cli as c; "
-            "c.COMMANDS['recipes'] = lambda a: warnings.warn('a scikit-learn style notice', FutureWarning) or 0; "
-            "c.main(sys.argv[1:])")
+    code = (
+        "import warnings, sys; import serkit.cli as c; "
+        "c.COMMANDS['recipes'] = lambda a: warnings.warn('a scikit-learn style notice', FutureWarning) or 0; "
+        "c.main(sys.argv[1:])"
+    )
     env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     env.pop("PYTHONWARNINGS", None)
     loud = subprocess.run([sys.executable, "-c", code, "recipes"], capture_output=True, text=True, env=env)
@@ -470,7 +515,9 @@ def test_quiet_silences_library_warnings(tmp_path):
 def test_parse_spec():
     assert parse_spec("EmoDB:/data/emodb") == ("emodb", "/data/emodb", {})
     assert parse_spec("crema-d:C:\\x") == ("cremad", "C:\\x", {})
-    assert parse_spec(("folder", Path("/d"), {"speaker_pattern": "(?P<speaker>x)"}))[2] == {"speaker_pattern": "(?P<speaker>x)"}
+    assert parse_spec(("folder", Path("/d"), {"speaker_pattern": "(?P<speaker>x)"}))[2] == {
+        "speaker_pattern": "(?P<speaker>x)"
+    }
     with pytest.raises(ConfigError, match="not NAME:ROOT"):
         parse_spec("/data/emodb")
     with pytest.raises(ConfigError, match="unknown corpus 'berlinx'; known: cremad, emodb"):
@@ -498,7 +545,12 @@ def test_load_corpora_prefixes_speakers(tmp_path, caplog):
     touch(tmp_path / "rav" / "Actor_03" / "03-01-02-01-01-01-03.wav")
     touch(tmp_path / "f1" / "angry" / "03_x.wav")
     touch(tmp_path / "f2" / "angry" / "03_x.wav")
-    specs = [f"emodb:{tmp_path / 'emodb'}", ("ravdess", tmp_path / "rav"), f"folder:{tmp_path / 'f1'}", f"folder:{tmp_path / 'f2'}"]
+    specs = [
+        f"emodb:{tmp_path / 'emodb'}",
+        ("ravdess", tmp_path / "rav"),
+        f"folder:{tmp_path / 'f1'}",
+        f"folder:{tmp_path / 'f2'}",
+    ]
     with caplog.at_level(logging.INFO, logger="serkit.corpora"):
         utts = load_corpora(specs, label_set="6class")
     assert sorted((u.speaker, u.label) for u in utts) == [
@@ -524,7 +576,13 @@ def test_real_emodb():
     r = scan_corpus("emodb", need("emodb"))
     assert len(r.utterances) == 535 and r.problems == []
     assert Counter(u.label for u in r.utterances) == {
-        "angry": 127, "boredom": 81, "disgust": 46, "fear": 69, "happy": 71, "sad": 62, "neutral": 79,
+        "angry": 127,
+        "boredom": 81,
+        "disgust": 46,
+        "fear": 69,
+        "happy": 71,
+        "sad": 62,
+        "neutral": 79,
     }
     assert sorted({u.speaker for u in r.utterances}) == ["03", "08", "09", "10", "11", "12", "13", "14", "15", "16"]
     kept, dropped = map_utterances(r.utterances, "6class")

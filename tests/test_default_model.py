@@ -101,11 +101,25 @@ def test_cli_adapts_by_folder(emodb_dir, tmp_path):
             (folder / f.name).symlink_to(f)
             groups.setdefault(spk, []).append(f)
     out = tmp_path / "p.csv"
-    assert main(["predict", str(tmp_path / "caller03"), str(tmp_path / "caller10"), "--adapt-by", "folder",
-                 "--out", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "caller03"),
+                str(tmp_path / "caller10"),
+                "--adapt-by",
+                "folder",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     got = pd.read_csv(out)[[f"p_{lab}" for lab in SIX]].to_numpy(float)
     files = groups["03"] + groups["10"]
-    expected = rec.classifier.predict_proba([read(f, rec.sampling_rate)[0] for f in files],
-                                            speakers=["03"] * 12 + ["10"] * 12)
+    expected = rec.classifier.predict_proba(
+        [read(f, rec.sampling_rate)[0] for f in files], speakers=["03"] * 12 + ["10"] * 12
+    )
     assert np.allclose(got, expected, atol=1e-6)
     assert main(["predict", str(tmp_path / "caller03"), "--adapt-by", "all", "--timeline", "-q"]) == 2

@@ -28,8 +28,9 @@ from serkit.models.base import Classifier
 # fixtures
 # ---------------------------------------------------------------------------------------------
 def utt(i, label, speaker, **extra):
-    return Utterance(id=f"{i:03d}", path=f"/nonexistent/{i:03d}.wav", label=label, speaker=speaker,
-                     corpus="toy", extra=extra)
+    return Utterance(
+        id=f"{i:03d}", path=f"/nonexistent/{i:03d}.wav", label=label, speaker=speaker, corpus="toy", extra=extra
+    )
 
 
 def toy(n_speakers=7, seed=0, labels=("angry", "happy", "neutral", "sad")):
@@ -174,8 +175,10 @@ def test_loso_needs_two_speakers():
 
 
 def test_loco_one_fold_per_corpus():
-    data = [Utterance(f"{i}", f"/x/{i}.wav", "angry" if i % 2 else "sad", f"{c}/s{i % 3}", c)
-            for i, c in enumerate(["tess", "emodb", "ravdess"] * 4)]
+    data = [
+        Utterance(f"{i}", f"/x/{i}.wav", "angry" if i % 2 else "sad", f"{c}/s{i % 3}", c)
+        for i, c in enumerate(["tess", "emodb", "ravdess"] * 4)
+    ]
     p = parse_protocol("loco")
     assert p.name == "loco" and p.speaker_independent
     folds = p.folds(data)
@@ -269,9 +272,15 @@ def test_validation_split_single_speaker_falls_back_to_stratified():
 # ---------------------------------------------------------------------------------------------
 def test_evaluate_majority_known_answer():
     # s1: x x y | s2: x y | s3: x z. Each LOSO training set has majority "x", so every prediction is x.
-    data = [utt(0, "x", "s1"), utt(1, "x", "s1"), utt(2, "y", "s1"),
-            utt(3, "x", "s2"), utt(4, "y", "s2"),
-            utt(5, "x", "s3"), utt(6, "z", "s3")]
+    data = [
+        utt(0, "x", "s1"),
+        utt(1, "x", "s1"),
+        utt(2, "y", "s1"),
+        utt(3, "x", "s2"),
+        utt(4, "y", "s2"),
+        utt(5, "x", "s3"),
+        utt(6, "z", "s3"),
+    ]
     r = evaluate(MajorityClassifier, data, "loso", progress=False)
     assert r.labels == ["x", "y", "z"]
     assert r.wa == pytest.approx(4 / 7)
@@ -283,8 +292,20 @@ def test_evaluate_majority_known_answer():
     # s3's training set (s1 + s2) has no "z": the fold says so and its p_z column is 0
     assert r.folds[2]["missing_train_labels"] == ["z"]
     assert (r.predictions.loc[r.predictions.fold == 2, "p_z"] == 0).all()
-    assert list(r.predictions.columns) == ["id", "path", "start", "end", "speaker", "corpus", "fold", "true",
-                                           "pred", "p_x", "p_y", "p_z"]
+    assert list(r.predictions.columns) == [
+        "id",
+        "path",
+        "start",
+        "end",
+        "speaker",
+        "corpus",
+        "fold",
+        "true",
+        "pred",
+        "p_x",
+        "p_y",
+        "p_z",
+    ]
     assert not r.speaker_dependent and r.protocol == "loso"
 
 
@@ -305,9 +326,17 @@ def test_evaluate_pools_predictions_and_aligns_columns_by_name():
 
 def test_evaluate_report_both_adaptation_modes():
     rng = np.random.default_rng(5)
-    data = [Utterance(u.id, u.path, u.label, u.speaker, u.corpus,
-                      extra={**u.extra, "guess_adapted": u.label if rng.random() < 0.8 else u.extra["guess"]})
-            for u in toy(4)]
+    data = [
+        Utterance(
+            u.id,
+            u.path,
+            u.label,
+            u.speaker,
+            u.corpus,
+            extra={**u.extra, "guess_adapted": u.label if rng.random() < 0.8 else u.extra["guess"]},
+        )
+        for u in toy(4)
+    ]
     PREDICTIONS.clear()
     r = evaluate(lambda: GuessClassifier(adapting=True), data, "loso", report_both=True, progress=False)
     assert PREDICTIONS == [True, False] * len(r.folds)  # each fold predicted once per mode, adapted first
@@ -323,7 +352,8 @@ def test_evaluate_report_both_adaptation_modes():
         test = [u for u in data if u.speaker in f["test_speakers"]]
         assert f["test_corpora"] == ["toy"]
         assert f["ua_by_mode"]["none"] == pytest.approx(
-            metrics([u.label for u in test], [u.extra["guess"] for u in test], r.labels)["ua"])
+            metrics([u.label for u in test], [u.extra["guess"] for u in test], r.labels)["ua"]
+        )
 
     # a model that does not adapt to speakers has one mode only, predicted once per fold, and a note saying why
     PREDICTIONS.clear()
@@ -368,9 +398,23 @@ def test_evaluate_rejects_misshapen_probabilities():
 # ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
-REQUIRED_KEYS = {"ua", "wa", "macro_f1", "labels", "confusion", "confusion_normalised", "per_class", "folds",
-                 "protocol", "speaker_dependent", "recipe", "normalisation", "n_utterances", "n_speakers",
-                 "seconds"}
+REQUIRED_KEYS = {
+    "ua",
+    "wa",
+    "macro_f1",
+    "labels",
+    "confusion",
+    "confusion_normalised",
+    "per_class",
+    "folds",
+    "protocol",
+    "speaker_dependent",
+    "recipe",
+    "normalisation",
+    "n_utterances",
+    "n_speakers",
+    "seconds",
+}
 
 
 def test_report_save_and_load(tmp_path):

@@ -77,8 +77,10 @@ def held_out():
     from tests.quick_models import SPEAKERS
 
     utterances = load_corpus(f"emodb:{data_dir('emodb')}")
-    return ([u.path for u in utterances if u.speaker in SPEAKERS],
-            [read(u.path, 22050)[0] for u in utterances if u.speaker not in SPEAKERS])
+    return (
+        [u.path for u in utterances if u.speaker in SPEAKERS],
+        [read(u.path, 22050)[0] for u in utterances if u.speaker not in SPEAKERS],
+    )
 
 
 def test_int8_agrees_with_fp32_on_held_out_speakers(model_dir, held_out, tmp_path):

@@ -15,8 +15,13 @@ from serkit.speakers import centre_speakers
 from .test_models import emodb_subset
 
 EGEMAPS = {"family": "features", "features": ["egemaps"], "classifier": "svm-linear", "grid": {"C": [0.01]}}
-LIBROSA = {"family": "features", "features": [{"name": "librosa", "n_formants": 0}], "classifier": "svm-linear",
-           "grid": {"C": [0.001]}, "name": "librosa"}
+LIBROSA = {
+    "family": "features",
+    "features": [{"name": "librosa", "n_formants": 0}],
+    "classifier": "svm-linear",
+    "grid": {"C": [0.001]},
+    "name": "librosa",
+}
 
 
 def test_weighted_combiner_trusts_the_informative_member():
@@ -61,7 +66,9 @@ def test_fusion_learns_on_training_speakers_and_round_trips(emodb_dir, tmp_path)
     centred = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     assert not np.allclose(centred, before[True])
     assert np.allclose(loaded.predict_proba_utterances(utts[:12], adapt=True, progress=False), centred, atol=1e-9)
-    assert np.allclose(loaded.predict_proba_utterances(utts[:12], adapt=False, progress=False), before[False], atol=1e-9)
+    assert np.allclose(
+        loaded.predict_proba_utterances(utts[:12], adapt=False, progress=False), before[False], atol=1e-9
+    )
 
 
 def test_stacking_combiner_and_signals(emodb_dir):

@@ -34,7 +34,7 @@ def test_layerwise_port_equals_resemblyzers_three_layer_lstm(encoder):
 
     tensors = load_file(str(pretrained.ge2e_weights_path(download=False)))
     lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
-    lstm.load_state_dict({k[len("lstm."):]: v for k, v in tensors.items() if k.startswith("lstm.")})
+    lstm.load_state_dict({k[len("lstm.") :]: v for k, v in tensors.items() if k.startswith("lstm.")})
     mels = torch.rand(2, 120, 40, generator=torch.Generator().manual_seed(0)) * 3
     with torch.no_grad():
         frames, (hidden, _) = lstm(mels)
@@ -67,8 +67,12 @@ def test_embeddings_tell_emodb_speakers_apart(encoder, emodb_dir):
     files = [f for spk in ("03", "08", "10", "16") for f in sorted(wav.glob(f"{spk}*N*.wav"))[:4]]
     assert len(files) == 16
     with torch.no_grad():
-        x = torch.cat([encoder.features(torch.from_numpy(mel_frames(read(f, 16000)[0]))[None], "embedding")["embedding"]
-                       for f in files]).numpy()
+        x = torch.cat(
+            [
+                encoder.features(torch.from_numpy(mel_frames(read(f, 16000)[0]))[None], "embedding")["embedding"]
+                for f in files
+            ]
+        ).numpy()
     who = np.repeat(np.arange(4), 4)
     sim = x @ x.T
     same = (who[:, None] == who[None, :]) & ~np.eye(16, dtype=bool)

@@ -68,16 +68,22 @@ def test_folder_with_a_lengthless_flac_gives_rows_within_seconds_and_bounded_mem
     folder = tmp_path / "in"
     folder.mkdir()
     sf.write(folder / "good.wav", x[: 2 * sr], sr)
-    lengthless_flac(folder / "short.flac", x[: 3 * sr], sr)     # under the limit: predicted
-    lengthless_flac(folder / "long.flac", np.tile(x, 4), sr)    # ~40 s, over a 20 s limit: an error row
+    lengthless_flac(folder / "short.flac", x[: 3 * sr], sr)  # under the limit: predicted
+    lengthless_flac(folder / "long.flac", np.tile(x, 4), sr)  # ~40 s, over a 20 s limit: an error row
     env = dict(os.environ, SERKIT_MAX_DURATION_S="20", PYTHONPATH=str(Path(__file__).parents[1] / "src"))
 
     def limit():  # 4 GiB of address space: the old code's window list of 2^63 samples dies, not hangs
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "serkit.cli", "predict", "-q", "--model", str(model_dir), str(folder)],
-                          capture_output=True, text=True, timeout=180, env=env, preexec_fn=limit)
+    proc = subprocess.run(
+        [sys.executable, "-m", "serkit.cli", "predict", "-q", "--model", str(model_dir), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        preexec_fn=limit,
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr
     import io

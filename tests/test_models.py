@@ -31,8 +31,16 @@ def blobs(n_per=30, n_spk=4, shift=3.0, seed=0):
     return np.concatenate(x), np.array(y), np.array(s)
 
 
-@pytest.mark.parametrize("kind,calibration", [("svm-linear", "platt"), ("svm-linear", "decision"),
-                                              ("svm-rbf", "decision"), ("logreg", "platt"), ("rf", "platt")])
+@pytest.mark.parametrize(
+    "kind,calibration",
+    [
+        ("svm-linear", "platt"),
+        ("svm-linear", "decision"),
+        ("svm-rbf", "decision"),
+        ("logreg", "platt"),
+        ("rf", "platt"),
+    ],
+)
 def test_learns_held_out_speaker_with_speaker_normalisation(kind, calibration):
     x, y, s = blobs()
     train, test = s != "s3", s == "s3"
@@ -79,7 +87,9 @@ def test_unknown_options_are_clear():
 
 
 def test_recipes_load_and_override():
-    assert {"compare-svm", "egemaps-svm", "librosa-svm", "librosa-rf", "stacking", "soundnet-linear"} <= set(recipe_names())
+    assert {"compare-svm", "egemaps-svm", "librosa-svm", "librosa-rf", "stacking", "soundnet-linear"} <= set(
+        recipe_names()
+    )
     r = load_recipe("compare-svm", ["model.classifier=svm-rbf", "model.grid={C: [1, 10]}"])
     assert r.model["classifier"] == "svm-rbf" and r.model["grid"] == {"C": [1, 10]}
     with pytest.raises(ConfigError, match="key.sub=value"):
@@ -124,9 +134,12 @@ def test_speed_views_train_on_every_view_and_average_them(emodb_dir, tmp_path, m
 
     utts = emodb_subset(emodb_dir)
     plain = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision").fit(utts, progress=False)
-    same = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision", speeds=[1]).fit(utts, progress=False)
-    assert np.array_equal(plain.predict_proba_utterances(utts, progress=False),
-                          same.predict_proba_utterances(utts, progress=False))
+    same = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision", speeds=[1]).fit(
+        utts, progress=False
+    )
+    assert np.array_equal(
+        plain.predict_proba_utterances(utts, progress=False), same.predict_proba_utterances(utts, progress=False)
+    )
     model = FeatureClassifier(["egemaps"], grid={"C": [0.01]}, calibration="decision", speeds=[0.9, 1, 1.1])
     model.fit(utts, progress=False)
     assert model.estimators_[0][-1].shape_fit_[0] == 3 * len(utts)
@@ -146,8 +159,9 @@ def test_speed_views_train_on_every_view_and_average_them(emodb_dir, tmp_path, m
     from serkit.audio import read  # in-memory signals take the same path through the views
 
     signals = [read(u.path, model.sampling_rate)[0] for u in utts[:3]]
-    np.testing.assert_allclose(model.predict_proba(signals),
-                               model.predict_proba_utterances(utts[:3], adapt=False, progress=False), atol=1e-9)
+    np.testing.assert_allclose(
+        model.predict_proba(signals), model.predict_proba_utterances(utts[:3], adapt=False, progress=False), atol=1e-9
+    )
     save_model(model, tmp_path / "m")
     loaded, _ = load_model(tmp_path / "m")
     assert loaded.speeds == [0.9, 1.0, 1.1]
@@ -208,13 +222,15 @@ def _recipe_normalisation(section: dict) -> str:
 
 def _untrained(model, labels):
     """``model`` with fit/predict replaced by a stand-in, so a report can be written without training."""
+
     def fit(utterances, *, progress=True):
         model.labels_ = list(labels)
         return model
 
     model.fit = fit
-    model._predict_utterances = lambda utterances, speakers, *, progress: np.full((len(utterances), len(labels)),
-                                                                                 1.0 / len(labels))
+    model._predict_utterances = lambda utterances, speakers, *, progress: np.full(
+        (len(utterances), len(labels)), 1.0 / len(labels)
+    )
     return model
 
 
@@ -237,8 +253,9 @@ def test_every_recipe_declares_its_normalisation_and_the_report_says_it(name, mo
     assert model.prunable == (model.family in ("soundnet", "soundnet-res"))
 
     labels = ["angry", "sad"]
-    data = [Utterance(f"{s}{i}", f"/nonexistent/{s}{i}.wav", labels[i % 2], s, "toy")
-            for s in ("a", "b") for i in range(4)]
+    data = [
+        Utterance(f"{s}{i}", f"/nonexistent/{s}{i}.wav", labels[i % 2], s, "toy") for s in ("a", "b") for i in range(4)
+    ]
     monkeypatch.setattr(serkit.api, "prepare_data", lambda corpora, label_set, **kw: data)
     build = Recipe.build
     monkeypatch.setattr(Recipe, "build", lambda self: _untrained(build(self), labels))

@@ -114,8 +114,19 @@ def test_predict_folder_with_bad_files_and_a_20_minute_file(soundnet_dir, awkwar
     from serkit.cli import main
 
     out = tmp_path / "p.csv"
-    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder), "--out", str(out),
-                 "--max-duration", "1800"])
+    code = main(
+        [
+            "predict",
+            "-q",
+            "--model",
+            str(soundnet_dir),
+            str(awkward_folder),
+            "--out",
+            str(out),
+            "--max-duration",
+            "1800",
+        ]
+    )
     assert code == 0  # some files failed, not all
     import pandas as pd
 
@@ -132,8 +143,9 @@ def test_predict_folder_with_bad_files_and_a_20_minute_file(soundnet_dir, awkwar
     err = capsys.readouterr().err
     assert err.count("error: ") == 3
     # without --max-duration the shared limit (600 s, the HTTP service's) makes the 20 minutes an error row
-    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder / "sub" / "long.wav"),
-                 "--out", str(out)])
+    code = main(
+        ["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder / "sub" / "long.wav"), "--out", str(out)]
+    )
     t = pd.read_csv(out, keep_default_na=False)
     assert code == 1 and "1200.0 s long; the limit is 600 s (SERKIT_MAX_DURATION_S" in t["error"].iloc[0]
 
@@ -144,9 +156,24 @@ def test_timeline_of_the_20_minute_file_with_plot(soundnet_dir, awkward_folder, 
     from serkit.cli import main
 
     out = tmp_path / "t.jsonl"
-    code = main(["predict", "-q", "--model", str(soundnet_dir), str(awkward_folder / "sub" / "long.wav"),
-                 str(awkward_folder / "good.wav"), "--timeline", "--vad", "--plot", str(tmp_path / "plots"),
-                 "--out", str(out), "--max-duration", "1800"])
+    code = main(
+        [
+            "predict",
+            "-q",
+            "--model",
+            str(soundnet_dir),
+            str(awkward_folder / "sub" / "long.wav"),
+            str(awkward_folder / "good.wav"),
+            "--timeline",
+            "--vad",
+            "--plot",
+            str(tmp_path / "plots"),
+            "--out",
+            str(out),
+            "--max-duration",
+            "1800",
+        ]
+    )
     assert code == 0
     t = pd.read_json(out, lines=True)
     long = t[t["file"].str.endswith("long.wav")]

@@ -55,8 +55,13 @@ def _wait_for(predicate, timeout: float, step: float = 0.2):
 
 
 def _env(tmp_path: Path, **extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "SERKIT_CACHE": str(tmp_path / "cache"),
-            "SERKIT_JOBS": "2", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "SERKIT_CACHE": str(tmp_path / "cache"),
+        "SERKIT_JOBS": "2",
+        **extra,
+    }
 
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -66,9 +71,22 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 def test_killed_train_leaves_no_worker_behind(tmp_path, emodb_dir, sig):
     # an empty cache: extraction runs in two worker processes for a while
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serkit.cli", "train", "--corpus", f"emodb:{emodb_dir}", "--recipe", "librosa-svm",
-         "--out", str(tmp_path / "model")],
-        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "serkit.cli",
+            "train",
+            "--corpus",
+            f"emodb:{emodb_dir}",
+            "--recipe",
+            "librosa-svm",
+            "--out",
+            str(tmp_path / "model"),
+        ],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         workers = _wait_for(lambda: len(_descendants(proc.pid)) >= 2 and _descendants(proc.pid), 120)
         assert workers and len(workers) >= 2, "the workers never started"
@@ -101,14 +119,20 @@ def test_serve_sigterm_after_a_long_upload_leaves_nothing(tmp_path):
 
     rng = np.random.default_rng(0)
     t = np.arange(40 * 16000) / 16000
-    clip = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-            + 0.01 * rng.normal(size=t.size)).astype(np.float32)
+    clip = (
+        0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.normal(size=t.size)
+    ).astype(np.float32)
     sf.write(tmp_path / "long.wav", clip, 16000)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serkit.cli", "serve", "--port", str(port), "--quiet"],
-                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serkit.cli", "serve", "--port", str(port), "--quiet"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def up():
             try:
                 return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
@@ -117,16 +141,18 @@ def test_serve_sigterm_after_a_long_upload_leaves_nothing(tmp_path):
 
         assert _wait_for(up, 180, 0.5), proc.stderr.read1().decode() if proc.poll() is not None else "no health"
         with open(tmp_path / "long.wav", "rb") as fh:
-            r = httpx.post(f"{url}/v1/timeline?window=2&hop=1", files={"file": ("long.wav", fh, "audio/wav")},
-                           timeout=300)
+            r = httpx.post(
+                f"{url}/v1/timeline?window=2&hop=1", files={"file": ("long.wav", fh, "audio/wav")}, timeout=300
+            )
         assert r.status_code == 200, r.text
         assert len(r.json()["windows"]) == 39
         children = _descendants(proc.pid)
         assert len(children) >= 2  # the feature workers (and a fork server) are up
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-        assert _wait_for(lambda: not any(_running(p) for p in children), 10), \
+        assert _wait_for(lambda: not any(_running(p) for p in children), 10), (
             f"left behind: {[p for p in children if _running(p)]}"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -136,8 +162,10 @@ def test_serve_sigterm_after_a_long_upload_leaves_nothing(tmp_path):
 
 def test_worker_exits_when_its_owner_is_gone():
     """The watchdog alone (no parent-death signal: the owner is not the parent) ends a worker."""
-    code = (f"import os, sys, time; sys.path.insert(0, {str(ROOT / 'src')!r}); from serkit import runtime; "
-            "runtime.WATCHDOG_INTERVAL_S = 0.1; runtime.worker_init(int(sys.argv[1])); time.sleep(30)")
+    code = (
+        f"import os, sys, time; sys.path.insert(0, {str(ROOT / 'src')!r}); from serkit import runtime; "
+        "runtime.WATCHDOG_INTERVAL_S = 0.1; runtime.worker_init(int(sys.argv[1])); time.sleep(30)"
+    )
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     worker = subprocess.Popen([sys.executable, "-c", code, str(owner.pid)])
     try:

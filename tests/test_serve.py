@@ -87,8 +87,9 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on",
-                                                    **uvicorn_config(settings or Settings())))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, log_level=log_level, lifespan="on", **uvicorn_config(settings or Settings()))
+        )
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):
@@ -212,8 +213,12 @@ BAD_UPLOADS = {
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
 def test_bad_uploads_get_clear_4xx(client, clip, case):
     data, ctype, status, words = BAD_UPLOADS[case]
-    data = {"truncated": clip.read_bytes()[:40], "silent": _silent(), "good": clip.read_bytes(),
-            "short": wav_bytes(np.full(400, 0.1, np.float32))}.get(data, data)
+    data = {
+        "truncated": clip.read_bytes()[:40],
+        "silent": _silent(),
+        "good": clip.read_bytes(),
+        "short": wav_bytes(np.full(400, 0.1, np.float32)),
+    }.get(data, data)
     for path in ("/v1/predict", "/v1/timeline"):
         r = post(client, path, data, ctype=ctype)
         assert r.status_code == status, (path, r.text)
@@ -234,7 +239,9 @@ def test_wrong_request_shapes(client, clip):
     r = post(client, "/v1/timeline?window=0.1", clip.read_bytes())
     assert r.status_code == 422
     # a sentence, as the OpenAPI schema says (ErrorResponse.detail: string), not FastAPI's list
-    assert r.json()["detail"].startswith("query parameter 'window' = '0.1': Input should be greater than or equal to 0.5")
+    assert r.json()["detail"].startswith(
+        "query parameter 'window' = '0.1': Input should be greater than or equal to 0.5"
+    )
     r = post(client, "/v1/timeline?hop=abc", clip.read_bytes())
     assert r.status_code == 422 and "query parameter 'hop' = 'abc'" in r.json()["detail"]
 
@@ -257,7 +264,7 @@ def test_upload_size_limit(recognizer, clip):
         assert "upload is" in r.json()["detail"] and "limit is 0.02 MB (SERKIT_MAX_UPLOAD_MB)" in r.json()["detail"]
 
         def chunks():  # no Content-Length: the server must cut the stream off itself
-            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
             for _ in range(200):
                 yield b"\0" * 4096
 
@@ -391,15 +398,18 @@ def test_websocket_stream(client, recognizer, clip):
     assert msgs[0]["probabilities"]["sad"] == pytest.approx(ref["p_sad"], abs=1e-3)  # int16 rounding
 
 
-@pytest.mark.parametrize("query,send,words", [
-    ("format=u8", None, "format 'u8'"),
-    ("rate=100", None, "outside"),
-    ("window=abc", None, "must be numbers"),
-    ("window=0.01", None, "window"),
-    ("format=s16", b"\0\0\0", "whole 2-byte samples"),
-    ("", "hello", "text messages must be"),
-    ("", b"\0" * (1024 * 1024 + 4), "SERKIT_MAX_CHUNK_KB"),
-])
+@pytest.mark.parametrize(
+    "query,send,words",
+    [
+        ("format=u8", None, "format 'u8'"),
+        ("rate=100", None, "outside"),
+        ("window=abc", None, "must be numbers"),
+        ("window=0.01", None, "window"),
+        ("format=s16", b"\0\0\0", "whole 2-byte samples"),
+        ("", "hello", "text messages must be"),
+        ("", b"\0" * (1024 * 1024 + 4), "SERKIT_MAX_CHUNK_KB"),
+    ],
+)
 def test_websocket_bad_input(client, query, send, words):
     with client.websocket_connect(f"/v1/stream?{query}") as ws:
         m = ws.receive_json()
@@ -478,8 +488,11 @@ def test_serve_command_runs_and_stops(serve_model_dir, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "serkit.cli", "serve", "--model", str(serve_model_dir),
-                             "--port", str(port), "-q"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serkit.cli", "serve", "--model", str(serve_model_dir), "--port", str(port), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 30
         while True:

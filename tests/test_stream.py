@@ -39,8 +39,23 @@ def speech(tmp_path_factory):
 
 def test_file_at_speed_0_gives_one_line_per_hop(model_dir, speech, capsys):
     path, x, sr = speech
-    code = main(["stream", "--model", str(model_dir), "--file", str(path), "--speed", "0",
-                 "--window", "2", "--hop", "0.5", "--format", "jsonl"])
+    code = main(
+        [
+            "stream",
+            "--model",
+            str(model_dir),
+            "--file",
+            str(path),
+            "--speed",
+            "0",
+            "--window",
+            "2",
+            "--hop",
+            "0.5",
+            "--format",
+            "jsonl",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     rows = [json.loads(line) for line in captured.out.splitlines()]
@@ -64,18 +79,40 @@ def test_smoothing_and_drops_are_counted(model_dir, speech):
 
     rec = Recognizer.load(model_dir)
     out, err = io.StringIO(), io.StringIO()
-    stats, code = run_stream(rec, source="file", path=speech[0], speed=0, window=1.0, hop=0.05, queue_size=1,
-                             when_busy="drop", fmt="jsonl", out=out, err=err)
+    stats, code = run_stream(
+        rec,
+        source="file",
+        path=speech[0],
+        speed=0,
+        window=1.0,
+        hop=0.05,
+        queue_size=1,
+        when_busy="drop",
+        fmt="jsonl",
+        out=out,
+        err=err,
+    )
     assert code == 0 and stats.dropped > 0  # capture at full speed outruns inference: drops, never silent
     assert stats.windows == stats.classified + stats.silent + stats.dropped
     assert json.loads(err.getvalue())["summary"]["dropped"] == stats.dropped
     raw_out = io.StringIO()
-    run_stream(rec, source="file", path=speech[0], speed=0, window=2, hop=1, fmt="jsonl", out=raw_out,
-               err=io.StringIO())
+    run_stream(
+        rec, source="file", path=speech[0], speed=0, window=2, hop=1, fmt="jsonl", out=raw_out, err=io.StringIO()
+    )
     raw = [json.loads(l) for l in raw_out.getvalue().splitlines()]
     smooth_out = io.StringIO()
-    run_stream(rec, source="file", path=speech[0], speed=0, window=2, hop=1, ema=0.3, fmt="jsonl",
-               out=smooth_out, err=io.StringIO())
+    run_stream(
+        rec,
+        source="file",
+        path=speech[0],
+        speed=0,
+        window=2,
+        hop=1,
+        ema=0.3,
+        fmt="jsonl",
+        out=smooth_out,
+        err=io.StringIO(),
+    )
     smooth = [json.loads(l) for l in smooth_out.getvalue().splitlines()]
     col = [c for c in raw[0] if c.startswith("p_")][0]
     # an EMA with weight 0.3 on the newest window varies less from window to window
@@ -91,8 +128,16 @@ def test_stdin_wav_stream(model_dir, speech):
     buf = io.BytesIO()
     sf.write(buf, x[: 5 * sr], sr, format="WAV", subtype="PCM_16")
     out = io.StringIO()
-    stats, code = run_stream(Recognizer.load(model_dir), source="stdin", stdin=io.BytesIO(buf.getvalue()),
-                             window=2, hop=1, fmt="jsonl", out=out, err=io.StringIO())
+    stats, code = run_stream(
+        Recognizer.load(model_dir),
+        source="stdin",
+        stdin=io.BytesIO(buf.getvalue()),
+        window=2,
+        hop=1,
+        fmt="jsonl",
+        out=out,
+        err=io.StringIO(),
+    )
     assert code == 0 and [json.loads(l)["start"] for l in out.getvalue().splitlines()] == [0.0, 1.0, 2.0, 3.0]
 
 
@@ -113,9 +158,30 @@ def test_microphone_without_sounddevice_is_a_clear_error(model_dir, capsys, monk
 
 def _start(model_dir, *args):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "serkit.cli", "stream", "--model", str(model_dir), "--stdin",
-                             "--rate", "16000", "--window", "1", "--hop", "0.5", "--format", "jsonl", *args],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serkit.cli",
+            "stream",
+            "--model",
+            str(model_dir),
+            "--stdin",
+            "--rate",
+            "16000",
+            "--window",
+            "1",
+            "--hop",
+            "0.5",
+            "--format",
+            "jsonl",
+            *args,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 def _pcm(x: np.ndarray, sr: int) -> bytes:

@@ -98,8 +98,16 @@ def test_noise_folder_clips_reach_snr(tmp_path):
     import soundfile as sf
 
     sf.write(tmp_path / "hum.wav", 0.3 * tone(50, 0.5, 8000) + 0.01, 8000)  # shorter than the signal: looped
-    aug = A.Augmenter(sampling_rate=16000, noise_snr=(10, 10), noise=None, noise_dir=str(tmp_path),
-                      stretch=0, speed=0, gain_db=0, p=1.0)
+    aug = A.Augmenter(
+        sampling_rate=16000,
+        noise_snr=(10, 10),
+        noise=None,
+        noise_dir=str(tmp_path),
+        stretch=0,
+        speed=0,
+        gain_db=0,
+        p=1.0,
+    )
     assert aug.noise_kinds == ["folder"]
     clean = tone(440, 1.2, 16000, amp=0.2)
     noisy = aug(clean, np.random.default_rng(0))
@@ -243,8 +251,9 @@ def test_soundnet_learns_anger_vs_sadness_on_unseen_speaker(anger_sadness, sound
 
     monkeypatch.setenv("SERKIT_THREADS", "1")  # a fixed thread count makes reruns bitwise equal
     train, test = anger_sadness
-    options = dict(layer="conv7", strategy="freeze",
-                   train={"epochs": 8, "val_fraction": 0.0, "batch_size": 8, "crop_seconds": 2.0})
+    options = dict(
+        layer="conv7", strategy="freeze", train={"epochs": 8, "val_fraction": 0.0, "batch_size": 8, "crop_seconds": 2.0}
+    )
     model = SoundNetClassifier(**options).fit(train, progress=False)
     assert model.strategy_ == "freeze"
     losses = [r["train_loss"] for r in model.training_["history"]]
@@ -273,9 +282,18 @@ def test_progressive_with_augmentation_unfreezes_from_the_top(anger_sadness, sou
 
     train, test = anger_sadness
     model = SoundNetClassifier(
-        layer="conv5", strategy="progressive",
-        train={"epochs": 3, "stage_epochs": 1, "max_unfrozen": 2, "val_fraction": 0.2, "batch_size": 8,
-               "crop_seconds": 1.5, "augment": {"p": 0.5}, "patience": 10},
+        layer="conv5",
+        strategy="progressive",
+        train={
+            "epochs": 3,
+            "stage_epochs": 1,
+            "max_unfrozen": 2,
+            "val_fraction": 0.2,
+            "batch_size": 8,
+            "crop_seconds": 1.5,
+            "augment": {"p": 0.5},
+            "patience": 10,
+        },
     ).fit(train, progress=False)
     history = model.training_["history"]
     assert [r["frozen_blocks"] for r in history] == [5, 4, 3]
@@ -364,9 +382,18 @@ def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_
     monkeypatch.setenv("SERKIT_THREADS", "1")
     train, test = anger_sadness
     model = SoundNetClassifier(
-        layer="conv4", slowdown=2, pool="meanstd", strategy="freeze",
-        train={"epochs": 6, "val_fraction": 0.3, "batch_size": 8, "crop_seconds": 2.0, "normalisation": "speaker",
-               "patience": 10},
+        layer="conv4",
+        slowdown=2,
+        pool="meanstd",
+        strategy="freeze",
+        train={
+            "epochs": 6,
+            "val_fraction": 0.3,
+            "batch_size": 8,
+            "crop_seconds": 2.0,
+            "normalisation": "speaker",
+            "patience": 10,
+        },
     ).fit(train, progress=False)
     head = model.net_.head
     assert head.speaker_norm and float(head.global_std.min()) > 0 and float(head.global_mean.abs().sum()) > 0
@@ -382,7 +409,9 @@ def test_speaker_normalised_head_learns_and_round_trips(anger_sadness, soundnet_
     np.testing.assert_allclose(loaded.predict_proba_utterances(test, adapt=False), single, rtol=1e-5, atol=1e-6)
 
 
-def test_augmented_training_uses_the_cache_only_for_statistics_and_validation(anger_sadness, soundnet_weights, monkeypatch):
+def test_augmented_training_uses_the_cache_only_for_statistics_and_validation(
+    anger_sadness, soundnet_weights, monkeypatch
+):
     """With augmentation on, speaker statistics and validation come from the frozen-prefix cache;
     the result equals the uncached run (same seed), only faster."""
     from serkit.models.neural import SoundNetClassifier
@@ -392,9 +421,19 @@ def test_augmented_training_uses_the_cache_only_for_statistics_and_validation(an
     runs = []
     for cache in (True, False):
         model = SoundNetClassifier(
-            layer="conv4", pool="meanstd", strategy="freeze",
-            train={"epochs": 3, "val_fraction": 0.3, "batch_size": 8, "crop_seconds": 2.0, "normalisation": "speaker",
-                   "augment": {"p": 0.5}, "patience": 10, "cache_frozen_features": cache},
+            layer="conv4",
+            pool="meanstd",
+            strategy="freeze",
+            train={
+                "epochs": 3,
+                "val_fraction": 0.3,
+                "batch_size": 8,
+                "crop_seconds": 2.0,
+                "normalisation": "speaker",
+                "augment": {"p": 0.5},
+                "patience": 10,
+                "cache_frozen_features": cache,
+            },
         ).fit(train, progress=False)
         runs.append(model)
     a, b = (m.training_["history"] for m in runs)
@@ -428,12 +467,14 @@ def _two_tone_speakers(sr: int):
 _BEFORE = {
     "freeze-speaker-norm": (
         {"strategy": "freeze", "train": {"epochs": 3, "normalisation": "speaker", "min_speaker_utterances": 3}},
-        [(0.82077, 0.75293, 0.6667), (0.97546, 0.81287, 0.6667), (0.75053, 0.91076, 0.6667)], 1,
+        [(0.82077, 0.75293, 0.6667), (0.97546, 0.81287, 0.6667), (0.75053, 0.91076, 0.6667)],
+        1,
         [[-0.15365, 6.2112], [-1.69341, 6.43294]],
     ),
     "progressive-augmented": (
         {"strategy": "progressive", "train": {"epochs": 4, "stage_epochs": 1, "augment": {"p": 0.5}}},
-        [(0.75894, 2.43966, 0.5), (0.78373, 0.21323, 1.0), (0.30199, 0.2042, 1.0), (0.29214, 0.20544, 1.0)], 3,
+        [(0.75894, 2.43966, 0.5), (0.78373, 0.21323, 1.0), (0.30199, 0.2042, 1.0), (0.29214, 0.20544, 1.0)],
+        3,
         [[3.28913, -1.67223], [-2.17752, 1.68537]],
     ),
 }
@@ -445,8 +486,9 @@ def test_fixed_seed_fit_gives_the_numbers_of_before_the_split(case):
 
     options, history, best_epoch, logits = _BEFORE[case]
     train = {"crop_seconds": 0.5, "batch_size": 8, **options["train"]}
-    m = SoundNetClassifier(backbone="soundnet8", layer="conv3", pretrained=False, strategy=options["strategy"],
-                           train=train)
+    m = SoundNetClassifier(
+        backbone="soundnet8", layer="conv3", pretrained=False, strategy=options["strategy"], train=train
+    )
     sig, y, spk = _two_tone_speakers(m.sampling_rate)
     torch.manual_seed(0)
     net = m._build_net(2, pretrained=False)
@@ -484,11 +526,15 @@ def test_training_and_prediction_do_not_import_evaluation_or_training():
     import subprocess
     import sys
 
-    code = ("import sys; import serkit.training.trainer, serkit.networks.blocks, serkit.networks.waveform; "
-            "print(sorted(m for m in sys.modules if m.startswith('serkit.evaluation')))")
+    code = (
+        "import sys; import serkit.training.trainer, serkit.networks.blocks, serkit.networks.waveform; "
+        "print(sorted(m for m in sys.modules if m.startswith('serkit.evaluation')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    code = ("import sys; import serkit.networks.blocks, serkit.networks.waveform, serkit.networks.ssl; "
-            "print(sorted(m for m in sys.modules if m.startswith('serkit.training')))")
+    code = (
+        "import sys; import serkit.networks.blocks, serkit.networks.waveform, serkit.networks.ssl; "
+        "print(sorted(m for m in sys.modules if m.startswith('serkit.training')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

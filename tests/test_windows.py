@@ -67,8 +67,11 @@ def test_cutter_equals_cut_whatever_the_chunks(sizes):
         assert c._buffer.size <= 32000 + max(sizes)  # one window plus one chunk
     got += c.flush()
     want = cut(x, 16000, window=2.0, hop=1.0)
-    assert [(w.start, w.end) for w in got] == [(w.start, w.end) for w in want] == \
-        [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (3.0, 5.0), (3.3, 5.3)]
+    assert (
+        [(w.start, w.end) for w in got]
+        == [(w.start, w.end) for w in want]
+        == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (3.0, 5.0), (3.3, 5.3)]
+    )
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a.samples, b.samples)
 
@@ -126,10 +129,11 @@ def test_limits_ratio_message_and_rate():
         c.feed(np.zeros(4000 * 4, np.float32))  # 9 windows in one chunk
     assert e.value.too_big and c.seen == 0  # refused before any work, nothing kept
     now = [0.0]
-    c = Cutter(4000, 1.0, 0.25, limits=StreamLimits(max_windows_per_message=4, max_windows_per_s=2.0),
-               clock=lambda: now[0])
-    assert len(c.feed(np.zeros(4000, np.float32))) == 1   # burst of 4: 3 left
-    assert len(c.feed(np.zeros(3000, np.float32))) == 3   # 0 left
+    c = Cutter(
+        4000, 1.0, 0.25, limits=StreamLimits(max_windows_per_message=4, max_windows_per_s=2.0), clock=lambda: now[0]
+    )
+    assert len(c.feed(np.zeros(4000, np.float32))) == 1  # burst of 4: 3 left
+    assert len(c.feed(np.zeros(3000, np.float32))) == 3  # 0 left
     with pytest.raises(StreamLimitError, match="SERKIT_STREAM_MAX_WINDOWS_PER_S"):
         c.feed(np.zeros(1000, np.float32))
     now[0] = 2.0  # two seconds later: 4 windows' worth again
@@ -192,8 +196,9 @@ def test_cli_stream_and_websocket_give_identical_rows(rec, speech_5_3, ema, caps
 
     path, x = speech_5_3
     out = io.StringIO()
-    run_stream(rec, source="file", path=path, speed=0, window=2.0, hop=1.0, ema=ema, fmt="jsonl", out=out,
-               err=io.StringIO())
+    run_stream(
+        rec, source="file", path=path, speed=0, window=2.0, hop=1.0, ema=ema, fmt="jsonl", out=out, err=io.StringIO()
+    )
     cli = [json.loads(line) for line in out.getvalue().splitlines()]
     with TestClient(create_app(rec, Settings())) as client:
         ws = _ws(client, x, f"rate=16000&format=f32&window=2&hop=1&ema={ema}", chunk=4 * 5923)  # odd chunks

@@ -39,9 +39,18 @@ def _trained_on(utterances, corpora) -> dict:
     }
 
 
-def evaluate(corpora: Sequence[str], recipe="compare-svm", *, protocol: str | None = None,
-             out=None, overrides: list[str] | None = None, label_set: str | None = None,
-             report_both: bool = True, allow_speaker_dependent: bool = False, progress: bool = True):
+def evaluate(
+    corpora: Sequence[str],
+    recipe="compare-svm",
+    *,
+    protocol: str | None = None,
+    out=None,
+    overrides: list[str] | None = None,
+    label_set: str | None = None,
+    report_both: bool = True,
+    allow_speaker_dependent: bool = False,
+    progress: bool = True,
+):
     """Evaluate a recipe on corpora under a (speaker-independent by default) protocol.
 
     A protocol that lets a speaker appear in both training and test data (``random-split:K``)
@@ -82,8 +91,16 @@ def evaluate(corpora: Sequence[str], recipe="compare-svm", *, protocol: str | No
     return report
 
 
-def train(corpora: Sequence[str], recipe="compare-svm", *, out, overrides: list[str] | None = None,
-          label_set: str | None = None, metrics: dict | None = None, progress: bool = True) -> Path:
+def train(
+    corpora: Sequence[str],
+    recipe="compare-svm",
+    *,
+    out,
+    overrides: list[str] | None = None,
+    label_set: str | None = None,
+    metrics: dict | None = None,
+    progress: bool = True,
+) -> Path:
     """Train a recipe on all utterances of the corpora and save the model artifact to ``out``."""
     from .artifact import save_model
     from .models import build_model
@@ -95,12 +112,22 @@ def train(corpora: Sequence[str], recipe="compare-svm", *, out, overrides: list[
     extra = {}
     if getattr(model, "strategy_", None) is not None:  # the fine-tuning strategy a neural family chose
         extra["strategy"] = model.strategy_
-    return save_model(model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora),
-                      metrics=metrics or {}, extra=extra)
+    return save_model(
+        model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora), metrics=metrics or {}, extra=extra
+    )
 
 
-def export(model_dir, out, *, format: str = "onnx", quantize: str | None = None, calibration: Sequence | None = None,
-           calibration_clips: int | None = None, opset: int = 17, progress: bool = False) -> Path:
+def export(
+    model_dir,
+    out,
+    *,
+    format: str = "onnx",
+    quantize: str | None = None,
+    calibration: Sequence | None = None,
+    calibration_clips: int | None = None,
+    opset: int = 17,
+    progress: bool = False,
+) -> Path:
     """Export the model in ``model_dir`` for deployment and write it to ``out`` (what ``serkit export`` runs).
 
     ``format`` is ``"onnx"`` (the only one); ``calibration`` takes audio files, folders and CSV
@@ -115,15 +142,35 @@ def export(model_dir, out, *, format: str = "onnx", quantize: str | None = None,
 
         calibration = [c.path for c in expand_inputs(calibration) if not c.error]
         if not calibration:
-            raise ConfigError("no audio files found in the --calibration paths; pass audio files, folders or a CSV manifest")
-    return export_onnx(model_dir, out, quantize=quantize, calibration=calibration,
-                       calibration_clips=calibration_clips, opset=opset, progress=progress)
+            raise ConfigError(
+                "no audio files found in the --calibration paths; pass audio files, folders or a CSV manifest"
+            )
+    return export_onnx(
+        model_dir,
+        out,
+        quantize=quantize,
+        calibration=calibration,
+        calibration_clips=calibration_clips,
+        opset=opset,
+        progress=progress,
+    )
 
 
-def compress(model_dir, out, *, prune_amount: float | None = None, prune_threshold: float | None = None,
-             distill_student: str | None = None, qat: bool = False, temperature: float = 4.0,
-             alpha: float = 0.7, epochs: int | None = None, corpora: Sequence[str] | None = None,
-             label_set: str | None = None, progress: bool = False):
+def compress(
+    model_dir,
+    out,
+    *,
+    prune_amount: float | None = None,
+    prune_threshold: float | None = None,
+    distill_student: str | None = None,
+    qat: bool = False,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    epochs: int | None = None,
+    corpora: Sequence[str] | None = None,
+    label_set: str | None = None,
+    progress: bool = False,
+):
     """Compress the model in ``model_dir`` and save the result to ``out`` (what ``serkit compress`` runs).
 
     Exactly one of ``prune_amount``, ``prune_threshold``, ``distill_student`` (a recipe name or
@@ -138,11 +185,15 @@ def compress(model_dir, out, *, prune_amount: float | None = None, prune_thresho
 
     chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
     if sum(chosen) > 1:
-        raise ConfigError("choose one compression: --prune AMOUNT, --prune-threshold T or --distill (--qat may join pruning)")
+        raise ConfigError(
+            "choose one compression: --prune AMOUNT, --prune-threshold T or --distill (--qat may join pruning)"
+        )
     if not any(chosen) and not qat:
         raise ConfigError("nothing to do: pass --prune AMOUNT, --prune-threshold T, --distill or --qat")
     if distill_student is not None and qat:
-        raise ConfigError("--qat applies to pruning or on its own; distil first, then run serkit compress STUDENT --qat")
+        raise ConfigError(
+            "--qat applies to pruning or on its own; distil first, then run serkit compress STUDENT --qat"
+        )
     if epochs is not None and epochs < 0:
         raise ConfigError(f"--epochs {epochs} must be >= 0")
     model, meta = load_model(model_dir)
@@ -153,18 +204,28 @@ def compress(model_dir, out, *, prune_amount: float | None = None, prune_thresho
     if need_audio:
         specs = list(corpora or (meta.get("trained_on") or {}).get("corpora") or [])
         if not specs:
-            raise ConfigError(f"'{model_dir}' does not record its training corpora; pass --corpus NAME:ROOT "
-                              "(or --epochs 0 to prune without fine-tuning)")
+            raise ConfigError(
+                f"'{model_dir}' does not record its training corpora; pass --corpus NAME:ROOT "
+                "(or --epochs 0 to prune without fine-tuning)"
+            )
         utterances = prepare_data(specs, label_set or (meta.get("recipe") or {}).get("label_set") or "native")
     if prune_amount is not None or prune_threshold is not None:
-        new = prune(model, utterances, amount=prune_amount, threshold=prune_threshold,
-                    finetune_epochs=3 if epochs is None else epochs, qat=qat, progress=progress)
+        new = prune(
+            model,
+            utterances,
+            amount=prune_amount,
+            threshold=prune_threshold,
+            finetune_epochs=3 if epochs is None else epochs,
+            qat=qat,
+            progress=progress,
+        )
     elif distill_student is not None:
         from .recipe import load_recipe
 
         section = load_recipe(distill_student).model
-        new = distill(model, utterances, student=section, temperature=temperature, alpha=alpha, epochs=epochs,
-                      progress=progress)
+        new = distill(
+            model, utterances, student=section, temperature=temperature, alpha=alpha, epochs=epochs, progress=progress
+        )
     else:
         new = quantization_aware(model, utterances, epochs=3 if epochs is None else max(1, epochs), progress=progress)
     info = {**new.compression_, "source": str(model_dir), "source_family": meta["family"]}

@@ -32,40 +32,73 @@ from pathlib import Path
 from .errors import ModelError
 from .jsonio import json_default
 
-__all__ = ["FORMAT_VERSION", "SKOPS_ALLOWED", "save_model", "write_model", "read_metadata",
-           "model_file", "load_skops", "load_npz"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SKOPS_ALLOWED",
+    "save_model",
+    "write_model",
+    "read_metadata",
+    "model_file",
+    "load_skops",
+    "load_npz",
+]
 
 FORMAT_VERSION = 1
 
 #: Every (skops loader, module, class) a ``.skops`` file serkit writes can hold — found by saving each
 #: classifier serkit builds (svm-linear, svm-rbf, logreg, rf; probability on/off; class weights; the
 #: stacking meta-learner) and listing the nodes of their schemas. Anything else is refused.
-SKOPS_ALLOWED = frozenset({
-    # containers and JSON scalars (str, int, float, bool, None)
-    ("ListNode", "builtins", "list"),
-    ("TupleNode", "builtins", "tuple"),
-    ("DictNode", "builtins", "dict"),
-    *(("JsonNode", "builtins", t) for t in ("str", "int", "float", "bool", "NoneType")),
-    *(("TypeNode", "builtins", t) for t in ("str", "int")),  # dict key types
-    # arrays (read with np.load(allow_pickle=False)) and numeric numpy scalars
-    *(("NdArrayNode", "numpy", t) for t in (
-        "ndarray", "float16", "float32", "float64", "int8", "int16", "int32", "int64",
-        "uint8", "uint16", "uint32", "uint64", "bool_", "bool")),
-    # the estimators
-    ("ObjectNode", "sklearn.pipeline", "Pipeline"),
-    ("ObjectNode", "sklearn.preprocessing._data", "StandardScaler"),
-    ("ObjectNode", "sklearn.svm._classes", "SVC"),
-    ("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
-    ("ObjectNode", "sklearn.ensemble._forest", "RandomForestClassifier"),
-    ("ObjectNode", "sklearn.tree._classes", "DecisionTreeClassifier"),
-    ("TreeNode", "sklearn.tree._tree", "Tree"),
-})
+SKOPS_ALLOWED = frozenset(
+    {
+        # containers and JSON scalars (str, int, float, bool, None)
+        ("ListNode", "builtins", "list"),
+        ("TupleNode", "builtins", "tuple"),
+        ("DictNode", "builtins", "dict"),
+        *(("JsonNode", "builtins", t) for t in ("str", "int", "float", "bool", "NoneType")),
+        *(("TypeNode", "builtins", t) for t in ("str", "int")),  # dict key types
+        # arrays (read with np.load(allow_pickle=False)) and numeric numpy scalars
+        *(
+            ("NdArrayNode", "numpy", t)
+            for t in (
+                "ndarray",
+                "float16",
+                "float32",
+                "float64",
+                "int8",
+                "int16",
+                "int32",
+                "int64",
+                "uint8",
+                "uint16",
+                "uint32",
+                "uint64",
+                "bool_",
+                "bool",
+            )
+        ),
+        # the estimators
+        ("ObjectNode", "sklearn.pipeline", "Pipeline"),
+        ("ObjectNode", "sklearn.preprocessing._data", "StandardScaler"),
+        ("ObjectNode", "sklearn.svm._classes", "SVC"),
+        ("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
+        ("ObjectNode", "sklearn.ensemble._forest", "RandomForestClassifier"),
+        ("ObjectNode", "sklearn.tree._classes", "DecisionTreeClassifier"),
+        ("TreeNode", "sklearn.tree._tree", "Tree"),
+    }
+)
 
 _TMP_SUFFIXES = (".tmp", ".old")
 
 
-def save_model(classifier, directory, *, recipe: dict | None = None, trained_on: dict | None = None,
-               metrics: dict | None = None, extra: dict | None = None) -> Path:
+def save_model(
+    classifier,
+    directory,
+    *,
+    recipe: dict | None = None,
+    trained_on: dict | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write ``classifier`` to ``directory`` (replaced atomically if it exists).
 
     Returns the directory path.
@@ -107,7 +140,7 @@ def _remove_stale_temporaries(parent: Path, name: str, *, min_age_s: float = 360
     except OSError:
         return
     for entry in entries:
-        rest = entry.name[len(prefix):]
+        rest = entry.name[len(prefix) :]
         if not entry.name.startswith(prefix) or not entry.name.endswith(_TMP_SUFFIXES):
             continue
         if entry.is_symlink() or not entry.is_dir():
@@ -137,8 +170,15 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def write_model(classifier, directory, *, recipe: dict | None = None, trained_on: dict | None = None,
-                metrics: dict | None = None, extra: dict | None = None) -> list[str]:
+def write_model(
+    classifier,
+    directory,
+    *,
+    recipe: dict | None = None,
+    trained_on: dict | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> list[str]:
     """Weights and ``model.json`` of a fitted ``classifier`` into an existing, empty ``directory``.
 
     Not atomic by itself: :func:`save_model` calls it on a temporary directory, and a model made of
@@ -169,18 +209,26 @@ def read_metadata(directory) -> dict:
     """The parsed ``model.json`` of an artifact directory (checked for format version)."""
     directory = Path(directory).expanduser()
     if not directory.is_dir():
-        raise ModelError(f"model directory '{directory}' does not exist; train one with `serkit train ... --out {directory}`")
+        raise ModelError(
+            f"model directory '{directory}' does not exist; train one with `serkit train ... --out {directory}`"
+        )
     if not os.path.lexists(directory / "model.json"):
-        raise ModelError(f"'{directory}' is not a serkit model (no model.json); pass the folder `serkit train --out` wrote")
+        raise ModelError(
+            f"'{directory}' is not a serkit model (no model.json); pass the folder `serkit train --out` wrote"
+        )
     meta_path = model_file(directory, "model.json")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"'{meta_path}' is not valid JSON ({exc}); the model is damaged: re-train or re-copy it") from None
+        raise ModelError(
+            f"'{meta_path}' is not valid JSON ({exc}); the model is damaged: re-train or re-copy it"
+        ) from None
     except OSError as exc:
         raise ModelError(f"cannot read '{meta_path}' ({exc.strerror or exc}); re-copy the model") from None
     if not isinstance(meta, dict):
-        raise ModelError(f"'{meta_path}' holds a JSON {type(meta).__name__}, not an object; the model is damaged: re-train or re-copy it")
+        raise ModelError(
+            f"'{meta_path}' holds a JSON {type(meta).__name__}, not an object; the model is damaged: re-train or re-copy it"
+        )
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelError(
@@ -248,7 +296,9 @@ def model_file(directory, name: str, *, kind: str = "file", required: bool = Tru
     if path.exists():
         ok = path.is_file() if kind == "file" else path.is_dir()
         if not ok:
-            raise ModelError(f"'{directory / rel}' is not a regular {'file' if kind == 'file' else 'folder'}; re-copy the model")
+            raise ModelError(
+                f"'{directory / rel}' is not a regular {'file' if kind == 'file' else 'folder'}; re-copy the model"
+            )
     elif required:
         raise ModelError(f"'{directory}' lacks {name}; the model is incomplete: re-train or re-copy it")
     return path
@@ -270,7 +320,15 @@ def load_skops(path):
     try:
         with zipfile.ZipFile(path) as zf:
             schema = json.loads(zf.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+        OSError,
+        EOFError,
+        ValueError,
+    ) as exc:
         raise ModelError(
             f"'{path}' is not a readable skops file ({type(exc).__name__}: {exc}); re-train or re-copy the model"
         ) from None
@@ -278,8 +336,10 @@ def load_skops(path):
     _skops_nodes(schema, found, 0)
     bad = sorted(found - SKOPS_ALLOWED, key=str)
     if bad:
-        names = ", ".join(f"{mod}.{cls}" + ("" if loader in ("ObjectNode", "NdArrayNode", "JsonNode") else f" ({loader})")
-                          for loader, mod, cls in bad)
+        names = ", ".join(
+            f"{mod}.{cls}" + ("" if loader in ("ObjectNode", "NdArrayNode", "JsonNode") else f" ({loader})")
+            for loader, mod, cls in bad
+        )
         raise ModelError(
             f"model file '{path}' contains types serkit does not load ({names}); serkit writes only "
             "scikit-learn SVC/LogisticRegression/RandomForest pipelines and arrays: the file was not written "
@@ -292,7 +352,9 @@ def load_skops(path):
         allowed_names = {f"{mod}.{cls}" for _, mod, cls in SKOPS_ALLOWED}
         stray = [t for t in untrusted if t not in allowed_names]
         if stray:  # skops saw a type the schema walk did not: refuse rather than guess
-            raise ModelError(f"model file '{path}' contains types serkit does not load ({', '.join(stray)}); do not use it")
+            raise ModelError(
+                f"model file '{path}' contains types serkit does not load ({', '.join(stray)}); do not use it"
+            )
         return sio.load(path, trusted=untrusted)
     except ModelError:
         raise

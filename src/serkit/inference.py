@@ -65,9 +65,17 @@ class Recognizer:
     >>> rec.timeline("meeting.wav", vad=True)          # doctest: +SKIP
     """
 
-    def __init__(self, classifier, metadata: dict | None = None, *, min_duration: float = MIN_DURATION_S,
-                 long_file_s: float = 60.0, max_duration_s: float | None = None,
-                 long_window: float = LONG_WINDOW_S, long_hop: float = LONG_HOP_S):
+    def __init__(
+        self,
+        classifier,
+        metadata: dict | None = None,
+        *,
+        min_duration: float = MIN_DURATION_S,
+        long_file_s: float = 60.0,
+        max_duration_s: float | None = None,
+        long_window: float = LONG_WINDOW_S,
+        long_hop: float = LONG_HOP_S,
+    ):
         from .audio import duration_limit_s
 
         self.classifier = classifier
@@ -155,17 +163,23 @@ class Recognizer:
         reach = clip.end if clip.end is not None else t0 + self.max_duration_s
         hdr = info(clip.path, max_duration_s=reach)
         t1 = hdr.duration if clip.end is None else min(clip.end, hdr.duration)
-        fix = (f"the limit is {self.max_duration_s:g} s ({MAX_DURATION_ENV}, or Recognizer(max_duration_s=...), "
-               "or serkit predict --max-duration): cut it into shorter files or raise the limit")
+        fix = (
+            f"the limit is {self.max_duration_s:g} s ({MAX_DURATION_ENV}, or Recognizer(max_duration_s=...), "
+            "or serkit predict --max-duration): cut it into shorter files or raise the limit"
+        )
         if hdr.truncated and clip.end is None:
-            raise AudioError(f"'{clip.path}' does not say how long it is and more than {self.max_duration_s:g} s "
-                             f"of it was decoded; {fix}")
+            raise AudioError(
+                f"'{clip.path}' does not say how long it is and more than {self.max_duration_s:g} s "
+                f"of it was decoded; {fix}"
+            )
         if t1 - t0 > self.max_duration_s:
             what = "segment" if clip.start is not None or clip.end is not None else "file"
             raise AudioError(f"'{clip.path}' ({what}) is {t1 - t0:.1f} s long; {fix}")
         if clip.start is not None and t1 <= t0:
-            raise AudioError(f"'{clip.path}' has no samples between {t0:.3f}s and {clip.end}s "
-                             f"(file length {hdr.duration:.3f}s); check the segment times")
+            raise AudioError(
+                f"'{clip.path}' has no samples between {t0:.3f}s and {clip.end}s "
+                f"(file length {hdr.duration:.3f}s); check the segment times"
+            )
         return t0, t1, hdr.sampling_rate
 
     @staticmethod
@@ -173,8 +187,13 @@ class Recognizer:
         return item if isinstance(item, Clip) else Clip(str(item))
 
     # -- predicting ----------------------------------------------------------------------------
-    def predict_signals(self, signals: Sequence[np.ndarray], *, names: Sequence[str] | None = None,
-                        speakers: Sequence[str] | None = None):
+    def predict_signals(
+        self,
+        signals: Sequence[np.ndarray],
+        *,
+        names: Sequence[str] | None = None,
+        speakers: Sequence[str] | None = None,
+    ):
         """Predict float32 mono signals already at :attr:`sampling_rate`.
 
         Parameters
@@ -216,8 +235,15 @@ class Recognizer:
             table[["start", "end"]] += t0
         return table
 
-    def predict_batch(self, items: Sequence, *, batch_size: int = 32, n_threads: int | None = None,
-                      progress: bool = False, speakers: Sequence[str] | None = None):
+    def predict_batch(
+        self,
+        items: Sequence,
+        *,
+        batch_size: int = 32,
+        n_threads: int | None = None,
+        progress: bool = False,
+        speakers: Sequence[str] | None = None,
+    ):
         """Predict many files (paths or :class:`~serkit.inputs.Clip`) or signals (arrays at :attr:`sampling_rate`).
 
         An input that cannot be read becomes a row with its ``error`` message; the others are
@@ -308,8 +334,10 @@ class Recognizer:
         ok = table[table["error"] == ""]
         name = str(table["file"].iloc[0]) if len(table) else ""
         if ok.empty:
-            raise AudioError(f"'{name}' is silent (every {self.long_window:g} s window below {SILENCE_DB:g} dBFS); "
-                             "there is no speech to classify")
+            raise AudioError(
+                f"'{name}' is silent (every {self.long_window:g} s window below {SILENCE_DB:g} dBFS); "
+                "there is no speech to classify"
+            )
         mean = ok[[f"p_{l}" for l in self.labels]].to_numpy(dtype=np.float64).mean(axis=0)
         return self._rows([name], [float(table["start"].min())], [float(table["end"].max())], [mean])[0]
 
@@ -364,8 +392,16 @@ class Recognizer:
         return rows
 
     # -- long recordings -------------------------------------------------------------------------
-    def timeline(self, path, *, window: float = LONG_WINDOW_S, hop: float = LONG_HOP_S, vad: bool = False,
-                 min_segment: float = 3.0, max_segment: float = 5.0):
+    def timeline(
+        self,
+        path,
+        *,
+        window: float = LONG_WINDOW_S,
+        hop: float = LONG_HOP_S,
+        vad: bool = False,
+        min_segment: float = 3.0,
+        max_segment: float = 5.0,
+    ):
         """Rows for consecutive parts of a (long) recording.
 
         Parameters
@@ -404,18 +440,31 @@ class Recognizer:
         if t1 - t0 < self.min_duration:
             self._read(clip.path, clip.start, clip.end)  # raises the usual "too short" message
         if vad:
-            segments = vad_segments(energy_db(clip.path, self.sampling_rate, start=t0, end=t1), frame=VAD_FRAME,
-                                    min_segment=min_segment, max_segment=max_segment)
+            segments = vad_segments(
+                energy_db(clip.path, self.sampling_rate, start=t0, end=t1),
+                frame=VAD_FRAME,
+                min_segment=min_segment,
+                max_segment=max_segment,
+            )
             if not segments:
-                raise AudioError(f"'{clip.path}' has no speech (no 10 ms frame above the voice-activity threshold); "
-                                 "check the recording level or use fixed windows (vad=False)")
+                raise AudioError(
+                    f"'{clip.path}' has no speech (no 10 ms frame above the voice-activity threshold); "
+                    "check the recording level or use fixed windows (vad=False)"
+                )
             spans = [(round(t0 + s, 6), round(min(t0 + e, t1), 6)) for s, e in segments]
         else:
             spans = self._spans(t0, t1, rate, window, hop)
         return self._table(self._span_rows(clip.path, spans))
 
-    def timelines(self, paths: Sequence, *, window: float = LONG_WINDOW_S, hop: float = LONG_HOP_S,
-                  vad: bool = False, progress: bool = False):
+    def timelines(
+        self,
+        paths: Sequence,
+        *,
+        window: float = LONG_WINDOW_S,
+        hop: float = LONG_HOP_S,
+        vad: bool = False,
+        progress: bool = False,
+    ):
         """:meth:`timeline` of many files in one table; a file that fails becomes one error row.
 
         Returns

@@ -29,7 +29,9 @@ def json_default(obj):
         return str(obj)
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
-    raise TypeError(f"cannot store a {type(obj).__name__} in JSON ({obj!r:.80}); convert it to a number, string or list")
+    raise TypeError(
+        f"cannot store a {type(obj).__name__} in JSON ({obj!r:.80}); convert it to a number, string or list"
+    )
 
 
 def dumps(obj, *, indent: int | None = 2, **kwargs) -> str:

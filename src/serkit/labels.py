@@ -128,9 +128,7 @@ def _build_mappings() -> dict[str, dict[str, dict[str, str | None]]]:
         out[corpus] = {}
         for set_name, members in LABEL_SETS.items():
             merges = _MERGES.get(corpus, {}).get(set_name, {})
-            out[corpus][set_name] = {
-                lab: merges.get(lab, lab if lab in members else None) for lab in native
-            }
+            out[corpus][set_name] = {lab: merges.get(lab, lab if lab in members else None) for lab in native}
     return out
 
 

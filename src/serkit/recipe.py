@@ -61,6 +61,7 @@ class Recipe:
         data.setdefault("name", Path(source).stem)
         return cls(**data)
 
+
 def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
@@ -104,7 +105,9 @@ def load_recipe(name_or_path, overrides: list[str] | None = None) -> Recipe:
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = RECIPE_DIR / f"{text}.yaml"
         if not path.exists():
-            raise ConfigError(f"unknown recipe {text!r}; shipped recipes: {', '.join(recipe_names())} (or pass a .yaml path)")
+            raise ConfigError(
+                f"unknown recipe {text!r}; shipped recipes: {', '.join(recipe_names())} (or pass a .yaml path)"
+            )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -27,8 +27,17 @@ import weakref
 
 from .errors import ConfigError
 
-__all__ = ["default_threads", "default_jobs", "cpu_count", "process_pool", "worker_init", "kill_pools",
-           "stopping", "handle_sigterm", "WATCHDOG_INTERVAL_S"]
+__all__ = [
+    "default_threads",
+    "default_jobs",
+    "cpu_count",
+    "process_pool",
+    "worker_init",
+    "kill_pools",
+    "stopping",
+    "handle_sigterm",
+    "WATCHDOG_INTERVAL_S",
+]
 
 #: How often a worker checks that the process that created its pool is alive (seconds).
 WATCHDOG_INTERVAL_S = 0.5
@@ -122,8 +131,7 @@ def process_pool(jobs: int, context):
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init,
-                               initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=worker_init, initargs=(os.getpid(),))
     _POOLS.add(pool)
     _STOPPING.clear()  # new work after a stop (a test's service closed, say) runs normally
     return pool

@@ -14,8 +14,9 @@ __all__ = ["VAD_FRAME", "energy_db", "vad_segments"]
 VAD_FRAME = 0.01
 
 
-def energy_db(path, sampling_rate: int, *, start: float = 0.0, end: float | None = None,
-              frame: float = VAD_FRAME) -> np.ndarray:
+def energy_db(
+    path, sampling_rate: int, *, start: float = 0.0, end: float | None = None, frame: float = VAD_FRAME
+) -> np.ndarray:
     """[shape=(n_frames,)] level of every ``frame`` of ``path`` (``start``..``end`` seconds) in dBFS.
 
     ``path`` is read resampled to ``sampling_rate``, a minute at a time; ``end`` defaults to the
@@ -41,9 +42,16 @@ def energy_db(path, sampling_rate: int, *, start: float = 0.0, end: float | None
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def vad_segments(level_db: np.ndarray, *, frame: float = VAD_FRAME, min_segment: float = 3.0,
-                 max_segment: float = 5.0, max_pause: float = 1.0, min_speech: float = 0.3,
-                 margin: float = 0.1) -> list[tuple[float, float]]:
+def vad_segments(
+    level_db: np.ndarray,
+    *,
+    frame: float = VAD_FRAME,
+    min_segment: float = 3.0,
+    max_segment: float = 5.0,
+    max_pause: float = 1.0,
+    min_speech: float = 0.3,
+    margin: float = 0.1,
+) -> list[tuple[float, float]]:
     """Cut a recording into speech segments at pauses (energy-based voice activity detection).
 
     A frame is speech when its level is above ``max(-50 dBFS, loud - 35 dB)``, where ``loud`` is
@@ -82,7 +90,11 @@ def vad_segments(level_db: np.ndarray, *, frame: float = VAD_FRAME, min_segment:
     k = max(1, int(round(0.2 / frame)))
     smooth = np.convolve(level_db, np.ones(k) / k, mode="same")
     lo_n, hi_n = int(round(min_segment / frame)), int(round(max_segment / frame))
-    pause_n, margin_n, need_n = int(round(max_pause / frame)), int(round(margin / frame)), int(round(min_speech / frame))
+    pause_n, margin_n, need_n = (
+        int(round(max_pause / frame)),
+        int(round(margin / frame)),
+        int(round(min_speech / frame)),
+    )
     # length of the silent run starting at each frame (for "a pause longer than max_pause")
     run = np.zeros(n + 1, dtype=np.int64)
     for t in range(n - 1, -1, -1):

@@ -107,8 +107,14 @@ def global_stats(x):
     return x.mean(0), _where_constant(_std(x))
 
 
-def speaker_stats(x, speakers: Sequence[str] | None, global_mean, global_std,
-                  min_utterances: int = MIN_SPEAKER_UTTERANCES, floor: float | None = None):
+def speaker_stats(
+    x,
+    speakers: Sequence[str] | None,
+    global_mean,
+    global_std,
+    min_utterances: int = MIN_SPEAKER_UTTERANCES,
+    floor: float | None = None,
+):
     """Per-row ``(mean, std)`` [shape=(n, d)]: each row gets its speaker's statistics over ``x``.
 
     Parameters
@@ -146,8 +152,15 @@ def speaker_stats(x, speakers: Sequence[str] | None, global_mean, global_std,
     return mean, std
 
 
-def speaker_standardise(x, speakers: Sequence[str] | None, global_mean, global_std, *,
-                        min_utterances: int = MIN_SPEAKER_UTTERANCES, floor: float | None = None):
+def speaker_standardise(
+    x,
+    speakers: Sequence[str] | None,
+    global_mean,
+    global_std,
+    *,
+    min_utterances: int = MIN_SPEAKER_UTTERANCES,
+    floor: float | None = None,
+):
     """``x`` [shape=(n, d)] standardised per speaker (see :func:`speaker_stats`); float64 for numpy input.
 
     >>> x = np.array([[0.0], [2.0], [10.0], [14.0]])

@@ -195,10 +195,25 @@ def mic_source(rate: int, device=None):
 # -- the engine ----------------------------------------------------------------------------------------
 
 
-def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: int | None = None,
-               pcm: str = "s16", device=None, window: float = 3.0, hop: float = 1.0, ema: float = 1.0,
-               queue_size: int = 4, when_busy: str | None = None, fmt: str = "text", out=None, err=None,
-               stdin=None) -> tuple[StreamStats, int]:
+def run_stream(
+    recognizer,
+    *,
+    source: str,
+    path=None,
+    speed: float = 1.0,
+    rate: int | None = None,
+    pcm: str = "s16",
+    device=None,
+    window: float = 3.0,
+    hop: float = 1.0,
+    ema: float = 1.0,
+    queue_size: int = 4,
+    when_busy: str | None = None,
+    fmt: str = "text",
+    out=None,
+    err=None,
+    stdin=None,
+) -> tuple[StreamStats, int]:
     """Run a stream until its input ends or a signal stops it; print rows and the summary.
 
     Parameters
@@ -295,12 +310,19 @@ def run_stream(recognizer, *, source: str, path=None, speed: float = 1.0, rate: 
                     stats.audio_seconds += len(chunk) / in_rate
                     cut(chunk)
             else:
+
                 def callback(indata, frames, time_info, status):
                     stats.audio_seconds += frames / in_rate
                     cut(indata[:, 0].copy())
 
-                with sd.InputStream(samplerate=in_rate, channels=1, dtype="float32", device=device,
-                                    blocksize=int(_CHUNK_SECONDS * in_rate), callback=callback):
+                with sd.InputStream(
+                    samplerate=in_rate,
+                    channels=1,
+                    dtype="float32",
+                    device=device,
+                    blocksize=int(_CHUNK_SECONDS * in_rate),
+                    callback=callback,
+                ):
                     while not stop.wait(0.1):
                         pass
             if not stop.is_set():

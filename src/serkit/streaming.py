@@ -87,9 +87,18 @@ class SlidingWindow:
     Times are seconds from the first sample fed.
     """
 
-    def __init__(self, recognizer, *, sampling_rate: int, window: float = 2.0, hop: float = 1.0,
-                 ema: float = 1.0, silence_db: float = SILENCE_DB, limits: StreamLimits | None = None,
-                 name: str = "stream"):
+    def __init__(
+        self,
+        recognizer,
+        *,
+        sampling_rate: int,
+        window: float = 2.0,
+        hop: float = 1.0,
+        ema: float = 1.0,
+        silence_db: float = SILENCE_DB,
+        limits: StreamLimits | None = None,
+        name: str = "stream",
+    ):
         if not MIN_SAMPLING_RATE <= int(sampling_rate) <= MAX_SAMPLING_RATE:
             raise ConfigError(
                 f"stream sample rate {sampling_rate} Hz is outside {MIN_SAMPLING_RATE}..{MAX_SAMPLING_RATE} Hz; "

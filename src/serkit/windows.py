@@ -189,8 +189,9 @@ class Grid:
         return round(a / self.sampling_rate, 6)
 
 
-def spans(duration: float, *, window: float, hop: float, sampling_rate: int | None = None,
-          min_duration: float = 0.0) -> Iterator[tuple[float, float]]:
+def spans(
+    duration: float, *, window: float, hop: float, sampling_rate: int | None = None, min_duration: float = 0.0
+) -> Iterator[tuple[float, float]]:
     """``(start, end)`` seconds of the windows over ``duration`` seconds (lazily).
 
     ``sampling_rate`` is the grid (a file's rate); without it the grid is the microsecond.
@@ -206,8 +207,9 @@ def spans(duration: float, *, window: float, hop: float, sampling_rate: int | No
         yield grid.seconds(a), grid.seconds(b)
 
 
-def cut(signal: np.ndarray, sampling_rate: int, *, window: float = LONG_WINDOW_S,
-        hop: float = LONG_HOP_S) -> list[Window]:
+def cut(
+    signal: np.ndarray, sampling_rate: int, *, window: float = LONG_WINDOW_S, hop: float = LONG_HOP_S
+) -> list[Window]:
     """A whole signal cut into windows (the same windows a stream of it would give)."""
     grid = Grid(sampling_rate, window, hop)
     return [Window(grid.seconds(a), grid.seconds(b), signal[a:b]) for a, b in grid.spans(len(signal))]
@@ -229,8 +231,15 @@ class Cutter:
         Seconds, monotonic (for the windows-per-second cap).
     """
 
-    def __init__(self, sampling_rate: int, window: float, hop: float, *, limits: StreamLimits | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        sampling_rate: int,
+        window: float,
+        hop: float,
+        *,
+        limits: StreamLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.limits = limits if limits is not None else StreamLimits.from_env()
         self.grid = Grid(sampling_rate, window, hop, max_overlap=self.limits.max_overlap)
         self.sampling_rate = self.grid.sampling_rate
@@ -243,9 +252,9 @@ class Cutter:
         """Forget all audio fed so far (times restart at 0)."""
         self._buffer = np.zeros(0, dtype=np.float32)
         self._buffer_start = 0  # stream index of self._buffer[0]
-        self._emitted = 0       # regular windows cut so far
-        self._covered = 0       # stream index where the last window cut ended
-        self.seen = 0           # samples fed so far
+        self._emitted = 0  # regular windows cut so far
+        self._covered = 0  # stream index where the last window cut ended
+        self.seen = 0  # samples fed so far
 
     @property
     def duration(self) -> float:
@@ -298,7 +307,10 @@ class Cutter:
             name = StreamLimits.ENV["max_windows_per_message"]
             raise StreamLimitError(
                 f"one chunk would complete {n} windows; the limit is {lim.max_windows_per_message} ({name}): "
-                "send smaller chunks or use a larger hop", setting=name, too_big=True)
+                "send smaller chunks or use a larger hop",
+                setting=name,
+                too_big=True,
+            )
         if lim.max_windows_per_s is None or n == 0:
             return
         now = self._clock()
@@ -309,7 +321,9 @@ class Cutter:
             name = StreamLimits.ENV["max_windows_per_s"]
             raise StreamLimitError(
                 f"the stream asks for more than {lim.max_windows_per_s:g} windows per second ({name}); "
-                "send audio closer to real time or use a larger hop", setting=name)
+                "send audio closer to real time or use a larger hop",
+                setting=name,
+            )
         self._tokens -= n
 
 
@@ -329,8 +343,9 @@ class Scorer:
         The ``file`` column of every row.
     """
 
-    def __init__(self, recognizer, sampling_rate: int, *, ema: float = 1.0, silence_db: float = SILENCE_DB,
-                 name: str = "stream"):
+    def __init__(
+        self, recognizer, sampling_rate: int, *, ema: float = 1.0, silence_db: float = SILENCE_DB, name: str = "stream"
+    ):
         if not 0 < ema <= 1:
             raise ConfigError(f"ema {ema} must be in (0, 1]; 1 turns smoothing off")
         self.recognizer = recognizer

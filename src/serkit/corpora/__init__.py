@@ -130,7 +130,10 @@ def _warn_small_classes(utterances, what: str) -> None:
     if small:
         log.warning(
             "%s: %d label(s) with fewer than %d utterances: %s; check for typos in the labels, or drop or merge them",
-            what, len(small), MIN_CLASS_UTTERANCES, ", ".join(f"{label!r} ({n})" for n, label in small),
+            what,
+            len(small),
+            MIN_CLASS_UTTERANCES,
+            ", ".join(f"{label!r} ({n})" for n, label in small),
         )
 
 
@@ -202,9 +205,7 @@ def _check_options(name: str, options: dict) -> None:
         )
 
 
-def load_corpora(
-    specs: Iterable, *, label_set: str = NATIVE, check_audio: bool = False
-) -> list[Utterance]:
+def load_corpora(specs: Iterable, *, label_set: str = NATIVE, check_audio: bool = False) -> list[Utterance]:
     """Load several corpora into one list, e.g. to train on EmoDB and RAVDESS together.
 
     With more than one corpus, every utterance's ``speaker`` and ``id`` get the corpus' name as a

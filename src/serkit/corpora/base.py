@@ -105,7 +105,9 @@ def scan_corpus(name: str, root, *, check_audio: bool = False, **options) -> Sca
     return result
 
 
-def audio_problem(path, start: float | None = None, end: float | None = None, *, headers: dict | None = None) -> str | None:
+def audio_problem(
+    path, start: float | None = None, end: float | None = None, *, headers: dict | None = None
+) -> str | None:
     """Why ``path`` (or its ``start``..``end`` seconds) cannot be used, or None when it can.
 
     Reads the header, then decodes the samples a block at a time (bounded memory, also for files
@@ -150,6 +152,8 @@ def audio_problem(path, start: float | None = None, end: float | None = None, *,
     except Exception as exc:  # libsndfile errors on garbage after a valid header
         return f"cannot decode {where} ({exc}); the file is corrupt: re-export it"
     if n_read < MIN_DURATION_S * sr:
-        return (f"{where} is {n_read / sr:.3f} s long, shorter than the {MIN_DURATION_S:g} s serkit needs "
-                "(serkit.audio.MIN_DURATION_S)")
+        return (
+            f"{where} is {n_read / sr:.3f} s long, shorter than the {MIN_DURATION_S:g} s serkit needs "
+            "(serkit.audio.MIN_DURATION_S)"
+        )
     return None

@@ -47,7 +47,10 @@ def _demographics(root: Path, problems: list[str]) -> dict[str, dict]:
                 actor = (row.get("ActorID") or "").strip()
                 sex = (row.get("Sex") or "").strip().lower()
                 if actor:
-                    out[actor] = {"gender": {"male": "m", "female": "f"}.get(sex, "unknown"), "age": (row.get("Age") or "").strip()}
+                    out[actor] = {
+                        "gender": {"male": "m", "female": "f"}.get(sex, "unknown"),
+                        "age": (row.get("Age") or "").strip(),
+                    }
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         # Demographics are a bonus; a broken table should not stop the scan.
         problems.append(f"could not read {candidate} ({exc}); gender and age left out")

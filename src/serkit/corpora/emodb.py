@@ -27,7 +27,18 @@ from .base import ScanResult, Utterance, register_corpus, require_dir
 #: Emotion letter (German initial) → canonical label.
 EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
 #: Speaker → gender, from the corpus documentation.
-SPEAKERS = {"03": "m", "08": "f", "09": "f", "10": "m", "11": "m", "12": "m", "13": "f", "14": "f", "15": "m", "16": "f"}
+SPEAKERS = {
+    "03": "m",
+    "08": "f",
+    "09": "f",
+    "10": "m",
+    "11": "m",
+    "12": "m",
+    "13": "f",
+    "14": "f",
+    "15": "m",
+    "16": "f",
+}
 
 _NAME = re.compile(r"^(?P<speaker>\d\d)(?P<text>[a-z]\d\d)(?P<emotion>[A-Za-z])(?P<version>[a-z]?)$")
 

@@ -48,7 +48,9 @@ def _locate(root) -> Path:
             + (f" (CSV files there: {', '.join(csvs[:10])})" if csvs else "")
         )
     if not p.is_file():
-        raise CorpusError(f"manifest: '{p}' does not exist; pass a CSV file with columns path,label,speaker[,start,end]")
+        raise CorpusError(
+            f"manifest: '{p}' does not exist; pass a CSV file with columns path,label,speaker[,start,end]"
+        )
     return p
 
 
@@ -100,8 +102,13 @@ def _scan(root, required: tuple, *, keep_missing: bool) -> ScanResult:
     if missing:
         raise CorpusError(
             f"manifest: '{csv_path}' lacks column(s) {', '.join(missing)}; found {', '.join(repr(h) for h in rows[0]) or 'none'}; "
-            f"the header row must name {','.join(required)}" + (" (start,end optional)" if required == REQUIRED else "")
-            + ("; is it tab-separated? name it .tsv" if delimiter == "," and len(header) == 1 and "\t" in rows[0][0] else "")
+            f"the header row must name {','.join(required)}"
+            + (" (start,end optional)" if required == REQUIRED else "")
+            + (
+                "; is it tab-separated? name it .tsv"
+                if delimiter == "," and len(header) == 1 and "\t" in rows[0][0]
+                else ""
+            )
         )
     col = {name: header.index(name) for name in header if name}
     extra_cols = [h for h in header if h and h not in REQUIRED and h not in OPTIONAL]

@@ -132,7 +132,9 @@ def scan(root, *, channel: str = "speech") -> ScanResult:
         )
     problems += skipped("files not named like 03-01-05-01-02-01-12.wav", unnamed, root)
     problems += skipped("files with a code RAVDESS does not use", bad_codes, root)
-    problems += skipped("files of the audio-video or video-only modality (RAVDESS audio is modality 03)", other_modality, root)
+    problems += skipped(
+        "files of the audio-video or video-only modality (RAVDESS audio is modality 03)", other_modality, root
+    )
     problems += skipped("files in an Actor_XX folder of another actor", wrong_folder, root)
     if other_channel:
         problems.append(

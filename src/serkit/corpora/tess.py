@@ -101,7 +101,9 @@ def scan(root) -> ScanResult:
             continue
         speaker, word = _speaker(rest[0]), "_".join(rest[1:]).lower()
         if dir_speaker is not None and (dir_speaker, dir_emotion) != (speaker, emotion):
-            disagree.append(f"{f.relative_to(root)} ({speaker} {emotion} by name, {dir_speaker} {dir_emotion} by folder)")
+            disagree.append(
+                f"{f.relative_to(root)} ({speaker} {emotion} by name, {dir_speaker} {dir_emotion} by folder)"
+            )
             speaker, emotion = dir_speaker, dir_emotion
         if speaker not in SPEAKERS:
             odd_speaker[speaker] += 1

@@ -41,7 +41,12 @@ __all__ = [
 ]
 
 #: the student :func:`distill` trains by default: the shipped ``soundnet-res`` recipe's model section
-DEFAULT_STUDENT = {"family": "soundnet-res", "pool": "meanmax", "strategy": "full", "train": {"normalisation": "speaker"}}
+DEFAULT_STUDENT = {
+    "family": "soundnet-res",
+    "pool": "meanmax",
+    "strategy": "full",
+    "train": {"normalisation": "speaker"},
+}
 
 
 # -- pruning ---------------------------------------------------------------------------------------
@@ -71,8 +76,17 @@ def _keep(importance, *, amount, threshold):
     return torch.sort(order).values
 
 
-def prune(model, utterances: Sequence | None = None, *, amount: float | None = None, threshold: float | None = None,
-          finetune_epochs: int = 3, qat: bool = False, train: dict | None = None, progress: bool = False):
+def prune(
+    model,
+    utterances: Sequence | None = None,
+    *,
+    amount: float | None = None,
+    threshold: float | None = None,
+    finetune_epochs: int = 3,
+    qat: bool = False,
+    train: dict | None = None,
+    progress: bool = False,
+):
     """Structured channel pruning of a fitted SoundNet classifier, then a short fine-tune.
 
     Importance of a channel is the L1 norm of its batch-norm-folded filter (``|gamma| / sigma``
@@ -196,8 +210,9 @@ def _finetune(model, utterances, epochs: int, *, qat: bool, train: dict | None, 
 # -- quantisation-aware training ------------------------------------------------------------------
 
 
-def quantization_aware(model, utterances: Sequence, *, epochs: int = 3, train: dict | None = None,
-                       progress: bool = False):
+def quantization_aware(
+    model, utterances: Sequence, *, epochs: int = 3, train: dict | None = None, progress: bool = False
+):
     """Fine-tune a fitted SoundNet classifier with int8 fake quantisation; returns a new classifier.
 
     During the fine-tune every convolution and linear layer sees its weights rounded to the
@@ -212,8 +227,12 @@ def quantization_aware(model, utterances: Sequence, *, epochs: int = 3, train: d
     if epochs < 1:
         raise ConfigError(f"quantisation-aware training needs at least 1 epoch, got {epochs}")
     new = _rebuilt(model, copy.deepcopy(model.net_).cpu(), model.channels)
-    new.compression_ = {"method": "qat", "epochs": int(epochs), "weights": "int8 per-channel symmetric",
-                        "activations": "uint8 per-tensor, running min/max"}
+    new.compression_ = {
+        "method": "qat",
+        "epochs": int(epochs),
+        "weights": "int8 per-channel symmetric",
+        "activations": "uint8 per-tensor, running min/max",
+    }
     return _finetune(new, utterances, epochs, qat=True, train=train, progress=progress)
 
 
@@ -290,8 +309,16 @@ def _windows(durations: Sequence[float], seconds: float | None) -> list[tuple[in
     return out
 
 
-def distill(teacher, utterances: Sequence, *, student: dict | None = None, temperature: float = 4.0,
-            alpha: float = 0.7, epochs: int | None = None, progress: bool = False):
+def distill(
+    teacher,
+    utterances: Sequence,
+    *,
+    student: dict | None = None,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    epochs: int | None = None,
+    progress: bool = False,
+):
     """Train a ``soundnet-res`` student to reproduce a teacher's probabilities.
 
     The loss is ``alpha * T² * KL(teacher_T ‖ student_T) + (1 - alpha) * hard``, where ``_T`` are
@@ -341,7 +368,10 @@ def distill(teacher, utterances: Sequence, *, student: dict | None = None, tempe
         raise ConfigError("the teacher is not fitted; train it first (serkit train) or load a model folder")
     section = dict(student or DEFAULT_STUDENT)
     section.setdefault("family", "soundnet-res")
-    if section["family"] not in ("soundnet-res", "soundnet") or section.get("backbone", "soundnet-res") != "soundnet-res":
+    if (
+        section["family"] not in ("soundnet-res", "soundnet")
+        or section.get("backbone", "soundnet-res") != "soundnet-res"
+    ):
         raise ConfigError(f"the distillation student must be family soundnet-res, got {section}")
     section["family"] = "soundnet-res"
     train = dict(section.get("train") or {})
@@ -359,8 +389,10 @@ def distill(teacher, utterances: Sequence, *, student: dict | None = None, tempe
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted({str(u.label) for u in utterances} - set(index))
     if not utterances or unknown:
-        raise ConfigError(f"distillation needs utterances labelled with the teacher's labels ({', '.join(labels)}); "
-                          f"got {'none' if not utterances else 'unknown labels ' + str(unknown)}")
+        raise ConfigError(
+            f"distillation needs utterances labelled with the teacher's labels ({', '.join(labels)}); "
+            f"got {'none' if not utterances else 'unknown labels ' + str(unknown)}"
+        )
     sr_s, sr_t = int(model.sampling_rate), int(teacher.sampling_rate)
     waves_s = [read_cached(u.path, sr_s, u.start, u.end) for u in utterances]
     windows = _windows([len(x) / sr_s for x in waves_s], config.crop_seconds)
@@ -373,15 +405,19 @@ def distill(teacher, utterances: Sequence, *, student: dict | None = None, tempe
         student_signals.append(_cut(waves_s[i], s, e, sr_s))
     speakers = [str(utterances[i].speaker) for i, _, _ in windows]
     soft = np.asarray(teacher.predict_proba(teacher_signals, speakers=speakers), dtype=np.float64)
-    _log(progress, f"teacher probabilities for {len(windows)} windows of {len(utterances)} utterances "
-                   f"({time.perf_counter() - t0:.1f}s)")
+    _log(
+        progress,
+        f"teacher probabilities for {len(windows)} windows of {len(utterances)} utterances "
+        f"({time.perf_counter() - t0:.1f}s)",
+    )
     targets = np.array([index[str(utterances[i].label)] for i, _, _ in windows])
     import torch
 
     torch.manual_seed(config.seed)  # the student's initial weights are part of the run
     net = model._build_net(len(labels), pretrained=False)
-    result = _train_student(net, student_signals, soft, targets, speakers, config, temperature=temperature,
-                            alpha=alpha, progress=progress)
+    result = _train_student(
+        net, student_signals, soft, targets, speakers, config, temperature=temperature, alpha=alpha, progress=progress
+    )
     model.net_ = net.eval()
     model.labels_ = labels
     model.strategy_ = "full"
@@ -416,7 +452,9 @@ def _log(progress: bool, msg: str) -> None:
         print(f"serkit compress: {msg}", file=sys.stderr, flush=True)
 
 
-def _train_student(net, signals, soft, y, speakers, config, *, temperature: float, alpha: float, progress: bool) -> dict:
+def _train_student(
+    net, signals, soft, y, speakers, config, *, temperature: float, alpha: float, progress: bool
+) -> dict:
     """Train ``net`` on the fixed windows with the distillation loss (:class:`serkit.training.Trainer`
     with a batch-loss hook); the best epoch by held-out speakers' UA is kept."""
     import dataclasses
@@ -427,7 +465,9 @@ def _train_student(net, signals, soft, y, speakers, config, *, temperature: floa
     from ..training.trainer import Trainer
 
     # teacher_T = p^(1/T) renormalised (= softmax(logits / T)); log-space for tiny probabilities
-    soft_t = torch.softmax(torch.as_tensor(np.log(np.clip(soft, 1e-12, None)) / temperature, dtype=torch.float32), dim=1)
+    soft_t = torch.softmax(
+        torch.as_tensor(np.log(np.clip(soft, 1e-12, None)) / temperature, dtype=torch.float32), dim=1
+    )
 
     def loss(logits, target, idx, recipe_loss):
         kd = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_t[idx].to(logits.device), reduction="batchmean")

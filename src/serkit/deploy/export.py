@@ -101,8 +101,16 @@ def _export_module(net):
     return Exported(net).eval()
 
 
-def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Sequence | None = None,
-                calibration_clips: int | None = None, opset: int = 17, progress: bool = False) -> Path:
+def export_onnx(
+    model_dir,
+    out,
+    *,
+    quantize: str | None = None,
+    calibration: Sequence | None = None,
+    calibration_clips: int | None = None,
+    opset: int = 17,
+    progress: bool = False,
+) -> Path:
     """Export a trained ``soundnet`` model directory to an ONNX model directory.
 
     Parameters
@@ -146,7 +154,9 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
         raise ConfigError(f"opset {opset} is too old; use 17 or newer")
     n_clips = CALIBRATION_CLIPS if calibration_clips is None else int(calibration_clips)
     if n_clips < 1:
-        raise ConfigError(f"calibration_clips={calibration_clips} is too few: use at least 1 (default {CALIBRATION_CLIPS})")
+        raise ConfigError(
+            f"calibration_clips={calibration_clips} is too few: use at least 1 (default {CALIBRATION_CLIPS})"
+        )
     _require("onnx")
     _require("onnxruntime")
     import torch
@@ -181,10 +191,19 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             for message in _KNOWN_EXPORT_WARNINGS:
                 warnings.filterwarnings("ignore", message=message, category=UserWarning)
             torch.onnx.export(
-                wrapper, (x, lengths), str(fp32), input_names=["waveform", "lengths"], output_names=["probabilities"],
-                dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"},
-                              "probabilities": {0: "batch"}},
-                opset_version=opset, do_constant_folding=True, dynamo=False,
+                wrapper,
+                (x, lengths),
+                str(fp32),
+                input_names=["waveform", "lengths"],
+                output_names=["probabilities"],
+                dynamic_axes={
+                    "waveform": {0: "batch", 1: "samples"},
+                    "lengths": {0: "batch"},
+                    "probabilities": {0: "batch"},
+                },
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
             )
             reference = wrapper(x, lengths).numpy()
         got = _run(fp32, x.numpy(), lengths.numpy())
@@ -198,14 +217,23 @@ def export_onnx(model_dir, out, *, quantize: str | None = None, calibration: Seq
             clips = _calibration_signals(meta, calibration, n_clips, sr, min_samples)
             _quantize_static(fp32, tmp / ONNX_FILE, clips)
             fp32.unlink()
-            quant_info = {"method": "static QDQ, per-channel int8 weights, uint8 activations "
-                                    "(0.005th-99.995th percentile), ReLU fused",
-                          "ops": _STATIC_OPS, "calibration_clips": len(clips)}
+            quant_info = {
+                "method": "static QDQ, per-channel int8 weights, uint8 activations "
+                "(0.005th-99.995th percentile), ReLU fused",
+                "ops": _STATIC_OPS,
+                "calibration_clips": len(clips),
+            }
         elif quantize == "int8-dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(tmp / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=_DYNAMIC_OPS, nodes_to_exclude=_float_nodes(fp32))
+            quantize_dynamic(
+                str(fp32),
+                str(tmp / ONNX_FILE),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=_DYNAMIC_OPS,
+                nodes_to_exclude=_float_nodes(fp32),
+            )
             fp32.unlink()
             quant_info = {"method": "dynamic, per-channel int8 weights", "ops": _DYNAMIC_OPS}
         import time
@@ -381,9 +409,19 @@ def _quantize(quantize_static, src, dst, reader, QuantFormat, QuantType, Calibra
     # SoundNet's top-1 agreement with fp32 (385 held-out EmoDB clips) was 0.855 with int8 weights,
     # 0.881 with reduce_range (7-bit weights) and 0.914 with uint8 weights, as on a VNNI CPU (0.909).
     quantize_static(
-        str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, op_types_to_quantize=_STATIC_OPS,
-        nodes_to_exclude=_float_nodes(src), calibrate_method=CalibrationMethod.Percentile,
-        extra_options={"CalibPercentile": 99.99, "CalibTensorRangeSymmetric": False,
-                       "CalibStridedMinMax": _CALIBRATION_STRIDE},  # (despite the name: any calibrator, in passes)
+        str(src),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QUInt8,
+        op_types_to_quantize=_STATIC_OPS,
+        nodes_to_exclude=_float_nodes(src),
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={
+            "CalibPercentile": 99.99,
+            "CalibTensorRangeSymmetric": False,
+            "CalibStridedMinMax": _CALIBRATION_STRIDE,
+        },  # (despite the name: any calibrator, in passes)
     )

@@ -59,7 +59,9 @@ def metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str])
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted({y for y in (*y_true, *y_pred) if y not in index}, key=str)
     if unknown:
-        raise ConfigError(f"labels {unknown} occur in y_true/y_pred but not in labels={labels}; pass the full label list")
+        raise ConfigError(
+            f"labels {unknown} occur in y_true/y_pred but not in labels={labels}; pass the full label list"
+        )
 
     n_labels = len(labels)
     t = np.fromiter((index[y] for y in y_true), dtype=np.int64, count=len(y_true))
@@ -100,4 +102,3 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     num = np.asarray(num, dtype=float)
     den = np.asarray(den, dtype=float)
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-

@@ -108,7 +108,10 @@ class LeaveOneSpeakerOut(Protocol):
         _require_utterances(utterances, self.name)
         speakers = _speakers_of(utterances)
         return _one_fold_each(
-            speakers, speakers, "leave-one-speaker-out", "speakers",
+            speakers,
+            speakers,
+            "leave-one-speaker-out",
+            "speakers",
             "add recordings of more speakers, or ask explicitly for a speaker-dependent evaluation "
             "with protocol 'random-split:5'",
         )
@@ -184,7 +187,10 @@ class LeaveOneCorpusOut(Protocol):
         _require_utterances(utterances, self.name)
         corpora = np.array([str(u.corpus) for u in utterances], dtype=object)
         return _one_fold_each(
-            corpora, _speakers_of(utterances), "leave-one-corpus-out", "corpora",
+            corpora,
+            _speakers_of(utterances),
+            "leave-one-corpus-out",
+            "corpora",
             "pass several --corpus options, e.g. --corpus emodb:DIR --corpus tess:DIR --label-set 6class",
         )
 
@@ -210,9 +216,7 @@ class Holdout(Protocol):
         known = sorted(set(speakers.tolist()))
         missing = [s for s in self.speakers if s not in known]
         if missing:
-            raise ConfigError(
-                f"holdout speakers {missing} are not in the data; speakers found: {', '.join(known)}"
-            )
+            raise ConfigError(f"holdout speakers {missing} are not in the data; speakers found: {', '.join(known)}")
         mask = np.isin(speakers, list(self.speakers))
         if mask.all():
             raise ConfigError(

@@ -337,12 +337,20 @@ class Report:
             for i in range(n):
                 for j in range(n):
                     dark = mat[i, j] > 0.5 * vmax
-                    ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", fontsize=fontsize,
-                            color="white" if dark else "black")
+                    ax.text(
+                        j,
+                        i,
+                        fmt.format(mat[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=fontsize,
+                        color="white" if dark else "black",
+                    )
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         tag = " — SPEAKER-DEPENDENT" if self.speaker_dependent else ""
-        fig.suptitle(f"{self.protocol}{tag}: UA {_fmt_pct(self.ua)}, WA {_fmt_pct(self.wa)}, "
-                     f"macro-F1 {_fmt_pct(self.macro_f1)}")
+        fig.suptitle(
+            f"{self.protocol}{tag}: UA {_fmt_pct(self.ua)}, WA {_fmt_pct(self.wa)}, macro-F1 {_fmt_pct(self.macro_f1)}"
+        )
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120)
@@ -365,5 +373,7 @@ class Report:
 
     def __repr__(self) -> str:
         dep = ", SPEAKER-DEPENDENT" if self.speaker_dependent else ""
-        return (f"Report({self.protocol}{dep}: UA={self.ua:.4f} WA={self.wa:.4f} macro_f1={self.macro_f1:.4f}, "
-                f"{self.n_utterances} utterances, {len(self.folds)} folds)")
+        return (
+            f"Report({self.protocol}{dep}: UA={self.ua:.4f} WA={self.wa:.4f} macro_f1={self.macro_f1:.4f}, "
+            f"{self.n_utterances} utterances, {len(self.folds)} folds)"
+        )

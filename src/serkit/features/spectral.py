@@ -852,4 +852,3 @@ class LogMelExtractor(FeatureExtractor):
 
     def feature_names(self) -> list[str]:
         return functional_names(self.lld_names(), stats=("mean", "std"))
-

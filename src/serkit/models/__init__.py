@@ -6,6 +6,7 @@ from .base import MODELS, Classifier, build_model, register_model
 
 __all__ = ["Classifier", "MODELS", "build_model", "register_model", "load_model"]
 
+
 def load_model(directory):
     """Rebuild a fitted classifier from a model folder written by :func:`serkit.artifact.save_model`.
 

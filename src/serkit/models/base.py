@@ -86,8 +86,9 @@ class Classifier(ABC):
         self._check_fitted()
         return list(self.labels_)
 
-    def predict_proba(self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None,
-                      adapt: bool | None = None) -> np.ndarray:
+    def predict_proba(
+        self, signals: Sequence[np.ndarray], *, speakers: Sequence[str] | None = None, adapt: bool | None = None
+    ) -> np.ndarray:
         """[shape=(n, n_labels)] probabilities for float32 mono signals at ``sampling_rate``.
 
         Parameters
@@ -105,8 +106,9 @@ class Classifier(ABC):
         signals = list(signals)
         return self._predict_signals(signals, self._adaptation_speakers(speakers, adapt, len(signals)))
 
-    def predict_proba_utterances(self, utterances: Sequence, *, adapt: bool | None = None,
-                                 progress: bool = True) -> np.ndarray:
+    def predict_proba_utterances(
+        self, utterances: Sequence, *, adapt: bool | None = None, progress: bool = True
+    ) -> np.ndarray:
         """[shape=(n, n_labels)] probabilities for utterances (audio read through the family's caches).
 
         ``adapt`` — see the class docstring; the speakers are the utterances' own. ``None``: the

@@ -260,7 +260,9 @@ class FeatureClassifier(Classifier):
     def fit_features(self, blocks: list[np.ndarray], labels: Sequence[str], speakers: np.ndarray):
         """Fit on precomputed feature blocks (one [n, d_b] array per feature set) of one view."""
         if len(self.speeds) != 1:
-            raise ConfigError(f"fit_features takes one view of the clips; this model has speeds {self.speeds}: use fit()")
+            raise ConfigError(
+                f"fit_features takes one view of the clips; this model has speeds {self.speeds}: use fit()"
+            )
         return self._fit_views([blocks], labels, speakers)
 
     def _fit_views(self, views: list[list[np.ndarray]], labels: Sequence[str], speakers: np.ndarray):
@@ -274,8 +276,10 @@ class FeatureClassifier(Classifier):
         self.global_mean_ = [m for m, _ in stats]
         self.global_std_ = [sd for _, sd in stats]
         nb = len(views[0])
-        xs = [np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
-              for b in range(nb)]
+        xs = [
+            np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
+            for b in range(nb)
+        ]
         y = np.tile([labels_.index(l) for l in labels], len(views))
         # inner folds group by speaker; with one training speaker, by clip: a clip's views stay together
         by = np.asarray(speakers) if len(views) == 1 or len(np.unique(speakers)) > 1 else np.arange(len(labels))
@@ -290,11 +294,14 @@ class FeatureClassifier(Classifier):
             params, score = _select(self.classifier, grid, x, y, groups, self.class_weight, self.inner_folds, self.seed)
             self.selected_ = {"params": params, "inner_ua": score}
             if self._decision_calibrated():
-                self.temperature_ = _fit_temperature(self.classifier, params, x, y, groups, self.class_weight,
-                                                     self.inner_folds, self.seed, len(labels_))
+                self.temperature_ = _fit_temperature(
+                    self.classifier, params, x, y, groups, self.class_weight, self.inner_folds, self.seed, len(labels_)
+                )
                 self.selected_["temperature"] = self.temperature_
             probability = not self._decision_calibrated()
-            self.estimators_ = [_make_estimator(self.classifier, params, self.class_weight, self.seed, probability).fit(x, y)]
+            self.estimators_ = [
+                _make_estimator(self.classifier, params, self.class_weight, self.seed, probability).fit(x, y)
+            ]
         return self
 
     def _decision_calibrated(self) -> bool:
@@ -326,7 +333,9 @@ class FeatureClassifier(Classifier):
         self._check_fitted()
         if len(views) == 1:
             return self._proba_from_blocks(views[0], 0, speakers)
-        logs = [np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers), 1e-12)) for v, blocks in enumerate(views)]
+        logs = [
+            np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers), 1e-12)) for v, blocks in enumerate(views)
+        ]
         return _softmax(np.mean(logs, axis=0))
 
     def _proba_from_blocks(self, blocks, view: int, speakers) -> np.ndarray:
@@ -390,7 +399,9 @@ class FeatureClassifier(Classifier):
             if "temperature" in z:
                 model.temperature_ = float(z["temperature"])
         except (KeyError, ValueError, TypeError) as exc:
-            raise ModelError(f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model") from None
+            raise ModelError(
+                f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model"
+            ) from None
         model.labels_ = list(labels)
         model.selected_ = config.get("selected", {})
         return model

@@ -67,7 +67,9 @@ def resolve_member(spec) -> tuple[str, dict]:
             raise ConfigError(f"fusion member {spec!r}: unknown keys {sorted(unknown)}; use recipe, set, name")
         sets = spec.get("set") or {}
         if not isinstance(sets, dict):
-            raise ConfigError(f"fusion member {spec['recipe']!r}: 'set' must map keys to values, e.g. {{model.grid: {{C: [0.001]}}}}")
+            raise ConfigError(
+                f"fusion member {spec['recipe']!r}: 'set' must map keys to values, e.g. {{model.grid: {{C: [0.001]}}}}"
+            )
         recipe = load_recipe(spec["recipe"], [f"{k}={json.dumps(v)}" for k, v in sets.items()])
         return str(spec.get("name", spec["recipe"])), recipe.model
     if isinstance(spec, dict) and "family" in spec:
@@ -107,8 +109,7 @@ def _fit_weights(logps: np.ndarray, y: np.ndarray) -> np.ndarray:
         grad = np.einsum("ic,mic->m", p, logps) / len(y) - logps[:, idx, y].mean(axis=1)
         return nll, grad
 
-    res = minimize(loss, np.ones(logps.shape[0]), jac=True, method="L-BFGS-B",
-                   bounds=[(0.0, 20.0)] * logps.shape[0])
+    res = minimize(loss, np.ones(logps.shape[0]), jac=True, method="L-BFGS-B", bounds=[(0.0, 20.0)] * logps.shape[0])
     return np.asarray(res.x, dtype=np.float64)
 
 
@@ -143,8 +144,16 @@ class FusionClassifier(Classifier):
         ``{"weights": [m]}`` or ``{"coef": [c, m*c], "intercept": [c]}``.
     """
 
-    def __init__(self, members: Sequence = (), *, combine: str = "stacking", inner_folds: int = 3,
-                 meta_c: float = 1.0, centre_speakers: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        members: Sequence = (),
+        *,
+        combine: str = "stacking",
+        inner_folds: int = 3,
+        meta_c: float = 1.0,
+        centre_speakers: bool = False,
+        seed: int = 0,
+    ):
         self.members = list(members)
         self.combine = combine
         self.inner_folds = int(inner_folds)
@@ -158,7 +167,9 @@ class FusionClassifier(Classifier):
         if len(self.members) < 2:
             raise ConfigError("fusion needs at least two members, e.g. members: [compare-svm, librosa-svm]")
         if self.inner_folds < 2 and combine != "mean":
-            raise ConfigError(f"inner_folds must be at least 2 to learn fusion weights (got {inner_folds}); or combine: mean")
+            raise ConfigError(
+                f"inner_folds must be at least 2 to learn fusion weights (got {inner_folds}); or combine: mean"
+            )
         self._resolved = [resolve_member(m) for m in self.members]
         self._unfitted = self._build_members()  # bad member options fail now, not after hours of training
 
@@ -214,7 +225,9 @@ class FusionClassifier(Classifier):
         for model in self._build_members():
             model = model.fit(utterances, progress=progress) or model
             if list(model.labels) != labels:
-                raise ModelError(f"fusion member {type(model).__name__} learned labels {model.labels}, expected {labels}")
+                raise ModelError(
+                    f"fusion member {type(model).__name__} learned labels {model.labels}, expected {labels}"
+                )
             self.members_.append(model)
         self.labels_ = labels
         self.combiners_ = {mode: self._fit_combiner(oof[mode], y) for mode in MODES}
@@ -268,15 +281,19 @@ class FusionClassifier(Classifier):
         mode = "none" if speakers is None else "speaker"
         probs = []
         for model in self.members_:
-            sigs = signals if model.sampling_rate == self.sampling_rate else [
-                resample(np.asarray(s, np.float32), self.sampling_rate, model.sampling_rate) for s in signals]
+            sigs = (
+                signals
+                if model.sampling_rate == self.sampling_rate
+                else [resample(np.asarray(s, np.float32), self.sampling_rate, model.sampling_rate) for s in signals]
+            )
             probs.append(model.predict_proba(sigs, speakers=speakers, adapt=mode == "speaker"))
         return self._combine(self._member_logps(probs), mode, speakers)
 
     def _predict_utterances(self, utterances: list, speakers: list[str] | None, *, progress: bool) -> np.ndarray:
         mode = "none" if speakers is None else "speaker"
-        probs = [m.predict_proba_utterances(utterances, adapt=mode == "speaker", progress=progress)
-                 for m in self.members_]
+        probs = [
+            m.predict_proba_utterances(utterances, adapt=mode == "speaker", progress=progress) for m in self.members_
+        ]
         return self._combine(self._member_logps(probs), mode, speakers)
 
     # -- persistence ------------------------------------------------------------------------------
@@ -314,7 +331,9 @@ class FusionClassifier(Classifier):
             raise ModelError(f"'{directory}/model.json' lacks the fusion combiners; re-train or re-copy the model")
         options = {k: config[k] for k in ("combine", "inner_folds", "meta_c", "centre_speakers", "seed") if k in config}
         model = cls(config.get("members", []), **options)
-        model.members_ = [load_model(model_file(directory, f"member-{k}", kind="dir"))[0] for k in range(len(model.members))]
+        model.members_ = [
+            load_model(model_file(directory, f"member-{k}", kind="dir"))[0] for k in range(len(model.members))
+        ]
         model.combiners_ = config["combiners"]
         model.labels_ = list(labels)
         return model

@@ -162,7 +162,9 @@ class WaveformClassifier(Classifier):
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
         for i, s in enumerate(signals):
             if s.ndim != 1 or s.size == 0:
-                raise ModelError(f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz")
+                raise ModelError(
+                    f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz"
+                )
         signals = [pad_to(s, self.net_.min_samples) for s in signals]
         previous = torch.get_num_threads()
         torch.set_num_threads(default_threads())
@@ -171,7 +173,9 @@ class WaveformClassifier(Classifier):
                 config = self._train_config()
                 pooled = predict_pooled(self.net_, signals, batch_seconds=config.eval_batch_seconds)
                 head = self.net_.head
-                mu, sd = speaker_stats(pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances)
+                mu, sd = speaker_stats(
+                    pooled, speakers, head.global_mean, head.global_std, config.min_speaker_utterances
+                )
                 with torch.no_grad():
                     logits = self.net_.from_pooled((pooled - mu) / sd).float().numpy()
             else:
@@ -245,8 +249,6 @@ def load_state(module, path: Path, what: str) -> None:
         raise ModelError(
             f"cannot load '{path}' into {what} ({exc}); the file does not match model.json: re-train or re-copy the model"
         ) from None
-
-
 
 
 @register_model("soundnet")
@@ -330,7 +332,9 @@ class SoundNetClassifier(WaveformClassifier):
             raise ConfigError(f"soundnet: slowdown {self.slowdown!r} must be one number for a trained network, e.g. 3")
         self.slowdown = slowdowns[0]
         if self.backbone == "soundnet-res" and self.slowdown != 1:
-            raise ConfigError("slowdown applies to the pretrained soundnet8 only; soundnet-res takes 16 kHz audio as it is")
+            raise ConfigError(
+                "slowdown applies to the pretrained soundnet8 only; soundnet-res takes 16 kHz audio as it is"
+            )
         if self.backbone == "soundnet-res" and self.pretrained:
             raise ConfigError(
                 "soundnet-res has no published pretrained weights; use pretrained: false (it trains from "
@@ -372,8 +376,16 @@ class SoundNetClassifier(WaveformClassifier):
         dropout, spk = config.dropout, config.normalisation == "speaker"
         # a pruned model (channels recorded in model.json) is built at its own widths
         if self.backbone == "soundnet8":
-            return SoundNet8Blocks(n_classes, layer=self.layer, pool=self.pool, dropout=dropout, pretrained=pretrained,
-                                   speaker_norm=spk, sampling_rate=self.sampling_rate, channels=self.channels)
+            return SoundNet8Blocks(
+                n_classes,
+                layer=self.layer,
+                pool=self.pool,
+                dropout=dropout,
+                pretrained=pretrained,
+                speaker_norm=spk,
+                sampling_rate=self.sampling_rate,
+                channels=self.channels,
+            )
         return SoundNetResBlocks(n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk, channels=self.channels)
 
     @property
@@ -397,15 +409,33 @@ class SoundNetClassifier(WaveformClassifier):
         return self.backbone
 
 
-
 @register_model("soundnet-res")
 class SoundNetResClassifier(SoundNetClassifier):
     """``soundnet`` with ``backbone="soundnet-res"``: the light 16 kHz residual network, trained from scratch."""
 
-    def __init__(self, *, backbone: str = "soundnet-res", layer: str = "out", slowdown: float = 1.0,
-                 pool: str = "meanmax", strategy: str = "auto", pretrained: bool | None = None,
-                 train: dict | None = None, channels: dict | None = None):
+    def __init__(
+        self,
+        *,
+        backbone: str = "soundnet-res",
+        layer: str = "out",
+        slowdown: float = 1.0,
+        pool: str = "meanmax",
+        strategy: str = "auto",
+        pretrained: bool | None = None,
+        train: dict | None = None,
+        channels: dict | None = None,
+    ):
         if backbone != "soundnet-res":
-            raise ConfigError(f"family soundnet-res always uses backbone soundnet-res, got {backbone!r}; use family soundnet")
-        super().__init__(backbone=backbone, layer=layer, slowdown=slowdown, pool=pool, strategy=strategy,
-                         pretrained=pretrained, train=train, channels=channels)
+            raise ConfigError(
+                f"family soundnet-res always uses backbone soundnet-res, got {backbone!r}; use family soundnet"
+            )
+        super().__init__(
+            backbone=backbone,
+            layer=layer,
+            slowdown=slowdown,
+            pool=pool,
+            strategy=strategy,
+            pretrained=pretrained,
+            train=train,
+            channels=channels,
+        )

@@ -44,7 +44,9 @@ class OnnxClassifier(Classifier):
         self.batch_seconds = batch_seconds
 
     def fit(self, utterances, *, progress: bool = True):
-        raise ModelError("ONNX models are exported, not trained: train a neural model (soundnet, cnn-lstm, transformer, ssl), then `serkit export` it")
+        raise ModelError(
+            "ONNX models are exported, not trained: train a neural model (soundnet, cnn-lstm, transformer, ssl), then `serkit export` it"
+        )
 
     @property
     def normalisation(self) -> str:  # type: ignore[override]
@@ -62,7 +64,9 @@ class OnnxClassifier(Classifier):
         need = int(self.config_.get("min_samples", 1))
         for i, s in enumerate(signals):
             if s.ndim != 1 or s.size == 0:
-                raise ModelError(f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz")
+                raise ModelError(
+                    f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz"
+                )
         signals = [pad_to(s, need) for s in signals]
         lengths = np.array([len(s) for s in signals], dtype=np.int64)
         out = np.empty((len(signals), n_labels), dtype=np.float32)
@@ -98,7 +102,9 @@ class OnnxClassifier(Classifier):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ConfigError("this model is an ONNX export; install onnxruntime (pip install 'serkit[export]')") from None
+            raise ConfigError(
+                "this model is an ONNX export; install onnxruntime (pip install 'serkit[export]')"
+            ) from None
         from ..artifact import model_file
 
         path = model_file(directory, config.get("file", "model.onnx"))

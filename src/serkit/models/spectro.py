@@ -93,12 +93,25 @@ class _SpectroClassifier(WaveformClassifier):
         from ..networks.waveform import EncoderBlocks
 
         config = self._train_config()
-        return EncoderBlocks(self._encoder(), n_classes, name=self.family, sampling_rate=self.sampling_rate,
-                             pool=self.pool, dropout=config.dropout, speaker_norm=config.normalisation == "speaker")
+        return EncoderBlocks(
+            self._encoder(),
+            n_classes,
+            name=self.family,
+            sampling_rate=self.sampling_rate,
+            pool=self.pool,
+            dropout=config.dropout,
+            speaker_norm=config.normalisation == "speaker",
+        )
 
     def _options(self) -> dict:
-        return {**self._network_options(), "dropout": self.dropout, "pool": self.pool,
-                "spec_augment": self.spec_augment, "strategy": self.strategy, "train": dict(self.train)}
+        return {
+            **self._network_options(),
+            "dropout": self.dropout,
+            "pool": self.pool,
+            "spec_augment": self.spec_augment,
+            "strategy": self.strategy,
+            "train": dict(self.train),
+        }
 
 
 @register_model("cnn-lstm")
@@ -133,9 +146,20 @@ class CNNLSTMClassifier(_SpectroClassifier):
         As :class:`serkit.models.neural.SoundNetClassifier`.
     """
 
-    def __init__(self, *, n_mels: int = 64, channels=(16, 32, 64), lstm_hidden: int = 128, lstm_layers: int = 1,
-                 bidirectional: bool = True, dropout: float = 0.1, pool: str = "attention",
-                 spec_augment: dict | bool | None = True, strategy: str = "full", train: dict | None = None):
+    def __init__(
+        self,
+        *,
+        n_mels: int = 64,
+        channels=(16, 32, 64),
+        lstm_hidden: int = 128,
+        lstm_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+        pool: str = "attention",
+        spec_augment: dict | bool | None = True,
+        strategy: str = "full",
+        train: dict | None = None,
+    ):
         self.n_mels = n_mels
         self.channels = channels
         self.lstm_hidden = lstm_hidden
@@ -144,18 +168,29 @@ class CNNLSTMClassifier(_SpectroClassifier):
         self._common(dropout, pool, spec_augment, strategy, train)
 
     def _network_options(self) -> dict:
-        return {"n_mels": self.n_mels, "channels": list(self.channels), "lstm_hidden": self.lstm_hidden,
-                "lstm_layers": self.lstm_layers, "bidirectional": self.bidirectional}
+        return {
+            "n_mels": self.n_mels,
+            "channels": list(self.channels),
+            "lstm_hidden": self.lstm_hidden,
+            "lstm_layers": self.lstm_layers,
+            "bidirectional": self.bidirectional,
+        }
 
     def _encoder(self):
         from ..networks.cnn_lstm import CNNLSTM
 
         if isinstance(self.channels, (str, bytes)) or not hasattr(self.channels, "__iter__"):
             raise ConfigError(f"channels must be a list of widths such as [16, 32, 64], got {self.channels!r}")
-        return CNNLSTM(self.sampling_rate, n_mels=int(self.n_mels), channels=self.channels,
-                       lstm_hidden=int(self.lstm_hidden), lstm_layers=int(self.lstm_layers),
-                       bidirectional=bool(self.bidirectional), dropout=float(self.dropout),
-                       spec_augment=self.spec_augment)
+        return CNNLSTM(
+            self.sampling_rate,
+            n_mels=int(self.n_mels),
+            channels=self.channels,
+            lstm_hidden=int(self.lstm_hidden),
+            lstm_layers=int(self.lstm_layers),
+            bidirectional=bool(self.bidirectional),
+            dropout=float(self.dropout),
+            spec_augment=self.spec_augment,
+        )
 
 
 @register_model("transformer")
@@ -174,9 +209,21 @@ class TransformerClassifier(_SpectroClassifier):
         As :class:`CNNLSTMClassifier`.
     """
 
-    def __init__(self, *, n_mels: int = 64, stem_channels: int = 32, d_model: int = 128, heads: int = 4,
-                 layers: int = 3, ff_dim: int = 256, dropout: float = 0.1, pool: str = "attention",
-                 spec_augment: dict | bool | None = True, strategy: str = "full", train: dict | None = None):
+    def __init__(
+        self,
+        *,
+        n_mels: int = 64,
+        stem_channels: int = 32,
+        d_model: int = 128,
+        heads: int = 4,
+        layers: int = 3,
+        ff_dim: int = 256,
+        dropout: float = 0.1,
+        pool: str = "attention",
+        spec_augment: dict | bool | None = True,
+        strategy: str = "full",
+        train: dict | None = None,
+    ):
         self.n_mels = n_mels
         self.stem_channels = stem_channels
         self.d_model = d_model
@@ -186,12 +233,26 @@ class TransformerClassifier(_SpectroClassifier):
         self._common(dropout, pool, spec_augment, strategy, train)
 
     def _network_options(self) -> dict:
-        return {"n_mels": self.n_mels, "stem_channels": self.stem_channels, "d_model": self.d_model,
-                "heads": self.heads, "layers": self.layers, "ff_dim": self.ff_dim}
+        return {
+            "n_mels": self.n_mels,
+            "stem_channels": self.stem_channels,
+            "d_model": self.d_model,
+            "heads": self.heads,
+            "layers": self.layers,
+            "ff_dim": self.ff_dim,
+        }
 
     def _encoder(self):
         from ..networks.transformer import SpectroTransformer
 
-        return SpectroTransformer(self.sampling_rate, n_mels=int(self.n_mels), stem_channels=int(self.stem_channels),
-                                  d_model=int(self.d_model), heads=int(self.heads), layers=int(self.layers),
-                                  ff_dim=int(self.ff_dim), dropout=float(self.dropout), spec_augment=self.spec_augment)
+        return SpectroTransformer(
+            self.sampling_rate,
+            n_mels=int(self.n_mels),
+            stem_channels=int(self.stem_channels),
+            d_model=int(self.d_model),
+            heads=int(self.heads),
+            layers=int(self.layers),
+            ff_dim=int(self.ff_dim),
+            dropout=float(self.dropout),
+            spec_augment=self.spec_augment,
+        )

@@ -68,8 +68,10 @@ def _transformers():
 
 def _offline() -> bool:
     """``$HF_HUB_OFFLINE`` / ``$TRANSFORMERS_OFFLINE``, read now (huggingface_hub reads them once, at import)."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _how_to_get(backbone: str) -> str:
@@ -128,7 +130,9 @@ def load_backbone(backbone: str, *, local_only: bool = False):
         config = transformers.AutoConfig.from_pretrained(source, **kw)
     except (OSError, ValueError) as exc:
         where = "offline (HF_HUB_OFFLINE is set)" if _offline() else "from the local cache or the hub"
-        raise ConfigError(f"cannot load backbone {text!r} {where}: {str(exc).splitlines()[0]}; {_how_to_get(text)}") from None
+        raise ConfigError(
+            f"cannot load backbone {text!r} {where}: {str(exc).splitlines()[0]}; {_how_to_get(text)}"
+        ) from None
     model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
@@ -138,7 +142,9 @@ def load_backbone(backbone: str, *, local_only: bool = False):
     try:
         model = transformers.AutoModel.from_pretrained(source, **kw)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load the weights of backbone {text!r}: {str(exc).splitlines()[0]}; {_how_to_get(text)}") from None
+        raise ConfigError(
+            f"cannot load the weights of backbone {text!r}: {str(exc).splitlines()[0]}; {_how_to_get(text)}"
+        ) from None
     model = model.float().eval()
     info = {"model_type": model_type, "do_normalize": True, "sampling_rate": SAMPLING_RATE}
     try:
@@ -147,7 +153,9 @@ def load_backbone(backbone: str, *, local_only: bool = False):
     except (OSError, ValueError):
         pass  # no preprocessor_config.json: the feature extractor's defaults (16 kHz, normalised)
     if info["sampling_rate"] != SAMPLING_RATE:
-        raise ConfigError(f"backbone {text!r} expects {info['sampling_rate']} Hz audio; the ssl family supports 16000 Hz checkpoints")
+        raise ConfigError(
+            f"backbone {text!r} expects {info['sampling_rate']} Hz audio; the ssl family supports 16000 Hz checkpoints"
+        )
     return model, info
 
 
@@ -214,8 +222,15 @@ class SSLClassifier(WaveformClassifier):
 
     _pretrained = True
 
-    def __init__(self, *, backbone: str = DEFAULT_BACKBONE, layers="all", pool: str = "meanstd",
-                 finetune_top: int = 0, train: dict | None = None):
+    def __init__(
+        self,
+        *,
+        backbone: str = DEFAULT_BACKBONE,
+        layers="all",
+        pool: str = "meanstd",
+        finetune_top: int = 0,
+        train: dict | None = None,
+    ):
         self.backbone = backbone
         self.layers = layers
         self.pool = pool
@@ -254,8 +269,13 @@ class SSLClassifier(WaveformClassifier):
         return TrainConfig.from_dict(options)
 
     def _options(self) -> dict:
-        return {"backbone": self.backbone, "layers": self.layers, "pool": self.pool,
-                "finetune_top": self.finetune_top, "train": dict(self.train)}
+        return {
+            "backbone": self.backbone,
+            "layers": self.layers,
+            "pool": self.pool,
+            "finetune_top": self.finetune_top,
+            "train": dict(self.train),
+        }
 
     def _describe(self) -> str:
         return f"ssl {getattr(self, 'backbone_info_', {}).get('model_type', '')} ({self.backbone})"
@@ -271,10 +291,21 @@ class SSLClassifier(WaveformClassifier):
         from ..networks.ssl import SSLNet
 
         config = self._train_config()
-        net = SSLNet(model, info, n_classes, layers=_resolve_layers(self.layers, int(cfg.num_hidden_layers)),
-                     pool=self.pool, dropout=config.dropout, speaker_norm=config.normalisation == "speaker")
-        self.backbone_info_ = {"model_type": info["model_type"], "hidden_size": int(cfg.hidden_size),
-                               "num_hidden_layers": int(cfg.num_hidden_layers), "do_normalize": info["do_normalize"]}
+        net = SSLNet(
+            model,
+            info,
+            n_classes,
+            layers=_resolve_layers(self.layers, int(cfg.num_hidden_layers)),
+            pool=self.pool,
+            dropout=config.dropout,
+            speaker_norm=config.normalisation == "speaker",
+        )
+        self.backbone_info_ = {
+            "model_type": info["model_type"],
+            "hidden_size": int(cfg.hidden_size),
+            "num_hidden_layers": int(cfg.num_hidden_layers),
+            "do_normalize": info["do_normalize"],
+        }
         self._feature_info = info
         return net
 
@@ -294,8 +325,9 @@ class SSLClassifier(WaveformClassifier):
     def config(self) -> dict:
         cfg = super().config()
         if hasattr(self, "net_"):
-            cfg.setdefault("fitted", {}).update(backbone=dict(self.backbone_info_), layer_weights=self.layer_weights_,
-                                                backbone_files=BACKBONE_DIR)
+            cfg.setdefault("fitted", {}).update(
+                backbone=dict(self.backbone_info_), layer_weights=self.layer_weights_, backbone_files=BACKBONE_DIR
+            )
         return cfg
 
     def save_weights(self, directory: Path) -> list[str]:
@@ -308,12 +340,18 @@ class SSLClassifier(WaveformClassifier):
         model = self.net_.backbone_model
         model.save_pretrained(str(directory / BACKBONE_DIR), safe_serialization=True)
         _transformers().Wav2Vec2FeatureExtractor(
-            feature_size=1, sampling_rate=SAMPLING_RATE, padding_value=0.0,
-            do_normalize=bool(self.backbone_info_["do_normalize"]), return_attention_mask=True,
+            feature_size=1,
+            sampling_rate=SAMPLING_RATE,
+            padding_value=0.0,
+            do_normalize=bool(self.backbone_info_["do_normalize"]),
+            return_attention_mask=True,
         ).save_pretrained(str(directory / BACKBONE_DIR))
         state = {k: v.detach().cpu().contiguous() for k, v in self.net_.head.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"family": self.family, "network": self._describe(),
-                                                                   "part": "head"})
+        save_file(
+            state,
+            str(directory / WEIGHTS_FILE),
+            metadata={"family": self.family, "network": self._describe(), "part": "head"},
+        )
         (directory / HISTORY_FILE).write_text(json.dumps(self.training_, indent=1))
         return [WEIGHTS_FILE, HISTORY_FILE, BACKBONE_DIR]
 
@@ -333,7 +371,9 @@ class SSLClassifier(WaveformClassifier):
         try:
             net = model._build_net(len(labels), pretrained=False, source=str(backbone_dir), local_only=True)
         except ConfigError as exc:
-            raise ModelError(f"cannot load the backbone saved in '{backbone_dir}' ({exc}); re-train or re-copy the model") from None
+            raise ModelError(
+                f"cannot load the backbone saved in '{backbone_dir}' ({exc}); re-train or re-copy the model"
+            ) from None
         load_state(net.head, head_path, f"the head for {len(labels)} labels")
         model._restore_fitted(net, directory, config, labels)
         model.layer_weights_ = model._layer_weights()

@@ -18,6 +18,20 @@ from .soundnet import SoundNet8, min_samples
 from .soundnet_res import SoundNetRes
 from .transformer import SpectroTransformer
 
-__all__ = ["SoundNet8", "SoundNetRes", "CNNLSTM", "SpectroTransformer", "LogMel", "LogMelFrontEnd", "SpecAugment",
-           "min_samples", "ClassifierHead", "MeanMaxPool", "AttentionPool", "lengths_to_mask", "BlockwiseNet",
-           "predict_logits", "predict_pooled"]
+__all__ = [
+    "SoundNet8",
+    "SoundNetRes",
+    "CNNLSTM",
+    "SpectroTransformer",
+    "LogMel",
+    "LogMelFrontEnd",
+    "SpecAugment",
+    "min_samples",
+    "ClassifierHead",
+    "MeanMaxPool",
+    "AttentionPool",
+    "lengths_to_mask",
+    "BlockwiseNet",
+    "predict_logits",
+    "predict_pooled",
+]

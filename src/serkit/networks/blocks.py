@@ -159,8 +159,14 @@ def length_batches(lengths: Sequence[int], budget: int, max_items: int) -> list[
 
 
 @torch.no_grad()
-def _run_batched(net: BlockwiseNet, items: Sequence[torch.Tensor], budget: int, max_items: int, device,
-                 step: Callable[[torch.Tensor, torch.Tensor], object]):
+def _run_batched(
+    net: BlockwiseNet,
+    items: Sequence[torch.Tensor],
+    budget: int,
+    max_items: int,
+    device,
+    step: Callable[[torch.Tensor, torch.Tensor], object],
+):
     """The one batched runner: ``step(x, lengths)`` on length-sorted padded batches, in eval mode.
 
     Yields ``(indices, step's result)`` per batch; the network's train/eval mode is restored after.
@@ -184,15 +190,17 @@ def _items_and_budget(net, signals, features, level, batch_seconds):
     return items, budget
 
 
-def level_features(net: BlockwiseNet, signals: Sequence[np.ndarray], level: int, device,
-                   budget_samples: int) -> list[torch.Tensor]:
+def level_features(
+    net: BlockwiseNet, signals: Sequence[np.ndarray], level: int, device, budget_samples: int
+) -> list[torch.Tensor]:
     """Level-``level`` representation [channels, frames] of every whole signal (CPU tensors, valid frames only)."""
     if level == 0:
         return [as_tensor(s) for s in signals]
     items = [as_tensor(s) for s in signals]
     out: list[torch.Tensor | None] = [None] * len(signals)
-    for idx, (h, hl) in _run_batched(net, items, budget_samples, 64, device,
-                                     lambda x, lens: net.run_blocks(x, lens, 0, level)):
+    for idx, (h, hl) in _run_batched(
+        net, items, budget_samples, 64, device, lambda x, lens: net.run_blocks(x, lens, 0, level)
+    ):
         h, hl = h.cpu(), hl.cpu()
         for j, i in enumerate(idx):
             out[i] = h[j, :, : int(hl[j])].clone()
@@ -217,8 +225,9 @@ def predict_logits(
     device = device or next(net.parameters()).device
     items, budget = _items_and_budget(net, signals, features, level, batch_seconds)
     out, order = [], []
-    for idx, logits in _run_batched(net, items, budget, 256, device,
-                                    lambda x, lens: net.forward_from(x, lens, level).float().cpu().numpy()):
+    for idx, logits in _run_batched(
+        net, items, budget, 256, device, lambda x, lens: net.forward_from(x, lens, level).float().cpu().numpy()
+    ):
         out.append(logits)
         order.append(idx)
     if not out:
@@ -241,8 +250,9 @@ def predict_pooled(
     device = device or next(net.parameters()).device
     items, budget = _items_and_budget(net, signals, features, level, batch_seconds)
     out, order = [], []
-    for idx, pooled in _run_batched(net, items, budget, 256, device,
-                                    lambda x, lens: net.pooled_from(x, lens, level).float().cpu()):
+    for idx, pooled in _run_batched(
+        net, items, budget, 256, device, lambda x, lens: net.pooled_from(x, lens, level).float().cpu()
+    ):
         out.append(pooled)
         order.append(idx)
     pooled = torch.cat(out)

@@ -77,16 +77,27 @@ class CNNLSTM(nn.Module):
         Output frame rate (100 / 2 ** len(channels)).
     """
 
-    def __init__(self, sampling_rate: int = 16000, *, n_mels: int = 64, channels=(16, 32, 64), lstm_hidden: int = 128,
-                 lstm_layers: int = 1, bidirectional: bool = True, dropout: float = 0.1,
-                 spec_augment: dict | bool | None = True):
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        *,
+        n_mels: int = 64,
+        channels=(16, 32, 64),
+        lstm_hidden: int = 128,
+        lstm_layers: int = 1,
+        bidirectional: bool = True,
+        dropout: float = 0.1,
+        spec_augment: dict | bool | None = True,
+    ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if not channels or min(channels) < 1:
             raise ConfigError(f"cnn channels must be a non-empty list of positive widths, got {list(channels)}")
         if n_mels % (2 ** len(channels)):
-            raise ConfigError(f"n_mels {n_mels} is not divisible by 2^{len(channels)} (one halving per CNN block); "
-                              "use 64 mel bands with up to 6 blocks")
+            raise ConfigError(
+                f"n_mels {n_mels} is not divisible by 2^{len(channels)} (one halving per CNN block); "
+                "use 64 mel bands with up to 6 blocks"
+            )
         if lstm_hidden < 1 or lstm_layers < 1:
             raise ConfigError(f"lstm_hidden and lstm_layers must be >= 1, got {lstm_hidden} and {lstm_layers}")
         self.front = LogMelFrontEnd(sampling_rate, n_mels=n_mels, spec_augment=spec_augment)

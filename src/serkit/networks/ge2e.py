@@ -73,13 +73,18 @@ class SpeakerEncoder(nn.Module):
         missing = sorted(set(GE2E_SHAPES) - set(tensors))
         if missing:
             raise ModelError(f"'{path}' lacks {missing[:4]}; delete it and run `serkit download ge2e` again")
-        state = {f"lstms.{i}.{kind}_l0": tensors[f"lstm.{kind}_l{i}"]
-                 for i in range(3) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        state = {
+            f"lstms.{i}.{kind}_l0": tensors[f"lstm.{kind}_l{i}"]
+            for i in range(3)
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        }
         state.update({"linear.weight": tensors["linear.weight"], "linear.bias": tensors["linear.bias"]})
         self.load_state_dict(state)
         return self
 
-    def features(self, mels: torch.Tensor, layers=("lstm3",), *, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def features(
+        self, mels: torch.Tensor, layers=("lstm3",), *, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Outputs for one batch of mel sequences ``[batch, frames, 40]``.
 
         Returns ``{layer: [batch, frames, 256]}`` for ``lstm1``…``lstm3`` and ``[batch, 256]`` for

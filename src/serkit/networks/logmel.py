@@ -46,12 +46,25 @@ class LogMel(nn.Module):
         Mel range in Hz (``fmax=None``: Nyquist).
     """
 
-    def __init__(self, sampling_rate: int = 16000, *, n_mels: int = 64, n_fft: int = 512, hop_length: int = 160,
-                 fmin: float = 0.0, fmax: float | None = None):
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        *,
+        n_mels: int = 64,
+        n_fft: int = 512,
+        hop_length: int = 160,
+        fmin: float = 0.0,
+        fmax: float | None = None,
+    ):
         super().__init__()
         import librosa
 
-        self.sampling_rate, self.n_mels, self.n_fft, self.hop_length = int(sampling_rate), int(n_mels), int(n_fft), int(hop_length)
+        self.sampling_rate, self.n_mels, self.n_fft, self.hop_length = (
+            int(sampling_rate),
+            int(n_mels),
+            int(n_fft),
+            int(hop_length),
+        )
         mel = librosa.filters.mel(sr=self.sampling_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=fmin, fmax=fmax)
         # fixed: rebuilt from the arguments, never saved with the weights
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
@@ -64,8 +77,13 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         half = self.n_fft // 2
         x = nn.functional.pad(waveform, (half, half))
-        options = {"hop_length": self.hop_length, "win_length": self.n_fft, "window": self.window, "center": False,
-                   "onesided": True}
+        options = {
+            "hop_length": self.hop_length,
+            "win_length": self.n_fft,
+            "window": self.window,
+            "center": False,
+            "onesided": True,
+        }
         if torch.onnx.is_in_onnx_export():
             # the TorchScript ONNX exporter has no complex tensors: the (deprecated) real layout
             with warnings.catch_warnings():
@@ -88,11 +106,23 @@ class SpecAugment(nn.Module):
     set to ``value``. Draws come from torch's generator, which the trainer seeds.
     """
 
-    def __init__(self, *, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 20,
-                 max_time_fraction: float = 0.2, value: float = 0.0):
+    def __init__(
+        self,
+        *,
+        freq_masks: int = 2,
+        freq_width: int = 8,
+        time_masks: int = 2,
+        time_width: int = 20,
+        max_time_fraction: float = 0.2,
+        value: float = 0.0,
+    ):
         super().__init__()
-        for name, v in (("freq_masks", freq_masks), ("freq_width", freq_width), ("time_masks", time_masks),
-                        ("time_width", time_width)):
+        for name, v in (
+            ("freq_masks", freq_masks),
+            ("freq_width", freq_width),
+            ("time_masks", time_masks),
+            ("time_width", time_width),
+        ):
             if int(v) < 0:
                 raise ConfigError(f"spec_augment.{name} must be >= 0, got {v}")
         if not 0 <= max_time_fraction <= 1:
@@ -121,14 +151,18 @@ class SpecAugment(nn.Module):
         for _ in range(self.freq_masks):
             mask |= self._bands(full, torch.full((b,), min(self.freq_width, m), device=dev), m, dev)[:, :, None]
         lengths = lengths.to(dev)
-        widest = torch.minimum(torch.full_like(lengths, self.time_width), (lengths.float() * self.max_time_fraction).long())
+        widest = torch.minimum(
+            torch.full_like(lengths, self.time_width), (lengths.float() * self.max_time_fraction).long()
+        )
         for _ in range(self.time_masks):
             mask |= self._bands(lengths, widest, t, dev)[:, None, :]
         return x.masked_fill(mask, self.value)
 
     def extra_repr(self) -> str:
-        return (f"freq_masks={self.freq_masks}, freq_width={self.freq_width}, time_masks={self.time_masks}, "
-                f"time_width={self.time_width}")
+        return (
+            f"freq_masks={self.freq_masks}, freq_width={self.freq_width}, time_masks={self.time_masks}, "
+            f"time_width={self.time_width}"
+        )
 
 
 class LogMelFrontEnd(nn.Module):
@@ -158,12 +192,16 @@ class LogMelFrontEnd(nn.Module):
         if spec_augment is True:
             spec_augment = {}
         if spec_augment not in (None, False) and not isinstance(spec_augment, dict):
-            raise ConfigError(f"spec_augment must be true, false or a mapping of SpecAugment options, got {spec_augment!r}")
+            raise ConfigError(
+                f"spec_augment must be true, false or a mapping of SpecAugment options, got {spec_augment!r}"
+            )
         try:
             self.spec_augment = SpecAugment(**spec_augment) if isinstance(spec_augment, dict) else None
         except TypeError as exc:
-            raise ConfigError(f"bad spec_augment options {spec_augment} ({exc}); valid: freq_masks, freq_width, "
-                              "time_masks, time_width, max_time_fraction") from None
+            raise ConfigError(
+                f"bad spec_augment options {spec_augment} ({exc}); valid: freq_masks, freq_width, "
+                "time_masks, time_width, max_time_fraction"
+            ) from None
         self.n_mels = n_mels
 
     def frame_lengths(self, lengths):

@@ -39,8 +39,11 @@ def soundnet8_groups(net) -> list[Group]:
             consumers = [_conv_consumer(net.blocks[i + 1], "conv")]
         else:
             consumers = [_head_consumer(net.head)]
-        groups.append(Group(name, lambda b=block: b.conv, lambda c, b=block: setattr(b, "conv", c),
-                            lambda b=block: b.bn, consumers))
+        groups.append(
+            Group(
+                name, lambda b=block: b.conv, lambda c, b=block: setattr(b, "conv", c), lambda b=block: b.bn, consumers
+            )
+        )
     return groups
 
 
@@ -50,11 +53,24 @@ def soundnet_res_groups(encoder) -> list[Group]:
     convolution is tiny, so they are left whole."""
     groups = []
     for j, rb in enumerate(encoder.blocks):
-        groups.append(Group(f"block{j + 1}.reduce", lambda r=rb: r.reduce[0], lambda c, r=rb: r.reduce.__setitem__(0, c),
-                            lambda r=rb: r.reduce[1], [_depthwise_consumer(rb)]))
-        groups.append(Group(f"block{j + 1}.pointwise", lambda r=rb: r.pointwise[0],
-                            lambda c, r=rb: r.pointwise.__setitem__(0, c), lambda r=rb: r.pointwise[1],
-                            [_pointwise_consumer(rb.expand)]))
+        groups.append(
+            Group(
+                f"block{j + 1}.reduce",
+                lambda r=rb: r.reduce[0],
+                lambda c, r=rb: r.reduce.__setitem__(0, c),
+                lambda r=rb: r.reduce[1],
+                [_depthwise_consumer(rb)],
+            )
+        )
+        groups.append(
+            Group(
+                f"block{j + 1}.pointwise",
+                lambda r=rb: r.pointwise[0],
+                lambda c, r=rb: r.pointwise.__setitem__(0, c),
+                lambda r=rb: r.pointwise[1],
+                [_pointwise_consumer(rb.expand)],
+            )
+        )
     return groups
 
 
@@ -118,8 +134,16 @@ def _slice_conv(conv, *, out_idx=None, in_idx=None):
         if in_idx is not None:
             w = w[:, in_idx]
         cout, cin, groups = w.shape[0], w.shape[1], 1
-    new = nn.Conv1d(cin, cout, conv.kernel_size[0], conv.stride[0], conv.padding[0], dilation=conv.dilation[0],
-                    groups=groups, bias=conv.bias is not None)
+    new = nn.Conv1d(
+        cin,
+        cout,
+        conv.kernel_size[0],
+        conv.stride[0],
+        conv.padding[0],
+        dilation=conv.dilation[0],
+        groups=groups,
+        bias=conv.bias is not None,
+    )
     new.weight.data.copy_(w)
     if conv.bias is not None:
         b = conv.bias.detach()

@@ -247,7 +247,9 @@ class SoundNet8(nn.Module):
         own = self.state_dict()
         for k, v in state.items():
             if own[k].shape != v.shape:
-                raise ModelError(f"'{path}': {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}; delete the file")
+                raise ModelError(
+                    f"'{path}': {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}; delete the file"
+                )
         # num_batches_tracked stays as initialised: only running statistics matter in eval mode.
         self.load_state_dict(state, strict=False)
         return self
@@ -332,7 +334,9 @@ class SoundNet8(nn.Module):
                 out[name] = getattr(self, name)(x)
         return {name: out[name] for name in layers}
 
-    def forward(self, waveform: torch.Tensor, until: str = "conv7", *, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, waveform: torch.Tensor, until: str = "conv7", *, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Output of layer ``until``: [batch, channels, frames] for waveforms [batch, samples] in [-1, 1] at 22 050 Hz.
 
         ``conv8`` / ``conv8_2`` are the heads' raw convolution outputs (logits before softmax).
@@ -342,4 +346,3 @@ class SoundNet8(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sampling_rate={SAMPLING_RATE}, input_scale={INPUT_SCALE:g}"
-

@@ -49,8 +49,17 @@ class ResBlock(nn.Module):
         ``cout // expansion``.
     """
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 9, stride: int = 1, expansion: int = 2, *,
-                 reduce: int | None = None, pointwise: int | None = None):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int = 9,
+        stride: int = 1,
+        expansion: int = 2,
+        *,
+        reduce: int | None = None,
+        pointwise: int | None = None,
+    ):
         super().__init__()
         self.stride = stride
         self.kernel_size = kernel_size
@@ -120,8 +129,13 @@ class SoundNetRes(nn.Module):
     FRONT_KERNEL, FRONT_STRIDE, FRONT_PADDING = 25, 8, 12
 
     def __init__(
-        self, widths: Sequence[int] = (64, 128, 256), blocks_per_stage: int = 3, kernel_size: int = 9, expansion: int = 2,
-        *, channels: Mapping[str, int] | None = None,
+        self,
+        widths: Sequence[int] = (64, 128, 256),
+        blocks_per_stage: int = 3,
+        kernel_size: int = 9,
+        expansion: int = 2,
+        *,
+        channels: Mapping[str, int] | None = None,
     ):
         super().__init__()
         if len(widths) != 3 or blocks_per_stage < 1:
@@ -139,12 +153,23 @@ class SoundNetRes(nn.Module):
         cin = self.widths[0]
         self.taps: list[int] = []  # index of the last block of each stage
         n_blocks = 3 * blocks_per_stage
-        pruned = self._bottlenecks(channels, n_blocks, [w // expansion for w in self.widths for _ in range(blocks_per_stage)])
+        pruned = self._bottlenecks(
+            channels, n_blocks, [w // expansion for w in self.widths for _ in range(blocks_per_stage)]
+        )
         for s, w in enumerate(self.widths):
             for j in range(blocks_per_stage):
                 r, q = pruned[len(blocks)]
-                blocks.append(ResBlock(cin, w, kernel_size, stride=2 if (j == 0 and s > 0) else 1, expansion=expansion,
-                                       reduce=r, pointwise=q))
+                blocks.append(
+                    ResBlock(
+                        cin,
+                        w,
+                        kernel_size,
+                        stride=2 if (j == 0 and s > 0) else 1,
+                        expansion=expansion,
+                        reduce=r,
+                        pointwise=q,
+                    )
+                )
                 cin = w
             self.taps.append(len(blocks) - 1)
         self.blocks = nn.ModuleList(blocks)
@@ -166,7 +191,9 @@ class SoundNetRes(nn.Module):
             return [tuple(x) for x in out]  # type: ignore[misc]
         from ..errors import ModelError
 
-        names = {f"block{j + 1}.{part}": (j, k) for j in range(n_blocks) for k, part in enumerate(("reduce", "pointwise"))}
+        names = {
+            f"block{j + 1}.{part}": (j, k) for j in range(n_blocks) for k, part in enumerate(("reduce", "pointwise"))
+        }
         unknown = sorted(set(channels) - set(names))
         if unknown:
             raise ModelError(f"channel counts for unknown layers {unknown}; this network has {', '.join(names)}")

@@ -178,8 +178,9 @@ class SSLNet(SpeakerNormMixin, BlockwiseNet):
         self.blocks = nn.ModuleList([front] + [Layer(model, i) for i in range(L)])
         self.block_names = ("features",) + tuple(f"layer{i + 1}" for i in range(L))
         self.min_samples = front.min_samples()
-        self.head = LayerMixHead(self.hidden, self.slots(L + 1), self.use, n_classes, dropout=dropout, pool=pool,
-                                 speaker_norm=speaker_norm)
+        self.head = LayerMixHead(
+            self.hidden, self.slots(L + 1), self.use, n_classes, dropout=dropout, pool=pool, speaker_norm=speaker_norm
+        )
         # the transformers model itself stays outside the module tree (its pieces are the blocks)
         self._model = (model,)
 

@@ -82,22 +82,43 @@ class SpectroTransformer(nn.Module):
         :class:`serkit.networks.logmel.SpecAugment` options (training mode only).
     """
 
-    def __init__(self, sampling_rate: int = 16000, *, n_mels: int = 64, stem_channels: int = 32, d_model: int = 128,
-                 heads: int = 4, layers: int = 3, ff_dim: int = 256, dropout: float = 0.1,
-                 spec_augment: dict | bool | None = True):
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        *,
+        n_mels: int = 64,
+        stem_channels: int = 32,
+        d_model: int = 128,
+        heads: int = 4,
+        layers: int = 3,
+        ff_dim: int = 256,
+        dropout: float = 0.1,
+        spec_augment: dict | bool | None = True,
+    ):
         super().__init__()
         if n_mels % 4:
             raise ConfigError(f"n_mels {n_mels} must be divisible by 4 (two stride-2 patch convolutions)")
         if d_model < 1 or heads < 1 or d_model % heads:
-            raise ConfigError(f"d_model {d_model} must be a positive multiple of heads {heads}; e.g. d_model 128, heads 4")
+            raise ConfigError(
+                f"d_model {d_model} must be a positive multiple of heads {heads}; e.g. d_model 128, heads 4"
+            )
         if layers < 1 or ff_dim < 1 or stem_channels < 1:
             raise ConfigError(f"layers, ff_dim and stem_channels must be >= 1, got {layers}, {ff_dim}, {stem_channels}")
         self.front = LogMelFrontEnd(sampling_rate, n_mels=n_mels, spec_augment=spec_augment)
-        self.stem = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(1, stem_channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(stem_channels), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(stem_channels, stem_channels, 3, stride=2, padding=1, bias=False),
-                          nn.BatchNorm2d(stem_channels), nn.ReLU()),
-        ])
+        self.stem = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(1, stem_channels, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(stem_channels),
+                    nn.ReLU(),
+                ),
+                nn.Sequential(
+                    nn.Conv2d(stem_channels, stem_channels, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(stem_channels),
+                    nn.ReLU(),
+                ),
+            ]
+        )
         self.embed = nn.Linear(stem_channels * (n_mels // 4), d_model)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(_EncoderLayer(d_model, heads, ff_dim, dropout) for _ in range(layers))

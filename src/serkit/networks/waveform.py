@@ -39,9 +39,18 @@ class SoundNet8Blocks(SpeakerNormMixin, BlockwiseNet):
     sampling_rate = SAMPLING_RATE
     prunable = True
 
-    def __init__(self, n_classes: int, *, layer: str = "conv7", pool: str = "meanmax",
-                 dropout: float = 0.3, pretrained: bool = True, speaker_norm: bool = False,
-                 sampling_rate: int = SAMPLING_RATE, channels=None):
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        layer: str = "conv7",
+        pool: str = "meanmax",
+        dropout: float = 0.3,
+        pretrained: bool = True,
+        speaker_norm: bool = False,
+        sampling_rate: int = SAMPLING_RATE,
+        channels=None,
+    ):
         super().__init__()
         # the rate audio is read at; above 22 050 Hz the speech reaches the network slowed down
         self.sampling_rate = int(sampling_rate)
@@ -53,7 +62,9 @@ class SoundNet8Blocks(SpeakerNormMixin, BlockwiseNet):
             )
         cut = names.index(layer) + 1
         if channels and set(channels) - set(names[:cut]):
-            raise ModelError(f"channel counts for layers {sorted(set(channels) - set(names[:cut]))}, above the network's top block {layer}")
+            raise ModelError(
+                f"channel counts for layers {sorted(set(channels) - set(names[:cut]))}, above the network's top block {layer}"
+            )
         backbone = SoundNet8(pretrained=pretrained, channels=channels)
         self.block_names = backbone.block_names[:cut]
         self.blocks = nn.ModuleList(list(backbone.blocks[:cut]))  # conv8 heads are dropped
@@ -98,8 +109,17 @@ class EncoderBlocks(SpeakerNormMixin, BlockwiseNet):
     encoders are trained from scratch as a whole (their internals do not split into a chain).
     """
 
-    def __init__(self, encoder, n_classes: int, *, name: str, sampling_rate: int, pool: str = "meanmax",
-                 dropout: float = 0.3, speaker_norm: bool = False):
+    def __init__(
+        self,
+        encoder,
+        n_classes: int,
+        *,
+        name: str,
+        sampling_rate: int,
+        pool: str = "meanmax",
+        dropout: float = 0.3,
+        speaker_norm: bool = False,
+    ):
         super().__init__()
         self.block_names = (name,)
         self.blocks = nn.ModuleList([encoder])
@@ -129,11 +149,18 @@ class SoundNetResBlocks(EncoderBlocks):
     sampling_rate = SoundNetRes.SAMPLING_RATE
     prunable = True
 
-    def __init__(self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3, speaker_norm: bool = False,
-                 channels=None):
-        super().__init__(SoundNetRes(channels=channels), n_classes, name="soundnet-res",
-                         sampling_rate=SoundNetRes.SAMPLING_RATE, pool=pool, dropout=dropout, speaker_norm=speaker_norm)
+    def __init__(
+        self, n_classes: int, *, pool: str = "meanmax", dropout: float = 0.3, speaker_norm: bool = False, channels=None
+    ):
+        super().__init__(
+            SoundNetRes(channels=channels),
+            n_classes,
+            name="soundnet-res",
+            sampling_rate=SoundNetRes.SAMPLING_RATE,
+            pool=pool,
+            dropout=dropout,
+            speaker_norm=speaker_norm,
+        )
 
     def channel_groups(self):
         return soundnet_res_groups(self.backbone)
-

@@ -21,7 +21,6 @@ middleware), :mod:`.uploads` (multipart parsing and upload limits), this module 
 :func:`create_app`) and :mod:`.server` (running it under uvicorn: :func:`~.server.serve`).
 """
 
-
 import asyncio
 import contextlib
 import hmac
@@ -221,8 +220,9 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         window: float
         hop: float
         label: str = Field(description="The label of the mean probabilities over the windows with speech.")
-        probabilities: dict[str, float] = Field(description="Mean probabilities over the windows with speech "
-                                                            "(silent windows have error 'silence').")
+        probabilities: dict[str, float] = Field(
+            description="Mean probabilities over the windows with speech (silent windows have error 'silence')."
+        )
         windows: list[Window]
 
     class ModelsResponse(BaseModel):
@@ -241,23 +241,36 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         uptime_s: float
         labels: int
 
-    errors = {code: {"model": ErrorResponse, "description": text} for code, text in {
-        400: "Malformed multipart body or no file in field 'file'.",
-        401: "Missing or wrong API key (when SERKIT_API_KEYS is set).",
-        408: "The upload paused longer than SERKIT_BODY_TIMEOUT_S or took longer than SERKIT_UPLOAD_TIMEOUT_S.",
-        413: "Upload larger than SERKIT_MAX_UPLOAD_MB or audio longer than SERKIT_MAX_DURATION_S.",
-        415: "Request is not multipart/form-data, or the file part is not audio.",
-        422: "The audio cannot be decoded, is empty, too short or silent, or a parameter is out of range.",
-        503: "Too many inference jobs queued (SERKIT_MAX_PENDING); retry after the Retry-After seconds.",
-    }.items()}
+    errors = {
+        code: {"model": ErrorResponse, "description": text}
+        for code, text in {
+            400: "Malformed multipart body or no file in field 'file'.",
+            401: "Missing or wrong API key (when SERKIT_API_KEYS is set).",
+            408: "The upload paused longer than SERKIT_BODY_TIMEOUT_S or took longer than SERKIT_UPLOAD_TIMEOUT_S.",
+            413: "Upload larger than SERKIT_MAX_UPLOAD_MB or audio longer than SERKIT_MAX_DURATION_S.",
+            415: "Request is not multipart/form-data, or the file part is not audio.",
+            422: "The audio cannot be decoded, is empty, too short or silent, or a parameter is out of range.",
+            503: "Too many inference jobs queued (SERKIT_MAX_PENDING); retry after the Retry-After seconds.",
+        }.items()
+    }
     upload_body = {
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {
-                "schema": {"type": "object", "required": ["file"], "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "wav, flac, ogg or mp3 (≤ SERKIT_MAX_UPLOAD_MB)"}}},
-            }},
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "wav, flac, ogg or mp3 (≤ SERKIT_MAX_UPLOAD_MB)",
+                            }
+                        },
+                    },
+                }
+            },
         }
     }
 
@@ -287,8 +300,9 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     app.state.service = svc
     _describe_auth_as_configured(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
-    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                                  description="Needed when the server sets SERKIT_API_KEYS.")
+    api_key_header = APIKeyHeader(
+        name="X-API-Key", auto_error=False, description="Needed when the server sets SERKIT_API_KEYS."
+    )
 
     def require_key(request: Request, key: str | None = Depends(api_key_header)):
         if not key:
@@ -318,7 +332,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     page_headers = {
         # everything the page needs comes from this server; nothing may load from elsewhere
         "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-                                   "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-cache",
     }
@@ -341,10 +355,13 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
                 "<code>swagger-ui-bundle-v2</code> package (<code>pip install 'serkit[serve]'</code>). "
                 "The OpenAPI description is at <a href='/openapi.json'>/openapi.json</a>.</p>"
             )
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="serkit API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/static/favicon.svg")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="serkit API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
 
     # -- service endpoints ----------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, tags=["service"], summary="Liveness and readiness")
@@ -355,15 +372,26 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         if not settings.metrics_public:
             require_key(request, key)
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"],
-             dependencies=[Depends(require_metrics_key)], responses={401: errors[401]},
-             summary="Prometheus metrics: requests, latency histograms, errors, inference queue "
-                     "(needs the API key when SERKIT_METRICS_PUBLIC=0)")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["service"],
+        dependencies=[Depends(require_metrics_key)],
+        responses={401: errors[401]},
+        summary="Prometheus metrics: requests, latency histograms, errors, inference queue "
+        "(needs the API key when SERKIT_METRICS_PUBLIC=0)",
+    )
     def metrics():
         return PlainTextResponse(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/v1/models", response_model=ModelsResponse, tags=["model"], dependencies=[Depends(require_key)],
-             responses={401: errors[401]}, summary="The loaded model: labels, recipe, scores, limits")
+    @app.get(
+        "/v1/models",
+        response_model=ModelsResponse,
+        tags=["model"],
+        dependencies=[Depends(require_key)],
+        responses={401: errors[401]},
+        summary="The loaded model: labels, recipe, scores, limits",
+    )
     def models():
         meta = recognizer.metadata or {}
         recipe = meta.get("recipe") or {}
@@ -376,14 +404,24 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
             "trained_on": meta.get("trained_on") or {},
             "serkit_version": meta.get("serkit_version"),
             "created": meta.get("created"),
-            "limits": {"max_upload_mb": settings.max_upload_mb, "max_duration_s": settings.max_duration_s,
-                       "max_windows": settings.max_windows, "max_stream_s": settings.max_stream_s,
-                       "auth": bool(settings.api_keys)},
+            "limits": {
+                "max_upload_mb": settings.max_upload_mb,
+                "max_duration_s": settings.max_duration_s,
+                "max_windows": settings.max_windows,
+                "max_stream_s": settings.max_stream_s,
+                "auth": bool(settings.api_keys),
+            },
         }
 
-    @app.post("/v1/predict", response_model=PredictResponse, tags=["predict"], dependencies=[Depends(require_key)],
-              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
-              summary="Emotion of one uploaded clip")
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        tags=["predict"],
+        dependencies=[Depends(require_key)],
+        openapi_extra=upload_body,
+        responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
+        summary="Emotion of one uploaded clip",
+    )
     async def predict(request: Request):
         form, upload = await svc.receive_upload(request)
         try:
@@ -393,12 +431,20 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         row = _row_json(table.to_dict("records")[0], labels)
         return {"file": name, "label": row["label"], "probabilities": row["probabilities"], "duration": duration}
 
-    @app.post("/v1/timeline", response_model=TimelineResponse, tags=["predict"], dependencies=[Depends(require_key)],
-              openapi_extra=upload_body, responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
-              summary="Emotion over time of a long recording, one result per window")
-    async def timeline(request: Request,
-                       window: float = Query(LONG_WINDOW_S, ge=0.5, le=60.0, description="Window length (s)."),
-                       hop: float = Query(LONG_HOP_S, ge=0.25, le=60.0, description="Step between windows (s).")):
+    @app.post(
+        "/v1/timeline",
+        response_model=TimelineResponse,
+        tags=["predict"],
+        dependencies=[Depends(require_key)],
+        openapi_extra=upload_body,
+        responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
+        summary="Emotion over time of a long recording, one result per window",
+    )
+    async def timeline(
+        request: Request,
+        window: float = Query(LONG_WINDOW_S, ge=0.5, le=60.0, description="Window length (s)."),
+        hop: float = Query(LONG_HOP_S, ge=0.25, le=60.0, description="Step between windows (s)."),
+    ):
         form, upload = await svc.receive_upload(request)
         try:
             name, duration, table = await svc.run(svc.analyse, upload, "timeline", window, hop)
@@ -408,8 +454,15 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         if (table["error"] != "").all():
             raise _ClientError(422, f"'{name}' is silent: every window is silence; there is no speech to classify")
         summary = _row_json(recognizer.summarise(table), labels)  # the summary `serkit predict` gives a long file
-        return {"file": name, "duration": duration, "window": window, "hop": hop,
-                "label": summary["label"], "probabilities": summary["probabilities"], "windows": rows}
+        return {
+            "file": name,
+            "duration": duration,
+            "window": window,
+            "hop": hop,
+            "label": summary["label"],
+            "probabilities": summary["probabilities"],
+            "windows": rows,
+        }
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket):
@@ -423,6 +476,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         async def fail(code: int, message: str):
             await ws.send_json({"type": "error", "message": message})
             await ws.close(code=code, reason=message[:120])
+
         try:
             rate = int(q.get("rate", "16000"))
             window = float(q.get("window", "2.0"))
@@ -436,15 +490,25 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         if not (0.5 <= window <= 60 and 0.25 <= hop <= 60):
             return await fail(1008, f"window {window:g} s must be in 0.5..60 and hop {hop:g} s in 0.25..60")
         try:
-            engine = SlidingWindow(recognizer, sampling_rate=rate, window=window, hop=hop, ema=ema, name="stream",
-                                   limits=StreamLimits(max_overlap=settings.stream_max_overlap,
-                                                       max_windows_per_message=settings.stream_max_windows_per_message,
-                                                       max_windows_per_s=settings.stream_max_windows_per_s))
+            engine = SlidingWindow(
+                recognizer,
+                sampling_rate=rate,
+                window=window,
+                hop=hop,
+                ema=ema,
+                name="stream",
+                limits=StreamLimits(
+                    max_overlap=settings.stream_max_overlap,
+                    max_windows_per_message=settings.stream_max_windows_per_message,
+                    max_windows_per_s=settings.stream_max_windows_per_s,
+                ),
+            )
         except SerkitError as exc:
             return await fail(1008, str(exc))
         max_bytes = settings.max_chunk_kb * 1024
-        await ws.send_json({"type": "ready", "sampling_rate": rate, "format": fmt, "window": window, "hop": hop,
-                            "labels": labels})
+        await ws.send_json(
+            {"type": "ready", "sampling_rate": rate, "format": fmt, "window": window, "hop": hop, "labels": labels}
+        )
         svc.metrics.streams_open += 1
 
         async def send_rows(table):
@@ -461,15 +525,20 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
                 data, text = message.get("bytes"), message.get("text")
                 if data is not None:
                     if len(data) > max_bytes:
-                        return await fail(1009, f"a chunk of {len(data)} bytes is larger than {settings.max_chunk_kb} KB "
-                                                "(SERKIT_MAX_CHUNK_KB); send smaller chunks")
+                        return await fail(
+                            1009,
+                            f"a chunk of {len(data)} bytes is larger than {settings.max_chunk_kb} KB "
+                            "(SERKIT_MAX_CHUNK_KB); send smaller chunks",
+                        )
                     try:
                         signal = decode_pcm(data, fmt)
                     except SerkitError as exc:
                         return await fail(1007, str(exc))
                     if engine.duration + len(signal) / rate > settings.max_stream_s:
-                        return await fail(1008, f"the stream reached {settings.max_stream_s:g} s "
-                                                "(SERKIT_MAX_STREAM_S); open a new one")
+                        return await fail(
+                            1008,
+                            f"the stream reached {settings.max_stream_s:g} s (SERKIT_MAX_STREAM_S); open a new one",
+                        )
                     try:
                         table = await svc.run(engine.feed, signal)
                     except _ClientError as exc:

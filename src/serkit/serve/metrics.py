@@ -67,26 +67,43 @@ class Metrics:
             return out
 
         with self._lock:
-            lines = ["# HELP serkit_http_requests_total HTTP requests by method, route and status.",
-                     "# TYPE serkit_http_requests_total counter"]
-            lines += [f"serkit_http_requests_total{labels(method=m, route=r, status=s)} {n}"
-                      for (m, r, s), n in sorted(self.requests.items())]
-            lines += ["# HELP serkit_http_errors_total HTTP responses with status >= 400 by route and status.",
-                      "# TYPE serkit_http_errors_total counter"]
-            lines += [f"serkit_http_errors_total{labels(route=r, status=s)} {n}" for (r, s), n in sorted(self.errors.items())]
-            lines += ["# HELP serkit_http_request_duration_seconds Time from request start to response end.",
-                      "# TYPE serkit_http_request_duration_seconds histogram"]
+            lines = [
+                "# HELP serkit_http_requests_total HTTP requests by method, route and status.",
+                "# TYPE serkit_http_requests_total counter",
+            ]
+            lines += [
+                f"serkit_http_requests_total{labels(method=m, route=r, status=s)} {n}"
+                for (m, r, s), n in sorted(self.requests.items())
+            ]
+            lines += [
+                "# HELP serkit_http_errors_total HTTP responses with status >= 400 by route and status.",
+                "# TYPE serkit_http_errors_total counter",
+            ]
+            lines += [
+                f"serkit_http_errors_total{labels(route=r, status=s)} {n}" for (r, s), n in sorted(self.errors.items())
+            ]
+            lines += [
+                "# HELP serkit_http_request_duration_seconds Time from request start to response end.",
+                "# TYPE serkit_http_request_duration_seconds histogram",
+            ]
             for route, hist in sorted(self.latency.items()):
                 lines += hist_lines("serkit_http_request_duration_seconds", hist, route=route)
-            lines += ["# HELP serkit_inference_duration_seconds Time one inference job ran in the pool.",
-                      "# TYPE serkit_inference_duration_seconds histogram"]
+            lines += [
+                "# HELP serkit_inference_duration_seconds Time one inference job ran in the pool.",
+                "# TYPE serkit_inference_duration_seconds histogram",
+            ]
             lines += hist_lines("serkit_inference_duration_seconds", self.inference)
-            lines += ["# HELP serkit_inference_in_flight Inference jobs waiting or running.",
-                      "# TYPE serkit_inference_in_flight gauge", f"serkit_inference_in_flight {self.in_flight}",
-                      "# HELP serkit_stream_windows_total Windows classified over WebSocket streams.",
-                      "# TYPE serkit_stream_windows_total counter", f"serkit_stream_windows_total {self.stream_windows}",
-                      "# HELP serkit_streams_open Open WebSocket streams.",
-                      "# TYPE serkit_streams_open gauge", f"serkit_streams_open {self.streams_open}"]
+            lines += [
+                "# HELP serkit_inference_in_flight Inference jobs waiting or running.",
+                "# TYPE serkit_inference_in_flight gauge",
+                f"serkit_inference_in_flight {self.in_flight}",
+                "# HELP serkit_stream_windows_total Windows classified over WebSocket streams.",
+                "# TYPE serkit_stream_windows_total counter",
+                f"serkit_stream_windows_total {self.stream_windows}",
+                "# HELP serkit_streams_open Open WebSocket streams.",
+                "# TYPE serkit_streams_open gauge",
+                f"serkit_streams_open {self.streams_open}",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -118,4 +135,3 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"
             self.metrics.observe(scope.get("method", "?"), path, status["code"], time.perf_counter() - start)
-

@@ -23,6 +23,7 @@ log = logging.getLogger("serkit.serve")
 #: Largest request head (request line + headers) h11 buffers before answering 400.
 MAX_HEAD_BYTES = 32 * 1024
 
+
 def _protocol_base():
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -47,8 +48,11 @@ def _make_protocol_class():
             super().connection_made(transport)
             limits = self._limits()
             if len(self.connections) > limits.max_connections:
-                log.warning("refused a connection: %d open (SERKIT_MAX_CONNECTIONS=%d)",
-                            len(self.connections) - 1, limits.max_connections)
+                log.warning(
+                    "refused a connection: %d open (SERKIT_MAX_CONNECTIONS=%d)",
+                    len(self.connections) - 1,
+                    limits.max_connections,
+                )
                 transport.close()
                 return
             self._arm_head_timer()
@@ -105,8 +109,9 @@ def _make_ws_protocol_class():
                         self.conn.send_close(1007, "text messages must be UTF-8")
                     except InvalidState:  # websockets already answered the bad frame
                         pass
-                    self.queue.put_nowait({"type": "websocket.disconnect", "code": 1007,
-                                           "reason": "text messages must be UTF-8"})
+                    self.queue.put_nowait(
+                        {"type": "websocket.disconnect", "code": 1007, "reason": "text messages must be UTF-8"}
+                    )
                     self.transport.write(b"".join(self.conn.data_to_send()))
                     self.close_sent = True
                     self.transport.close()
@@ -167,8 +172,9 @@ def app_from_env():
     return create_app(Recognizer.load(model), model_dir=model)
 
 
-def serve(model_dir=None, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          log_level: str = "info") -> None:
+def serve(
+    model_dir=None, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_level: str = "info"
+) -> None:
     """Run the service with uvicorn until interrupted (SIGINT or SIGTERM).
 
     ``workers > 1`` starts that many processes, each with its own copy of the model. On SIGTERM
@@ -193,10 +199,18 @@ def serve(model_dir=None, *, host: str = "127.0.0.1", port: int = 8000, workers:
             # worker processes import the protocol by name; it reads the limits from the environment
             options["http"] = "serkit.serve.server:LimitedH11Protocol"
             options["ws"] = "serkit.serve.server:QuietWebSocketsProtocol"
-            uvicorn.run("serkit.serve.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, **options)
+            uvicorn.run(
+                "serkit.serve.server:app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+                **options,
+            )
         else:
-            uvicorn.run(create_app(rec, settings, model_dir=model_dir), host=host, port=port, log_level=log_level,
-                        **options)
+            uvicorn.run(
+                create_app(rec, settings, model_dir=model_dir), host=host, port=port, log_level=log_level, **options
+            )
     finally:
         kill_pools()

@@ -22,7 +22,9 @@ def _env_number(environ, name: str, default, kind=float, minimum=None):
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; e.g. {name}={default}") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; e.g. {name}={default}"
+        ) from None
     if minimum is not None and not value >= minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}; e.g. {name}={default}")
     return value
@@ -130,9 +132,11 @@ class Settings:
             max_connections=_env_number(env, "SERKIT_MAX_CONNECTIONS", cls.max_connections, int, minimum=1),
             shutdown_timeout_s=_env_number(env, "SERKIT_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s, minimum=0),
             stream_max_overlap=_env_number(env, "SERKIT_STREAM_MAX_OVERLAP", cls.stream_max_overlap, minimum=1),
-            stream_max_windows_per_message=_env_number(env, "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE",
-                                                       cls.stream_max_windows_per_message, int, minimum=1),
-            stream_max_windows_per_s=_env_number(env, "SERKIT_STREAM_MAX_WINDOWS_PER_S", cls.stream_max_windows_per_s,
-                                                 minimum=0.001),
+            stream_max_windows_per_message=_env_number(
+                env, "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE", cls.stream_max_windows_per_message, int, minimum=1
+            ),
+            stream_max_windows_per_s=_env_number(
+                env, "SERKIT_STREAM_MAX_WINDOWS_PER_S", cls.stream_max_windows_per_s, minimum=0.001
+            ),
         )
         return replace(s, **overrides) if overrides else s

@@ -63,7 +63,9 @@ async def _timed_body(request, settings: Settings, limit: int):
             return
         except asyncio.TimeoutError:
             if time.monotonic() >= deadline:
-                raise _TooSlow(f"the upload took longer than {settings.upload_timeout_s:g} s (SERKIT_UPLOAD_TIMEOUT_S)") from None
+                raise _TooSlow(
+                    f"the upload took longer than {settings.upload_timeout_s:g} s (SERKIT_UPLOAD_TIMEOUT_S)"
+                ) from None
             raise _TooSlow(f"no upload data for {settings.body_timeout_s:g} s (SERKIT_BODY_TIMEOUT_S)") from None
         seen += len(chunk)
         if seen > limit + FORM_OVERHEAD:

@@ -251,8 +251,6 @@ def cosine_factor(step: float, period: float, min_ratio: float = 0.0) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-
-
 def _set_trainable(net: BlockwiseNet, n_frozen: int, train_bn: bool) -> None:
     """Freeze the lowest ``n_frozen`` blocks (no gradients, eval mode) and train the rest and the head."""
     net.train()
@@ -268,8 +266,6 @@ def _set_trainable(net: BlockwiseNet, n_frozen: int, train_bn: bool) -> None:
                     m.eval()
     for p in net.head.parameters():
         p.requires_grad_(True)
-
-
 
 
 # -- the trainer ------------------------------------------------------------------------------
@@ -361,16 +357,18 @@ class Trainer:
         """
         previous_threads = torch.get_num_threads()
         try:
-            return self._fit(net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter,
-                             batch_loss=batch_loss)
+            return self._fit(
+                net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter, batch_loss=batch_loss
+            )
         finally:
             torch.set_num_threads(previous_threads)
 
     def _fit(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> TrainResult:
         c = self.config
         t_start = time.perf_counter()
-        run = self._prepare(net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter,
-                            batch_loss=batch_loss)
+        run = self._prepare(
+            net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter, batch_loss=batch_loss
+        )
         for epoch in range(c.epochs):
             t0, cpu0 = time.perf_counter(), time.process_time()
             stage = self._stage(run, epoch)
@@ -398,7 +396,9 @@ class Trainer:
                 + f" ({record['seconds']:.1f}s, {record['threads']} thread(s))"
             )
             if self._should_stop(run, epoch):
-                self._log(f"early stop: no better validation UA for {c.patience} epochs; best epoch {run.best['epoch']}")
+                self._log(
+                    f"early stop: no better validation UA for {c.patience} epochs; best epoch {run.best['epoch']}"
+                )
                 break
         return self._finish(run, t_start)
 
@@ -418,9 +418,13 @@ class Trainer:
 
         y = np.asarray(targets, dtype=np.int64)
         if len(signals) != len(y) or len(speakers) != len(y):
-            raise ConfigError(f"got {len(signals)} signals, {len(y)} targets and {len(speakers)} speakers; they must match")
+            raise ConfigError(
+                f"got {len(signals)} signals, {len(y)} targets and {len(speakers)} speakers; they must match"
+            )
         if len(y) < 2 or len(np.unique(y)) < 2:
-            raise ConfigError(f"training needs at least two classes; got {len(np.unique(y))} class(es) in {len(y)} utterances")
+            raise ConfigError(
+                f"training needs at least two classes; got {len(np.unique(y))} class(es) in {len(y)} utterances"
+            )
         signals = [pad_to(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
         fit_idx, val_idx, val_speakers = _validation_split(y, speakers, c.val_fraction, c.seed)
         strategy = choose_strategy(len(y)) if c.strategy == "auto" else c.strategy
@@ -444,11 +448,23 @@ class Trainer:
             + (f" (validation speakers {', '.join(val_speakers)})" if val_speakers else "")
         )
         return _Run(
-            net=net, signals=signals, y=y, spk=np.asarray([str(s) for s in speakers]), fit_idx=fit_idx,
-            val_idx=val_idx, val_speakers=val_speakers, strategy=strategy, loss_fn=loss_fn, opt=opt,
-            period_steps=c.cosine_period * steps_per_epoch, crop=crop,
-            budget=int(c.eval_batch_seconds * net.sampling_rate), augmenter=augmenter, batch_loss=batch_loss,
-            rng=rng, spk_norm=c.normalisation == "speaker",
+            net=net,
+            signals=signals,
+            y=y,
+            spk=np.asarray([str(s) for s in speakers]),
+            fit_idx=fit_idx,
+            val_idx=val_idx,
+            val_speakers=val_speakers,
+            strategy=strategy,
+            loss_fn=loss_fn,
+            opt=opt,
+            period_steps=c.cosine_period * steps_per_epoch,
+            crop=crop,
+            budget=int(c.eval_batch_seconds * net.sampling_rate),
+            augmenter=augmenter,
+            batch_loss=batch_loss,
+            rng=rng,
+            spk_norm=c.normalisation == "speaker",
         )
 
     def _stage(self, run: _Run, epoch: int) -> _Stage:
@@ -474,10 +490,21 @@ class Trainer:
         """Whole-utterance pooled vectors of ``idx`` (from the cache of the frozen prefix when there is one)."""
         if stage.have_cache:
             items = [run.cache[i] for i in idx]
-            return predict_pooled(run.net, [], level=stage.n_frozen, features=items, device=self.device,
-                                  batch_seconds=self.config.eval_batch_seconds)
-        return predict_pooled(run.net, [run.signals[i] for i in idx], level=0, device=self.device,
-                              batch_seconds=self.config.eval_batch_seconds)
+            return predict_pooled(
+                run.net,
+                [],
+                level=stage.n_frozen,
+                features=items,
+                device=self.device,
+                batch_seconds=self.config.eval_batch_seconds,
+            )
+        return predict_pooled(
+            run.net,
+            [run.signals[i] for i in idx],
+            level=0,
+            device=self.device,
+            batch_seconds=self.config.eval_batch_seconds,
+        )
 
     def _speaker_stats(self, run: _Run, stage: _Stage) -> dict:
         """This epoch's statistics of every training speaker, from its whole utterances (no gradient)."""
@@ -521,10 +548,16 @@ class Trainer:
             if norms is not None:
                 rows = torch.as_tensor(norms["row_of"][idx])
                 mu_fit, sd_fit = norms["fit"]
-                logits = net.forward_from(h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device)))
+                logits = net.forward_from(
+                    h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device))
+                )
             else:
                 logits = net.forward_from(h, lens, start)
-            loss = run.loss_fn(logits, target) if run.batch_loss is None else run.batch_loss(logits, target, idx, run.loss_fn)
+            loss = (
+                run.loss_fn(logits, target)
+                if run.batch_loss is None
+                else run.batch_loss(logits, target, idx, run.loss_fn)
+            )
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip:
@@ -547,14 +580,24 @@ class Trainer:
                 logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
             _set_trainable(net, stage.n_frozen, c.train_bn)
         elif stage.have_cache:
-            logits = predict_logits(net, [], level=stage.n_frozen, features=[run.cache[i] for i in val_idx],
-                                    device=self.device, batch_seconds=c.eval_batch_seconds)
+            logits = predict_logits(
+                net,
+                [],
+                level=stage.n_frozen,
+                features=[run.cache[i] for i in val_idx],
+                device=self.device,
+                batch_seconds=c.eval_batch_seconds,
+            )
         else:
-            logits = predict_logits(net, [run.signals[i] for i in val_idx], device=self.device,
-                                    batch_seconds=c.eval_batch_seconds)
+            logits = predict_logits(
+                net, [run.signals[i] for i in val_idx], device=self.device, batch_seconds=c.eval_batch_seconds
+            )
         with torch.no_grad():
-            val_loss = float(run.loss_fn(torch.from_numpy(logits).to(self.device),
-                                         torch.as_tensor(run.y[val_idx], device=self.device)))
+            val_loss = float(
+                run.loss_fn(
+                    torch.from_numpy(logits).to(self.device), torch.as_tensor(run.y[val_idx], device=self.device)
+                )
+            )
         return val_loss, unweighted_accuracy(run.y[val_idx], logits.argmax(1))
 
     def _keep_best(self, run: _Run, epoch: int, val_loss: float, val_ua: float) -> None:
@@ -657,6 +700,7 @@ def _validation_split(y: np.ndarray, speakers, fraction: float, seed: int):
         return np.arange(len(y)), np.zeros(0, dtype=np.int64), []
     split = speaker_split([str(s) for s in speakers], [int(t) for t in y], fraction, seed)
     return split.train_idx, split.val_idx, (list(split.val_speakers) if split.by_speaker else [])
+
 
 def _train_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Consecutive batches of ``order``; a last batch of one joins the previous (batch norm needs two)."""
