@@ -8,7 +8,7 @@ SERKIT := $(VENV)/bin/serkit
 DATA   ?= $(abspath $(if $(SERKIT_DATA),$(SERKIT_DATA),../shared/data))
 OUT    ?= out/demo
 
-.PHONY: demo test venv weights bench clean
+.PHONY: demo test lint venv weights bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ weights: venv
 
 test: venv weights
 	SERKIT_DATA=$(DATA) $(PY) -m pytest -q -p no:cacheprovider
+
+# The layers and no-cycle contracts (pyproject.toml [tool.importlinter]) and ruff's lint and format.
+lint: venv
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 
 demo: venv weights
 	@SERKIT_DATA=$(DATA) OUT=$(OUT) SERKIT=$(SERKIT) bash scripts/demo.sh

@@ -1,0 +1,86 @@
+"""The architecture holds: import-linter's contracts (pyproject.toml) are kept and no serkit module is in an import cycle."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_linter_contracts_are_kept(capsys):
+    pytest.importorskip("importlinter")
+    from importlinter.cli import lint_imports
+
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        code = lint_imports(config_filename=str(ROOT / "pyproject.toml"))
+    finally:
+        sys.path.remove(str(ROOT / "src"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 kept, 0 broken" in out
+
+
+def _cycles(graph, modules):
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
+    for root in modules:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph.find_modules_directly_imported_by(w)))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return out
+
+
+def test_no_module_is_in_an_import_cycle():
+    """Module by module, imports inside functions included: a package importing its own submodules is
+    fine, a submodule importing its package (or any loop) is not."""
+    grimp = pytest.importorskip("grimp")
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        graph = grimp.build_graph("serkit", cache_dir=None)
+    finally:
+        sys.path.remove(str(ROOT / "src"))
+    assert _cycles(graph, sorted(graph.modules)) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    class Graph:
+        edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+
+        def find_modules_directly_imported_by(self, m):
+            return self.edges.get(m, set())
+
+    assert _cycles(Graph(), ["a", "b", "c", "d"]) == [["a", "b", "c"]]
