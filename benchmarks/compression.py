@@ -10,7 +10,7 @@ clips, where one clip is about one UA point. Variants:
 * ONNX fp32 and ONNX int8 (static QDQ, per-channel, calibrated on training clips: post-training quantisation);
 * quantisation-aware fine-tuning (``--qat-epochs``) and its ONNX int8 export;
 * pruned models (30 % and 50 % of every layer's channels, ``--finetune-epochs`` of fine-tuning);
-* a distilled ``soundnet-res`` student (``--distill-epochs``) and its ONNX int8 export.
+* a distilled ``soundnet-res`` student (``--distil-epochs``) and its ONNX int8 export.
 
 Columns: size of the weights file (MB), parameters, latency of one 1-s window on one thread
 (median / p95 over 300 calls, :func:`speed.latency_ms`; sizes and latencies from the first fold's
@@ -21,11 +21,11 @@ for every ONNX model against the model it was exported from (single-utterance): 
 points (``d_ua_source``: what the export step costs, with a 95 % paired bootstrap interval over the
 test clips), top-1 agreement
 and mean / max absolute difference of the probabilities (``dp``). ``int8`` rows use
-``serkit export --quantize int8`` as shipped (calibrated on the fold's training clips).
+``serkit export --quantise int8`` as shipped (calibrated on the fold's training clips).
 
     nice -n 10 python benchmarks/compression.py --json runs/compression.json
     python benchmarks/compression.py --only-export          # baseline, ONNX fp32 and int8 only
-    python benchmarks/compression.py --layer conv5 --split fixed --distill-epochs 0   # quicker
+    python benchmarks/compression.py --layer conv5 --split fixed --distil-epochs 0   # quicker
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--finetune-epochs", type=int, default=4, help="fine-tune epochs after pruning (default 4)")
     ap.add_argument("--qat-epochs", type=int, default=4, help="quantisation-aware fine-tune epochs (default 4)")
-    ap.add_argument("--distill-epochs", type=int, default=8, help="student epochs; 0 skips distillation (default 8)")
+    ap.add_argument("--distil-epochs", type=int, default=8, help="student epochs; 0 skips distillation (default 8)")
     ap.add_argument(
         "--split",
         choices=sorted(SPLITS),
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
     from serkit.artifact import save_model
     from serkit.corpora import load_corpus
-    from serkit.deploy.compress import distill, prune, quantization_aware
+    from serkit.deploy.compress import distil, prune, quantisation_aware
     from serkit.deploy.export import export_onnx
     from serkit.inference import Recognizer
     from serkit.models import load_model
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     spec = f"emodb:{emodb}"
     utterances = load_corpus(spec)
     if args.only_export:
-        args.qat_epochs = args.finetune_epochs = args.distill_epochs = 0
+        args.qat_epochs = args.finetune_epochs = args.distil_epochs = 0
     root = Path(args.out or tempfile.mkdtemp(prefix="serkit-compression-"))
     root.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -124,10 +124,10 @@ def main(argv=None) -> int:
         def keep(name, model, train=train, dirs=dirs, fold_root=fold_root):
             dirs[name] = save_model(model, fold_root / name, trained_on={"corpora": [spec], "n_utterances": len(train)})
 
-        def export(name, source, quantize, train=train, dirs=dirs, seconds=seconds, fold_root=fold_root):
+        def export(name, source, quantise, train=train, dirs=dirs, seconds=seconds, fold_root=fold_root):
             t0 = time.perf_counter()
             dirs[name] = export_onnx(
-                dirs[source], fold_root / name, quantize=quantize, calibration=[u.path for u in train]
+                dirs[source], fold_root / name, quantise=quantise, calibration=[u.path for u in train]
             )
             sources[name] = source
             seconds[name] = round(time.perf_counter() - t0, 1)
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         log(f"fold {k}: baseline exported")
         if args.qat_epochs:
             t0 = time.perf_counter()
-            keep("qat", quantization_aware(base, train, epochs=args.qat_epochs))
+            keep("qat", quantisation_aware(base, train, epochs=args.qat_epochs))
             seconds["qat"] = round(time.perf_counter() - t0, 1)
             export("qat-int8", "qat", "int8")
             log(f"fold {k}: QAT done ({seconds['qat']}s)")
@@ -156,9 +156,9 @@ def main(argv=None) -> int:
             seconds[name] = round(time.perf_counter() - t0, 1)
             export(f"{name}-int8", name, "int8")
             log(f"fold {k}: {name} done ({seconds[name]}s)")
-        if args.distill_epochs:
+        if args.distil_epochs:
             t0 = time.perf_counter()
-            keep("student", distill(base, train, epochs=args.distill_epochs, progress=True))
+            keep("student", distil(base, train, epochs=args.distil_epochs, progress=True))
             seconds["student"] = round(time.perf_counter() - t0, 1)
             export("student-int8", "student", "int8")
             log(f"fold {k}: student done ({seconds['student']}s)")

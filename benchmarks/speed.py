@@ -162,7 +162,7 @@ def _classifier_dirs(setup: Setup) -> dict:
     _CLASSIFIERS["torch"] = save_model(model, root / "torch")
     _CLASSIFIERS["onnx"] = export_onnx(root / "torch", root / "onnx")
     _CLASSIFIERS["int8"] = export_onnx(
-        root / "torch", root / "int8", quantize="int8", calibration=[u.path for u in utterances]
+        root / "torch", root / "int8", quantise="int8", calibration=[u.path for u in utterances]
     )
     return _CLASSIFIERS
 

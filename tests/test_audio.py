@@ -58,11 +58,11 @@ def test_segment_read_by_time(tmp_path):
 
 def test_normalize_peak_and_loudness():
     x = tone(220, 1.0, 16000, 0.1)
-    assert np.max(np.abs(audio.normalize(x, "peak"))) == pytest.approx(1.0, abs=1e-6)
-    y = audio.normalize(x, "loudness", target_db=-20)
+    assert np.max(np.abs(audio.normalise(x, "peak"))) == pytest.approx(1.0, abs=1e-6)
+    y = audio.normalise(x, "loudness", target_db=-20)
     assert 20 * np.log10(np.sqrt(np.mean(y**2))) == pytest.approx(-20.0, abs=0.05)
-    with pytest.raises(AudioError, match="unknown normalization"):
-        audio.normalize(x, "lufs-ish")
+    with pytest.raises(AudioError, match="unknown normalisation"):
+        audio.normalise(x, "lufs-ish")
 
 
 def test_trim_silence_cuts_leading_and_trailing_silence():

@@ -136,3 +136,14 @@ def test_speaker_dependent_protocol_needs_the_flag(manifest, tmp_path, capsys):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["speaker_dependent"] is True
     assert "speaker-dependent" in (tmp_path / "r" / "report.md").read_text().lower()
+
+
+def test_one_spelling_with_the_american_one_accepted():
+    """Public names are British (quantise, distil); the CLI also takes --quantize and --distill."""
+    from serkit.cli import _parser
+
+    p = _parser()
+    for flag in ("--quantise", "--quantize"):
+        assert p.parse_args(["export", "m", "--out", "o", flag, "int8"]).quantise == "int8"
+    for flag in ("--distil", "--distill"):
+        assert p.parse_args(["compress", "m", "--out", "o", flag]).distil is True

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from serkit.artifact import save_model
 from serkit.cli import main
-from serkit.deploy.compress import distill, prune, quantization_aware
+from serkit.deploy.compress import distil, prune, quantisation_aware
 from serkit.errors import ConfigError
 from serkit.models import load_model
 from serkit.networks.pruning import channel_groups, count_parameters
@@ -122,12 +122,12 @@ def test_qat_weights_on_int8_grid_and_onnx_agrees(model, train_utterances, clips
     from serkit.deploy.export import export_onnx
     from serkit.inference import Recognizer
 
-    q = quantization_aware(model, train_utterances[::2], epochs=1, train={"val_fraction": 0.0})
+    q = quantisation_aware(model, train_utterances[::2], epochs=1, train={"val_fraction": 0.0})
     w = q.net_.blocks[2].conv.weight.detach()
     steps = w / (w.abs().flatten(1).amax(1)[:, None, None] / 127)
     np.testing.assert_allclose(steps, steps.round(), atol=1e-3)  # every weight is k * max|w| / 127
     out = save_model(q, tmp_path / "qat")
-    int8 = export_onnx(out, tmp_path / "qat-int8", quantize="int8", calibration=[u.path for u in train_utterances])
+    int8 = export_onnx(out, tmp_path / "qat-int8", quantise="int8", calibration=[u.path for u in train_utterances])
     p_torch = q.predict_proba(clips)
     p_int8 = Recognizer.load(int8).classifier.predict_proba(clips)
     # stated tolerance: mean |dp| <= 0.04 and top-1 agreement >= 0.8 (uint8 activations stay approximate)
@@ -136,7 +136,7 @@ def test_qat_weights_on_int8_grid_and_onnx_agrees(model, train_utterances, clips
 
 
 def test_distilled_student_agrees_with_teacher_beyond_chance(model, train_utterances):
-    student = distill(
+    student = distil(
         model,
         train_utterances[::4],
         epochs=3,
@@ -163,9 +163,9 @@ def test_distilled_student_agrees_with_teacher_beyond_chance(model, train_uttera
     "argv, message",
     [
         (["--prune", "1.5"], "must be a fraction in"),
-        (["--prune", "0.5", "--distill"], "choose one compression"),
+        (["--prune", "0.5", "--distil"], "choose one compression"),
         ([], "nothing to do"),
-        (["--distill", "--qat"], "distil first"),
+        (["--distil", "--qat"], "distil first"),
     ],
 )
 def test_cli_errors(model_dir, tmp_path, capsys, argv, message):

@@ -37,7 +37,7 @@ def clips():
 def exported(model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     assert main(["export", str(model_dir), "--format", "onnx", "--out", str(root / "fp32"), "-q"]) == 0
-    assert main(["export", str(model_dir), "--quantize", "int8", "--out", str(root / "int8"), "-q"]) == 0
+    assert main(["export", str(model_dir), "--quantise", "int8", "--out", str(root / "int8"), "-q"]) == 0
     return root
 
 
@@ -59,7 +59,7 @@ def test_int8_is_smaller_and_close(model_dir, exported, clips):
     int8 = (exported / "int8" / "model.onnx").stat().st_size
     assert fp32 / int8 >= 3.0, (fp32, int8)
     meta = json.loads((exported / "int8" / "model.json").read_text())
-    assert meta["config"]["quantization"]["calibration_clips"] >= 16
+    assert meta["config"]["quantisation"]["calibration_clips"] >= 16
     p_torch = Recognizer.load(model_dir).classifier.predict_proba(clips[1])
     p_int8 = Recognizer.load(exported / "int8").classifier.predict_proba(clips[1])
     # loose bounds against torch on 40 clips (the quick model's probabilities are flat, so near-ties
@@ -97,7 +97,7 @@ def test_int8_agrees_with_fp32_on_held_out_speakers(model_dir, held_out, tmp_pat
 
     calibration, signals = held_out
     fp32 = export_onnx(model_dir, tmp_path / "fp32")
-    int8 = export_onnx(model_dir, tmp_path / "int8", quantize="int8", calibration=calibration)
+    int8 = export_onnx(model_dir, tmp_path / "int8", quantise="int8", calibration=calibration)
     assert (fp32 / "model.onnx").stat().st_size / (int8 / "model.onnx").stat().st_size >= 3.0
     p32 = Recognizer.load(fp32).classifier.predict_proba(signals)
     p8 = Recognizer.load(int8).classifier.predict_proba(signals)
@@ -114,7 +114,7 @@ def test_calibration_clips_must_be_positive(model_dir, tmp_path):
     from serkit.deploy.export import export_onnx
 
     with pytest.raises(ConfigError, match="calibration_clips=0 is too few"):
-        export_onnx(model_dir, tmp_path / "out", quantize="int8", calibration_clips=0)
+        export_onnx(model_dir, tmp_path / "out", quantise="int8", calibration_clips=0)
 
 
 def test_predict_with_the_exported_dir(exported, clips, tmp_path, capsys):
@@ -148,7 +148,7 @@ def test_int8_without_calibration_audio_says_what_to_pass(model_dir, tmp_path):
     from serkit.deploy.export import export_onnx
 
     with pytest.raises(ConfigError, match="--calibration"):
-        export_onnx(d, tmp_path / "out", quantize="int8")
+        export_onnx(d, tmp_path / "out", quantise="int8")
 
 
 def test_int8_calibrates_on_clips_of_mixed_lengths(tmp_path):
@@ -174,9 +174,9 @@ def test_int8_calibrates_on_clips_of_mixed_lengths(tmp_path):
     assert all(len({lengths[i] for i in p}) == 1 and len(p) <= 16 for p in passes)
     # through the CLI, calibrated on the model's own training corpus (recorded in model.json)
     out = tmp_path / "int8"
-    assert main(["export", str(src), "--quantize", "int8", "--calibration-clips", "20", "--out", str(out), "-q"]) == 0
+    assert main(["export", str(src), "--quantise", "int8", "--calibration-clips", "20", "--out", str(out), "-q"]) == 0
     meta = json.loads((out / "model.json").read_text())
-    assert meta["config"]["quantization"]["calibration_clips"] == 20
+    assert meta["config"]["quantisation"]["calibration_clips"] == 20
     fp32 = main(["export", str(src), "--out", str(tmp_path / "fp32"), "-q"])
     assert fp32 == 0
     p32 = Recognizer.load(tmp_path / "fp32").classifier.predict_proba(signals)
@@ -198,6 +198,6 @@ def test_export_verb_expands_calibration_folders(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="no audio files found in the --calibration paths"):
-        api.export(tmp_path / "model", tmp_path / "out", quantize="int8", calibration=[empty])
+        api.export(tmp_path / "model", tmp_path / "out", quantise="int8", calibration=[empty])
     with pytest.raises(ConfigError, match="unknown export format 'tflite'"):
         api.export(tmp_path / "model", tmp_path / "out", format="tflite")

@@ -216,7 +216,7 @@ def test_onnx_export_agrees_with_torch(family, anger_sadness, tmp_path):
     _, test = anger_sadness
     src = save_model(model, tmp_path / "torch")
     assert main(["export", str(src), "--format", "onnx", "--out", str(tmp_path / "fp32"), "-q"]) == 0
-    assert main(["export", str(src), "--quantize", "int8-dynamic", "--out", str(tmp_path / "int8"), "-q"]) == 0
+    assert main(["export", str(src), "--quantise", "int8-dynamic", "--out", str(tmp_path / "int8"), "-q"]) == 0
     meta = json.loads((tmp_path / "fp32" / "model.json").read_text())
     assert meta["family"] == "onnx" and meta["source"]["family"] == family and meta["sampling_rate"] == 16000
     assert meta["config"]["speaker_normalisation"] == "training-set statistics"
@@ -251,7 +251,7 @@ def test_static_int8_keeps_the_log_mel_in_float(anger_sadness, tmp_path):
     model = _trained("cnn-lstm", anger_sadness)
     _, test = anger_sadness
     src = save_model(model, tmp_path / "torch")
-    out = export_onnx(src, tmp_path / "int8", quantize="int8", calibration=[u.path for u in test[::2]])
+    out = export_onnx(src, tmp_path / "int8", quantise="int8", calibration=[u.path for u in test[::2]])
     graph = onnx.load(str(out / "model.onnx")).graph
     quantised_inputs = {i for n in graph.node if n.op_type == "DequantizeLinear" for i in n.output}
     front = [n for n in graph.node if "/front/logmel/" in n.name]

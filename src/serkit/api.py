@@ -122,7 +122,7 @@ def export(
     out,
     *,
     format: str = "onnx",
-    quantize: str | None = None,
+    quantise: str | None = None,
     calibration: Sequence | None = None,
     calibration_clips: int | None = None,
     opset: int = 17,
@@ -148,7 +148,7 @@ def export(
     return export_onnx(
         model_dir,
         out,
-        quantize=quantize,
+        quantise=quantise,
         calibration=calibration,
         calibration_clips=calibration_clips,
         opset=opset,
@@ -162,7 +162,7 @@ def compress(
     *,
     prune_amount: float | None = None,
     prune_threshold: float | None = None,
-    distill_student: str | None = None,
+    distil_student: str | None = None,
     qat: bool = False,
     temperature: float = 4.0,
     alpha: float = 0.7,
@@ -173,33 +173,33 @@ def compress(
 ):
     """Compress the model in ``model_dir`` and save the result to ``out`` (what ``serkit compress`` runs).
 
-    Exactly one of ``prune_amount``, ``prune_threshold``, ``distill_student`` (a recipe name or
+    Exactly one of ``prune_amount``, ``prune_threshold``, ``distil_student`` (a recipe name or
     YAML path whose model is soundnet-res), or ``qat`` alone (:mod:`serkit.deploy.compress`).
     Training audio comes from ``corpora`` (``NAME:ROOT`` specs; default: the corpora recorded in
     the model's ``model.json``), mapped onto ``label_set`` (default: the model's recipe's).
     Returns ``(out, compression info)``.
     """
     from .artifact import save_model
-    from .deploy.compress import check_prunable, distill, prune, quantization_aware
+    from .deploy.compress import check_prunable, distil, prune, quantisation_aware
     from .models import load_model
 
-    chosen = [prune_amount is not None, prune_threshold is not None, distill_student is not None]
+    chosen = [prune_amount is not None, prune_threshold is not None, distil_student is not None]
     if sum(chosen) > 1:
         raise ConfigError(
-            "choose one compression: --prune AMOUNT, --prune-threshold T or --distill (--qat may join pruning)"
+            "choose one compression: --prune AMOUNT, --prune-threshold T or --distil (--qat may join pruning)"
         )
     if not any(chosen) and not qat:
-        raise ConfigError("nothing to do: pass --prune AMOUNT, --prune-threshold T, --distill or --qat")
-    if distill_student is not None and qat:
+        raise ConfigError("nothing to do: pass --prune AMOUNT, --prune-threshold T, --distil or --qat")
+    if distil_student is not None and qat:
         raise ConfigError(
             "--qat applies to pruning or on its own; distil first, then run serkit compress STUDENT --qat"
         )
     if epochs is not None and epochs < 0:
         raise ConfigError(f"--epochs {epochs} must be >= 0")
     model, meta = load_model(model_dir)
-    if distill_student is None:  # before any audio is read
+    if distil_student is None:  # before any audio is read
         check_prunable(model, "pruning" if any(chosen) else "quantisation-aware training")
-    need_audio = distill_student is not None or qat or (epochs is None or epochs > 0)
+    need_audio = distil_student is not None or qat or (epochs is None or epochs > 0)
     utterances = None
     if need_audio:
         specs = list(corpora or (meta.get("trained_on") or {}).get("corpora") or [])
@@ -219,19 +219,19 @@ def compress(
             qat=qat,
             progress=progress,
         )
-    elif distill_student is not None:
+    elif distil_student is not None:
         from .recipe import load_recipe
 
-        section = load_recipe(distill_student).model
-        new = distill(
+        section = load_recipe(distil_student).model
+        new = distil(
             model, utterances, student=section, temperature=temperature, alpha=alpha, epochs=epochs, progress=progress
         )
     else:
-        new = quantization_aware(model, utterances, epochs=3 if epochs is None else max(1, epochs), progress=progress)
+        new = quantisation_aware(model, utterances, epochs=3 if epochs is None else max(1, epochs), progress=progress)
     info = {**new.compression_, "source": str(model_dir), "source_family": meta["family"]}
     trained_on = meta.get("trained_on") or {}
     if corpora:
         trained_on = {"corpora": list(corpora), "n_utterances": len(utterances)}
-    recipe = meta.get("recipe") if distill_student is None else {"name": f"distilled-{getattr(model, 'family', '')}"}
+    recipe = meta.get("recipe") if distil_student is None else {"name": f"distilled-{getattr(model, 'family', '')}"}
     save_model(new, out, recipe=recipe, trained_on=trained_on, extra={"compression": info})
     return out, info

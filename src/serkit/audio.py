@@ -28,7 +28,7 @@ __all__ = [
     "read",
     "resample",
     "pad_to",
-    "normalize",
+    "normalise",
     "trim_silence",
     "blocks",
     "find_audio_files",
@@ -236,7 +236,7 @@ def read(
     *,
     start: float | None = None,
     end: float | None = None,
-    normalization: str | None = None,
+    normalisation: str | None = None,
     min_duration: float = 0.0,
 ) -> tuple[np.ndarray, int]:
     """Read an audio file as a float32 mono signal.
@@ -249,8 +249,8 @@ def read(
         Resample to this rate (Hz); ``None`` keeps the file's rate.
     start, end
         Read only this part of the file (seconds).
-    normalization
-        ``None``, ``"peak"`` or ``"loudness"`` (see :func:`normalize`).
+    normalisation
+        ``None``, ``"peak"`` or ``"loudness"`` (see :func:`normalise`).
     min_duration
         Raise :class:`AudioError` when the (cut) signal is shorter than this (seconds).
 
@@ -299,8 +299,8 @@ def read(
         raise AudioError(
             f"'{p}' is {len(signal) / sr:.3f}s long, shorter than the {min_duration:.3f}s needed; use a longer recording"
         )
-    if normalization:
-        signal = normalize(signal, normalization)
+    if normalisation:
+        signal = normalise(signal, normalisation)
     return np.ascontiguousarray(signal, dtype=np.float32), sr
 
 
@@ -336,13 +336,13 @@ def pad_to(signal: np.ndarray, n: int) -> np.ndarray:
     return np.pad(signal, (left, n - len(signal) - left))
 
 
-def normalize(signal: np.ndarray, method: str = "peak", *, target_db: float = -23.0) -> np.ndarray:
+def normalise(signal: np.ndarray, method: str = "peak", *, target_db: float = -23.0) -> np.ndarray:
     """Scale a signal: ``"peak"`` to a maximum magnitude of 1, ``"loudness"`` to an RMS of ``target_db`` dBFS.
 
     Silent signals come back unchanged (there is nothing to scale).
 
     >>> import numpy as np
-    >>> float(np.abs(normalize(np.array([0.1, -0.25], dtype=np.float32))).max())
+    >>> float(np.abs(normalise(np.array([0.1, -0.25], dtype=np.float32))).max())
     1.0
     """
     signal = np.asarray(signal, dtype=np.float32)
@@ -355,7 +355,7 @@ def normalize(signal: np.ndarray, method: str = "peak", *, target_db: float = -2
             return signal
         out = signal * (10 ** (target_db / 20) / rms)
         return np.clip(out, -1.0, 1.0).astype(np.float32)
-    raise AudioError(f"unknown normalization {method!r}; use 'peak', 'loudness' or None")
+    raise AudioError(f"unknown normalisation {method!r}; use 'peak', 'loudness' or None")
 
 
 def trim_silence(

@@ -25,7 +25,7 @@ EXAMPLES = {
     "info": "serkit info --model models/emodb",
     "serve": "serkit serve --model models/emodb --host 127.0.0.1 --port 8000",
     "stream": "arecord -f S16_LE -r 16000 -c 1 | serkit stream --model models/emodb --stdin --window 3 --hop 1",
-    "export": "serkit export models/soundnet --format onnx --quantize int8 --out models/soundnet-int8",
+    "export": "serkit export models/soundnet --format onnx --quantise int8 --out models/soundnet-int8",
     "compress": "serkit compress models/soundnet --prune 0.5 --out models/soundnet-pruned",
 }
 
@@ -226,7 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     ex.add_argument("--out", required=True, help="folder to write (model.json + model.onnx)")
     ex.add_argument(
-        "--quantize",
+        "--quantise",
+        "--quantize",  # the American spelling, accepted
+        dest="quantise",
         default=None,
         choices=["int8", "int8-dynamic"],
         help="int8: static QDQ per-channel, calibrated; int8-dynamic: weights only, no calibration",
@@ -263,7 +265,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="T",
         help="instead: remove channels whose importance is below T x the largest in their layer",
     )
-    co.add_argument("--distill", action="store_true", help="train a soundnet-res student on this model's soft targets")
+    co.add_argument(
+        "--distil",
+        "--distill",  # the American spelling, accepted
+        dest="distil",
+        action="store_true",
+        help="train a soundnet-res student on this model's soft targets",
+    )
     co.add_argument(
         "--student", default="soundnet-res", help="distillation student recipe (name or YAML; soundnet-res)"
     )
@@ -275,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
         "--qat",
         action="store_true",
         help="fine-tune with int8 fake quantisation (alone or in the pruning fine-tune); "
-        "then serkit export --quantize int8",
+        "then serkit export --quantise int8",
     )
     co.add_argument(
         "--epochs",
@@ -498,7 +506,7 @@ def _cmd_export(args) -> int:
         args.model_dir,
         args.out,
         format=args.format,
-        quantize=args.quantize,
+        quantise=args.quantise,
         calibration=args.calibration,
         calibration_clips=args.calibration_clips,
         opset=args.opset,
@@ -516,7 +524,7 @@ def _cmd_compress(args) -> int:
         args.out,
         prune_amount=args.prune,
         prune_threshold=args.prune_threshold,
-        distill_student=args.student if args.distill else None,
+        distil_student=args.student if args.distil else None,
         qat=args.qat,
         temperature=args.temperature,
         alpha=args.alpha,

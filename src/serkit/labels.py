@@ -60,7 +60,7 @@ __all__ = [
     "GENERIC_CORPORA",
     "resolve_label_set",
     "native_labels",
-    "normalize_label",
+    "normalise_label",
     "get_mapping",
     "map_label",
     "map_utterances",
@@ -208,14 +208,14 @@ def native_labels(corpus: str) -> list[str]:
     raise ConfigError(f"unknown corpus {corpus!r}; corpora with a fixed label set: {', '.join(sorted(NATIVE_LABELS))}")
 
 
-def normalize_label(label: str) -> str:
+def normalise_label(label: str) -> str:
     """Lowercase a user's label, unify separators and apply :data:`SYNONYMS`.
 
-    >>> normalize_label(" Anger ")
+    >>> normalise_label(" Anger ")
     'angry'
-    >>> normalize_label("Pleasant surprise")
+    >>> normalise_label("Pleasant surprise")
     'surprise'
-    >>> normalize_label("contempt")
+    >>> normalise_label("contempt")
     'contempt'
     """
     key = "_".join(str(label).strip().lower().replace("-", " ").split())
@@ -226,7 +226,7 @@ def get_mapping(corpus: str | None, label_set: str) -> dict[str, str | None]:
     """The table ``{label: target or None}`` used for ``corpus``; empty for generic corpora.
 
     For a generic corpus (folder, manifest, or a name serkit does not know) the table is empty
-    and :func:`map_label` falls back on :func:`normalize_label` plus membership in the set.
+    and :func:`map_label` falls back on :func:`normalise_label` plus membership in the set.
     """
     _check_label_set(label_set)
     if label_set == NATIVE:
@@ -252,7 +252,7 @@ def map_label(label: str, label_set: str, *, corpus: str | None = None) -> str |
         return table[label]
     # A label the corpus table does not list (a folder/manifest corpus, or records built by
     # hand): the generic rule, so a user's "Anger" still lands on "angry".
-    canon = normalize_label(label)
+    canon = normalise_label(label)
     return canon if canon in LABEL_SETS[label_set] else None
 
 

@@ -9,11 +9,11 @@ directory (:func:`serkit.artifact.save_model`) and exports with ``serkit export`
   pooled dimensions; the surgery is :mod:`serkit.networks.pruning`), then fine-tunes briefly with
   :class:`serkit.training.Trainer`. The kept channel counts are recorded in the model's config
   (``channels``), so loading builds the network at those widths.
-* :func:`distill` trains a ``soundnet-res`` student on a teacher's soft targets (KL divergence at
+* :func:`distil` trains a ``soundnet-res`` student on a teacher's soft targets (KL divergence at
   temperature T, mixed with the hard-label loss).
-* :func:`quantization_aware` fine-tunes with int8 fake quantisation (per-channel symmetric weights,
+* :func:`quantisation_aware` fine-tunes with int8 fake quantisation (per-channel symmetric weights,
   per-tensor uint8 activations at every convolution's and linear layer's input), the grid
-  ``serkit export --quantize int8`` later uses; ``prune(..., qat=True)`` does the same in the
+  ``serkit export --quantise int8`` later uses; ``prune(..., qat=True)`` does the same in the
   pruning fine-tune.
 
 Requires torch (the neural families' own dependency). ``serkit compress`` runs
@@ -35,12 +35,12 @@ from ..errors import ConfigError
 __all__ = [
     "DEFAULT_STUDENT",
     "check_prunable",
-    "distill",
+    "distil",
     "prune",
-    "quantization_aware",
+    "quantisation_aware",
 ]
 
-#: the student :func:`distill` trains by default: the shipped ``soundnet-res`` recipe's model section
+#: the student :func:`distil` trains by default: the shipped ``soundnet-res`` recipe's model section
 DEFAULT_STUDENT = {
     "family": "soundnet-res",
     "pool": "meanmax",
@@ -57,7 +57,7 @@ def check_prunable(model, what: str = "pruning") -> None:
     if not model.prunable:
         raise ConfigError(
             f"{what} works on the soundnet and soundnet-res families, not {getattr(model, 'family', type(model).__name__)!r}; "
-            "distillation (serkit compress --distill) can compress other families into a soundnet-res student"
+            "distillation (serkit compress --distil) can compress other families into a soundnet-res student"
         )
     model._check_fitted()
 
@@ -110,7 +110,7 @@ def prune(
         Epochs of :class:`serkit.training.Trainer` fine-tuning (strategy ``full``; early stopping
         on held-out training speakers as in training); 0 for none.
     qat
-        Fine-tune with int8 fake quantisation (see :func:`quantization_aware`).
+        Fine-tune with int8 fake quantisation (see :func:`quantisation_aware`).
     train
         Further :class:`serkit.training.TrainConfig` overrides for the fine-tune (``lr``, ``augment``, …).
     progress
@@ -210,7 +210,7 @@ def _finetune(model, utterances, epochs: int, *, qat: bool, train: dict | None, 
 # -- quantisation-aware training ------------------------------------------------------------------
 
 
-def quantization_aware(
+def quantisation_aware(
     model, utterances: Sequence, *, epochs: int = 3, train: dict | None = None, progress: bool = False
 ):
     """Fine-tune a fitted SoundNet classifier with int8 fake quantisation; returns a new classifier.
@@ -220,7 +220,7 @@ def quantization_aware(
     per-channel quantisation uses; rounding per output channel commutes with the batch-norm folding
     done at export) and its input rounded to a per-tensor uint8 grid whose range is a running
     average of the batches' min/max; gradients pass straight through the rounding. The result keeps
-    the rounded weights, so ``serkit export --quantize int8`` reproduces them exactly and only the
+    the rounded weights, so ``serkit export --quantise int8`` reproduces them exactly and only the
     activation ranges are re-calibrated.
     """
     check_prunable(model, "quantisation-aware training")
@@ -309,7 +309,7 @@ def _windows(durations: Sequence[float], seconds: float | None) -> list[tuple[in
     return out
 
 
-def distill(
+def distil(
     teacher,
     utterances: Sequence,
     *,
@@ -424,7 +424,7 @@ def distill(
     model.training_ = result
     agree = float(np.mean(model.predict_proba(student_signals, speakers=speakers).argmax(1) == soft.argmax(1)))
     model.compression_ = {
-        "method": "distill",
+        "method": "distil",
         "teacher": {"family": getattr(teacher, "family", type(teacher).__name__)},
         "temperature": float(temperature),
         "alpha": float(alpha),

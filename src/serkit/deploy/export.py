@@ -105,7 +105,7 @@ def export_onnx(
     model_dir,
     out,
     *,
-    quantize: str | None = None,
+    quantise: str | None = None,
     calibration: Sequence | None = None,
     calibration_clips: int | None = None,
     opset: int = 17,
@@ -119,7 +119,7 @@ def export_onnx(
         A model folder written by ``serkit train`` (family ``soundnet``, ``soundnet-res`` or ``ssl``).
     out
         Folder to write: ``model.json`` (family ``onnx``) and ``model.onnx``; replaced if present.
-    quantize : {None, "int8", "int8-dynamic"}
+    quantise : {None, "int8", "int8-dynamic"}
         ``"int8"``: static QDQ quantisation, per-channel int8 weights and uint8 activations
         (convolutions fused with their ReLU) whose ranges are calibrated (the 0.005th-99.995th
         percentile of each tensor's values) on ``calibration_clips`` clips; ``"int8-dynamic"``: int8 weights,
@@ -148,8 +148,8 @@ def export_onnx(
     from ..jsonio import json_default
     from ..models import load_model
 
-    if quantize not in (None, "int8", "int8-dynamic"):
-        raise ConfigError(f"unknown quantisation {quantize!r}; use int8 (static, calibrated) or int8-dynamic")
+    if quantise not in (None, "int8", "int8-dynamic"):
+        raise ConfigError(f"unknown quantisation {quantise!r}; use int8 (static, calibrated) or int8-dynamic")
     if opset < 17:
         raise ConfigError(f"opset {opset} is too old; use 17 or newer")
     n_clips = CALIBRATION_CLIPS if calibration_clips is None else int(calibration_clips)
@@ -177,7 +177,7 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        fp32 = tmp / (ONNX_FILE if quantize is None else "model.fp32.onnx")
+        fp32 = tmp / (ONNX_FILE if quantise is None else "model.fp32.onnx")
         # example batch: two clips of different lengths, so the masking path is traced
         n = max(min_samples, sr * 2)
         x = torch.zeros(2, n)
@@ -213,7 +213,7 @@ def export_onnx(
                 "this is a bug: report it with the model's model.json"
             )
         quant_info = None
-        if quantize == "int8":
+        if quantise == "int8":
             clips = _calibration_signals(meta, calibration, n_clips, sr, min_samples)
             _quantize_static(fp32, tmp / ONNX_FILE, clips)
             fp32.unlink()
@@ -223,7 +223,7 @@ def export_onnx(
                 "ops": _STATIC_OPS,
                 "calibration_clips": len(clips),
             }
-        elif quantize == "int8-dynamic":
+        elif quantise == "int8-dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             quantize_dynamic(
@@ -253,7 +253,7 @@ def export_onnx(
                 "sampling_rate": sr,
                 "min_samples": min_samples,
                 "opset": opset,
-                "quantization": quant_info,
+                "quantisation": quant_info,
                 "speaker_normalisation": "training-set statistics" if wrapper.speaker_norm else None,
             },
             "source": {
@@ -373,7 +373,7 @@ def _quantize_static(src: Path, dst: Path, clips: list[np.ndarray]) -> None:
     except ValueError as exc:  # onnxruntime's calibrator reports bad data as ValueError
         raise ModelError(
             f"int8 calibration failed in onnxruntime ({str(exc).splitlines()[0]}); try other clips with "
-            "--calibration PATH..., or --quantize int8-dynamic (no calibration)"
+            "--calibration PATH..., or --quantise int8-dynamic (no calibration)"
         ) from None
     finally:
         root.setLevel(level)
