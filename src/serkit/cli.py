@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import SerkitError
+from .speakers import MIN_SPEAKER_UTTERANCES
 
 EXAMPLES = {
     "corpora": "serkit corpora scan emodb ../shared/data/emodb --json",
@@ -152,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["folder", "all"],
         help="per-speaker adaptation for speaker-normalised models: the files of one folder "
         "(folder) or all the files (all) are one speaker, whose unlabelled statistics "
-        "replace the training set's (needs >= 10 files per speaker for feature models)",
+        f"replace the training set's (needs >= {MIN_SPEAKER_UTTERANCES} files per speaker)",
     )
 
     em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
