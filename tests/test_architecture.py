@@ -84,3 +84,40 @@ def test_the_cycle_finder_finds_a_cycle():
             return self.edges.get(m, set())
 
     assert _cycles(Graph(), ["a", "b", "c", "d"]) == [["a", "b", "c"]]
+
+
+def test_a_registry_loads_its_plugins_once_for_every_thread(tmp_path, monkeypatch):
+    """Threads that look up a name while the plugin modules are still importing wait for them
+    (a bug once gave "unknown feature set 'ge2e'; known: " to every file but the first of a batch)."""
+    import importlib
+    import threading
+
+    from serkit._registry import Registry
+
+    pkg = tmp_path / "plugpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "slow.py").write_text(
+        "import time\nfrom tests.test_architecture import REG\ntime.sleep(0.3)\nREG.add('slow', 42)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    global REG
+    REG = Registry("thing", plugins=("plugpkg", ("slow",)))
+    found, errors = [], []
+
+    def look():
+        try:
+            found.append(REG.get("slow"))
+        except Exception as exc:  # pragma: no cover - the failure this test guards against
+            errors.append(exc)
+
+    threads = [threading.Thread(target=look) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and found == [42] * 8
+    assert importlib.import_module("plugpkg.slow").REG is REG
+
+
+REG = None

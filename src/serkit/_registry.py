@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -15,22 +16,30 @@ class Registry(Generic[T]):
 
     ``plugins=(package, modules)`` names the modules whose ``@register`` decorators fill the
     registry; they are imported on the first look-up (by name, through :func:`import_plugins`), so
-    the module that defines the registry never imports the package above it.
+    the module that defines the registry never imports the package above it. A look-up from another
+    thread while they are being imported waits for them (prediction reads audio in threads); one
+    from the importing thread itself (a plugin looking up another) sees what is registered so far.
     """
 
     def __init__(self, kind: str, *, plugins: tuple[str, tuple[str, ...]] | None = None):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._plugins = plugins
+        self._lock = threading.RLock()
+        self._loading = False
 
     def _load(self) -> None:
-        plugins, self._plugins = self._plugins, None
-        if plugins is not None:
+        if self._plugins is None:
+            return
+        with self._lock:
+            if self._plugins is None or self._loading:
+                return
+            self._loading = True
             try:
-                import_plugins(*plugins)
-            except BaseException:
-                self._plugins = plugins  # the next look-up raises the import error again
-                raise
+                import_plugins(*self._plugins)  # on an import error the next look-up raises it again
+                self._plugins = None
+            finally:
+                self._loading = False
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
