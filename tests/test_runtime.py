@@ -209,3 +209,12 @@ def test_a_killed_shared_pool_is_replaced_on_next_use():
         assert not runtime.stopping()
     finally:
         shutdown_pool()
+
+
+def test_io_threads_are_the_cores_plus_two_at_most_eight(monkeypatch):
+    """One policy for audio-decoding threads (predict_batch, corpus audio checks)."""
+    from serkit import runtime
+
+    for cores, threads in ((1, 3), (2, 4), (6, 8), (32, 8)):
+        monkeypatch.setattr(runtime, "cpu_count", lambda cores=cores: cores)
+        assert runtime.io_threads() == threads

@@ -18,7 +18,6 @@ more than that has been decoded: no input makes serkit hang.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from .audio import MIN_DURATION_S
 from .errors import AudioError, ModelError, SerkitError
 from .inputs import Clip
+from .runtime import io_threads
 from .windows import LONG_HOP_S, LONG_WINDOW_S, SILENCE_DB, Grid, is_silent
 
 __all__ = ["Recognizer", "DEFAULT_MODEL_DIR"]
@@ -272,7 +272,7 @@ class Recognizer:
         clips = [self._as_clip(x) for x in items]
         names = [c.path for c in clips]
         rows: list[dict | None] = [None] * len(items)
-        threads = n_threads or min(8, (os.cpu_count() or 2))
+        threads = n_threads or io_threads()
         bar = tqdm(total=len(items), desc="predict", unit="file", disable=not progress, leave=False)
 
         def load(i):

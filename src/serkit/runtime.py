@@ -30,6 +30,7 @@ from .errors import ConfigError
 __all__ = [
     "default_threads",
     "default_jobs",
+    "io_threads",
     "cpu_count",
     "process_pool",
     "worker_init",
@@ -104,6 +105,12 @@ def _others_running(samples: int = 3, interval: float = 0.005) -> int:
         if i + 1 < samples:
             time.sleep(interval)
     return max(0, sorted(seen)[len(seen) // 2])
+
+
+def io_threads() -> int:
+    """Threads that decode audio files (libsndfile and soxr release the GIL): the cores plus two,
+    at most 8, so reading overlaps with waiting on the disk without crowding the classifier."""
+    return min(8, cpu_count() + 2)
 
 
 def default_jobs() -> int:

@@ -94,11 +94,11 @@ def scan_corpus(name: str, root, *, check_audio: bool = False, **options) -> Sca
     if check_audio:
         from concurrent.futures import ThreadPoolExecutor
 
-        from ..runtime import cpu_count
+        from ..runtime import io_threads
 
         keys = list(dict.fromkeys((u.path, u.start, u.end) for u in result.utterances))
         # libsndfile decodes without the GIL: a few threads make the check several times faster
-        with ThreadPoolExecutor(max_workers=min(8, cpu_count() + 2)) as pool:
+        with ThreadPoolExecutor(max_workers=io_threads()) as pool:
             verdicts = dict(zip(keys, pool.map(lambda k: audio_problem(*k), keys)))
         result.problems.extend(f"skipped: {v}" for v in verdicts.values() if v is not None)
         result.utterances = [u for u in result.utterances if verdicts[(u.path, u.start, u.end)] is None]
