@@ -385,15 +385,17 @@ class Report:
                 edgecolor="white",
                 label="accuracy",
             )
+            gap_lo, gap = np.nan_to_num(np.minimum(acc, conf)), np.nan_to_num(np.abs(conf - acc))
             ax.bar(
                 edges[:-1],
-                np.nan_to_num(conf - acc),
-                bottom=np.nan_to_num(acc),
+                gap,
+                bottom=gap_lo,
                 width=width,
                 align="edge",
-                color="#dd8452",
-                alpha=0.5,
-                label="gap to confidence",
+                facecolor="none",
+                edgecolor="#c44e52",
+                hatch="//",
+                label="gap to mean confidence",
             )
             ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
             share = count / max(count.sum(), 1)
