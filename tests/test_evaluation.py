@@ -421,7 +421,14 @@ def test_report_save_and_load(tmp_path):
     data = toy(4)
     r = evaluate(GuessClassifier, data, "loso", progress=False, recipe="toy-recipe", normalisation="speaker")
     out = r.save(tmp_path / "eval")
-    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "predictions.csv", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion.png",
+        "predictions.csv",
+        "reliability.png",
+        "report.json",
+        "report.md",
+    ]
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     d = json.loads((out / "report.json").read_text())
     assert REQUIRED_KEYS <= set(d)
@@ -444,3 +451,101 @@ def test_markdown_warns_when_speaker_dependent():
         assert heading in md
     indep = evaluate(GuessClassifier, data, "loso", progress=False)
     assert "Warning" not in indep.to_markdown()
+
+
+# ---------------------------------------------------------------------------------------------
+# confidence: calibration numbers in reports, temperature scaling per fold
+# ---------------------------------------------------------------------------------------------
+def test_report_calibration_of_one_hot_predictions():
+    """One-hot predictions have confidence 1: ECE = 1 - accuracy, Brier = 2 (1 - accuracy), per mode."""
+    data = [
+        Utterance(u.id, u.path, u.label, u.speaker, u.corpus, extra={**u.extra, "guess_adapted": u.label})
+        for u in toy(5)
+    ]
+    r = evaluate(lambda: GuessClassifier(adapting=True), data, "loso", report_both=True, progress=False)
+    cal = r.calibration
+    assert set(cal["modes"]) == {"none", "speaker"} and cal["calibrated"] is False
+    acc = r.adaptation["none"]["wa"]
+    assert cal["modes"]["none"]["ece"] == pytest.approx(1 - acc)
+    assert cal["modes"]["none"]["brier"] == pytest.approx(2 * (1 - acc))
+    assert cal["modes"]["speaker"]["ece"] == pytest.approx(0.0)  # always right with confidence 1
+    cov = cal["modes"]["none"]["coverage"]
+    assert [c["min_confidence"] for c in cov] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert all(c["coverage"] == 1.0 and c["accuracy"] == pytest.approx(acc) for c in cov)
+    md = r.to_markdown()
+    assert "## Confidence" in md and "Coverage" in md and "single utterance" in md
+
+
+class Overconfident(MajorityClassifier):
+    """Labels are drawn from softmax(z); this model reports softmax(T z) with T = 2.5 (over-confident)."""
+
+    T = 2.5
+
+    def fit(self, utterances, *, progress=True):
+        self.labels_ = ["a", "b", "c"]
+        return self
+
+    def _predict_utterances(self, utterances, speakers, *, progress):
+        z = self.T * np.array([u.extra["z"] for u in utterances])
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+def _overconfident_data(n_speakers=6, per_speaker=250, seed=3):
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(n_speakers):
+        for k in range(per_speaker):
+            z = rng.normal(0, 1.2, 3)
+            p = np.exp(z) / np.exp(z).sum()
+            out.append(
+                Utterance(
+                    f"{s}-{k}", f"/x/{s}-{k}.wav", "abc"[rng.choice(3, p=p)], f"spk{s}", "toy", extra={"z": tuple(z)}
+                )
+            )
+    return out
+
+
+def test_evaluate_calibrate_fits_each_fold_on_its_training_speakers():
+    from serkit.evaluation.run import fit_temperatures
+
+    data = _overconfident_data()
+    rec = fit_temperatures(Overconfident, data)
+    assert rec["method"] == "temperature" and rec["fitted_on"]["protocol"] == "speaker-kfold:5"
+    assert rec["temperature"]["none"] == pytest.approx(2.5, rel=0.15)
+    assert rec["ece_after"]["none"] < rec["ece_before"]["none"]
+
+    plain = evaluate(Overconfident, data, "speaker-kfold:3", progress=False)
+    cal = evaluate(Overconfident, data, "speaker-kfold:3", progress=False, calibrate=True)
+    assert cal.calibration["calibrated"] and cal.calibration["before"]["none"]["ece"] == pytest.approx(
+        plain.calibration["modes"]["none"]["ece"]
+    )
+    assert cal.calibration["modes"]["none"]["ece"] < 0.5 * plain.calibration["modes"]["none"]["ece"]
+    assert cal.calibration["modes"]["none"]["nll"] < plain.calibration["modes"]["none"]["nll"]
+    assert all(f["temperature"]["none"] == pytest.approx(2.5, rel=0.2) for f in cal.folds)
+    assert cal.ua == plain.ua  # temperature never changes a predicted label
+    assert "temperature-scaled" in cal.to_markdown()
+
+
+def test_temperatures_are_applied_by_the_contract_per_mode():
+    data = _overconfident_data(n_speakers=2, per_speaker=5)
+    model = Overconfident().fit(data)
+    raw = model.predict_proba_utterances(data, adapt=False)
+    model.set_temperatures({"none": 2.5, "speaker": 1.0})
+    z = np.array([u.extra["z"] for u in data])
+    expected = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba_utterances(data, adapt=False), expected, atol=1e-9)
+    assert model.temperatures == {"none": 2.5, "speaker": 1.0}
+    model.set_temperatures(None)
+    np.testing.assert_allclose(model.predict_proba_utterances(data, adapt=False), raw)
+    with pytest.raises(ConfigError, match="positive"):
+        model.set_temperatures({"none": -1})
+    with pytest.raises(ConfigError, match="not one of"):
+        model.set_temperatures({"loud": 2.0})
+
+
+def test_calibration_needs_two_training_speakers():
+    from serkit.evaluation.run import fit_temperatures
+
+    with pytest.raises(ConfigError, match="at least 2 speakers"):
+        fit_temperatures(Overconfident, _overconfident_data(n_speakers=1, per_speaker=5))

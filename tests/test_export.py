@@ -201,3 +201,22 @@ def test_export_verb_expands_calibration_folders(tmp_path):
         api.export(tmp_path / "model", tmp_path / "out", quantise="int8", calibration=[empty])
     with pytest.raises(ConfigError, match="unknown export format 'tflite'"):
         api.export(tmp_path / "model", tmp_path / "out", format="tflite")
+
+
+def test_export_keeps_the_temperature(model_dir, clips, tmp_path):
+    """A calibrated model's ONNX export applies the same temperature (the Classifier contract, on load)."""
+    from serkit.deploy.export import export_onnx
+
+    d = tmp_path / "calibrated"
+    shutil.copytree(model_dir, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["calibration"] = {"method": "temperature", "temperature": {"none": 2.0, "speaker": 2.0}}
+    (d / "model.json").write_text(json.dumps(meta))
+    out = export_onnx(d, tmp_path / "onnx")
+    assert json.loads((out / "model.json").read_text())["calibration"]["temperature"]["none"] == 2.0
+    torch_rec, onnx_rec = Recognizer.load(d), Recognizer.load(out)
+    assert onnx_rec.classifier.temperatures == {"none": 2.0, "speaker": 2.0}
+    signals = clips[1][:4]
+    np.testing.assert_allclose(
+        onnx_rec.classifier.predict_proba(signals), torch_rec.classifier.predict_proba(signals), atol=1e-5
+    )

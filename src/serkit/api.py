@@ -50,8 +50,13 @@ def evaluate(
     report_both: bool = True,
     allow_speaker_dependent: bool = False,
     progress: bool = True,
+    calibrate: bool = False,
 ):
     """Evaluate a recipe on corpora under a (speaker-independent by default) protocol.
+
+    ``calibrate``: temperature-scale each fold with temperatures fitted on its own training
+    speakers only (:func:`serkit.evaluation.run.fit_temperatures`); the report keeps the
+    uncalibrated numbers under ``calibration.before``.
 
     A protocol that lets a speaker appear in both training and test data (``random-split:K``)
     runs only with ``allow_speaker_dependent=True`` and is marked as such in the report.
@@ -81,7 +86,9 @@ def evaluate(
             "manifest: a speaker column), or use --protocol random-split:5 --speaker-dependent"
         )
     t0 = time.perf_counter()
-    report = run_protocol(lambda: build_model(r.model), utterances, proto, report_both=report_both, progress=progress)
+    report = run_protocol(
+        lambda: build_model(r.model), utterances, proto, report_both=report_both, progress=progress, calibrate=calibrate
+    )
     report.recipe = r.to_dict()  # normalisation stays the models' declared one (Classifier.normalisation)
     report.extra.setdefault("corpora", list(corpora))
     report.extra.setdefault("label_set", label_set or r.label_set)
@@ -100,16 +107,27 @@ def train(
     label_set: str | None = None,
     metrics: dict | None = None,
     progress: bool = True,
+    calibrate: bool = False,
 ) -> Path:
-    """Train a recipe on all utterances of the corpora and save the model artifact to ``out``."""
+    """Train a recipe on all utterances of the corpora and save the model artifact to ``out``.
+
+    ``calibrate``: also fit one temperature per mode on out-of-fold predictions of held-out training
+    speakers (held-out corpora when several are given; :func:`serkit.evaluation.run.fit_temperatures`)
+    and save it as ``model.json``'s ``calibration``; the loaded model applies it to every prediction
+    (:meth:`serkit.models.Classifier.set_temperatures`). This trains the recipe once per inner fold more.
+    """
     from .artifact import save_model
     from .models import build_model
     from .recipe import load_recipe
 
     r = load_recipe(recipe, overrides)
     utterances = prepare_data(corpora, label_set or r.label_set)
-    model = build_model(r.model).fit(utterances, progress=progress)
     extra = {}
+    if calibrate:  # before the final fit, so a recipe that cannot be calibrated fails early
+        from .evaluation.run import fit_temperatures
+
+        extra["calibration"] = fit_temperatures(lambda: build_model(r.model), utterances)
+    model = build_model(r.model).fit(utterances, progress=progress)
     if getattr(model, "strategy_", None) is not None:  # the fine-tuning strategy a neural family chose
         extra["strategy"] = model.strategy_
     return save_model(

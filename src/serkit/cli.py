@@ -97,12 +97,24 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a protocol that mixes speakers between train and test (random-split); "
         "the report is marked speaker-dependent",
     )
+    e.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="temperature-scale each fold, fitted on that fold's training speakers only "
+        "(the report gives ECE before and after)",
+    )
     e.add_argument("--out", default=None, help="report folder (default runs/<recipe>-<protocol>)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
 
     t = cmd("train", "train a recipe on corpora and save a model folder")
     corpus_args(t)
     t.add_argument("--out", required=True, help="model folder to write")
+    t.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="fit one temperature per mode on held-out training speakers (5 speaker folds, or "
+        "held-out corpora when several are given) and save it in the model (trains 5 more times)",
+    )
 
     pr = cmd("predict", "predict emotions of audio files and folders")
     pr.add_argument(
@@ -147,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
         help="timeline: also write DIR/<file>.png, emotion probabilities over time per file",
     )
     pr.add_argument("--strict", action="store_true", help="exit non-zero if any file fails")
+    pr.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="label a row 'uncertain' when its top probability is below P (probabilities kept), e.g. 0.6",
+    )
     pr.add_argument(
         "--adapt-by",
         default=None,
@@ -207,6 +226,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="smoothing: weight of the newest window in an exponential moving average (1 = off)",
+    )
+    st.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="label a row 'uncertain' when its top probability is below P (probabilities kept), e.g. 0.6",
     )
     st.add_argument("--queue", type=int, default=4, help="windows waiting for inference at most (default 4)")
     st.add_argument(
@@ -359,6 +385,7 @@ def _cmd_evaluate(args) -> int:
         label_set=args.label_set,
         allow_speaker_dependent=args.speaker_dependent,
         progress=_progress(args),
+        calibrate=args.calibrate,
     )
     if args.json:
         print(report.to_json())
@@ -370,6 +397,11 @@ def _cmd_evaluate(args) -> int:
         )
         for mode, m in (d.get("adaptation") or {}).items():
             print(f"  {mode:8s} UA {m['ua']:.3f}  WA {m['wa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+        cal = d.get("calibration") or {}
+        for mode, c in (cal.get("modes") or {}).items():
+            before = (cal.get("before") or {}).get(mode)
+            was = f"  (before calibration: ECE {before['ece']:.3f})" if before else ""
+            print(f"  {mode:8s} ECE {c['ece']:.3f}  Brier {c['brier']:.3f}  NLL {c['nll']:.3f}{was}")
         print(f"report: {out}/report.md")
     return 0
 
@@ -384,6 +416,7 @@ def _cmd_train(args) -> int:
         overrides=args.overrides,
         label_set=args.label_set,
         progress=_progress(args),
+        calibrate=args.calibrate,
     )
     print(f"model written to {out}")
     return 0
@@ -422,7 +455,7 @@ def _cmd_predict(args) -> int:
     from .inference import Recognizer
     from .inputs import expand_inputs
 
-    rec = Recognizer.load(args.model, max_duration_s=args.max_duration)
+    rec = Recognizer.load(args.model, max_duration_s=args.max_duration, min_confidence=args.min_confidence)
     files = expand_inputs(args.paths)
     if not files:
         raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")
@@ -480,7 +513,7 @@ def _cmd_stream(args) -> int:
     from .inference import Recognizer
     from .stream_cli import run_stream
 
-    rec = Recognizer.load(args.model)
+    rec = Recognizer.load(args.model, min_confidence=args.min_confidence)
     source = "file" if args.file else "stdin" if args.stdin else "mic"
     _, code = run_stream(
         rec,
@@ -587,6 +620,22 @@ def _cmd_info(args) -> int:
                 f"label set:  {tr['label_set']}   per class: "
                 + ", ".join(f"{k} {v}" for k, v in (tr.get("labels") or {}).items())
             )
+    cal = meta.get("calibration")
+    if cal:
+        t = cal.get("temperature") or {}
+        fitted = cal.get("fitted_on") or {}
+        names = {"none": "single utterance", "speaker": "speaker-adapted"}
+        print(
+            f"calibrated: {cal.get('method')} "
+            + ", ".join(f"{names.get(m, m)} T={v:.3f}" for m, v in t.items())
+            + f"   fitted on {fitted.get('protocol', '?')} ({fitted.get('n_utterances', '?')} utterances)"
+        )
+        for m in t:
+            b, a = (cal.get("ece_before") or {}).get(m), (cal.get("ece_after") or {}).get(m)
+            if b is not None and a is not None:
+                print(f"            ECE {names.get(m, m)}: {b:.3f} -> {a:.3f} (out-of-fold)")
+    else:
+        print("calibrated: no (probabilities as the model gives them; serkit train --calibrate fits a temperature)")
     _print_scores(meta.get("metrics") or {})
     return 0
 

@@ -57,6 +57,11 @@ class Recognizer:
     max_duration_s : float, optional
         Longer audio (seconds) is an error row; default ``SERKIT_MAX_DURATION_S`` or 600 s, the
         limit the HTTP service applies.
+    min_confidence : float, optional
+        Abstention: a row whose top probability is below this (0..1) gets the label
+        ``"uncertain"`` (:data:`serkit.calibration.UNCERTAIN`); its probabilities are kept. ``None``
+        (default) always gives the top label. Calibrated models (``serkit train --calibrate``) make
+        the threshold mean what it says.
 
     Examples
     --------
@@ -75,8 +80,10 @@ class Recognizer:
         max_duration_s: float | None = None,
         long_window: float = LONG_WINDOW_S,
         long_hop: float = LONG_HOP_S,
+        min_confidence: float | None = None,
     ):
         from .audio import duration_limit_s
+        from .calibration import check_min_confidence
 
         self.classifier = classifier
         self.metadata = metadata or {}
@@ -87,6 +94,7 @@ class Recognizer:
             raise AudioError(f"max_duration_s {max_duration_s} must be a positive number of seconds")
         self.long_window = long_window
         self.long_hop = long_hop
+        self.min_confidence = check_min_confidence(min_confidence)
 
     @classmethod
     def load(cls, model_dir=None, **options) -> Recognizer:
@@ -119,13 +127,37 @@ class Recognizer:
         return ["file", "start", "end", "label", *(f"p_{l}" for l in self.labels), "error"]
 
     def _rows(self, names, starts, ends, proba) -> list[dict]:
+        from .calibration import top_label
+
         rows = []
         for name, s, e, p in zip(names, starts, ends, proba):
-            row = {"file": name, "start": float(s), "end": float(e), "label": self.labels[int(np.argmax(p))]}
+            row = {
+                "file": name,
+                "start": float(s),
+                "end": float(e),
+                "label": top_label(p, self.labels, self.min_confidence),
+            }
             row.update({f"p_{l}": float(v) for l, v in zip(self.labels, p)})
             row["error"] = ""
             rows.append(row)
         return rows
+
+    def abstain(self, table, min_confidence: float | None):
+        """A copy of a prediction table whose rows with top probability below ``min_confidence`` are
+        labelled ``"uncertain"`` (probabilities kept; error rows untouched). ``None``: unchanged.
+
+        For a threshold chosen per call (the HTTP API's ``min_confidence`` query parameter); the
+        recognizer's own :attr:`min_confidence` already applies to every table it returns.
+        """
+        from .calibration import UNCERTAIN, check_min_confidence
+
+        p_min = check_min_confidence(min_confidence)
+        table = table.copy()
+        if p_min is None or not len(table):
+            return table
+        top = table[[f"p_{l}" for l in self.labels]].to_numpy(dtype=np.float64).max(axis=1)
+        table.loc[(table["error"] == "").to_numpy() & ~(top >= p_min), "label"] = UNCERTAIN
+        return table
 
     def _error_row(self, name, message, start=np.nan, end=np.nan) -> dict:
         row = {"file": name, "start": start, "end": end, "label": ""}

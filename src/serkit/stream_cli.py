@@ -291,7 +291,7 @@ def run_stream(
         raise ConfigError(f"unknown stream source {source!r}; use file, stdin or mic")
     # the one window engine; the bounded queue already bounds the work, so no windows-per-second cap
     cutter = Cutter(in_rate, window, hop, limits=StreamLimits.from_env(max_windows_per_s=None))
-    scorer = Scorer(recognizer, in_rate, ema=ema)
+    scorer = Scorer(recognizer, in_rate, ema=ema, min_confidence=recognizer.min_confidence)
 
     def cut(chunk):
         now = time.monotonic()

@@ -80,6 +80,9 @@ class SlidingWindow:
         ``SERKIT_STREAM_*`` variables.
     name
         Value of the ``file`` column of every row.
+    min_confidence
+        A window whose top probability is below this gets the label ``"uncertain"`` (probabilities
+        kept); ``None`` (default) always gives the top label.
 
     Notes
     -----
@@ -98,6 +101,7 @@ class SlidingWindow:
         silence_db: float = SILENCE_DB,
         limits: StreamLimits | None = None,
         name: str = "stream",
+        min_confidence: float | None = None,
     ):
         if not MIN_SAMPLING_RATE <= int(sampling_rate) <= MAX_SAMPLING_RATE:
             raise ConfigError(
@@ -110,7 +114,9 @@ class SlidingWindow:
         self.hop = float(hop)
         self.name = name
         self.cutter = Cutter(self.sampling_rate, window, hop, limits=limits)
-        self.scorer = Scorer(recognizer, self.sampling_rate, ema=ema, silence_db=silence_db, name=name)
+        self.scorer = Scorer(
+            recognizer, self.sampling_rate, ema=ema, silence_db=silence_db, name=name, min_confidence=min_confidence
+        )
 
     def reset(self) -> None:
         """Forget all audio fed so far (times restart at 0)."""

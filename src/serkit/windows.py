@@ -341,13 +341,25 @@ class Scorer:
         See :data:`SILENCE_DB`.
     name
         The ``file`` column of every row.
+    min_confidence
+        A window whose (smoothed) top probability is below this is labelled ``"uncertain"``.
     """
 
     def __init__(
-        self, recognizer, sampling_rate: int, *, ema: float = 1.0, silence_db: float = SILENCE_DB, name: str = "stream"
+        self,
+        recognizer,
+        sampling_rate: int,
+        *,
+        ema: float = 1.0,
+        silence_db: float = SILENCE_DB,
+        name: str = "stream",
+        min_confidence: float | None = None,
     ):
+        from .calibration import check_min_confidence
+
         if not 0 < ema <= 1:
             raise ConfigError(f"ema {ema} must be in (0, 1]; 1 turns smoothing off")
+        self.min_confidence = check_min_confidence(min_confidence)
         self.recognizer = recognizer
         self.sampling_rate = int(sampling_rate)
         self.ema = float(ema)
@@ -356,8 +368,10 @@ class Scorer:
         self.smoothed: np.ndarray | None = None
 
     def rows(self, windows: list[Window]) -> list[dict]:
-        """Prediction-table rows (``file, start, end, label, p_<label>..., error``), one per window."""
+        """Prediction-table rows (``file, start, end, label, p_<label>..., error``), one per window;
+        below ``min_confidence`` the label is ``"uncertain"``."""
         from .audio import resample
+        from .calibration import top_label
 
         rec = self.recognizer
         labels = rec.labels
@@ -379,7 +393,12 @@ class Scorer:
                 fresh = self.smoothed is None or self.ema == 1
                 self.smoothed = p if fresh else self.ema * p + (1 - self.ema) * self.smoothed
                 s = self.smoothed
-                row = {"file": self.name, "start": w.start, "end": w.end, "label": labels[int(np.argmax(s))]}
+                row = {
+                    "file": self.name,
+                    "start": w.start,
+                    "end": w.end,
+                    "label": top_label(s, labels, self.min_confidence),
+                }
                 row.update({f"p_{l}": float(v) for l, v in zip(labels, s)})
                 row["error"] = ""
                 rows[i] = row

@@ -268,6 +268,8 @@ def export_onnx(
             "trained_on": meta.get("trained_on") or {},
             "metrics": meta.get("metrics") or {},
             "files": [ONNX_FILE],
+            # the same network, so the same temperatures (applied by the Classifier contract on load)
+            **({"calibration": meta["calibration"]} if meta.get("calibration") else {}),
         }
         (tmp / "model.json").write_text(json.dumps(out_meta, indent=2, default=json_default))
         if out.exists():

@@ -67,6 +67,12 @@ class Report:
         The protocol's parameters (seed, K, held-out speakers).
     extra : dict
         Anything else worth keeping (JSON-able).
+    calibration : dict or None
+        How far the probabilities can be trusted (:mod:`serkit.calibration`): ``{"calibrated": bool,
+        "modes": {mode: {ece, brier, nll, n_bins, reliability {confidence, accuracy, count}, coverage
+        [{min_confidence, coverage, n, accuracy, ua}]}}}`` for each mode scored (``"none"`` single
+        utterance, ``"speaker"`` adapted), pooled over folds; with ``evaluate(calibrate=True)`` also
+        ``"before"`` ``{mode: {ece, brier, nll}}`` without temperature scaling.
     """
 
     protocol: str
@@ -81,6 +87,7 @@ class Report:
     adaptation: dict | None = None
     protocol_info: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    calibration: dict | None = None
 
     # -- headline numbers -------------------------------------------------------------------------
     @property
@@ -147,6 +154,7 @@ class Report:
             "fold_summary": self.fold_summary(),
             "folds": [dict(f) for f in self.folds],
             "adaptation": self.adaptation,
+            "calibration": self.calibration,
             "seconds": float(self.seconds),
             "extra": dict(self.extra),
         }
@@ -182,6 +190,7 @@ class Report:
             normalisation=d.get("normalisation"),
             seconds=float(d.get("seconds", 0.0)),
             adaptation=d.get("adaptation"),
+            calibration=d.get("calibration"),
             protocol_info=dict(d.get("protocol_info", {})),
             extra=dict(d.get("extra", {})),
         )
@@ -249,6 +258,8 @@ class Report:
                     )
             lines.append("")
 
+        lines += self._calibration_markdown()
+
         lines += ["## Per class", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         for lab in self.labels:
             c = m["per_class"].get(lab, {})
@@ -297,6 +308,112 @@ class Report:
                 )
                 lines.append("")
         return "\n".join(lines)
+
+    def _calibration_markdown(self) -> list[str]:
+        cal = self.calibration or {}
+        modes = [m for m in ("none", "speaker") if m in cal.get("modes", {})]
+        if not modes:
+            return []
+        names = {"none": "single utterance", "speaker": "adapted (per speaker)"}
+        before = cal.get("before") or {}
+        scaled = "temperature-scaled on each fold's training speakers" if cal.get("calibrated") else "uncalibrated"
+        lines = [
+            "## Confidence",
+            "",
+            f"Probabilities are {scaled}. ECE: expected calibration error of the top label "
+            f"({cal['modes'][modes[0]].get('n_bins', 15)} equal-width bins; 0 = a top probability of p is right "
+            "a share p of the time); Brier and NLL: lower is better. See reliability.png.",
+            "",
+            "| mode | ECE | Brier | NLL |" + (" ECE before | Brier before | NLL before |" if before else ""),
+            "|---|---|---|---|" + ("---|---|---|" if before else ""),
+        ]
+        for m in modes:
+            c = cal["modes"][m]
+            row = f"| {names[m]} | {c['ece']:.4f} | {c['brier']:.4f} | {c['nll']:.4f} |"
+            if before:
+                b = before.get(m, {})
+                row += "".join(f" {b[k]:.4f} |" if k in b else " — |" for k in ("ece", "brier", "nll"))
+            lines.append(row)
+        lines += [
+            "",
+            "Coverage–accuracy: rows whose top probability is below P would be labelled `uncertain` "
+            "(`--min-confidence P`); coverage is the share kept, accuracy and UA are over the kept rows.",
+            "",
+            "| mode | P | coverage | accuracy | UA |",
+            "|---|---|---|---|---|",
+        ]
+        for m in modes:
+            for r in cal["modes"][m].get("coverage", []):
+                acc = "—" if r["n"] == 0 else _fmt_pct(r["accuracy"])
+                ua = "—" if r["n"] == 0 else _fmt_pct(r["ua"])
+                lines.append(f"| {names[m]} | {r['min_confidence']:.2f} | {_fmt_pct(r['coverage'])} | {acc} | {ua} |")
+        return [*lines, ""]
+
+    def plot_reliability(self, path) -> Path:
+        """Write a PNG reliability diagram: per mode, accuracy against confidence per bin (and the bins' counts).
+
+        Raises
+        ------
+        ConfigError
+            The report has no calibration numbers (made before they existed).
+        """
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        cal = self.calibration or {}
+        modes = [m for m in ("none", "speaker") if m in cal.get("modes", {})]
+        if not modes:
+            raise ConfigError("this report has no calibration numbers; re-run the evaluation with this serkit")
+        names = {"none": "single utterance", "speaker": "adapted"}
+        fig = Figure(figsize=(4.6 * len(modes), 4.8))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(modes), squeeze=False)[0]
+        for ax, m in zip(axes, modes):
+            c = cal["modes"][m]
+            n_bins = int(c.get("n_bins", 15))
+            edges = np.linspace(0, 1, n_bins + 1)
+            acc = np.array([np.nan if v is None else v for v in c["reliability"]["accuracy"]], dtype=float)
+            conf = np.array([np.nan if v is None else v for v in c["reliability"]["confidence"]], dtype=float)
+            count = np.asarray(c["reliability"]["count"], dtype=float)
+            width = 1.0 / n_bins
+            ax.bar(
+                edges[:-1],
+                np.nan_to_num(acc),
+                width=width,
+                align="edge",
+                color="#4c72b0",
+                edgecolor="white",
+                label="accuracy",
+            )
+            gap_lo, gap = np.nan_to_num(np.minimum(acc, conf)), np.nan_to_num(np.abs(conf - acc))
+            ax.bar(
+                edges[:-1],
+                gap,
+                bottom=gap_lo,
+                width=width,
+                align="edge",
+                facecolor="none",
+                edgecolor="#c44e52",
+                hatch="//",
+                label="gap to mean confidence",
+            )
+            ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+            share = count / max(count.sum(), 1)
+            ax.step(edges[:-1], share, where="post", color="grey", lw=1, label="share of rows")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("top probability (confidence)")
+            ax.set_ylabel("accuracy")
+            ax.set_title(f"{names[m]}: ECE {c['ece']:.3f}")
+            ax.legend(loc="upper left", fontsize=7)
+        tag = "temperature-scaled" if cal.get("calibrated") else "uncalibrated"
+        fig.suptitle(f"{self.protocol}: reliability ({tag})")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        path = Path(path)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
 
     def plot_confusion(self, path) -> Path:
         """Write a PNG of the confusion matrix: counts and row-normalised side by side.
@@ -359,7 +476,8 @@ class Report:
         return path
 
     def save(self, directory) -> Path:
-        """Write ``report.json``, ``report.md``, ``confusion.png`` and ``predictions.csv`` into ``directory``.
+        """Write ``report.json``, ``report.md``, ``confusion.png``, ``reliability.png`` (when the report has
+        calibration numbers) and ``predictions.csv`` into ``directory``.
 
         Each file is written atomically, so a reader never sees a half-written report.
         """
@@ -368,6 +486,8 @@ class Report:
         atomic_write_text(d / "report.json", self.to_json() + "\n")
         atomic_write_text(d / "report.md", self.to_markdown())
         self.plot_confusion(d / "confusion.png")
+        if (self.calibration or {}).get("modes"):
+            self.plot_reliability(d / "reliability.png")
         atomic_write_text(d / "predictions.csv", self.predictions.to_csv(index=False))
         return d
 

@@ -16,19 +16,26 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .metrics import metrics
 from .protocols import parse_protocol
 from .report import Report
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "fit_temperatures", "out_of_fold", "inner_protocol"]
 
 #: adapted (per-speaker statistics), single utterance (training statistics only)
 MODES = ("speaker", "none")
 
 
-def _run_fold(model_factory: Callable, train: list, test: list, *, report_both: bool, progress: bool) -> dict:
-    """Fit a fresh model on ``train`` and predict ``test`` once per mode; module-level so joblib workers can run it."""
+def _run_fold(
+    model_factory: Callable, train: list, test: list, *, report_both: bool, progress: bool, calibrate: bool = False
+) -> dict:
+    """Fit a fresh model on ``train`` and predict ``test`` once per mode; module-level so joblib workers can run it.
+
+    With ``calibrate``, temperatures are fitted on out-of-fold predictions of ``train``'s own speakers
+    (:func:`fit_temperatures`) and applied to ``test``'s probabilities; the raw ones are kept too.
+    """
+    temperatures = fit_temperatures(model_factory, train, report_both=report_both)["temperature"] if calibrate else {}
     model = model_factory()
     t0 = time.perf_counter()
     fitted = model.fit(train, progress=progress)
@@ -49,9 +56,19 @@ def _run_fold(model_factory: Callable, train: list, test: list, *, report_both: 
                 f"utterances and {len(labels)} labels; it must return [n_utterances, n_labels] in model.labels order"
             )
         probs[mode] = p
+    raw = None
+    if calibrate:
+        from ..calibration import apply_temperature
+
+        raw = probs
+        probs = {
+            mode: apply_temperature(p, temperatures[mode]) if mode in temperatures else p for mode, p in raw.items()
+        }
     return {
         "labels": labels,
         "probs": probs,
+        "raw_probs": raw,
+        "temperatures": temperatures,
         "headline": headline,
         "fit_seconds": t1 - t0,
         "predict_seconds": t2 - t1,
@@ -68,6 +85,71 @@ def _align(p: np.ndarray, model_labels: list[str], labels: list[str]) -> np.ndar
     return out
 
 
+def inner_protocol(utterances: Sequence, k: int = 5) -> str:
+    """The protocol temperatures are fitted with: held-out corpora when there are several, else
+    ``speaker-kfold:K`` over the speakers (K = ``k``, or fewer when there are fewer speakers)."""
+    corpora = {str(u.corpus) for u in utterances}
+    if len(corpora) > 1:
+        return "loco"
+    n_speakers = len({str(u.speaker) for u in utterances})
+    if n_speakers < 2:
+        raise ConfigError(
+            f"calibration needs held-out training speakers, but the training data has {n_speakers} speaker; "
+            "give utterances of at least 2 speakers (better 5 or more) or train without --calibrate"
+        )
+    return f"speaker-kfold:{min(k, n_speakers)}"
+
+
+def out_of_fold(model_factory: Callable, utterances: Sequence, protocol, *, report_both: bool = True, seed: int = 0):
+    """Out-of-fold probabilities of every utterance under ``protocol``, per mode.
+
+    Returns ``(labels, y, probs)``: the label order, the true class index of each utterance
+    (``[shape=(n,)]``, the order of the protocol's test folds) and ``{mode: [shape=(n, n_labels)]}``.
+    """
+    utterances = list(utterances)
+    folds = parse_protocol(protocol, seed=seed).folds(utterances)
+    results, tests = [], []
+    for f in folds:
+        train = [utterances[i] for i in f.train_idx]
+        tests.append([utterances[i] for i in f.test_idx])
+        results.append(_run_fold(model_factory, train, tests[-1], report_both=report_both, progress=False))
+    labels = list(results[0]["labels"])
+    labels += sorted({lab for r in results for lab in r["labels"]} | {str(u.label) for u in utterances} - set(labels))
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([index[str(u.label)] for test in tests for u in test], dtype=np.int64)
+    modes = [m for m in MODES if all(m in r["probs"] for r in results)]
+    probs = {m: np.concatenate([_align(r["probs"][m], r["labels"], labels) for r in results]) for m in modes}
+    return labels, y, probs
+
+
+def fit_temperatures(model_factory: Callable, utterances: Sequence, *, report_both: bool = True, k: int = 5) -> dict:
+    """Temperature scaling for a model trained on ``utterances``, one temperature per mode.
+
+    Fitted (:func:`serkit.calibration.fit_temperature`) on out-of-fold predictions of held-out
+    *training* speakers (:func:`inner_protocol`: held-out corpora when several are trained together,
+    else K speaker-grouped folds). Returns the ``model.json`` ``calibration`` record: ``method,
+    temperature {mode: T}, fitted_on, ece_before {mode}, ece_after {mode}`` (ECE on those same
+    out-of-fold predictions; T is one number per mode, so the in-sample gain is nearly all real).
+    """
+    from ..calibration import apply_temperature, ece, fit_temperature
+
+    protocol = inner_protocol(utterances, k)
+    _, y, probs = out_of_fold(model_factory, utterances, protocol, report_both=report_both)
+    temperature = {m: fit_temperature(p, y) for m, p in probs.items()}
+    return {
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": {
+            "protocol": protocol,
+            "n_utterances": int(len(y)),
+            "n_speakers": len({str(u.speaker) for u in utterances}),
+            "corpora": sorted({str(u.corpus) for u in utterances}),
+        },
+        "ece_before": {m: ece(p, y) for m, p in probs.items()},
+        "ece_after": {m: ece(apply_temperature(p, temperature[m]), y) for m, p in probs.items()},
+    }
+
+
 def evaluate(
     model_factory: Callable[[], object],
     utterances: Sequence,
@@ -79,6 +161,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     n_jobs: int = 1,
+    calibrate: bool = False,
 ) -> Report:
     """Fit a fresh model per fold of ``protocol`` and score the pooled test predictions.
 
@@ -106,6 +189,10 @@ def evaluate(
         Show a progress bar over folds on stderr (and let models show theirs when ``n_jobs == 1``).
     n_jobs : int
         Folds run in parallel processes when ``!= 1`` (``-1`` = all cores, via joblib).
+    calibrate : bool
+        Temperature-scale each fold's probabilities with temperatures fitted on that fold's
+        *training* speakers only (:func:`fit_temperatures`), so the report's calibration numbers are
+        honest; ``Report.calibration["before"]`` keeps the uncalibrated ones.
 
     Returns
     -------
@@ -132,7 +219,11 @@ def evaluate(
             for k, (train, test) in enumerate(jobs):
                 if bar is not None:
                     bar.set_postfix_str(f"testing {', '.join(folds[k].test_speakers)[:40]}", refresh=True)
-                results.append(_run_fold(model_factory, train, test, report_both=report_both, progress=progress))
+                results.append(
+                    _run_fold(
+                        model_factory, train, test, report_both=report_both, progress=progress, calibrate=calibrate
+                    )
+                )
                 if bar is not None:
                     bar.update(1)
         else:
@@ -141,7 +232,9 @@ def evaluate(
             # Nested progress bars from several processes would garble the terminal; only the fold bar shows.
             parallel = Parallel(n_jobs=n_jobs, return_as="generator")
             for res in parallel(
-                delayed(_run_fold)(model_factory, train, test, report_both=report_both, progress=False)
+                delayed(_run_fold)(
+                    model_factory, train, test, report_both=report_both, progress=False, calibrate=calibrate
+                )
                 for train, test in jobs
             ):
                 results.append(res)
@@ -158,12 +251,15 @@ def evaluate(
 
     modes = list(results[0]["probs"])
     aligned = {mode: [] for mode in modes}
+    raw_aligned = {mode: [] for mode in modes}
     rows, fold_dicts = [], []
     for k, (f, r) in enumerate(zip(folds, results)):
         test = jobs[k][1]
         y_true = [str(u.label) for u in test]
         for mode in modes:
             aligned[mode].append(_align(r["probs"][mode], r["labels"], labels))
+            if r.get("raw_probs") is not None:
+                raw_aligned[mode].append(_align(r["raw_probs"][mode], r["labels"], labels))
         p = aligned[r["headline"]][-1]
         y_pred = [labels[i] for i in p.argmax(axis=1)]
         fm = metrics(y_true, y_pred, labels)
@@ -189,6 +285,7 @@ def evaluate(
                 "predict_seconds": round(r["predict_seconds"], 3),
                 "missing_train_labels": sorted(set(labels) - set(r["labels"])),
                 **({"ua_by_mode": by_mode} if by_mode else {}),
+                **({"temperature": dict(r["temperatures"])} if r.get("temperatures") else {}),
             }
         )
         for u, t, pr, row in zip(test, y_true, y_pred, p):
@@ -245,7 +342,10 @@ def evaluate(
                 "headline": mode == headline,
             }
 
+    calibration = _calibration(labels, predictions["true"].tolist(), aligned, raw_aligned if calibrate else None)
+
     return Report(
+        calibration=calibration,
         protocol=proto.name,
         speaker_dependent=not proto.speaker_independent,
         labels=labels,
@@ -264,3 +364,20 @@ def evaluate(
             **({"notes": notes} if notes else {}),
         },
     )
+
+
+def _calibration(labels: list[str], y_true: list[str], aligned: dict, raw: dict | None) -> dict:
+    """The report's ``calibration``: per mode ECE, Brier, NLL, reliability bins and coverage table
+    of the pooled test probabilities; with ``raw`` (``evaluate(calibrate=True)``) the uncalibrated
+    ECE, Brier and NLL under ``"before"``."""
+    from ..calibration import summary
+
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([index[t] for t in y_true], dtype=np.int64)
+    out: dict = {"calibrated": raw is not None, "modes": {m: summary(np.concatenate(p), y) for m, p in aligned.items()}}
+    if raw is not None:
+        out["before"] = {
+            m: {k: v for k, v in summary(np.concatenate(p), y).items() if k in ("ece", "brier", "nll")}
+            for m, p in raw.items()
+        }
+    return out

@@ -22,8 +22,20 @@ def load_model(directory):
     from pathlib import Path
 
     from ..artifact import read_metadata
+    from ..errors import ConfigError, ModelError
 
     meta = read_metadata(directory)
     cls = MODELS.get(meta["family"])
     model = cls.from_weights(Path(directory).expanduser(), meta["config"], meta["labels"])
+    calibration = meta.get("calibration")
+    if calibration:  # temperature scaling is applied by the Classifier contract (predict_proba*)
+        if calibration.get("method") != "temperature" or not isinstance(calibration.get("temperature"), dict):
+            raise ModelError(
+                f"'{directory}' has a calibration this serkit cannot apply ({calibration.get('method')!r}); "
+                "retrain with serkit train --calibrate or remove the 'calibration' field from model.json"
+            )
+        try:
+            model.set_temperatures(calibration["temperature"])
+        except ConfigError as exc:
+            raise ModelError(f"'{directory}': model.json calibration is invalid ({exc})") from None
     return model, meta

@@ -104,7 +104,8 @@ class Classifier(ABC):
         """
         self._check_fitted()
         signals = list(signals)
-        return self._predict_signals(signals, self._adaptation_speakers(speakers, adapt, len(signals)))
+        speakers = self._adaptation_speakers(speakers, adapt, len(signals))
+        return self._calibrated(self._predict_signals(signals, speakers), speakers)
 
     def predict_proba_utterances(
         self, utterances: Sequence, *, adapt: bool | None = None, progress: bool = True
@@ -117,7 +118,7 @@ class Classifier(ABC):
         self._check_fitted()
         utterances = list(utterances)
         speakers = self._adaptation_speakers([str(u.speaker) for u in utterances], adapt, len(utterances))
-        return self._predict_utterances(utterances, speakers, progress=progress)
+        return self._calibrated(self._predict_utterances(utterances, speakers, progress=progress), speakers)
 
     def predict(self, signals: Sequence[np.ndarray], **kw) -> list[str]:
         p = self.predict_proba(signals, **kw)
@@ -133,6 +134,40 @@ class Classifier(ABC):
 
         signals = [read(u.path, self.sampling_rate, start=u.start, end=u.end)[0] for u in utterances]
         return self._predict_signals(signals, speakers)
+
+    # -- calibration ----------------------------------------------------------------------------
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """Temperature per mode (``"speaker"`` adapted, ``"none"`` single utterance) applied to every
+        prediction; empty when the model is not calibrated (see :meth:`set_temperatures`)."""
+        return dict(getattr(self, "temperatures_", None) or {})
+
+    def set_temperatures(self, temperatures: dict[str, float] | None) -> Classifier:
+        """Calibrate the model's probabilities: ``softmax(log p / T[mode])`` from now on (``None``: off).
+
+        This is the one place temperature scaling is applied (:mod:`serkit.calibration`): both public
+        predict methods go through it, for every family. :func:`serkit.models.load_model` sets it from
+        ``model.json``'s ``calibration``; ``serkit train --calibrate`` fits it. A mode without a
+        temperature is left as it is. Returns ``self``.
+        """
+        from ..calibration import apply_temperature
+
+        clean = {}
+        for mode, t in (temperatures or {}).items():
+            if mode not in ("speaker", "none"):
+                raise ConfigError(f"calibration mode {mode!r} is not one of 'speaker', 'none'")
+            apply_temperature(np.ones((1, 2)) / 2, t)  # the one check of T's value
+            clean[mode] = float(t)
+        self.temperatures_ = clean
+        return self
+
+    def _calibrated(self, proba, speakers) -> np.ndarray:
+        t = (getattr(self, "temperatures_", None) or {}).get("speaker" if speakers is not None else "none")
+        if t is None or t == 1.0:
+            return proba
+        from ..calibration import apply_temperature
+
+        return apply_temperature(proba, t)
 
     def _adaptation_speakers(self, speakers, adapt: bool | None, n: int) -> list[str] | None:
         """The one rule for ``adapt``: the speakers to adapt with, or ``None`` for no adaptation."""

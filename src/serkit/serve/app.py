@@ -168,6 +168,12 @@ class _Service:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _one_row_table(row: dict):
+    import pandas as pd
+
+    return pd.DataFrame([row])
+
+
 # -- the app ----------------------------------------------------------------------------------------
 def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
     """Build the FastAPI application serving ``recognizer``.
@@ -422,12 +428,19 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         responses={c: errors[c] for c in (400, 401, 408, 413, 415, 422, 503)},
         summary="Emotion of one uploaded clip",
     )
-    async def predict(request: Request):
+    async def predict(
+        request: Request,
+        min_confidence: float | None = Query(
+            None, ge=0.0, le=1.0, description="Label 'uncertain' when the top probability is below this."
+        ),
+    ):
         form, upload = await svc.receive_upload(request)
         try:
             name, duration, table = await svc.run(svc.analyse, upload, "predict")
         finally:
             await form.close()
+        if min_confidence is not None:
+            table = recognizer.abstain(table, min_confidence)
         row = _row_json(table.to_dict("records")[0], labels)
         return {"file": name, "label": row["label"], "probabilities": row["probabilities"], "duration": duration}
 
@@ -444,16 +457,24 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
         request: Request,
         window: float = Query(LONG_WINDOW_S, ge=0.5, le=60.0, description="Window length (s)."),
         hop: float = Query(LONG_HOP_S, ge=0.25, le=60.0, description="Step between windows (s)."),
+        min_confidence: float | None = Query(
+            None, ge=0.0, le=1.0, description="Label 'uncertain' when the top probability is below this."
+        ),
     ):
         form, upload = await svc.receive_upload(request)
         try:
             name, duration, table = await svc.run(svc.analyse, upload, "timeline", window, hop)
         finally:
             await form.close()
-        rows = [_row_json(r, labels) for r in table.to_dict("records")]
         if (table["error"] != "").all():
             raise _ClientError(422, f"'{name}' is silent: every window is silence; there is no speech to classify")
-        summary = _row_json(recognizer.summarise(table), labels)  # the summary `serkit predict` gives a long file
+        # the summary `serkit predict` gives a long file (from the probabilities, before abstention)
+        summary = recognizer.summarise(table)
+        if min_confidence is not None:
+            table = recognizer.abstain(table, min_confidence)
+            summary = recognizer.abstain(_one_row_table(summary), min_confidence).to_dict("records")[0]
+        rows = [_row_json(r, labels) for r in table.to_dict("records")]
+        summary = _row_json(summary, labels)
         return {
             "file": name,
             "duration": duration,
@@ -482,8 +503,11 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
             window = float(q.get("window", "2.0"))
             hop = float(q.get("hop", "1.0"))
             ema = float(q.get("ema", "1.0"))
+            min_confidence = float(q["min_confidence"]) if "min_confidence" in q else None
         except ValueError:
-            return await fail(1008, "rate, window, hop and ema must be numbers, e.g. ?rate=16000&window=2&hop=1")
+            return await fail(
+                1008, "rate, window, hop, ema and min_confidence must be numbers, e.g. ?rate=16000&window=2&hop=1"
+            )
         fmt = q.get("format", "f32")
         if fmt not in PCM_FORMATS:
             return await fail(1008, f"format {fmt!r} is not supported; use one of {', '.join(PCM_FORMATS)}")
@@ -497,6 +521,7 @@ def create_app(recognizer, settings: Settings | None = None, *, model_dir=None):
                 hop=hop,
                 ema=ema,
                 name="stream",
+                min_confidence=min_confidence,
                 limits=StreamLimits(
                     max_overlap=settings.stream_max_overlap,
                     max_windows_per_message=settings.stream_max_windows_per_message,
