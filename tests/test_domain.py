@@ -88,3 +88,15 @@ def test_mmd_zero_for_identical_and_grows_with_shift():
     assert values[0] < 0.05
     assert values == sorted(values)
     assert values[-1] > 10 * values[0]
+
+
+def test_diagonal_target_keeps_every_variance():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(15, 40)) * np.linspace(0.1, 10, 40)  # fewer rows than dimensions
+    cov, s = covariance(x, shrink_to="diagonal")
+    np.testing.assert_allclose(np.diag(cov), x.var(axis=0), rtol=1e-10)
+    assert 0 < s <= 1
+    ident, _ = covariance(x)
+    assert np.abs(np.diag(ident) - x.var(axis=0)).max() > 1.0  # shrinking to mu*I moves the variances
+    with pytest.raises(ConfigError, match="diagonal"):
+        covariance(x, shrink_to="eye")

@@ -104,10 +104,17 @@ def content_hash(utterances) -> str:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
 
 
-def adapt_classifier(model, target, *, method: str = "coral", source=None, progress: bool = False):
+#: covariance shrinkage target of the target clips' statistics (see :func:`serkit.domain.covariance`)
+SHRINK_TO = "identity"
+
+
+def adapt_classifier(
+    model, target, *, method: str = "coral", source=None, shrink_to: str | None = None, progress: bool = False
+):
     """Adapt a fitted classifier in place to unlabelled ``target`` utterances; returns the model.
 
-    ``source`` (utterances) recomputes the source statistics, needed when the model has none.
+    ``source`` (utterances) recomputes the source statistics, needed when the model has none;
+    ``shrink_to`` is the target covariance's shrinkage target (default :data:`SHRINK_TO`).
     """
     check_method(model, method)
     target = list(target)
@@ -129,7 +136,11 @@ def adapt_classifier(model, target, *, method: str = "coral", source=None, progr
             "(serkit train --corpus NAME:ROOT ... --out MODEL)"
         )
     rows = model.domain_features(target, progress=progress)
-    maps = [coral_map(src, domain_stats(x), direction="target-to-source") for src, x in zip(stats, rows)]
+    shrink_to = shrink_to or SHRINK_TO
+    maps = [
+        coral_map(src, domain_stats(x, shrink_to=shrink_to), direction="target-to-source")
+        for src, x in zip(stats, rows)
+    ]
     return model.set_domain(maps=maps)
 
 

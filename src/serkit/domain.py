@@ -89,13 +89,27 @@ def ledoit_wolf_shrinkage(x) -> float:
     return float(min(max(beta, 0.0), delta) / delta)
 
 
-def covariance(x, shrinkage: float | str = "ledoit-wolf") -> tuple[np.ndarray, float]:
+def covariance(
+    x, shrinkage: float | str = "ledoit-wolf", *, shrink_to: str = "identity"
+) -> tuple[np.ndarray, float]:
     """Shrunk covariance [shape=(d, d)] of the rows of ``x`` and the shrinkage used.
 
-    ``(1 - s) * S + s * mu * I`` with ``S`` the population sample covariance and ``mu`` its mean
-    variance; ``s`` is Ledoit-Wolf's estimate (``"ledoit-wolf"``) or the given number in ``[0, 1]``.
+    ``shrink_to="identity"``: ``(1 - s) * S + s * mu * I`` with ``S`` the population sample
+    covariance and ``mu`` its mean variance. ``shrink_to="diagonal"``: the same on the correlation
+    matrix (columns scaled to unit variance first, then scaled back), so every dimension keeps its
+    own variance and only the correlations shrink (Schäfer & Strimmer 2005's target "D"). ``s`` is
+    Ledoit-Wolf's estimate (``"ledoit-wolf"``) or the given number in ``[0, 1]``.
     """
     x = _as_rows(x)
+    if shrink_to == "diagonal":
+        sd = x.std(axis=0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        corr, shrink = covariance(x / sd, shrinkage)
+        return corr * sd[:, None] * sd[None, :], shrink
+    if shrink_to != "identity":
+        from .errors import ConfigError
+
+        raise ConfigError(f"unknown shrinkage target {shrink_to!r}; use 'identity' or 'diagonal'")
     n, d = x.shape
     xc = x - x.mean(axis=0)
     s = xc.T @ xc / max(n, 1)
@@ -117,10 +131,10 @@ def covariance(x, shrinkage: float | str = "ledoit-wolf") -> tuple[np.ndarray, f
     return out, shrink
 
 
-def domain_stats(x, shrinkage: float | str = "ledoit-wolf") -> DomainStats:
-    """Mean and shrunk covariance of the rows of ``x`` [shape=(n, d)]."""
+def domain_stats(x, shrinkage: float | str = "ledoit-wolf", *, shrink_to: str = "identity") -> DomainStats:
+    """Mean and shrunk covariance of the rows of ``x`` [shape=(n, d)] (see :func:`covariance`)."""
     x = _as_rows(x)
-    cov, shrink = covariance(x, shrinkage)
+    cov, shrink = covariance(x, shrinkage, shrink_to=shrink_to)
     return DomainStats(mean=x.mean(axis=0), cov=cov, n=len(x), shrinkage=shrink)
 
 
