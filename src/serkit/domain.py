@@ -89,9 +89,7 @@ def ledoit_wolf_shrinkage(x) -> float:
     return float(min(max(beta, 0.0), delta) / delta)
 
 
-def covariance(
-    x, shrinkage: float | str = "ledoit-wolf", *, shrink_to: str = "identity"
-) -> tuple[np.ndarray, float]:
+def covariance(x, shrinkage: float | str = "ledoit-wolf", *, shrink_to: str = "identity") -> tuple[np.ndarray, float]:
     """Shrunk covariance [shape=(d, d)] of the rows of ``x`` and the shrinkage used.
 
     ``shrink_to="identity"``: ``(1 - s) * S + s * mu * I`` with ``S`` the population sample
