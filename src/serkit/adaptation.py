@@ -189,7 +189,8 @@ def adapt_model(
         "content_hash": content_hash(clips),
         "target": targets[0] if len(targets) == 1 else targets,
         "source_model": str(model_dir),
-        "space": "single-utterance features (training-set standardisation); speaker-adapted predictions unchanged",
+        "space": "single-utterance features mapped onto the rows the classifier was fitted on; speaker-adapted "
+        "predictions unchanged",
         "shrinkage": {
             "source": [round(float(s.shrinkage), 4) for s in model.source_stats_],
         },

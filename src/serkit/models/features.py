@@ -13,14 +13,16 @@ classifier learns from all views of the training clips (each view standardised w
 statistics), and a clip's probabilities are the geometric mean over its views.
 
 **Domain statistics (CORAL).** Fitting keeps, per speed view, the mean and Ledoit-Wolf covariance
-(:mod:`serkit.domain`) of the training features in the *single-utterance space*: every feature
-set standardised with the training set's global mean and std (the model's own ``_normalise`` with
-no speakers; raw features for ``normalisation: none``), the sets concatenated in recipe order —
-exactly the rows the classifier sees for an ``adapt=False`` prediction. They are saved in
-``domain.npz`` (float32, no pickle), so :mod:`serkit.adaptation` can adapt a trained model without
-its training data. An adapted model holds a CORAL map ``(A, b)`` per view, applied to those rows
-before the classifier in single-utterance predictions; speaker-adapted predictions (``adapt=True``)
-are left as they are (per-speaker standardisation already aligns each speaker's mean and variance).
+(:mod:`serkit.domain`) of the rows the classifier was fitted on: every feature set standardised
+by the model's own normalisation (``speaker``: each training speaker with its own statistics;
+``global``: the training set's; ``none``: raw), the sets concatenated in recipe order. They are
+saved in ``domain.npz`` (float32, no pickle), so :mod:`serkit.adaptation` can adapt a trained model
+without its training data. The target side is the *single-utterance space* (each set standardised
+with the training set's global statistics — what an ``adapt=False`` prediction feeds the
+classifier). An adapted model holds a CORAL map ``(A, b)`` per view from that space onto the
+fitted rows' distribution, applied before the classifier in single-utterance predictions;
+speaker-adapted predictions (``adapt=True``) are left as they are (per-speaker standardisation
+already aligns each speaker's mean and variance).
 """
 
 from __future__ import annotations
@@ -297,7 +299,12 @@ class FeatureClassifier(Classifier):
         groups = np.tile(by, len(views))
         self.labels_ = labels_
         self.selected_ = {}
-        self.source_stats_ = [domain_stats(rows) for rows in self._domain_rows(views)]
+        # CORAL moves target rows to the distribution the classifier was fitted on: for per-speaker
+        # normalisation that is the speaker-standardised training rows, not the single-utterance ones
+        self.source_stats_ = [
+            domain_stats(np.concatenate([self._normalise(view[b], v * nb + b, speakers) for b in range(nb)], axis=1))
+            for v, view in enumerate(views)
+        ]
         self.domain_map_ = None
         if self.classifier == "stacking":
             self._fit_stacking(xs, y, groups)
@@ -385,7 +392,7 @@ class FeatureClassifier(Classifier):
         return self._domain_rows(self._blocks_from_utterances(list(utterances), progress))
 
     def _domain_rows(self, views) -> list[np.ndarray]:
-        """Per view, the blocks standardised with training statistics and concatenated (before any map)."""
+        """Per view, the single-utterance-space rows: blocks standardised with training statistics, concatenated."""
         nb = len(views[0])
         return [
             np.concatenate([self._normalise(view[b], v * nb + b, None) for b in range(nb)], axis=1)
