@@ -158,3 +158,23 @@ def test_evaluate_loco_with_coral_is_transductive_and_keeps_unadapted_numbers():
     shifted = next(f for f in r.folds if f["test_corpora"] == ["corpus2"])
     assert shifted["ua_by_mode"]["none"] < 0.6 < 0.9 < shifted["ua_by_mode"]["domain"]
     assert "mode `domain`" in r.to_markdown()
+
+
+def test_cli_adapt_errors_and_info(tmp_path, capsys):
+    from serkit.cli import main
+
+    empty = tmp_path / "calls"
+    empty.mkdir()
+    # the shipped default model keeps no source statistics: the error names --source and the retrain command
+    assert main(["adapt", "-q", "--target", str(empty), "--out", str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err
+    assert "--source NAME:ROOT" in err and "serkit train" in err and "Traceback" not in err
+    assert main(["adapt", "-q", "--target", str(empty), "--adapt-method", "adabn", "--out", str(tmp_path / "m")]) == 2
+    assert "valid methods: coral" in capsys.readouterr().err
+
+    x, labels, speakers = _source(4)
+    model = _model(x, labels, speakers)
+    info = {"method": "coral", "n_files": 31, "content_hash": "ab" * 32, "target": "calls/", "source_model": "m"}
+    out = save_model(model, tmp_path / "adapted", extra={"adaptation": info})
+    assert main(["info", "--model", str(out)]) == 0
+    assert "adapted:    coral to calls/ (31 files, content sha256 abababababab" in capsys.readouterr().out
