@@ -73,13 +73,18 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--preset", choices=sorted(PRESETS), help="a named list of rows (added to --row)")
     ap.add_argument("--out", default="out/bench/accuracy.json", help="JSON results file")
+    ap.add_argument(
+        "--adapt",
+        default=None,
+        help="also adapt each fold to its test audio (coral; transductive): column 'UA domain' (single utterance)",
+    )
     args = ap.parse_args(argv)
 
     from serkit.api import evaluate
     from serkit.cache import atomic_write_text
 
     rows = []
-    header = f"| {'row':22s} | {'task':14s} | {'UA':>6s} | {'WA':>6s} | {'macro-F1':>8s} | {'UA adapt':>8s} | {'UA single':>9s} | {'time s':>7s} |"
+    header = f"| {'row':22s} | {'task':14s} | {'UA':>6s} | {'WA':>6s} | {'macro-F1':>8s} | {'UA adapt':>8s} | {'UA single':>9s} | {'UA domain':>9s} | {'time s':>7s} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     specs = list(args.rows) + (PRESETS[args.preset] if args.preset else [])
@@ -98,6 +103,7 @@ def main(argv=None) -> int:
                 overrides=args.overrides + row_overrides,
                 progress=False,
                 label_set="6class" if task == "loco" else None,
+                adapt=args.adapt,
                 out=Path(args.out).parent / f"{Path(label).stem}-{task.replace('>', '-')}",
             )
             seconds = time.perf_counter() - t0
@@ -113,6 +119,7 @@ def main(argv=None) -> int:
                 "macro_f1": d["macro_f1"],
                 "ua_speaker_adapted": ad.get("speaker", {}).get("ua"),
                 "ua_single_utterance": ad.get("none", {}).get("ua"),
+                "ua_domain_adapted": ad.get("domain", {}).get("ua"),
                 "seconds": seconds,
                 "extra": {k: v for k, v in d.get("extra", {}).items() if k in ("strategy",)},
             }
@@ -131,11 +138,12 @@ def main(argv=None) -> int:
                     }
                     print(
                         f"| {label:22s} | {'loco>' + corpus:14s} | {fold['ua']:6.3f} | {fold['wa']:6.3f} | "
-                        f"{fold['macro_f1']:8.3f} | {f(modes.get('speaker')):>8s} | {f(modes.get('none')):>9s} | {'':7s} |"
+                        f"{fold['macro_f1']:8.3f} | {f(modes.get('speaker')):>8s} | {f(modes.get('none')):>9s} | {f(modes.get('domain')):>9s} | {'':7s} |"
                     )
             print(
                 f"| {label:22s} | {task:14s} | {d['ua']:6.3f} | {d['wa']:6.3f} | {d['macro_f1']:8.3f} | "
-                f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | {seconds:7.1f} |",
+                f"{f(row['ua_speaker_adapted']):>8s} | {f(row['ua_single_utterance']):>9s} | "
+                f"{f(row['ua_domain_adapted']):>9s} | {seconds:7.1f} |",
                 flush=True,
             )
     atomic_write_text(args.out, json.dumps(rows, indent=2))

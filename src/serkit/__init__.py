@@ -13,7 +13,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._version import __version__
-from .api import evaluate, train
+from .api import adapt, evaluate, train
 from .errors import AudioError, ConfigError, CorpusError, ModelError, NotFittedError, SerkitError
 from .inference import Recognizer
 
@@ -22,6 +22,7 @@ __all__ = [
     "Recognizer",
     "train",
     "evaluate",
+    "adapt",
     "load_corpus",
     "load_corpora",
     "load_recipe",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["train", "evaluate", "export", "compress", "prepare_data"]
+__all__ = ["train", "evaluate", "adapt", "export", "compress", "prepare_data"]
 
 
 def prepare_data(corpora: Sequence[str], label_set: str, *, check_audio: bool = True):
@@ -51,6 +51,7 @@ def evaluate(
     allow_speaker_dependent: bool = False,
     progress: bool = True,
     calibrate: bool = False,
+    adapt: str | None = None,
 ):
     """Evaluate a recipe on corpora under a (speaker-independent by default) protocol.
 
@@ -60,6 +61,10 @@ def evaluate(
 
     A protocol that lets a speaker appear in both training and test data (``random-split:K``)
     runs only with ``allow_speaker_dependent=True`` and is marked as such in the report.
+
+    ``adapt="coral"``: each fold's model is also adapted to its test set's unlabelled audio
+    (:func:`serkit.adaptation.fold_adapter`) and scored as mode ``"domain"``; the report is marked
+    transductive and keeps the unadapted modes (and headline).
 
     Returns the :class:`serkit.evaluation.Report`; with ``out`` also writes report.json,
     report.md, confusion.png and predictions.csv there.
@@ -85,9 +90,24 @@ def evaluate(
             "cannot keep them apart; give speakers (folder: speaker_pattern or one sub-folder per speaker; "
             "manifest: a speaker column), or use --protocol random-split:5 --speaker-dependent"
         )
+    domain_adapt = None
+    if adapt is not None:
+        from functools import partial
+
+        from .adaptation import check_method, fold_adapter
+
+        check_method(build_model(r.model), adapt)  # before any fold is fitted
+        domain_adapt = partial(fold_adapter, method=adapt)
     t0 = time.perf_counter()
     report = run_protocol(
-        lambda: build_model(r.model), utterances, proto, report_both=report_both, progress=progress, calibrate=calibrate
+        lambda: build_model(r.model),
+        utterances,
+        proto,
+        report_both=report_both,
+        progress=progress,
+        domain_adapt=domain_adapt,
+        domain_method=adapt,
+        calibrate=calibrate,
     )
     report.recipe = r.to_dict()  # normalisation stays the models' declared one (Classifier.normalisation)
     report.extra.setdefault("corpora", list(corpora))
@@ -133,6 +153,23 @@ def train(
     return save_model(
         model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora), metrics=metrics or {}, extra=extra
     )
+
+
+def adapt(model_dir, target, *, out, method: str = "coral", source: Sequence[str] | None = None, progress=False):
+    """Adapt the model in ``model_dir`` to unlabelled target audio and save it to ``out`` (``serkit adapt``).
+
+    ``target``: audio files, a folder, a CSV manifest or a corpus spec ``NAME:ROOT``; ``source``:
+    the training corpora's specs, for a model saved without source statistics (the shipped default
+    model). Returns ``(out, adaptation info)`` — the info is also ``model.json``'s ``"adaptation"``.
+    See :mod:`serkit.adaptation`.
+    """
+    from .adaptation import adapt_model
+
+    if model_dir is None:
+        from .inference import DEFAULT_MODEL_DIR
+
+        model_dir = DEFAULT_MODEL_DIR
+    return adapt_model(model_dir, target, out=out, method=method, source=source, progress=progress)
 
 
 def export(

@@ -28,6 +28,7 @@ EXAMPLES = {
     "stream": "arecord -f S16_LE -r 16000 -c 1 | serkit stream --model models/emodb --stdin --window 3 --hop 1",
     "export": "serkit export models/soundnet --format onnx --quantise int8 --out models/soundnet-int8",
     "compress": "serkit compress models/soundnet --prune 0.5 --out models/soundnet-pruned",
+    "adapt": "serkit adapt --target calls/ --out my-model && serkit predict --model my-model calls/",
 }
 
 
@@ -105,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", default=None, help="report folder (default runs/<recipe>-<protocol>)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument(
+        "--adapt",
+        default=None,
+        metavar="METHOD",
+        help="also adapt each fold's model to its test audio without labels (coral); the report is marked "
+        "transductive and keeps the unadapted numbers",
+    )
 
     t = cmd("train", "train a recipe on corpora and save a model folder")
     corpus_args(t)
@@ -327,6 +335,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     co.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the model's recipe's)")
     co.add_argument("--out", required=True, help="model folder to write")
+
+    ad = cmd("adapt", "adapt a trained model to unlabelled audio of a new domain (CORAL on its features)")
+    ad.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    ad.add_argument(
+        "--target",
+        required=True,
+        nargs="+",
+        metavar="PATH_OR_SPEC",
+        help="unlabelled target audio: files, folders, CSV manifests or a corpus spec NAME:ROOT",
+    )
+    ad.add_argument("--adapt-method", default="coral", help="adaptation method (coral)")
+    ad.add_argument(
+        "--source",
+        nargs="+",
+        default=None,
+        metavar="NAME:ROOT",
+        help="the model's training corpora, for a model saved without source statistics (the default model: "
+        "emodb tess ravdess-sample under $SERKIT_DATA)",
+    )
+    ad.add_argument("--out", required=True, help="adapted model folder to write")
     return p
 
 
@@ -386,6 +414,7 @@ def _cmd_evaluate(args) -> int:
         allow_speaker_dependent=args.speaker_dependent,
         progress=_progress(args),
         calibrate=args.calibrate,
+        adapt=args.adapt,
     )
     if args.json:
         print(report.to_json())
@@ -573,6 +602,21 @@ def _cmd_compress(args) -> int:
     return 0
 
 
+def _cmd_adapt(args) -> int:
+    from .api import adapt
+
+    out, info = adapt(
+        args.model,
+        args.target[0] if len(args.target) == 1 else args.target,
+        out=args.out,
+        method=args.adapt_method,
+        source=args.source,
+        progress=_progress(args),
+    )
+    _say(args, f"{info['method']}: adapted to {info['n_files']} files ({info['target']}); model written to {out}")
+    return 0
+
+
 def _cmd_embed(args) -> int:
     import numpy as np
 
@@ -636,6 +680,13 @@ def _cmd_info(args) -> int:
                 print(f"            ECE {names.get(m, m)}: {b:.3f} -> {a:.3f} (out-of-fold)")
     else:
         print("calibrated: no (probabilities as the model gives them; serkit train --calibrate fits a temperature)")
+    ad = meta.get("adaptation")
+    if ad:
+        target = ad["target"] if isinstance(ad["target"], str) else ", ".join(ad["target"])
+        print(
+            f"adapted:    {ad['method']} to {target} ({ad['n_files']} files, content sha256 "
+            f"{ad['content_hash'][:12]}…) from {ad.get('source_model', '?')}"
+        )
     _print_scores(meta.get("metrics") or {})
     return 0
 
@@ -680,6 +731,7 @@ COMMANDS = {
     "stream": _cmd_stream,
     "export": _cmd_export,
     "compress": _cmd_compress,
+    "adapt": _cmd_adapt,
 }
 
 

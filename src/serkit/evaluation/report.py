@@ -249,13 +249,16 @@ class Report:
 
         if self.adaptation:
             lines += ["## Per-speaker adaptation", "", "| mode | UA | WA | macro-F1 |", "|---|---|---|---|"]
-            for mode in ("none", "speaker"):
+            for mode in ("none", "speaker", "domain"):
                 if mode in self.adaptation:
                     a = self.adaptation[mode]
                     star = " (headline)" if a.get("headline") else ""
                     lines.append(
                         f"| {mode}{star} | {_fmt_pct(a['ua'])} | {_fmt_pct(a['wa'])} | {_fmt_pct(a['macro_f1'])} |"
                     )
+            if "transductive" in self.extra:
+                t = self.extra["transductive"]
+                lines.append(f"\nmode `domain`: single utterance after {_md(t['method'])} — {_md(t['note'])}.")
             lines.append("")
 
         lines += self._calibration_markdown()

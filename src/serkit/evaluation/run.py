@@ -25,10 +25,19 @@ __all__ = ["evaluate", "fit_temperatures", "out_of_fold", "inner_protocol"]
 
 #: adapted (per-speaker statistics), single utterance (training statistics only)
 MODES = ("speaker", "none")
+#: single utterance after unsupervised domain adaptation to the fold's test audio (``domain_adapt``)
+DOMAIN_MODE = "domain"
 
 
 def _run_fold(
-    model_factory: Callable, train: list, test: list, *, report_both: bool, progress: bool, calibrate: bool = False
+    model_factory: Callable,
+    train: list,
+    test: list,
+    *,
+    report_both: bool,
+    progress: bool,
+    calibrate: bool = False,
+    domain_adapt=None,
 ) -> dict:
     """Fit a fresh model on ``train`` and predict ``test`` once per mode; module-level so joblib workers can run it.
 
@@ -47,6 +56,9 @@ def _run_fold(
     headline = "speaker" if adapts else "none"  # what adapt=None means for this model
     modes = MODES if report_both and adapts else (headline,)
     probs = {mode: model.predict_proba_utterances(test, adapt=mode == "speaker", progress=progress) for mode in modes}
+    if domain_adapt is not None:  # transductive: the fold's model adapted to its test audio, labels unused
+        model = domain_adapt(model, test)
+        probs[DOMAIN_MODE] = model.predict_proba_utterances(test, adapt=False, progress=progress)
     t2 = time.perf_counter()
     for mode, p in probs.items():
         p = np.asarray(p, dtype=float)
@@ -162,6 +174,8 @@ def evaluate(
     progress: bool = True,
     n_jobs: int = 1,
     calibrate: bool = False,
+    domain_adapt: Callable | None = None,
+    domain_method: str | None = None,
 ) -> Report:
     """Fit a fresh model per fold of ``protocol`` and score the pooled test predictions.
 
@@ -193,6 +207,14 @@ def evaluate(
         Temperature-scale each fold's probabilities with temperatures fitted on that fold's
         *training* speakers only (:func:`fit_temperatures`), so the report's calibration numbers are
         honest; ``Report.calibration["before"]`` keeps the uncalibrated ones.
+    domain_adapt : callable, optional
+        ``domain_adapt(fitted_model, test_utterances) -> model``: unsupervised domain adaptation to
+        the fold's test audio (its labels unused), e.g. :func:`serkit.adaptation.fold_adapter`. The
+        adapted model's single-utterance predictions are scored as mode ``"domain"`` in
+        ``Report.adaptation`` (next to the unadapted modes, which keep the headline) and the report
+        is marked transductive in ``Report.extra["transductive"]``. Picklable when ``n_jobs != 1``.
+    domain_method : str, optional
+        The method's name, recorded in the report.
 
     Returns
     -------
@@ -221,7 +243,13 @@ def evaluate(
                     bar.set_postfix_str(f"testing {', '.join(folds[k].test_speakers)[:40]}", refresh=True)
                 results.append(
                     _run_fold(
-                        model_factory, train, test, report_both=report_both, progress=progress, calibrate=calibrate
+                        model_factory,
+                        train,
+                        test,
+                        report_both=report_both,
+                        progress=progress,
+                        domain_adapt=domain_adapt,
+                        calibrate=calibrate,
                     )
                 )
                 if bar is not None:
@@ -233,7 +261,13 @@ def evaluate(
             parallel = Parallel(n_jobs=n_jobs, return_as="generator")
             for res in parallel(
                 delayed(_run_fold)(
-                    model_factory, train, test, report_both=report_both, progress=False, calibrate=calibrate
+                    model_factory,
+                    train,
+                    test,
+                    report_both=report_both,
+                    progress=False,
+                    domain_adapt=domain_adapt,
+                    calibrate=calibrate,
                 )
                 for train, test in jobs
             ):
@@ -324,8 +358,8 @@ def evaluate(
     headline = results[0]["headline"]
     adaptation = None
     notes = {}
-    if report_both:
-        if len(modes) == 1:
+    if report_both or domain_adapt is not None:
+        if report_both and len([m for m in modes if m != DOMAIN_MODE]) == 1:
             notes["adaptation"] = (
                 f"the model does not adapt to speakers (normalisation: {results[0]['normalisation']}); "
                 "only single-utterance predictions were scored"
@@ -362,6 +396,18 @@ def evaluate(
             "n_input_speakers": len({str(u.speaker) for u in utterances}),
             "corpora": sorted({str(u.corpus) for u in utterances}),
             **({"notes": notes} if notes else {}),
+            **(
+                {
+                    "transductive": {
+                        "method": domain_method or "domain",
+                        "mode": DOMAIN_MODE,
+                        "note": "each fold's model was adapted to the unlabelled audio of its own test set "
+                        "(transductive); the unadapted modes are reported alongside",
+                    }
+                }
+                if domain_adapt is not None
+                else {}
+            ),
         },
     )
 

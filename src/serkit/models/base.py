@@ -6,7 +6,7 @@ Artifacts (``serkit.artifact``) call :meth:`Classifier.save_weights` / :meth:`Cl
 
 What a model can do is declared, never sniffed: :attr:`~Classifier.adapts_to_speakers`,
 :attr:`~Classifier.normalisation`, :attr:`~Classifier.exportable`, :attr:`~Classifier.prunable`,
-:attr:`~Classifier.has_embedding`. Evaluation, export, compression and benchmarks read these.
+:attr:`~Classifier.has_embedding`, :attr:`~Classifier.domain_methods`. Evaluation, export, compression and benchmarks read these.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class Classifier(ABC):
     def prunable(self) -> bool:
         """Whether ``serkit compress --prune`` can remove channels from this model's network."""
         return False
+
+    @property
+    def domain_methods(self) -> tuple[str, ...]:
+        """Unsupervised domain-adaptation methods :mod:`serkit.adaptation` can apply (``"coral"``); none by default."""
+        return ()
 
     @property
     def has_embedding(self) -> bool:

@@ -11,6 +11,18 @@ cross-validation grouped by training speaker; test speakers are never seen durin
 ``speeds`` adds speed-perturbed views of every clip (tape-style, e.g. ``[0.9, 1, 1.1]``): the
 classifier learns from all views of the training clips (each view standardised with its own
 statistics), and a clip's probabilities are the geometric mean over its views.
+
+**Domain statistics (CORAL).** Fitting keeps, per speed view, the mean and Ledoit-Wolf covariance
+(:mod:`serkit.domain`) of the rows the classifier was fitted on: every feature set standardised
+by the model's own normalisation (``speaker``: each training speaker with its own statistics;
+``global``: the training set's; ``none``: raw), the sets concatenated in recipe order. They are
+saved in ``domain.npz`` (float32, no pickle), so :mod:`serkit.adaptation` can adapt a trained model
+without its training data. The target side is the *single-utterance space* (each set standardised
+with the training set's global statistics — what an ``adapt=False`` prediction feeds the
+classifier). An adapted model holds a CORAL map ``(A, b)`` per view from that space onto the
+fitted rows' distribution, applied before the classifier in single-utterance predictions;
+speaker-adapted predictions (``adapt=True``) are left as they are (per-speaker standardisation
+already aligns each speaker's mean and variance).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..domain import DomainStats, domain_stats
 from ..errors import ConfigError, ModelError
 from ..speakers import FEATURE_STD_FLOOR, MIN_SPEAKER_UTTERANCES, global_stats, speaker_standardise
 from .base import Classifier, register_model
@@ -286,6 +299,13 @@ class FeatureClassifier(Classifier):
         groups = np.tile(by, len(views))
         self.labels_ = labels_
         self.selected_ = {}
+        # CORAL moves target rows to the distribution the classifier was fitted on: for per-speaker
+        # normalisation that is the speaker-standardised training rows, not the single-utterance ones
+        self.source_stats_ = [
+            domain_stats(np.concatenate([self._normalise(view[b], v * nb + b, speakers) for b in range(nb)], axis=1))
+            for v, view in enumerate(views)
+        ]
+        self.domain_map_ = None
         if self.classifier == "stacking":
             self._fit_stacking(xs, y, groups)
         else:
@@ -340,6 +360,10 @@ class FeatureClassifier(Classifier):
 
     def _proba_from_blocks(self, blocks, view: int, speakers) -> np.ndarray:
         xs = [self._normalise(b, view * len(blocks) + i, speakers) for i, b in enumerate(blocks)]
+        if getattr(self, "domain_map_", None) is not None and (speakers is None or self.normalisation != "speaker"):
+            a, b = self.domain_map_[view]
+            x = np.concatenate(xs, axis=1) @ a + b
+            xs = np.split(x, np.cumsum([blk.shape[1] for blk in xs])[:-1], axis=1)
         n_labels = len(self.labels_)
         if self.classifier == "stacking":
             z = np.concatenate([_aligned_proba(est, x, n_labels) for est, x in zip(self.estimators_[:-1], xs)], axis=1)
@@ -356,6 +380,36 @@ class FeatureClassifier(Classifier):
 
     def _predict_utterances(self, utterances, speakers, *, progress: bool) -> np.ndarray:
         return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers)
+
+    # -- domain adaptation ------------------------------------------------------------------------
+    @property
+    def domain_methods(self) -> tuple[str, ...]:
+        return ("coral",)
+
+    def domain_features(self, utterances, *, progress: bool = True) -> list[np.ndarray]:
+        """Per speed view, the single-utterance-space rows [shape=(n, d)] of ``utterances`` (no labels read)."""
+        self._check_fitted()
+        return self._domain_rows(self._blocks_from_utterances(list(utterances), progress))
+
+    def _domain_rows(self, views) -> list[np.ndarray]:
+        """Per view, the single-utterance-space rows: blocks standardised with training statistics, concatenated."""
+        nb = len(views[0])
+        return [
+            np.concatenate([self._normalise(view[b], v * nb + b, None) for b in range(nb)], axis=1)
+            for v, view in enumerate(views)
+        ]
+
+    def set_domain(self, *, source_stats: list | None = None, maps: list | None = None) -> FeatureClassifier:
+        """Replace the stored source statistics and/or the CORAL maps (one per speed view); returns ``self``."""
+        n = len(self.speeds)
+        for name, value in (("source statistics", source_stats), ("maps", maps)):
+            if value is not None and len(value) != n:
+                raise ConfigError(f"got {len(value)} {name} for a model with {n} speed view(s)")
+        if source_stats is not None:
+            self.source_stats_ = list(source_stats)
+        if maps is not None:
+            self.domain_map_ = [(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in maps]
+        return self
 
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -380,7 +434,20 @@ class FeatureClassifier(Classifier):
             arrays["temperature"] = np.array(self.temperature_, dtype=np.float64)
         np.savez(directory / "normalisation.npz", **arrays)
         sio.dump(self.estimators_, directory / "estimators.skops")
-        return ["normalisation.npz", "estimators.skops"]
+        files = ["normalisation.npz", "estimators.skops"]
+        domain = {}
+        for v, st in enumerate(getattr(self, "source_stats_", None) or []):
+            domain[f"source_mean_{v}"] = st.mean.astype(np.float32)
+            domain[f"source_cov_{v}"] = st.cov.astype(np.float32)
+            domain[f"source_n_{v}"] = np.array(st.n, dtype=np.int64)
+            domain[f"source_shrinkage_{v}"] = np.array(st.shrinkage, dtype=np.float64)
+        for v, (a, b) in enumerate(getattr(self, "domain_map_", None) or []):
+            domain[f"map_a_{v}"] = np.asarray(a, np.float32)
+            domain[f"map_b_{v}"] = np.asarray(b, np.float32)
+        if domain:
+            np.savez(directory / "domain.npz", **domain)
+            files.append("domain.npz")
+        return files
 
     @classmethod
     def from_weights(cls, directory: Path, config: dict, labels: list[str]) -> FeatureClassifier:
@@ -404,6 +471,30 @@ class FeatureClassifier(Classifier):
             ) from None
         model.labels_ = list(labels)
         model.selected_ = config.get("selected", {})
+        model.source_stats_, model.domain_map_ = None, None
+        domain = model_file(directory, "domain.npz", required=False)
+        if domain.exists():  # models saved before serkit kept domain statistics have none
+            d = load_npz(domain)
+            try:
+                views = range(len(model.speeds))
+                if "source_mean_0" in d:
+                    model.source_stats_ = [
+                        DomainStats(
+                            mean=d[f"source_mean_{v}"].astype(np.float64),
+                            cov=d[f"source_cov_{v}"].astype(np.float64),
+                            n=int(d[f"source_n_{v}"]),
+                            shrinkage=float(d[f"source_shrinkage_{v}"]),
+                        )
+                        for v in views
+                    ]
+                if "map_a_0" in d:
+                    model.domain_map_ = [
+                        (d[f"map_a_{v}"].astype(np.float64), d[f"map_b_{v}"].astype(np.float64)) for v in views
+                    ]
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ModelError(
+                    f"cannot read the domain statistics in '{directory}' ({exc}); re-train or re-copy the model"
+                ) from None
         return model
 
 

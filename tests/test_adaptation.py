@@ -1,0 +1,180 @@
+"""CORAL adaptation of feature models: known answers on synthetic features, the artifact, the errors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from serkit.adaptation import adapt_classifier, adapt_model, check_method, target_utterances
+from serkit.artifact import save_model
+from serkit.corpora import Utterance
+from serkit.domain import coral_map, domain_stats
+from serkit.errors import ConfigError
+from serkit.evaluation import evaluate
+from serkit.models import load_model
+from serkit.models.features import FeatureClassifier
+
+
+def _source(seed=0, n=90, d=6):
+    """Three well-separated Gaussian classes in d dimensions, three speakers."""
+    rng = np.random.default_rng(seed)
+    means = np.zeros((3, d))
+    means[0, 0], means[1, 1], means[2, 2] = 3.0, 3.0, 3.0
+    y = np.arange(n) % 3
+    x = means[y] + rng.normal(size=(n, d))
+    labels = [("angry", "happy", "sad")[k] for k in y]
+    speakers = np.array([f"s{i % 3}" for i in range(n)])
+    return x, labels, speakers
+
+
+#: an offset per feature dimension that pushes every clip towards the first class
+_OFFSET = np.array([8.0, -4.0, -4.0, 1.0, 2.0, 3.0])
+
+
+def _model(x, labels, speakers):
+    m = FeatureClassifier(["librosa"], classifier="logreg", normalisation="global", grid={"C": [1.0]})
+    return m.fit_features([x], labels, speakers)
+
+
+def _predict(model, x):
+    p = model._proba_from_views([[x]], None)
+    return [model.labels_[i] for i in p.argmax(1)]
+
+
+def _ua(y, p):
+    from serkit.metrics import unweighted_accuracy
+
+    return unweighted_accuracy(y, p)
+
+
+def test_coral_undoes_a_gain_and_offset_shift():
+    x, labels, speakers = _source()
+    model = _model(x, labels, speakers)
+    assert model.source_stats_[0].n == len(x)
+    # the training rows in the single-utterance space: standardised with the training statistics
+    rows = model._domain_rows([[x]])[0]
+    np.testing.assert_allclose(model.source_stats_[0].mean, rows.mean(0), atol=1e-12)
+    before = _predict(model, x)
+    assert _ua(labels, before) > 0.9
+    target = 3.0 * x + _OFFSET  # another microphone: a gain and an offset on every feature
+    assert _ua(labels, _predict(model, target)) < 0.6  # the unadapted model calls most clips angry
+    target_rows = model._domain_rows([[target]])
+    maps = [coral_map(s, domain_stats(r)) for s, r in zip(model.source_stats_, target_rows)]
+    model.set_domain(maps=maps)
+    # Ledoit-Wolf shrinkage is scale invariant, so the map undoes the shift exactly
+    assert _predict(model, target) == before
+
+
+def test_adapted_model_round_trips_and_old_models_say_what_to_do(tmp_path, monkeypatch):
+    x, labels, speakers = _source(1)
+    model = _model(x, labels, speakers)
+    rows = model._domain_rows([[2 * x - 1]])
+    model.set_domain(maps=[coral_map(model.source_stats_[0], domain_stats(rows[0]))])
+    out = save_model(model, tmp_path / "m")
+    meta = json.loads((out / "model.json").read_text())
+    assert "domain.npz" in meta["files"]
+    with np.load(out / "domain.npz", allow_pickle=False) as z:
+        assert {"source_mean_0", "source_cov_0", "map_a_0", "map_b_0"} <= set(z.files)
+    back, _ = load_model(out)
+    np.testing.assert_allclose(back.source_stats_[0].cov, model.source_stats_[0].cov, rtol=1e-5, atol=1e-6)
+    p1 = model._proba_from_views([[2 * x - 1]], None)
+    p2 = back._proba_from_views([[2 * x - 1]], None)
+    np.testing.assert_allclose(p1, p2, atol=1e-4)
+
+    # a model saved before serkit kept domain statistics: loads, predicts, and adapt names the fix
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / "domain.npz").unlink()
+    meta["files"].remove("domain.npz")
+    (old / "model.json").write_text(json.dumps(meta))
+    legacy, _ = load_model(old)
+    assert legacy.source_stats_ is None and legacy.domain_map_ is None
+    monkeypatch.setattr("serkit.adaptation.target_utterances", lambda *a, **k: [])
+    with pytest.raises(ConfigError, match=r"--source NAME:ROOT.*serkit train"):
+        adapt_model(old, "anything", out=tmp_path / "new")
+
+
+class _Neural:
+    family = "neural"
+    domain_methods = ()
+
+
+def test_method_errors_list_the_valid_ones():
+    model = FeatureClassifier(["librosa"])
+    check_method(model, "coral")
+    with pytest.raises(ConfigError, match="valid methods: coral"):
+        check_method(model, "tca")
+    with pytest.raises(ConfigError, match="not available yet.*valid methods: coral"):
+        check_method(model, "adabn")
+    with pytest.raises(ConfigError, match="family 'neural'.*AdaBN and Deep CORAL"):
+        check_method(_Neural(), "coral")
+
+
+def test_target_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no audio found"):
+        target_utterances(str(tmp_path))
+    with pytest.raises(ConfigError, match="neither an existing file or folder nor a corpus spec"):
+        target_utterances(str(tmp_path / "missing"))
+    x, labels, speakers = _source(2)
+    model = _model(x, labels, speakers)
+    few = [Utterance(f"{i}", f"/x/{i}.wav", "", "target", "target") for i in range(7)]
+    with pytest.raises(ConfigError, match="at least 20 target clips.*has 7"):
+        adapt_classifier(model, few)
+
+
+class _RowModel(FeatureClassifier):
+    """Feature rows come from ``u.extra['x']`` instead of audio (for the evaluation loop)."""
+
+    def _blocks_from_utterances(self, utterances, progress):
+        return [[np.array([u.extra["x"] for u in utterances])]]
+
+    def fit(self, utterances, *, progress=True):
+        u = list(utterances)
+        return self.fit_features(self._blocks_from_utterances(u, progress)[0], [v.label for v in u],
+                                 np.array([v.speaker for v in u]))  # fmt: skip
+
+
+def test_evaluate_loco_with_coral_is_transductive_and_keeps_unadapted_numbers():
+    from functools import partial
+
+    from serkit.adaptation import fold_adapter
+
+    rng = np.random.default_rng(3)
+    data = []
+    for c, (gain, offset) in enumerate([(1.0, 0.0), (1.0, 0.3), (3.0, _OFFSET)]):
+        x, labels, speakers = _source(10 + c, n=60)
+        for i in range(len(x)):
+            data.append(Utterance(f"{c}-{i}", f"/x/{c}-{i}.wav", labels[i], f"c{c}/{speakers[i]}", f"corpus{c}",
+                                  extra={"x": gain * x[i] + offset + 0.01 * rng.normal()}))  # fmt: skip
+
+    def factory():
+        return _RowModel(["librosa"], classifier="logreg", normalisation="global", grid={"C": [1.0]})
+
+    r = evaluate(factory, data, "loco", report_both=True, progress=False, domain_adapt=partial(fold_adapter),
+                 domain_method="coral")  # fmt: skip
+    assert r.extra["transductive"]["method"] == "coral"
+    assert set(r.adaptation) == {"none", "domain"} and r.adaptation["none"]["headline"]
+    shifted = next(f for f in r.folds if f["test_corpora"] == ["corpus2"])
+    assert shifted["ua_by_mode"]["none"] < 0.6 < 0.9 < shifted["ua_by_mode"]["domain"]
+    assert "mode `domain`" in r.to_markdown()
+
+
+def test_cli_adapt_errors_and_info(tmp_path, capsys):
+    from serkit.cli import main
+
+    empty = tmp_path / "calls"
+    empty.mkdir()
+    # the shipped default model keeps no source statistics: the error names --source and the retrain command
+    assert main(["adapt", "-q", "--target", str(empty), "--out", str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err
+    assert "--source NAME:ROOT" in err and "serkit train" in err and "Traceback" not in err
+    assert main(["adapt", "-q", "--target", str(empty), "--adapt-method", "adabn", "--out", str(tmp_path / "m")]) == 2
+    assert "valid methods: coral" in capsys.readouterr().err
+
+    x, labels, speakers = _source(4)
+    model = _model(x, labels, speakers)
+    info = {"method": "coral", "n_files": 31, "content_hash": "ab" * 32, "target": "calls/", "source_model": "m"}
+    out = save_model(model, tmp_path / "adapted", extra={"adaptation": info})
+    assert main(["info", "--model", str(out)]) == 0
+    assert "adapted:    coral to calls/ (31 files, content sha256 abababababab" in capsys.readouterr().out
