@@ -261,3 +261,18 @@ def test_cli_stream_is_bounded_by_the_same_limits(rec, speech_5_3, capsys, monke
     monkeypatch.setenv("SERKIT_STREAM_MAX_OVERLAP", "1.5")
     assert main([*args, "--window", "2", "--hop", "1"]) == 2
     assert "the limit is 1.5 (SERKIT_STREAM_MAX_OVERLAP)" in capsys.readouterr().err
+
+
+def test_the_service_reads_the_stream_limits_with_the_engines_rule():
+    """One reader of SERKIT_STREAM_*: the CLI stream (StreamLimits) and the service (Settings) agree."""
+    from serkit.errors import ConfigError
+    from serkit.serve.settings import Settings
+
+    env = {"SERKIT_STREAM_MAX_OVERLAP": "4", "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE": "10"}
+    s, lim = Settings.from_env(env), StreamLimits.from_env(env)
+    assert (s.stream_max_overlap, s.stream_max_windows_per_message, s.stream_max_windows_per_s) == (4.0, 10, 20.0)
+    assert lim == StreamLimits(max_overlap=4.0, max_windows_per_message=10, max_windows_per_s=20.0)
+    for bad in ({"SERKIT_STREAM_MAX_OVERLAP": "0.5"}, {"SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE": "2.5"}):
+        for read in (Settings.from_env, StreamLimits.from_env):
+            with pytest.raises(ConfigError, match=next(iter(bad))):
+                read(bad)

@@ -111,23 +111,28 @@ class StreamLimits:
         "max_windows_per_message": "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE",
         "max_windows_per_s": "SERKIT_STREAM_MAX_WINDOWS_PER_S",
     }
+    #: the smallest value each setting accepts (the CLI stream and the service read them here alike)
+    MINIMUM = {"max_overlap": 1.0, "max_windows_per_message": 1, "max_windows_per_s": 0.001}
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> StreamLimits:
         env = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
-            name = cls.ENV[f.name]
+            name, lowest = cls.ENV[f.name], cls.MINIMUM[f.name]
             raw = env.get(name)
             if raw is None or not raw.strip():
                 continue
+            whole = isinstance(lowest, int)
             try:
-                value = float(raw)
+                value = int(raw) if whole else float(raw)
             except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a number; set it to a positive number") from None
-            if not value > 0:
-                raise ConfigError(f"{name}={raw!r} must be positive")
-            values[f.name] = int(value) if f.name == "max_windows_per_message" else value
+                raise ConfigError(
+                    f"{name}={raw!r} is not a {'whole ' if whole else ''}number; e.g. {name}={f.default}"
+                ) from None
+            if not value >= lowest:
+                raise ConfigError(f"{name}={raw!r} must be at least {lowest}; e.g. {name}={f.default}")
+            values[f.name] = value
         values.update(overrides)
         return cls(**values)
 

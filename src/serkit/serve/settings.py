@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from ..errors import ConfigError
+from ..windows import StreamLimits
 
 __all__ = ["Settings", "MB"]
 
@@ -115,6 +116,7 @@ class Settings:
     def from_env(cls, environ=None, **overrides) -> Settings:
         env = os.environ if environ is None else environ
         keys = tuple(k.strip() for k in env.get("SERKIT_API_KEYS", "").split(",") if k.strip())
+        stream = StreamLimits.from_env(env)  # the engine's reader: one rule for the CLI stream and the service
         s = cls(
             max_upload_mb=_env_number(env, "SERKIT_MAX_UPLOAD_MB", cls.max_upload_mb, minimum=0.001),
             max_duration_s=_env_number(env, "SERKIT_MAX_DURATION_S", cls.max_duration_s, minimum=0.1),
@@ -131,12 +133,8 @@ class Settings:
             keep_alive_s=_env_number(env, "SERKIT_KEEP_ALIVE_S", cls.keep_alive_s, minimum=0.1),
             max_connections=_env_number(env, "SERKIT_MAX_CONNECTIONS", cls.max_connections, int, minimum=1),
             shutdown_timeout_s=_env_number(env, "SERKIT_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s, minimum=0),
-            stream_max_overlap=_env_number(env, "SERKIT_STREAM_MAX_OVERLAP", cls.stream_max_overlap, minimum=1),
-            stream_max_windows_per_message=_env_number(
-                env, "SERKIT_STREAM_MAX_WINDOWS_PER_MESSAGE", cls.stream_max_windows_per_message, int, minimum=1
-            ),
-            stream_max_windows_per_s=_env_number(
-                env, "SERKIT_STREAM_MAX_WINDOWS_PER_S", cls.stream_max_windows_per_s, minimum=0.001
-            ),
+            stream_max_overlap=stream.max_overlap,
+            stream_max_windows_per_message=stream.max_windows_per_message,
+            stream_max_windows_per_s=stream.max_windows_per_s,
         )
         return replace(s, **overrides) if overrides else s
