@@ -181,6 +181,15 @@ class Grid:
         start = max(0, n - self.win)
         return (start, n) if n - start >= max(1, min_samples) else None
 
+    def count(self, n: int, min_samples: int = 1) -> int:
+        """How many windows :meth:`spans` gives over ``n`` samples, without making them.
+
+        >>> Grid(10, 2.0, 1.0).count(53), len(list(Grid(10, 2.0, 1.0).spans(53)))
+        (5, 5)
+        """
+        k = self.n_regular(n)
+        return k + (self.tail(n, (k - 1) * self.step + self.win if k else 0, min_samples) is not None)
+
     def spans(self, n: int, min_samples: int = 1) -> Iterator[tuple[int, int]]:
         """Sample spans ``(a, b)`` of a signal of ``n`` samples, generated lazily (hours are fine)."""
         k = self.n_regular(n)

@@ -126,6 +126,7 @@ class _Service:
         Returns ``(name, duration, table)``.
         """
         from ..audio import AUDIO_EXTENSIONS, info
+        from ..windows import Grid
 
         name = display_name(upload.filename)
         suffix = Path(name).suffix.lower()
@@ -150,11 +151,11 @@ class _Service:
                         "(SERKIT_MAX_DURATION_S); cut it into shorter files",
                     )
                 if mode == "timeline":
-                    n_windows = 1 + max(0.0, header.duration - window) / hop
+                    n_windows = Grid(header.sampling_rate, window, hop).count(header.frames)
                     if n_windows > self.settings.max_windows:
                         raise _ClientError(
                             422,
-                            f"window {window:g} s and hop {hop:g} s give {n_windows:.0f} windows over "
+                            f"window {window:g} s and hop {hop:g} s give {n_windows} windows over "
                             f"{header.duration:.1f} s; the limit is {self.settings.max_windows} (SERKIT_MAX_WINDOWS): "
                             "use a larger hop",
                         )
