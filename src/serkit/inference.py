@@ -28,7 +28,7 @@ from .audio import MIN_DURATION_S
 from .errors import AudioError, ModelError, SerkitError
 from .inputs import Clip
 from .runtime import io_threads
-from .windows import LONG_HOP_S, LONG_WINDOW_S, SILENCE_DB, Grid, is_silent
+from .windows import LONG_HOP_S, LONG_WINDOW_S, SILENCE_DB, Grid, Scorer, Window
 
 __all__ = ["Recognizer", "DEFAULT_MODEL_DIR"]
 
@@ -394,6 +394,10 @@ class Recognizer:
         from .audio import read
 
         sr = self.sampling_rate
+        # the window engine's silence gate and rows; a span shorter than min_duration counts as silent
+        scorer = Scorer(
+            self, sr, name=str(path), min_confidence=self.min_confidence, min_samples=max(1, self.min_duration * sr)
+        )
         rows: list[dict] = []
         it = iter(spans)
         pending = next(it, None)
@@ -406,21 +410,14 @@ class Recognizer:
                 pending = next(it, None)
             t0, t1 = group[0][0], max(e for _, e in group)
             block, _ = read(path, sr, start=t0, end=t1)
-            pieces, where = [], []
-            for s, e in group:
-                a = int(round((s - t0) * sr))
-                b = min(len(block), int(round((e - t0) * sr)))
-                piece = block[a:b]
-                if piece.size < max(1, self.min_duration * sr) or is_silent(piece):
-                    rows.append(self._error_row(str(path), "silence", s, e))
-                else:
-                    rows.append(None)  # type: ignore[arg-type]
-                    pieces.append(piece)
-                    where.append((len(rows) - 1, s, e))
-            if pieces:
-                proba = self.classifier.predict_proba(pieces)
-                for (k, s, e), p in zip(where, proba):
-                    rows[k] = self._rows([str(path)], [s], [e], [p])[0]
+            rows.extend(
+                scorer.rows(
+                    [
+                        Window(s, e, block[int(round((s - t0) * sr)) : min(len(block), int(round((e - t0) * sr)))])
+                        for s, e in group
+                    ]
+                )
+            )
         return rows
 
     # -- long recordings -------------------------------------------------------------------------

@@ -357,6 +357,8 @@ class Scorer:
         The ``file`` column of every row.
     min_confidence
         A window whose (smoothed) top probability is below this is labelled ``"uncertain"``.
+    min_samples
+        A window with fewer samples is not classified either (row ``error == "silence"``).
     """
 
     def __init__(
@@ -368,6 +370,7 @@ class Scorer:
         silence_db: float = SILENCE_DB,
         name: str = "stream",
         min_confidence: float | None = None,
+        min_samples: float = 1,
     ):
         from .calibration import check_min_confidence
 
@@ -379,6 +382,7 @@ class Scorer:
         self.ema = float(ema)
         self.silence_db = float(silence_db)
         self.name = name
+        self.min_samples = min_samples
         self.smoothed: np.ndarray | None = None
 
     def rows(self, windows: list[Window]) -> list[dict]:
@@ -392,7 +396,7 @@ class Scorer:
         rows: list[dict | None] = []
         pieces, where = [], []
         for w in windows:
-            if is_silent(w.samples, self.silence_db):
+            if w.samples.size < self.min_samples or is_silent(w.samples, self.silence_db):
                 row = {"file": self.name, "start": w.start, "end": w.end, "label": ""}
                 row.update({f"p_{l}": np.nan for l in labels})
                 row["error"] = "silence"
