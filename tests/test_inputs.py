@@ -234,3 +234,20 @@ def test_bad_duration_limit_setting_is_a_clear_error(monkeypatch, model_dir):
     monkeypatch.setenv("SERKIT_MAX_DURATION_S", "ten minutes")
     with pytest.raises(AudioError, match="SERKIT_MAX_DURATION_S='ten minutes' must be a positive number"):
         Recognizer.load(model_dir)
+
+
+def test_one_reader_of_the_duration_limit():
+    """SERKIT_MAX_DURATION_S means the same to the CLI/Python (audio.duration_limit_s) and the service."""
+    from serkit.audio import duration_limit_s
+    from serkit.errors import AudioError
+    from serkit.serve.settings import Settings
+
+    assert (
+        Settings.from_env({"SERKIT_MAX_DURATION_S": "42"}).max_duration_s
+        == duration_limit_s({"SERKIT_MAX_DURATION_S": "42"})
+        == 42.0
+    )
+    assert Settings.from_env({}).max_duration_s == duration_limit_s({}) == 600.0
+    for read in (duration_limit_s, Settings.from_env):
+        with pytest.raises(AudioError, match="at least 0.1"):
+            read({"SERKIT_MAX_DURATION_S": "0.05"})

@@ -61,7 +61,11 @@ _BLOCK = 65536
 
 
 def duration_limit_s(environ=None) -> float:
-    """The shared duration limit: ``SERKIT_MAX_DURATION_S`` if set, else :data:`DEFAULT_MAX_DURATION_S`."""
+    """The shared duration limit: ``SERKIT_MAX_DURATION_S`` if set, else :data:`DEFAULT_MAX_DURATION_S`.
+
+    The one reader of the variable: the CLI, :class:`~serkit.inference.Recognizer` and the HTTP
+    service's settings all take the limit from here.
+    """
     env = os.environ if environ is None else environ
     raw = env.get(MAX_DURATION_ENV, "").strip()
     if not raw:
@@ -70,8 +74,10 @@ def duration_limit_s(environ=None) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not value > 0:
-        raise AudioError(f"{MAX_DURATION_ENV}={raw!r} must be a positive number of seconds, e.g. 600")
+    if not value >= MIN_DURATION_S:  # a limit below the shortest usable clip would refuse every file
+        raise AudioError(
+            f"{MAX_DURATION_ENV}={raw!r} must be a positive number of seconds, at least {MIN_DURATION_S:g}; e.g. 600"
+        )
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from ..audio import DEFAULT_MAX_DURATION_S, duration_limit_s
 from ..errors import ConfigError
 from ..windows import StreamLimits
 
@@ -94,7 +95,7 @@ class Settings:
     """
 
     max_upload_mb: float = 20.0
-    max_duration_s: float = 600.0
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
     max_windows: int = 1000
     max_stream_s: float = 3600.0
     max_chunk_kb: int = 1024
@@ -119,7 +120,7 @@ class Settings:
         stream = StreamLimits.from_env(env)  # the engine's reader: one rule for the CLI stream and the service
         s = cls(
             max_upload_mb=_env_number(env, "SERKIT_MAX_UPLOAD_MB", cls.max_upload_mb, minimum=0.001),
-            max_duration_s=_env_number(env, "SERKIT_MAX_DURATION_S", cls.max_duration_s, minimum=0.1),
+            max_duration_s=duration_limit_s(env),
             max_windows=_env_number(env, "SERKIT_MAX_WINDOWS", cls.max_windows, int, minimum=1),
             max_stream_s=_env_number(env, "SERKIT_MAX_STREAM_S", cls.max_stream_s, minimum=1),
             max_chunk_kb=_env_number(env, "SERKIT_MAX_CHUNK_KB", cls.max_chunk_kb, int, minimum=1),
