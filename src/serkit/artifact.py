@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .errors import ModelError
 from .jsonio import json_default
+from .runtime import process_alive
 
 __all__ = [
     "FORMAT_VERSION",
@@ -147,7 +148,7 @@ def _remove_stale_temporaries(parent: Path, name: str, *, min_age_s: float = 360
             continue
         pid, dash, _ = rest.partition("-")
         if dash and pid.isdigit():
-            if _process_alive(int(pid)):
+            if process_alive(int(pid)):
                 continue
         else:
             try:
@@ -156,18 +157,6 @@ def _remove_stale_temporaries(parent: Path, name: str, *, min_age_s: float = 360
             except OSError:
                 continue
         shutil.rmtree(entry, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def write_model(

@@ -32,6 +32,7 @@ __all__ = [
     "default_jobs",
     "io_threads",
     "cpu_count",
+    "process_alive",
     "process_pool",
     "worker_init",
     "kill_pools",
@@ -149,7 +150,7 @@ def worker_init(owner_pid: int) -> None:
     parent = os.getppid()
     if parent != owner_pid:  # forked by a (single-threaded) fork server: tie our life to it
         _set_parent_death_signal()
-    if not _alive(owner_pid) or os.getppid() != parent:  # the owner died before we got here
+    if not process_alive(owner_pid) or os.getppid() != parent:  # the owner died before we got here
         os._exit(1)
     threading.Thread(target=_watchdog, args=(owner_pid, parent), name="serkit-watchdog", daemon=True).start()
     # Each worker is one of `jobs` processes on as many cores: nested BLAS/OpenMP threads only
@@ -174,12 +175,14 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0); when the OS will not say (no permission, another
+    error) it counts as alive, so nothing is killed or removed on a guess."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:
         return True
     return True
 
@@ -187,7 +190,7 @@ def _alive(pid: int) -> bool:
 def _watchdog(owner_pid: int, parent: int) -> None:
     while True:
         time.sleep(WATCHDOG_INTERVAL_S)
-        if os.getppid() != parent or not _alive(owner_pid):
+        if os.getppid() != parent or not process_alive(owner_pid):
             os._exit(1)
 
 
