@@ -80,6 +80,24 @@ class Classifier(ABC):
         """Whether the model maps a signal to a fixed-size embedding (``embed``)."""
         return False
 
+    # -- embedding (for few-shot prototypes) ----------------------------------------------------
+    def embed_utterances(self, utterances: Sequence, *, progress: bool = True) -> np.ndarray:
+        """[shape=(n, d)] float64 embedding of each utterance on its own (no per-speaker statistics).
+
+        The space class prototypes live in (``serkit enrol``): for feature models the standardised
+        feature row the classifier sees, for networks the pooled vector before the output layer.
+        Available when :attr:`has_embedding` is true.
+        """
+        raise ConfigError(self._no_embedding())
+
+    def embed_signals(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        """[shape=(n, d)] like :meth:`embed_utterances`, for float32 mono signals at :attr:`sampling_rate`."""
+        raise ConfigError(self._no_embedding())
+
+    def _no_embedding(self) -> str:
+        family = self.family or type(self).__name__
+        return f"model family {family!r} has no embedding to build prototypes in; use a family that has one"
+
     # -- learning -----------------------------------------------------------------------------
     @abstractmethod
     def fit(self, utterances: Sequence, *, progress: bool = True) -> Classifier:
