@@ -75,9 +75,19 @@ def test_adapted_model_round_trips_and_old_models_say_what_to_do(tmp_path, monke
     meta = json.loads((out / "model.json").read_text())
     assert "domain.npz" in meta["files"]
     with np.load(out / "domain.npz", allow_pickle=False) as z:
-        assert {"source_mean_0", "source_cov_0", "map_a_0", "map_b_0"} <= set(z.files)
+        assert {"source_mean_0", "source_cov_triu_0", "map_a_0", "map_b_0"} <= set(z.files)
+        d = len(z["source_mean_0"])
+        assert z["source_cov_triu_0"].shape == (d * (d + 1) // 2,)  # the symmetric matrix is kept as its triangle
     back, _ = load_model(out)
     np.testing.assert_allclose(back.source_stats_[0].cov, model.source_stats_[0].cov, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(back.source_stats_[0].cov, back.source_stats_[0].cov.T)
+    # the first layout (the full matrix, serkit 0.1.0 before the triangle) still loads
+    full = tmp_path / "full"
+    shutil.copytree(out, full)
+    with np.load(out / "domain.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "source_cov_triu_0"}
+    np.savez(full / "domain.npz", source_cov_0=back.source_stats_[0].cov.astype(np.float32), **arrays)
+    np.testing.assert_allclose(load_model(full)[0].source_stats_[0].cov, back.source_stats_[0].cov, atol=1e-7)
     p1 = model._proba_from_views([[2 * x - 1]], None)
     p2 = back._proba_from_views([[2 * x - 1]], None)
     np.testing.assert_allclose(p1, p2, atol=1e-4)

@@ -438,7 +438,7 @@ class FeatureClassifier(Classifier):
         domain = {}
         for v, st in enumerate(getattr(self, "source_stats_", None) or []):
             domain[f"source_mean_{v}"] = st.mean.astype(np.float32)
-            domain[f"source_cov_{v}"] = st.cov.astype(np.float32)
+            domain[f"source_cov_triu_{v}"] = st.cov[np.triu_indices(len(st.mean))].astype(np.float32)  # symmetric
             domain[f"source_n_{v}"] = np.array(st.n, dtype=np.int64)
             domain[f"source_shrinkage_{v}"] = np.array(st.shrinkage, dtype=np.float64)
         for v, (a, b) in enumerate(getattr(self, "domain_map_", None) or []):
@@ -481,7 +481,7 @@ class FeatureClassifier(Classifier):
                     model.source_stats_ = [
                         DomainStats(
                             mean=d[f"source_mean_{v}"].astype(np.float64),
-                            cov=d[f"source_cov_{v}"].astype(np.float64),
+                            cov=_source_cov(d, v),
                             n=int(d[f"source_n_{v}"]),
                             shrinkage=float(d[f"source_shrinkage_{v}"]),
                         )
@@ -496,6 +496,19 @@ class FeatureClassifier(Classifier):
                     f"cannot read the domain statistics in '{directory}' ({exc}); re-train or re-copy the model"
                 ) from None
         return model
+
+
+def _source_cov(d, v: int) -> np.ndarray:
+    """View ``v``'s source covariance from ``domain.npz``: its upper triangle (or, as first written, the full matrix)."""
+    if f"source_cov_{v}" in d:
+        return d[f"source_cov_{v}"].astype(np.float64)
+    tri = d[f"source_cov_triu_{v}"].astype(np.float64)
+    n = int(round((np.sqrt(8 * tri.size + 1) - 1) / 2))
+    if n * (n + 1) // 2 != tri.size:
+        raise ValueError(f"source_cov_triu_{v} has {tri.size} values, not the upper triangle of a square matrix")
+    cov = np.zeros((n, n))
+    cov[np.triu_indices(n)] = tri
+    return cov + np.triu(cov, 1).T
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
