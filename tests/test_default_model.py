@@ -123,3 +123,37 @@ def test_cli_adapts_by_folder(emodb_dir, tmp_path):
     )
     assert np.allclose(got, expected, atol=1e-6)
     assert main(["predict", str(tmp_path / "caller03"), "--adapt-by", "all", "--timeline", "-q"]) == 2
+
+
+def test_default_model_is_calibrated_and_never_sure_of_the_synthetic_examples():
+    """Temperatures fitted on its leave-one-corpus-out predictions; the TTS clips in examples/audio
+    (no emotion acted) got 0.98-1.00 'angry' before calibration."""
+    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    cal = meta["calibration"]
+    assert cal["fitted_on"]["protocol"] == "loco" and cal["fitted_on"]["corpora"] == ["emodb", "ravdess", "tess"]
+    # single clips of an unseen corpus are over-confident (T > 1) and the out-of-fold ECE meets the 0.08 target
+    assert cal["temperature"]["none"] > 2 and cal["ece_after"]["none"] <= 0.08 < cal["ece_before"]["none"]
+    table = Recognizer.load().predict_batch([str(p) for p in EXAMPLES])
+    top = table[[f"p_{lab}" for lab in SIX]].to_numpy(dtype=float).max(axis=1)
+    assert top.max() < 0.95, top
+
+
+def test_default_model_adapts_to_a_folder_without_its_training_data(ravdess_dir, tmp_path, capsys):
+    """`serkit adapt --target calls/ --out my-model && serkit predict --model my-model calls/`."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    files = sorted((ravdess_dir / "Actor_01").glob("*.wav"))[:24]
+    for f in files:
+        (calls / f.name).symlink_to(f)
+    assert main(["adapt", "-q", "--target", str(calls), "--out", str(tmp_path / "my-model")]) == 0
+    meta = json.loads((tmp_path / "my-model" / "model.json").read_text())
+    assert meta["adaptation"]["method"] == "coral" and meta["adaptation"]["n_files"] == 24
+    assert "source_statistics" not in meta["adaptation"]  # the model's own, not recomputed from corpora
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(tmp_path / "my-model"), str(calls), "--out", str(out), "-q"]) == 0
+    adapted = pd.read_csv(out).sort_values("file")[[f"p_{lab}" for lab in SIX]].to_numpy(float)
+    plain = Recognizer.load().predict_batch(sorted(str(f) for f in calls.iterdir()))
+    assert len(adapted) == 24 and not np.allclose(
+        adapted, plain[[f"p_{lab}" for lab in SIX]].to_numpy(float), atol=1e-3
+    )
+    capsys.readouterr()
