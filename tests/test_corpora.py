@@ -49,7 +49,20 @@ def need(folder: str) -> Path:
 
 
 def test_all_adapters_registered():
-    assert CORPORA.names() == ["cremad", "emodb", "folder", "iemocap", "manifest", "ravdess", "savee", "tess"]
+    assert CORPORA.names() == [
+        "ased",
+        "cremad",
+        "emodb",
+        "folder",
+        "iemocap",
+        "korean-emotiontts",
+        "manifest",
+        "nemo",
+        "ravdess",
+        "savee",
+        "tess",
+        "turev",
+    ]
 
 
 def test_adapter_code_tables_match_native_labels():
@@ -520,7 +533,7 @@ def test_parse_spec():
     }
     with pytest.raises(ConfigError, match="not NAME:ROOT"):
         parse_spec("/data/emodb")
-    with pytest.raises(ConfigError, match="unknown corpus 'berlinx'; known: cremad, emodb"):
+    with pytest.raises(ConfigError, match="unknown corpus 'berlinx'; known: ased, cremad, emodb"):
         parse_spec("berlinx:/data")
 
 

@@ -373,9 +373,10 @@ def _cmd_corpora(args) -> int:
     if args.action in (None, "list"):
         from . import corpora as _c  # noqa: F401  (registers adapters)
 
+        width = max(10, *(len(n) for n in CORPORA.names()))
         for name in CORPORA.names():
             doc = (CORPORA.get(name).__module__ and sys.modules[CORPORA.get(name).__module__].__doc__) or ""
-            print(f"{name:10s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+            print(f"{name:{width}s} {doc.strip().splitlines()[0] if doc.strip() else ''}")
         return 0
     result = scan_corpus(args.name, args.root, check_audio=args.check_audio)
     summary = result.summary()

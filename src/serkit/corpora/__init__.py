@@ -1,12 +1,13 @@
 """Corpus adapters: scan a corpus folder into :class:`Utterance` records, one module per corpus.
 
-Registered corpora: ``emodb``, ``ravdess``, ``tess``, ``savee``, ``cremad``, ``iemocap`` (each
+Registered corpora: ``emodb``, ``ravdess``, ``tess``, ``savee``, ``cremad``, ``iemocap``,
+``ased`` (Amharic), ``nemo`` (Polish), ``turev`` (Turkish), ``korean-emotiontts`` (Korean; each
 module's docstring describes the corpus and its file naming), and the user's own data as
 ``folder`` (one sub-folder per label) or ``manifest`` (a CSV file).
 
 >>> from serkit.corpora import CORPORA
 >>> CORPORA.names()
-['cremad', 'emodb', 'folder', 'iemocap', 'manifest', 'ravdess', 'savee', 'tess']
+['ased', 'cremad', 'emodb', 'folder', 'iemocap', 'korean-emotiontts', 'manifest', 'nemo', 'ravdess', 'savee', 'tess', 'turev']
 
 A label with fewer than :data:`MIN_CLASS_UTTERANCES` utterances after mapping (often a typo in a
 manifest, such as ``bored_silly`` for ``bored``) is kept but named in a warning: a class that small
@@ -32,7 +33,7 @@ from ..errors import ConfigError, CorpusError
 from ..labels import NATIVE, map_utterances, resolve_label_set
 
 # Importing the adapters registers them.
-from . import cremad, emodb, folder, iemocap, manifest, ravdess, savee, tess  # noqa: F401
+from . import ased, cremad, emodb, folder, iemocap, korean_emotiontts, manifest, nemo, ravdess, savee, tess, turev  # noqa: F401
 from ._common import UNKNOWN_SPEAKER
 from .base import CORPORA, ScanResult, Utterance, register_corpus, require_dir, scan_corpus
 
@@ -52,12 +53,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Spellings users type for the registered names ("CREMA-D", "EmoDB", "Emo-DB" are also
-# accepted by lowercasing and dropping "-"/"_").
-_ALIASES = {"crema_d": "cremad", "crema": "cremad", "berlin": "emodb", "csv": "manifest", "folders": "folder"}
+# Spellings users type for the registered names ("CREMA-D", "EmoDB", "Emo-DB", "TurEV-DB",
+# "Korean_EmotionTTS" are also accepted by lowercasing and dropping "-"/"_").
+_ALIASES = {
+    "crema_d": "cremad",
+    "crema": "cremad",
+    "berlin": "emodb",
+    "csv": "manifest",
+    "folders": "folder",
+    "turev_db": "turev",
+    "korean_emotiontts": "korean-emotiontts",
+    "koreanemotiontts": "korean-emotiontts",
+    "korean": "korean-emotiontts",
+}
 
 
 def _canonical_name(name: str) -> str:
+    if str(name).strip().lower() in CORPORA:  # a registered name with a "-" (korean-emotiontts)
+        return str(name).strip().lower()
     key = str(name).strip().lower().replace("-", "_")
     if key in CORPORA:
         return key

@@ -58,7 +58,23 @@ class ScanResult:
 #: name → ``scan(root, **options) -> ScanResult``
 CORPORA: Registry[Callable[..., ScanResult]] = Registry(
     "corpus",
-    plugins=("serkit.corpora", ("cremad", "emodb", "folder", "iemocap", "manifest", "ravdess", "savee", "tess")),
+    plugins=(
+        "serkit.corpora",
+        (
+            "ased",
+            "cremad",
+            "emodb",
+            "folder",
+            "iemocap",
+            "korean_emotiontts",
+            "manifest",
+            "nemo",
+            "ravdess",
+            "savee",
+            "tess",
+            "turev",
+        ),
+    ),
 )
 
 
