@@ -325,3 +325,21 @@ def test_method_errors_name_what_applies():
     transformer = build_model({"family": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff_dim": 16})
     check_method(transformer, "adabn")  # its patch stem and head have batch norm
     check_method(transformer, "deep-coral", when="train")
+
+
+def test_a_coral_adapted_feature_model_is_not_exported(tmp_path, capsys):
+    """Feature models run their front ends in Python, so no CORAL map ever needs to live in an ONNX graph."""
+    from serkit.artifact import save_model
+    from serkit.cli import main
+    from serkit.domain import coral_map, domain_stats
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(60, 4))
+    labels = [("angry", "sad")[i % 2] for i in range(60)]
+    model = FeatureClassifier(["librosa"], classifier="logreg", normalisation="global", grid={"C": [1.0]})
+    model.fit_features([x], labels, np.array(["a"] * 60))
+    model.set_domain(maps=[coral_map(model.source_stats_[0], domain_stats(model._domain_rows([[2 * x]])[0]))])
+    src = save_model(model, tmp_path / "coral")
+    assert main(["export", str(src), "--format", "onnx", "--out", str(tmp_path / "onnx"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "'features' cannot be exported to ONNX" in err and "Traceback" not in err
