@@ -343,3 +343,43 @@ def test_a_coral_adapted_feature_model_is_not_exported(tmp_path, capsys):
     assert main(["export", str(src), "--format", "onnx", "--out", str(tmp_path / "onnx"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "'features' cannot be exported to ONNX" in err and "Traceback" not in err
+
+
+class _RowModel(FeatureClassifier):
+    """Feature rows come from ``u.extra['x']`` instead of audio (for the evaluation loop)."""
+
+    def _blocks_from_utterances(self, utterances, progress):
+        return [[np.array([u.extra["x"] for u in utterances])]]
+
+    def fit(self, utterances, *, progress=True):
+        u = list(utterances)
+        blocks = self._blocks_from_utterances(u, progress)[0]
+        return self.fit_features(blocks, [v.label for v in u], np.array([v.speaker for v in u]))
+
+
+def test_evaluate_loco_with_train_time_coral_reports_a_transductive_domain_mode():
+    from functools import partial
+
+    from serkit.adaptation import fold_trainer
+    from serkit.evaluation import evaluate
+
+    rng = np.random.default_rng(7)
+    means = np.zeros((3, 6))
+    means[0, 0], means[1, 1], means[2, 2] = 3.0, 3.0, 3.0
+    offset = np.array([8.0, -4.0, -4.0, 1.0, 2.0, 3.0])
+    data = []
+    for c, (gain, shift) in enumerate([(1.0, 0.0), (1.0, 0.3), (3.0, offset)]):
+        for i in range(60):
+            x = gain * (means[i % 3] + rng.normal(size=6)) + shift
+            label = ("angry", "happy", "sad")[i % 3]
+            data.append(Utterance(f"{c}-{i}", f"/x/{c}-{i}.wav", label, f"c{c}/s{i % 3}", f"corpus{c}", extra={"x": x}))
+
+    def factory():
+        return _RowModel(["librosa"], classifier="logreg", normalisation="global", grid={"C": [1.0]})
+
+    r = evaluate(factory, data, "loco", report_both=True, progress=False,
+                 domain_fit=partial(fold_trainer, method="coral"), domain_method="coral-train")  # fmt: skip
+    assert r.extra["transductive"]["method"] == "coral-train" and r.extra["transductive"]["when"] == "training"
+    assert set(r.adaptation) == {"none", "domain"} and r.adaptation["none"]["headline"]
+    shifted = next(f for f in r.folds if f["test_corpora"] == ["corpus2"])
+    assert shifted["ua_by_mode"]["none"] < 0.6 < 0.9 < shifted["ua_by_mode"]["domain"]

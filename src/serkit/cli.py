@@ -356,7 +356,9 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the model's recipe's)")
     co.add_argument("--out", required=True, help="model folder to write")
 
-    ad = cmd("adapt", "adapt a trained model to unlabelled audio of a new domain (CORAL on its features)")
+    ad = cmd(
+        "adapt", "adapt a trained model to unlabelled audio of a new domain (CORAL on features, AdaBN for networks)"
+    )
     ad.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
     ad.add_argument(
         "--target",
