@@ -9,7 +9,20 @@ model's single-utterance space are summarised by a mean and a Ledoit-Wolf covari
 target features the *source* (training) mean and covariance, then classifies as before. The source
 statistics are stored in the model (``domain.npz``); a model saved without them (the shipped
 default model, models from earlier versions) gets them recomputed from its training corpora
-(``source=``). Neural families (AdaBN, Deep CORAL) are not available yet.
+(``source=``).
+
+``adabn`` (networks with batch norm, after training): the batch-norm statistics that came from the
+training data are re-estimated on the target audio
+(:meth:`serkit.models.neural.WaveformClassifier.adapt_batchnorm`); nothing else changes, so an ONNX
+export of the adapted model carries the adaptation in its graph.
+
+**While training** (``serkit train|evaluate --target SPEC [--adapt-method M]``, :func:`fit_with_target`):
+``coral`` re-colours a feature model's training rows to the target before the classifier is fitted
+(:meth:`serkit.models.features.FeatureClassifier.fit_target`); ``deep-coral`` and ``mmd`` add a
+domain loss between source and target pooled embeddings to every training batch of a network
+(:meth:`serkit.models.neural.WaveformClassifier.fit_target`, λ = ``train.domain_weight`` = 1).
+``serkit evaluate --adapt`` spells the train-time CORAL ``coral-train`` (``coral`` there is the
+post-hoc map), so each spelling means one thing: :data:`EVALUATE_METHODS`.
 """
 
 from __future__ import annotations
@@ -30,28 +43,95 @@ __all__ = [
     "adapt_classifier",
     "adapt_model",
     "fold_adapter",
+    "POST_HOC",
+    "TRAIN_TIME",
+    "EVALUATE_METHODS",
+    "MIN_TARGET_CLIPS",
+    "check_target_count",
+    "default_method",
+    "fit_with_target",
+    "target_info",
+    "fold_trainer",
+    "target_trainer",
 ]
 
-#: methods serkit can apply today (the models that take each declare it in ``domain_methods``)
-METHODS = ("coral",)
-#: methods the issue names for neural families; refused with a clear message until they exist
-_PLANNED = ("adabn", "deep-coral", "mmd")
+#: every method (the models that take each declare it in ``Classifier.domain_methods``)
+METHODS = ("coral", "adabn", "deep-coral", "mmd")
+#: methods that adapt a trained model (``serkit adapt``)
+POST_HOC = ("coral", "adabn")
+#: methods applied while training (``serkit train --target``)
+TRAIN_TIME = ("coral", "deep-coral", "mmd")
+#: ``serkit evaluate --adapt`` spellings → (method, when): ``coral`` is the post-hoc map, ``coral-train``
+#: the train-time re-colouring
+EVALUATE_METHODS = {
+    "coral": ("coral", "after"),
+    "adabn": ("adabn", "after"),
+    "deep-coral": ("deep-coral", "train"),
+    "mmd": ("mmd", "train"),
+    "coral-train": ("coral", "train"),
+}
+#: The fewest target clips any method takes (:data:`serkit.domain.MIN_CORAL_CLIPS`): CORAL's target
+#: mean and covariance, AdaBN's per-channel means and variances of the pooled embedding and the
+#: target batches of Deep CORAL / MMD are all estimated from them; below ~20 the estimates' error
+#: is of the order of the shifts being corrected.
+MIN_TARGET_CLIPS = MIN_CORAL_CLIPS
+
+_WHEN = {"after": POST_HOC, "train": TRAIN_TIME}
+_HOW = {
+    "coral": "CORAL on the features (feature models)",
+    "adabn": "AdaBN, batch-norm statistics re-estimated on the target (networks)",
+    "deep-coral": "a Deep CORAL loss while training (networks)",
+    "mmd": "a multi-kernel MMD loss while training (networks)",
+}
 
 
-def check_method(model, method: str) -> None:
-    """Raise a :class:`ConfigError` that says what to do unless ``model`` can be adapted by ``method``."""
+def default_method(model) -> str:
+    """The train-time method for ``model``: ``coral`` for feature models, ``deep-coral`` for networks."""
+    methods = tuple(model.domain_methods)
+    for m in ("coral", "deep-coral", "mmd"):
+        if m in methods:
+            return m
+    family = getattr(model, "family", type(model).__name__)
+    raise ConfigError(
+        f"model family {family!r} has no train-time domain adaptation; families with one: features (coral), "
+        "soundnet, soundnet-res, cnn-lstm, transformer (deep-coral, mmd)"
+    )
+
+
+def check_method(model, method: str, *, when: str = "after") -> None:
+    """Raise a :class:`ConfigError` that says what to do unless ``model`` can be adapted by ``method``.
+
+    ``when``: ``"after"`` (a trained model, ``serkit adapt``) or ``"train"`` (``serkit train --target``).
+    """
+    valid = _WHEN[when]
     if method not in METHODS:
-        if method in _PLANNED:
+        raise ConfigError(f"unknown adaptation method {method!r}; valid methods: {', '.join(valid)}")
+    if method not in valid:
+        if when == "after":
             raise ConfigError(
-                f"adaptation method {method!r} is not available yet (AdaBN, Deep CORAL and MMD for neural "
-                f"families are planned); valid methods: {', '.join(METHODS)}"
+                f"{method} is a loss used while training: train with --target PATH_OR_SPEC --adapt-method {method} "
+                f"(serkit train / evaluate --adapt {method}); a trained model is adapted with: {', '.join(valid)}"
             )
-        raise ConfigError(f"unknown adaptation method {method!r}; valid methods: {', '.join(METHODS)}")
+        raise ConfigError(
+            f"{method} adapts a trained model: run serkit adapt --model MODEL --adapt-method {method} --target ...; "
+            f"methods applied while training: {', '.join(valid)}"
+        )
+    applicable = [m for m in model.domain_methods if m in valid]
     if method not in tuple(model.domain_methods):
         family = getattr(model, "family", type(model).__name__)
+        hint = (
+            f"methods that apply to it: {', '.join(applicable)}"
+            if applicable
+            else "no method applies to it " + ("after training" if when == "after" else "while training")
+        )
+        raise ConfigError(f"{method} ({_HOW[method]}) does not apply to model family {family!r}; {hint}")
+
+
+def check_target_count(method: str, n: int) -> None:
+    if n < MIN_TARGET_CLIPS:
         raise ConfigError(
-            f"{method} adapts feature models (family 'features'); this model is family {family!r}, which it does "
-            "not apply to — AdaBN and Deep CORAL for neural families are not available yet"
+            f"{method} needs at least {MIN_TARGET_CLIPS} target clips to estimate the target's statistics; "
+            f"the target has {n}: give more unlabelled clips of the target domain"
         )
 
 
@@ -121,11 +201,9 @@ def adapt_classifier(
     """
     check_method(model, method)
     target = list(target)
-    if len(target) < MIN_CORAL_CLIPS:
-        raise ConfigError(
-            f"CORAL needs at least {MIN_CORAL_CLIPS} target clips to estimate their mean and covariance; "
-            f"the target has {len(target)}: give more unlabelled clips of the target domain"
-        )
+    check_target_count(method, len(target))
+    if method == "adabn":
+        return model.adapt_batchnorm(target, progress=progress)
     if source is not None:
         source = list(source)
         if len(source) < MIN_CORAL_CLIPS:
@@ -173,7 +251,7 @@ def adapt_model(
     check_method(model, method)
     label_set = (meta.get("recipe") or {}).get("label_set") or "native"
     sources = _specs(source)
-    if not sources and not getattr(model, "source_stats_", None):
+    if method == "coral" and not sources and not getattr(model, "source_stats_", None):
         trained = ", ".join((meta.get("trained_on") or {}).get("corpora") or []) or "not recorded"
         raise ConfigError(
             f"model '{model_dir}' keeps no source feature statistics (saved before serkit kept them; it was "
@@ -184,20 +262,17 @@ def adapt_model(
     clips = target_utterances(target, label_set=label_set)
     source_utts = load_corpora(sources, label_set=label_set, check_audio=True) if sources else None
     adapt_classifier(model, clips, method=method, source=source_utts, progress=progress)
-    targets = [str(t) for t in ([target] if isinstance(target, (str, os.PathLike)) else target)]
-    info = {
-        "method": method,
-        "n_files": len({u.path for u in clips}),
-        "n_clips": len(clips),
-        "content_hash": content_hash(clips),
-        "target": targets[0] if len(targets) == 1 else targets,
-        "source_model": str(model_dir),
-        "space": "single-utterance features mapped onto the rows the classifier was fitted on; speaker-adapted "
-        "predictions unchanged",
-        "shrinkage": {
-            "source": [round(float(s.shrinkage), 4) for s in model.source_stats_],
-        },
-    }
+    info = {**target_info(method, clips, target, when="after"), "source_model": str(model_dir)}
+    if method == "coral":
+        info["space"] = (
+            "single-utterance features mapped onto the rows the classifier was fitted on; speaker-adapted "
+            "predictions unchanged"
+        )
+        info["shrinkage"] = {"source": [round(float(s.shrinkage), 4) for s in model.source_stats_]}
+    else:
+        info.update(model.adabn_)
+    if meta.get("adaptation"):
+        info["previous"] = meta["adaptation"]
     if sources:
         info["source_statistics"] = {"corpora": sources, "n_clips": len(source_utts)}
     standard = {"format_version", "serkit_version", "created", "family", "labels", "sampling_rate", "config"}
@@ -218,3 +293,49 @@ def fold_adapter(model, test, *, method: str = "coral", progress: bool = False):
     """For ``evaluation.evaluate(domain_adapt=...)``: adapt a fold's fitted model to its test audio (labels unused)."""
     # the labels are never read: only paths and segments reach the feature extractors
     return adapt_classifier(model, test, method=method, progress=progress)
+
+
+# -- while training ---------------------------------------------------------------------------------
+
+
+def target_info(method: str, clips, target, *, when: str) -> dict:
+    """``model.json``'s ``"adaptation"``: method, when, number of files and clips, content hash, target."""
+    targets = [str(t) for t in ([target] if isinstance(target, (str, os.PathLike)) else target)]
+    return {
+        "method": method,
+        "when": "training" if when == "train" else "after training",
+        "n_files": len({u.path for u in clips}),
+        "n_clips": len(clips),
+        "content_hash": content_hash(clips),
+        "target": targets[0] if len(targets) == 1 else targets,
+    }
+
+
+def fit_with_target(model, utterances, target, *, method: str | None = None, progress: bool = False):
+    """Fit an unfitted classifier on labelled ``utterances``, adapted while training to unlabelled ``target``.
+
+    ``method``: ``coral`` (feature models: training rows re-coloured to the target, shrinkage target
+    :data:`SHRINK_TO`), ``deep-coral`` or ``mmd`` (networks: a domain loss on every batch);
+    ``None``: :func:`default_method`. Returns ``(fitted model, method)``.
+    """
+    method = method or default_method(model)
+    check_method(model, method, when="train")
+    target = list(target)
+    check_target_count(method, len(target))
+    if method == "coral":
+        fitted = model.fit_target(utterances, target, method=method, shrink_to=SHRINK_TO, progress=progress)
+    else:
+        fitted = model.fit_target(utterances, target, method=method, progress=progress)
+    return fitted, method
+
+
+def fold_trainer(model_factory, train, test, *, method: str, progress: bool = False):
+    """For ``evaluation.evaluate(domain_fit=...)``: a fresh model trained on ``train`` with the fold's
+    test audio (labels unused) as the target."""
+    return fit_with_target(model_factory(), train, test, method=method, progress=progress)[0]
+
+
+def target_trainer(model_factory, train, test, *, method: str, target, progress: bool = False):
+    """For ``evaluation.evaluate(domain_fit=...)`` with a fixed target (``serkit evaluate --target``):
+    a fresh model trained on ``train`` adapted to the ``target`` utterances (the fold's test set unused)."""
+    return fit_with_target(model_factory(), train, target, method=method, progress=progress)[0]

@@ -52,6 +52,8 @@ def evaluate(
     progress: bool = True,
     calibrate: bool = False,
     adapt: str | None = None,
+    target=None,
+    adapt_method: str | None = None,
 ):
     """Evaluate a recipe on corpora under a (speaker-independent by default) protocol.
 
@@ -64,7 +66,15 @@ def evaluate(
 
     ``adapt="coral"``: each fold's model is also adapted to its test set's unlabelled audio
     (:func:`serkit.adaptation.fold_adapter`) and scored as mode ``"domain"``; the report is marked
-    transductive and keeps the unadapted modes (and headline).
+    transductive and keeps the unadapted modes (and headline). ``adapt="adabn"``: the same with AdaBN
+    (networks). ``adapt="deep-coral" | "mmd" | "coral-train"``: train-time adaptation — per fold a
+    second model is trained with the fold's test audio (labels unused) as its target
+    (:func:`serkit.adaptation.fold_trainer`), scored as mode ``"domain"``, also transductive.
+    :data:`serkit.adaptation.EVALUATE_METHODS` lists the spellings.
+
+    ``target`` (files, folders, manifests or a corpus spec) with ``adapt_method`` (default: coral
+    for feature models, deep-coral for networks): per fold a second model trained with this fixed
+    unlabelled target (:func:`serkit.adaptation.target_trainer`), scored as mode ``"domain"``.
 
     Returns the :class:`serkit.evaluation.Report`; with ``out`` also writes report.json,
     report.md, confusion.png and predictions.csv there.
@@ -90,14 +100,35 @@ def evaluate(
             "cannot keep them apart; give speakers (folder: speaker_pattern or one sub-folder per speaker; "
             "manifest: a speaker column), or use --protocol random-split:5 --speaker-dependent"
         )
-    domain_adapt = None
+    domain_adapt = domain_fit = None
+    domain_method = adapt
+    if adapt is not None and target is not None:
+        raise ConfigError("--adapt adapts each fold to its own test audio and --target to a fixed target; choose one")
     if adapt is not None:
         from functools import partial
 
-        from .adaptation import check_method, fold_adapter
+        from .adaptation import EVALUATE_METHODS, check_method, fold_adapter, fold_trainer
 
-        check_method(build_model(r.model), adapt)  # before any fold is fitted
-        domain_adapt = partial(fold_adapter, method=adapt)
+        if adapt not in EVALUATE_METHODS:
+            raise ConfigError(f"unknown --adapt method {adapt!r}; valid: {', '.join(EVALUATE_METHODS)}")
+        method, when = EVALUATE_METHODS[adapt]
+        check_method(build_model(r.model), method, when=when)  # before any fold is fitted
+        if when == "after":
+            domain_adapt = partial(fold_adapter, method=method)
+        else:
+            domain_fit = partial(fold_trainer, method=method)
+    elif target is not None:
+        from functools import partial
+
+        from .adaptation import check_method, check_target_count, default_method, target_trainer, target_utterances
+
+        probe = build_model(r.model)
+        method = adapt_method or default_method(probe)
+        check_method(probe, method, when="train")
+        clips = target_utterances(target, label_set=label_set or r.label_set)
+        check_target_count(method, len(clips))
+        domain_fit = partial(target_trainer, method=method, target=clips)
+        domain_method = f"{method} (fixed target)"
     t0 = time.perf_counter()
     report = run_protocol(
         lambda: build_model(r.model),
@@ -106,12 +137,24 @@ def evaluate(
         report_both=report_both,
         progress=progress,
         domain_adapt=domain_adapt,
-        domain_method=adapt,
+        domain_fit=domain_fit,
+        domain_method=domain_method,
         calibrate=calibrate,
     )
     report.recipe = r.to_dict()  # normalisation stays the models' declared one (Classifier.normalisation)
     report.extra.setdefault("corpora", list(corpora))
     report.extra.setdefault("label_set", label_set or r.label_set)
+    if target is not None:
+        from .adaptation import target_info
+
+        info = target_info(method, clips, target, when="train")
+        report.extra["target"] = info
+        tr = report.extra.get("transductive") or {}
+        tr["note"] = (
+            f"each fold's second model was trained with a fixed unlabelled target ({info['target']}); "
+            "transductive only where that target holds test audio"
+        )
+        report.extra["transductive"] = tr
     report.seconds = time.perf_counter() - t0
     if out is not None:
         report.save(out)
@@ -128,8 +171,15 @@ def train(
     metrics: dict | None = None,
     progress: bool = True,
     calibrate: bool = False,
+    target=None,
+    adapt_method: str | None = None,
 ) -> Path:
     """Train a recipe on all utterances of the corpora and save the model artifact to ``out``.
+
+    ``target``: unlabelled audio of the domain the model will be used on (files, folders, CSV
+    manifests or a corpus spec ``NAME:ROOT``), adapted to while training with ``adapt_method``
+    (default: ``coral`` for feature models, ``deep-coral`` for networks; see
+    :func:`serkit.adaptation.fit_with_target`); ``model.json`` records it under ``"adaptation"``.
 
     ``calibrate``: also fit one temperature per mode on out-of-fold predictions of held-out training
     speakers (held-out corpora when several are given; :func:`serkit.evaluation.run.fit_temperatures`)
@@ -147,7 +197,29 @@ def train(
         from .evaluation.run import fit_temperatures
 
         extra["calibration"] = fit_temperatures(lambda: build_model(r.model), utterances)
-    model = build_model(r.model).fit(utterances, progress=progress)
+    if target is not None:
+        from .adaptation import (
+            check_method,
+            check_target_count,
+            default_method,
+            fit_with_target,
+            target_info,
+            target_utterances,
+        )
+
+        model = build_model(r.model)
+        method = adapt_method or default_method(model)
+        check_method(model, method, when="train")  # before any audio is read
+        clips = target_utterances(target, label_set=label_set or r.label_set)
+        check_target_count(method, len(clips))
+        model, method = fit_with_target(model, utterances, clips, method=method, progress=progress)
+        extra["adaptation"] = target_info(method, clips, target, when="train")
+        if method != "coral":
+            extra["adaptation"]["domain_weight"] = model._train_config().domain_weight
+    elif adapt_method is not None:
+        raise ConfigError(f"--adapt-method {adapt_method} needs --target PATH_OR_SPEC (the unlabelled target audio)")
+    else:
+        model = build_model(r.model).fit(utterances, progress=progress)
     if getattr(model, "strategy_", None) is not None:  # the fine-tuning strategy a neural family chose
         extra["strategy"] = model.strategy_
     return save_model(

@@ -110,9 +110,28 @@ def _parser() -> argparse.ArgumentParser:
         "--adapt",
         default=None,
         metavar="METHOD",
-        help="also adapt each fold's model to its test audio without labels (coral); the report is marked "
-        "transductive and keeps the unadapted numbers",
+        help="also adapt each fold's model to its test audio without labels: coral, adabn (after training), "
+        "deep-coral, mmd, coral-train (a second model per fold trained with the test audio as its target); the "
+        "report is marked transductive and keeps the unadapted numbers",
     )
+
+    def target_args(sp, what):
+        sp.add_argument(
+            "--target",
+            nargs="+",
+            default=None,
+            metavar="PATH_OR_SPEC",
+            help=f"unlabelled audio of the domain to adapt to while training {what}: files, folders, CSV "
+            "manifests or a corpus spec NAME:ROOT",
+        )
+        sp.add_argument(
+            "--adapt-method",
+            default=None,
+            help="with --target: coral (feature models, the default there), deep-coral (networks, the default "
+            "there) or mmd",
+        )
+
+    target_args(e, "(a second model per fold; scored as mode 'domain')")
 
     t = cmd("train", "train a recipe on corpora and save a model folder")
     corpus_args(t)
@@ -123,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         help="fit one temperature per mode on held-out training speakers (5 speaker folds, or "
         "held-out corpora when several are given) and save it in the model (trains 5 more times)",
     )
+    target_args(t, "(recorded in model.json)")
 
     pr = cmd("predict", "predict emotions of audio files and folders")
     pr.add_argument(
@@ -336,7 +356,9 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the model's recipe's)")
     co.add_argument("--out", required=True, help="model folder to write")
 
-    ad = cmd("adapt", "adapt a trained model to unlabelled audio of a new domain (CORAL on its features)")
+    ad = cmd(
+        "adapt", "adapt a trained model to unlabelled audio of a new domain (CORAL on features, AdaBN for networks)"
+    )
     ad.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
     ad.add_argument(
         "--target",
@@ -345,7 +367,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH_OR_SPEC",
         help="unlabelled target audio: files, folders, CSV manifests or a corpus spec NAME:ROOT",
     )
-    ad.add_argument("--adapt-method", default="coral", help="adaptation method (coral)")
+    ad.add_argument(
+        "--adapt-method",
+        default="coral",
+        help="coral (feature models, default) or adabn (networks: batch-norm statistics re-estimated on the target)",
+    )
     ad.add_argument(
         "--source",
         nargs="+",
@@ -399,6 +425,13 @@ def _cmd_recipes(args) -> int:
     return 0
 
 
+def _one_or_many(paths):
+    """``--target A`` → ``"A"``, ``--target A B`` → ``["A", "B"]``, absent → ``None``."""
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else list(paths)
+
+
 def _cmd_evaluate(args) -> int:
     from .api import evaluate
     from .recipe import load_recipe
@@ -416,6 +449,8 @@ def _cmd_evaluate(args) -> int:
         progress=_progress(args),
         calibrate=args.calibrate,
         adapt=args.adapt,
+        target=_one_or_many(args.target),
+        adapt_method=args.adapt_method,
     )
     if args.json:
         print(report.to_json())
@@ -447,6 +482,8 @@ def _cmd_train(args) -> int:
         label_set=args.label_set,
         progress=_progress(args),
         calibrate=args.calibrate,
+        target=_one_or_many(args.target),
+        adapt_method=args.adapt_method,
     )
     print(f"model written to {out}")
     return 0
@@ -686,7 +723,8 @@ def _cmd_info(args) -> int:
         target = ad["target"] if isinstance(ad["target"], str) else ", ".join(ad["target"])
         print(
             f"adapted:    {ad['method']} to {target} ({ad['n_files']} files, content sha256 "
-            f"{ad['content_hash'][:12]}…) from {ad.get('source_model', '?')}"
+            f"{ad['content_hash'][:12]}…) "
+            + ("while training" if ad.get("when") == "training" else f"from {ad.get('source_model', '?')}")
         )
     _print_scores(meta.get("metrics") or {})
     return 0

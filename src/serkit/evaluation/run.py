@@ -38,6 +38,7 @@ def _run_fold(
     progress: bool,
     calibrate: bool = False,
     domain_adapt=None,
+    domain_fit=None,
 ) -> dict:
     """Fit a fresh model on ``train`` and predict ``test`` once per mode; module-level so joblib workers can run it.
 
@@ -59,6 +60,9 @@ def _run_fold(
     if domain_adapt is not None:  # transductive: the fold's model adapted to its test audio, labels unused
         model = domain_adapt(model, test)
         probs[DOMAIN_MODE] = model.predict_proba_utterances(test, adapt=False, progress=progress)
+    if domain_fit is not None:  # transductive: a second model trained with the fold's test audio as its target
+        adapted = domain_fit(model_factory, train, test)
+        probs[DOMAIN_MODE] = adapted.predict_proba_utterances(test, adapt=False, progress=progress)
     t2 = time.perf_counter()
     for mode, p in probs.items():
         p = np.asarray(p, dtype=float)
@@ -176,6 +180,7 @@ def evaluate(
     calibrate: bool = False,
     domain_adapt: Callable | None = None,
     domain_method: str | None = None,
+    domain_fit: Callable | None = None,
 ) -> Report:
     """Fit a fresh model per fold of ``protocol`` and score the pooled test predictions.
 
@@ -215,6 +220,12 @@ def evaluate(
         is marked transductive in ``Report.extra["transductive"]``. Picklable when ``n_jobs != 1``.
     domain_method : str, optional
         The method's name, recorded in the report.
+    domain_fit : callable, optional
+        ``domain_fit(model_factory, train_utterances, test_utterances) -> fitted model``: train-time
+        domain adaptation with the fold's test audio as the unlabelled target, e.g.
+        :func:`serkit.adaptation.fold_trainer`; a second model per fold, scored (single utterance)
+        as mode ``"domain"`` exactly like ``domain_adapt``, while the unadapted model keeps the
+        headline. Picklable when ``n_jobs != 1``.
 
     Returns
     -------
@@ -249,6 +260,7 @@ def evaluate(
                         report_both=report_both,
                         progress=progress,
                         domain_adapt=domain_adapt,
+                        domain_fit=domain_fit,
                         calibrate=calibrate,
                     )
                 )
@@ -267,6 +279,7 @@ def evaluate(
                     report_both=report_both,
                     progress=False,
                     domain_adapt=domain_adapt,
+                    domain_fit=domain_fit,
                     calibrate=calibrate,
                 )
                 for train, test in jobs
@@ -358,7 +371,8 @@ def evaluate(
     headline = results[0]["headline"]
     adaptation = None
     notes = {}
-    if report_both or domain_adapt is not None:
+    transductive = domain_adapt is not None or domain_fit is not None
+    if report_both or transductive:
         if report_both and len([m for m in modes if m != DOMAIN_MODE]) == 1:
             notes["adaptation"] = (
                 f"the model does not adapt to speakers (normalisation: {results[0]['normalisation']}); "
@@ -403,9 +417,17 @@ def evaluate(
                         "mode": DOMAIN_MODE,
                         "note": "each fold's model was adapted to the unlabelled audio of its own test set "
                         "(transductive); the unadapted modes are reported alongside",
+                        **(
+                            {
+                                "when": "training",
+                                "how": "a second model per fold trained with the test audio as its target",
+                            }
+                            if domain_fit is not None
+                            else {}
+                        ),
                     }
                 }
-                if domain_adapt is not None
+                if transductive
                 else {}
             ),
         },

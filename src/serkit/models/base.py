@@ -72,7 +72,9 @@ class Classifier(ABC):
 
     @property
     def domain_methods(self) -> tuple[str, ...]:
-        """Unsupervised domain-adaptation methods :mod:`serkit.adaptation` can apply (``"coral"``); none by default."""
+        """Unsupervised domain-adaptation methods :mod:`serkit.adaptation` can apply: ``"coral"`` (feature
+        models, after or while training), ``"adabn"`` (networks with batch norm, after training),
+        ``"deep-coral"`` / ``"mmd"`` (networks, while training); none by default."""
         return ()
 
     @property
@@ -102,6 +104,13 @@ class Classifier(ABC):
     @abstractmethod
     def fit(self, utterances: Sequence, *, progress: bool = True) -> Classifier:
         """Learn from labelled utterances; returns ``self``."""
+
+    def fit_target(self, utterances: Sequence, target: Sequence, *, method: str, progress: bool = True) -> Classifier:
+        """Learn from labelled ``utterances`` adapted to unlabelled ``target`` utterances (train-time
+        domain adaptation, :mod:`serkit.adaptation`); families that declare a train-time method in
+        :attr:`domain_methods` implement it."""
+        family = self.family or type(self).__name__
+        raise ConfigError(f"model family {family!r} has no train-time domain adaptation ({method})")
 
     # -- predicting ---------------------------------------------------------------------------
     @property

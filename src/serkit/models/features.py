@@ -278,8 +278,51 @@ class FeatureClassifier(Classifier):
             )
         return self._fit_views([blocks], labels, speakers)
 
-    def _fit_views(self, views: list[list[np.ndarray]], labels: Sequence[str], speakers: np.ndarray):
-        """Fit on every view's blocks: the views' rows are stacked as extra training examples."""
+    def fit_target(
+        self, utterances, target, *, method: str = "coral", shrink_to: str = "diagonal", progress: bool = True
+    ) -> FeatureClassifier:
+        """Train-time CORAL: fit on the training rows re-coloured to the unlabelled ``target`` clips' statistics.
+
+        Per speed view, the rows the classifier is normally fitted on (each feature set standardised
+        by the model's normalisation — per training speaker for ``speaker``) are mapped by
+        :func:`serkit.domain.coral_map` ``direction="source-to-target"`` onto the mean and
+        covariance of the target clips in the *single-utterance space* (each set standardised
+        with the training set's global statistics: what an ``adapt=False`` prediction feeds the
+        classifier), then the classifier is fitted on the mapped rows. Target clips are then
+        classified as they come (no map at prediction time). Covariances: Ledoit-Wolf, the target's
+        shrunk towards ``shrink_to`` (as :data:`serkit.adaptation.SHRINK_TO`). The stored
+        ``source_stats_`` are, as always, the statistics of the rows the classifier was fitted on
+        — here the mapped rows, i.e. the target's — so a later ``serkit adapt`` maps a new domain
+        onto what this classifier expects. Speaker-adapted predictions (``adapt=True``) feed
+        speaker-standardised rows to a classifier fitted in the target's space: use
+        single-utterance predictions with a target-trained model.
+        """
+        if method != "coral":
+            raise ConfigError(f"train-time adaptation of a feature model is coral, not {method!r}")
+        utterances, target = list(utterances), list(target)
+        if len(utterances) < 2:
+            raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
+        views = self._blocks_from_utterances(utterances, progress)
+        target_views = self._blocks_from_utterances(target, progress)
+        speakers = np.array([u.speaker for u in utterances])
+        return self._fit_views(
+            views, [u.label for u in utterances], speakers, target_views=target_views, shrink_to=shrink_to
+        )
+
+    def _fit_views(
+        self,
+        views: list[list[np.ndarray]],
+        labels: Sequence[str],
+        speakers: np.ndarray,
+        *,
+        target_views: list[list[np.ndarray]] | None = None,
+        shrink_to: str = "diagonal",
+    ):
+        """Fit on every view's blocks: the views' rows are stacked as extra training examples.
+
+        ``target_views`` (train-time CORAL, :meth:`fit_target`): each view's rows are re-coloured to
+        the target's single-utterance statistics first.
+        """
         labels_ = sorted(set(labels))
         if len(labels_) < 2:
             raise ConfigError(f"training data has a single label {labels_}; a classifier needs at least two")
@@ -293,6 +336,8 @@ class FeatureClassifier(Classifier):
             np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
             for b in range(nb)
         ]
+        if target_views is not None:
+            xs = self._recolour(xs, views, speakers, target_views, shrink_to)
         y = np.tile([labels_.index(l) for l in labels], len(views))
         # inner folds group by speaker; with one training speaker, by clip: a clip's views stay together
         by = np.asarray(speakers) if len(views) == 1 or len(np.unique(speakers)) > 1 else np.arange(len(labels))
@@ -301,9 +346,9 @@ class FeatureClassifier(Classifier):
         self.selected_ = {}
         # CORAL moves target rows to the distribution the classifier was fitted on: for per-speaker
         # normalisation that is the speaker-standardised training rows, not the single-utterance ones
+        n = len(labels)
         self.source_stats_ = [
-            domain_stats(np.concatenate([self._normalise(view[b], v * nb + b, speakers) for b in range(nb)], axis=1))
-            for v, view in enumerate(views)
+            domain_stats(np.concatenate([x[v * n : (v + 1) * n] for x in xs], axis=1)) for v in range(len(views))
         ]
         self.domain_map_ = None
         if self.classifier == "stacking":
@@ -323,6 +368,22 @@ class FeatureClassifier(Classifier):
                 _make_estimator(self.classifier, params, self.class_weight, self.seed, probability).fit(x, y)
             ]
         return self
+
+    def _recolour(self, xs, views, speakers, target_views, shrink_to: str) -> list[np.ndarray]:
+        """Per view, the fitted rows mapped onto the target's single-utterance mean and covariance."""
+        from ..domain import apply_map, coral_map
+
+        nb, n = len(views[0]), len(speakers)
+        widths = np.cumsum([x.shape[1] for x in xs])[:-1]
+        out = [[] for _ in range(nb)]
+        for v, rows_t in enumerate(self._domain_rows(target_views)):
+            rows_s = np.concatenate([x[v * n : (v + 1) * n] for x in xs], axis=1)
+            a, b = coral_map(
+                domain_stats(rows_s), domain_stats(rows_t, shrink_to=shrink_to), direction="source-to-target"
+            )
+            for j, part in enumerate(np.split(apply_map(rows_s, a, b), widths, axis=1)):
+                out[j].append(part)
+        return [np.concatenate(parts) for parts in out]
 
     def _decision_calibrated(self) -> bool:
         return self.calibration == "decision" and self.classifier.startswith("svm")

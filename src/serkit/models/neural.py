@@ -104,6 +104,24 @@ class WaveformClassifier(Classifier):
     # -- learning -----------------------------------------------------------------------------------
     def fit(self, utterances: Sequence, *, progress: bool = True) -> WaveformClassifier:
         """Read the utterances' audio at the network's rate and train (see the class docstring)."""
+        return self._fit(utterances, progress=progress)
+
+    def fit_target(
+        self, utterances: Sequence, target: Sequence, *, method: str = "deep-coral", progress: bool = True
+    ) -> WaveformClassifier:
+        """Train with unlabelled ``target`` utterances mixed into every batch (``"deep-coral"`` or ``"mmd"``).
+
+        loss = the recipe's loss + ``train.domain_weight`` (λ, default 1) × the domain loss between
+        the source and target pooled embeddings (:mod:`serkit.networks.domain_losses`; how the
+        batches are joined: :meth:`serkit.training.Trainer.fit`). The target's labels are never read.
+        """
+        if method not in ("deep-coral", "mmd"):
+            raise ConfigError(f"train-time adaptation of a {self.family} network is deep-coral or mmd, not {method!r}")
+        target = list(target)
+        signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in target]
+        return self._fit(utterances, progress=progress, target_signals=signals, domain_method=method)
+
+    def _fit(self, utterances: Sequence, *, progress: bool, target_signals=None, domain_method=None):
         import torch
 
         from ..training.trainer import Trainer
@@ -121,7 +139,15 @@ class WaveformClassifier(Classifier):
         config = self._train_config()
         torch.manual_seed(config.seed)  # the head's initial weights are part of the run
         net = self._build_net(len(labels), pretrained=self._pretrained)
-        result = Trainer(config, progress=progress).fit(net, signals, targets, speakers, n_classes=len(labels))
+        result = Trainer(config, progress=progress).fit(
+            net,
+            signals,
+            targets,
+            speakers,
+            n_classes=len(labels),
+            target_signals=target_signals,
+            domain_method=domain_method,
+        )
         self.net_ = net.eval()
         self.labels_ = labels
         self.strategy_ = result.strategy
@@ -139,6 +165,81 @@ class WaveformClassifier(Classifier):
     def exportable(self) -> bool:  # type: ignore[override]
         """The whole path from a padded waveform batch to probabilities is one network (ONNX export)."""
         return True
+
+    @property
+    def domain_methods(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``adabn`` (after training, :meth:`adapt_batchnorm`) and ``deep-coral`` / ``mmd`` (while
+        training, :meth:`fit_target`): every waveform family has batch norm (at least the head's)."""
+        return ("adabn", "deep-coral", "mmd")
+
+    def _source_batchnorms(self) -> list:
+        """The backbone's batch-norm layers whose statistics were estimated on the training data.
+
+        Those of blocks that were unfrozen in some epoch, when ``train.train_bn`` was on. Frozen
+        blocks keep the statistics they came with (SoundNet8's from its Flickr pre-training; an
+        untrained block's identity), which the layers above them were trained with: re-estimating
+        those on the target would move the features away from what the head learned on.
+        """
+        from ..training.adabn import batchnorm_layers
+
+        if not self._train_config().train_bn:
+            return []
+        history = (getattr(self, "training_", None) or {}).get("history") or []
+        frozen = min((int(h.get("frozen_blocks", 0)) for h in history), default=None)
+        if frozen is None:  # no history (an older artifact): trust the strategy
+            frozen = 0 if self.strategy_ == "full" else self.net_.n_blocks
+        return [m for block in self.net_.blocks[frozen:] for m in batchnorm_layers(block)]
+
+    def adapt_batchnorm(self, target: Sequence, *, progress: bool = False) -> WaveformClassifier:
+        """AdaBN: re-estimate batch-norm statistics on unlabelled ``target`` utterances; returns ``self``.
+
+        1. The backbone's batch norms that were estimated on the training data
+           (:meth:`_source_batchnorms`) get the target's statistics
+           (:func:`serkit.training.adabn.adapt_batchnorm`: cumulative average, eval mode elsewhere).
+        2. The head: with ``train.normalisation: speaker`` the fallback statistics a single clip is
+           standardised with (``global_mean`` / ``global_std``, the training set's) become the
+           target clips' pooled mean and std — the head's batch norm then sees target clips as it
+           saw speaker-standardised training clips; otherwise the head's batch norm gets the
+           target clips' pooled (whole-utterance) mean and unbiased variance.
+
+        Speaker-adapted predictions change only through step 1.
+        """
+        import torch
+
+        from ..networks.blocks import predict_pooled
+        from ..runtime import default_threads
+        from ..speakers import global_stats
+        from ..training.adabn import adapt_batchnorm
+
+        self._check_fitted()
+        from ..audio import pad_to
+
+        signals = [
+            pad_to(read_cached(u.path, self.sampling_rate, u.start, u.end), self.net_.min_samples) for u in target
+        ]
+        previous = torch.get_num_threads()
+        torch.set_num_threads(default_threads())
+        try:
+            layers = self._source_batchnorms()
+            crop = self._train_config().crop_seconds
+            adapt_batchnorm(
+                self.net_, signals, layers, max_samples=int(crop * self.sampling_rate * 2) if crop else None
+            )
+            pooled = predict_pooled(self.net_, signals, batch_seconds=self._train_config().eval_batch_seconds)
+            head = self.net_.head
+            with torch.no_grad():
+                if getattr(head, "speaker_norm", False):
+                    self.net_.set_global_norm(*global_stats(pooled))
+                    where = "speaker-normalisation fallback statistics"
+                else:
+                    head.norm.running_mean.copy_(pooled.mean(0))
+                    head.norm.running_var.copy_(pooled.var(0, unbiased=True))
+                    where = "head batch norm"
+        finally:
+            torch.set_num_threads(previous)
+        self.net_.eval()
+        self.adabn_ = {"backbone_batchnorms": len(layers), "head": where, "n_clips": len(signals)}
+        return self
 
     # -- predicting ---------------------------------------------------------------------------------
     def _predict_signals(self, signals: list[np.ndarray], speakers: list[str] | None) -> np.ndarray:
@@ -387,6 +488,15 @@ class SoundNetClassifier(WaveformClassifier):
                 channels=self.channels,
             )
         return SoundNetResBlocks(n_classes, pool=self.pool, dropout=dropout, speaker_norm=spk, channels=self.channels)
+
+    @property
+    def domain_methods(self) -> tuple[str, ...]:  # type: ignore[override]
+        """As every waveform family, except that a frozen backbone with a parameter-free pooling
+        (``strategy: freeze``, ``pool: meanmax`` / ``meanstd``) has nothing below the pooled
+        embedding to train, so only ``adabn`` applies."""
+        if self.strategy == "freeze" and self.pool != "attention":
+            return ("adabn",)
+        return ("adabn", "deep-coral", "mmd")
 
     @property
     def prunable(self) -> bool:

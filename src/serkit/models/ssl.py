@@ -309,6 +309,12 @@ class SSLClassifier(WaveformClassifier):
         self._feature_info = info
         return net
 
+    @property
+    def domain_methods(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``adabn`` only (the head's batch norm; the backbones use layer/group norm). Train-time
+        Deep CORAL / MMD are not wired into this family's fit."""
+        return ("adabn",)
+
     # -- learning -----------------------------------------------------------------------------------
     def fit(self, utterances, *, progress: bool = True) -> SSLClassifier:
         """Load the backbone, read the utterances' audio at 16 kHz and train (see the class docstring)."""

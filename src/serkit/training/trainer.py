@@ -137,6 +137,12 @@ class TrainConfig:
         (SoundNet nets built with ``speaker_norm=True``).
     min_speaker_utterances
         Speakers with fewer utterances use the training set's global statistics instead.
+    domain_weight
+        λ of train-time domain adaptation (``Trainer.fit(target_signals=..., domain_method=...)``):
+        loss = CE/focal + λ · (Deep CORAL or MMD between the source and target pooled embeddings).
+        1.0, the usual published default for both losses (Sun & Saenko set λ so that the
+        classification and CORAL losses are of similar size by the end of training; we did not
+        tune it, and never on test data).
     """
 
     strategy: str = "auto"
@@ -169,6 +175,7 @@ class TrainConfig:
     eval_batch_seconds: float = 120.0
     normalisation: str = "none"
     min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES
+    domain_weight: float = 1.0
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -187,6 +194,8 @@ class TrainConfig:
             raise ConfigError(f"train.dropout must be in [0, 1), got {self.dropout}")
         if self.normalisation not in ("none", "speaker"):
             raise ConfigError(f"train.normalisation must be 'none' or 'speaker', got {self.normalisation!r}")
+        if not float(self.domain_weight) >= 0:
+            raise ConfigError(f"train.domain_weight must be >= 0, got {self.domain_weight}")
         if self.crop_seconds is not None and self.crop_seconds <= 0:
             raise ConfigError(f"train.crop_seconds must be > 0 or null (whole utterances), got {self.crop_seconds}")
 
@@ -330,6 +339,8 @@ class Trainer:
         n_classes: int,
         augmenter: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         batch_loss: Callable[[torch.Tensor, torch.Tensor, np.ndarray, Callable], torch.Tensor] | None = None,
+        target_signals: Sequence[np.ndarray] | None = None,
+        domain_method: str | None = None,
     ) -> TrainResult:
         """Train ``net`` in place and leave it holding the weights of the best validation epoch.
 
@@ -354,21 +365,60 @@ class Trainer:
             per-utterance targets, e.g. a teacher's probabilities for distillation) and
             ``recipe_loss(logits, target)`` is the configured loss. Validation (early stopping)
             is unchanged: UA, with the configured loss breaking ties.
+        target_signals, domain_method
+            Train-time domain adaptation: unlabelled waveforms of the target domain and
+            ``"deep-coral"`` or ``"mmd"`` (:mod:`serkit.networks.domain_losses`). Every training
+            batch is joined by as many random target crops (drawn with replacement), the two go
+            through the network as one batch, and the loss adds ``domain_weight`` times the domain
+            loss between the source and target pooled embeddings (the vector the head's batch norm
+            and linear layer see; with speaker normalisation the source rows are standardised by
+            their speakers and the target rows by the training statistics, as a single clip is at
+            prediction time). Only the source rows reach the head, so its batch norm keeps source
+            statistics; batch norms below the pooling see the mixed batch. Early stopping still
+            scores the labelled validation speakers only.
         """
         previous_threads = torch.get_num_threads()
         try:
             return self._fit(
-                net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter, batch_loss=batch_loss
+                net,
+                signals,
+                targets,
+                speakers,
+                n_classes=n_classes,
+                augmenter=augmenter,
+                batch_loss=batch_loss,
+                target_signals=target_signals,
+                domain_method=domain_method,
             )
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _fit(self, net, signals, targets, speakers, *, n_classes, augmenter, batch_loss) -> TrainResult:
+    def _fit(
+        self,
+        net,
+        signals,
+        targets,
+        speakers,
+        *,
+        n_classes,
+        augmenter,
+        batch_loss,
+        target_signals=None,
+        domain_method=None,
+    ) -> TrainResult:
         c = self.config
         t_start = time.perf_counter()
         run = self._prepare(
             net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter, batch_loss=batch_loss
         )
+        if domain_method is not None:
+            from ..networks.domain_losses import domain_loss
+
+            run.domain_fn = domain_loss(domain_method)
+            if not target_signals:
+                raise ConfigError(f"{domain_method} needs unlabelled target signals (target_signals=)")
+            run.target = [pad_to(np.asarray(s, dtype=np.float32), net.min_samples) for s in target_signals]
+            self._log(f"domain adaptation: {domain_method}, λ={c.domain_weight}, {len(run.target)} target clips")
         for epoch in range(c.epochs):
             t0, cpu0 = time.perf_counter(), time.process_time()
             stage = self._stage(run, epoch)
@@ -479,6 +529,10 @@ class Trainer:
         if use_cache and run.cache_level != n_frozen:
             run.cache = self._build_cache(net, run.signals, n_frozen, run.budget)
             run.cache_level = n_frozen if run.cache is not None else -1
+            if run.target is not None:
+                run.target_cache = (
+                    None if run.cache is None else level_features(net, run.target, n_frozen, self.device, run.budget)
+                )
             _set_trainable(net, n_frozen, c.train_bn)
         have_cache = use_cache and run.cache_level == n_frozen
         cached = have_cache and run.augmenter is None  # training batches cut from the cache
@@ -535,6 +589,11 @@ class Trainer:
                         x = _random_crop_np(x, None if crop is None else int(crop * 1.25), rng)
                         x = pad_to(run.augmenter(x, rng), net.min_samples)
                     items.append(_random_crop(as_tensor(x), crop, rng))
+            n_source = len(items)
+            if run.target is not None:  # as many unlabelled target crops, through the network with the batch
+                for j in rng.integers(0, len(run.target), size=n_source):
+                    source = run.target_cache[j] if stage.cached else as_tensor(run.target[j])
+                    items.append(_random_crop(source, stage.crop_len if stage.cached else crop, rng))
             h, lens = pad_batch(items, [int(t.shape[-1]) for t in items])
             h, lens = h.to(self.device), lens.to(self.device)
             target = torch.as_tensor(run.y[idx], device=self.device)
@@ -545,7 +604,10 @@ class Trainer:
                 start = stage.n_frozen
             for g in run.opt.param_groups:
                 g["lr"] = g["initial_lr"] * cosine_factor(run.step, run.period_steps, c.min_lr_ratio)
-            if norms is not None:
+            domain = None
+            if run.target is not None:
+                logits, domain = self._domain_forward(run, h, lens, start, idx, norms, n_source)
+            elif norms is not None:
                 rows = torch.as_tensor(norms["row_of"][idx])
                 mu_fit, sd_fit = norms["fit"]
                 logits = net.forward_from(
@@ -558,6 +620,8 @@ class Trainer:
                 if run.batch_loss is None
                 else run.batch_loss(logits, target, idx, run.loss_fn)
             )
+            if domain is not None:
+                loss = loss + c.domain_weight * domain
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
             if c.grad_clip:
@@ -567,6 +631,33 @@ class Trainer:
             total += loss.item() * len(idx)
             count += len(idx)
         return total / max(count, 1)
+
+    def _domain_forward(self, run: _Run, h, lens, start: int, idx, norms: dict | None, n_source: int):
+        """Source logits and the domain loss of one joint batch (source rows first, then target rows).
+
+        Returns ``(logits of the source rows, domain loss or None)``; the loss is None when nothing
+        below the pooled embedding is trainable at this stage (progressive training's head-only
+        stage with a parameter-free pooling) — under ``strategy: freeze`` that is an error.
+        """
+        net = run.net
+        p = net.pooled_from(h, lens, start)
+        p_s, p_t = p[:n_source], p[n_source:]
+        if norms is not None:
+            rows = torch.as_tensor(norms["row_of"][idx])
+            mu_fit, sd_fit = norms["fit"]
+            g_mu, g_sd = norms["global"]
+            p_s = (p_s - mu_fit[rows].to(self.device)) / sd_fit[rows].to(self.device)
+            p_t = (p_t - g_mu.to(self.device)) / g_sd.to(self.device)
+        logits = net.from_pooled(p_s)
+        if not p.requires_grad:
+            if run.strategy == "freeze":
+                raise ConfigError(
+                    "train-time domain adaptation aligns the pooled embedding, but with strategy 'freeze' and a "
+                    "parameter-free pooling nothing below it learns: use pool: attention, strategy progressive or "
+                    "full, or adapt the trained model with serkit adapt --adapt-method adabn"
+                )
+            return logits, None
+        return logits, run.domain_fn(p_s.float(), p_t.float())
 
     def _validate(self, run: _Run, stage: _Stage, norms: dict | None) -> tuple[float, float]:
         """Loss and UA of the validation speakers' whole utterances (their own speaker statistics)."""
@@ -677,6 +768,9 @@ class _Run:
     spk_norm: bool
     cache_level: int = -1  # level and features of the frozen prefix, per utterance
     cache: list | None = None
+    target: list | None = None  # unlabelled target signals (train-time domain adaptation)
+    target_cache: list | None = None  # their frozen-prefix features, when the source ones are cached
+    domain_fn: Callable | None = None
     step: int = 0
     bad_epochs: int = 0
     best: dict = field(default_factory=lambda: {"ua": -1.0, "loss": math.inf, "epoch": 0, "state": None})
