@@ -1,0 +1,326 @@
+"""Audio unlike the training data: domain adaptation, few-shot enrolment and calibration, one table.
+
+Usage::
+
+    python benchmarks/domain.py                                  # every corpus under $SERKIT_DATA
+    python benchmarks/domain.py --corpora emodb,tess,ravdess --max-per-corpus 0 --jobs 2
+    python benchmarks/domain.py --out runs/domain.json
+
+Leave-one-corpus-out over the corpora (6 classes; a held-out corpus is scored on the classes it
+has): for each held-out corpus the recipe (``default``) is trained on all the others, then
+
+* **no adaptation** — single utterance (training statistics only) and speaker-adapted (each test
+  speaker standardised with its own unlabelled clips, :mod:`serkit.speakers`);
+* **CORAL** (``serkit adapt``) — the fold's model adapted to the held-out corpus' unlabelled audio
+  (transductive: the test audio without its labels), single utterance;
+* **few-shot** (``serkit enrol``) — K = 1, 5, 10, 20 labelled clips per class of the held-out
+  corpus as the support set, the rest scored; against zero-shot (the same model unenrolled, on
+  the same query clips) and a linear SVM trained on the K shots alone in the same embedding space;
+  ``--episodes`` repeats, mean and 95 % t-interval;
+* **calibration** — ECE (15 bins, top label) before and after temperature scaling, single
+  utterance, adapted and CORAL modes, pooled over folds. A fold's temperatures are fitted the way
+  ``serkit train --calibrate`` fits them: on out-of-fold predictions of its *training* corpora,
+  each held out in turn (models trained on all corpora but the fold's and that one), never on
+  the held-out corpus. A model trained without corpora {i, j} serves both fold i and fold j.
+
+``--max-per-corpus N`` keeps at most N clips of each corpus (balanced over speaker and class,
+seeded), for every role — training, target audio and test — so that the 7 × 6 / 2 + 7 fits fit on a
+2-core machine; ``0`` keeps everything. Settings are the recipe's; nothing here is tuned on a
+held-out corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+#: adapter name → folder under $SERKIT_DATA
+CORPORA = {
+    "emodb": "emodb",
+    "tess": "tess",
+    "ravdess": "ravdess-sample",
+    "ased": "ased",
+    "nemo": "nemo",
+    "turev": "turev",
+    "korean-emotiontts": "korean-emotiontts",
+}
+SHOTS = (1, 5, 10, 20)
+MODES = ("none", "speaker", "coral")
+
+
+def cap(utterances, n: int, seed: int = 0) -> list:
+    """At most ``n`` utterances, taken round-robin over (speaker, class) groups in a seeded order."""
+    if not n or len(utterances) <= n:
+        return list(utterances)
+    rng = np.random.default_rng(seed)
+    groups = defaultdict(list)
+    for u in utterances:
+        groups[(str(u.speaker), str(u.label))].append(u)
+    order = [groups[k] for k in sorted(groups)]
+    for g in order:
+        rng.shuffle(g)
+    out, i = [], 0
+    while len(out) < n:
+        for g in order:
+            if i < len(g) and len(out) < n:
+                out.append(g[i])
+        i += 1
+    return out
+
+
+def _predict(model, clips) -> dict:
+    """Probabilities of ``clips`` per mode: single utterance, speaker-adapted and CORAL-adapted to ``clips``."""
+    from serkit.adaptation import adapt_classifier
+
+    out = {
+        "none": model.predict_proba_utterances(clips, adapt=False, progress=False),
+        "speaker": model.predict_proba_utterances(clips, adapt=True, progress=False),
+    }
+    adapted = adapt_classifier(copy.deepcopy(model), clips, method="coral")
+    out["coral"] = adapted.predict_proba_utterances(clips, adapt=False, progress=False)
+    return out
+
+
+def run_fold(recipe_name: str, train, tests: dict, fewshot: dict | None, outer: bool) -> dict:
+    """Fit the recipe on ``train``; per held-out corpus in ``tests`` its probabilities per mode.
+
+    An ``outer`` fold (one held-out corpus) also gets train-time CORAL (a second model, fitted with
+    the held-out corpus' unlabelled audio as its target) and the few-shot scores.
+    """
+    from serkit.adaptation import fit_with_target
+    from serkit.models import build_model
+    from serkit.recipe import load_recipe
+
+    recipe = load_recipe(recipe_name)
+    t0 = time.perf_counter()
+    model = build_model(recipe.model).fit(train, progress=False)
+    out = {"labels": list(model.labels), "fit_seconds": time.perf_counter() - t0, "probs": {}}
+    for corpus, clips in tests.items():
+        out["probs"][corpus] = _predict(model, clips)
+    if outer:
+        ((corpus, clips),) = tests.items()
+        trained, _ = fit_with_target(build_model(recipe.model), train, clips, method="coral")
+        out["probs"][corpus]["coral-train"] = trained.predict_proba_utterances(clips, adapt=False, progress=False)
+        if fewshot is not None:
+            out["fewshot"] = fewshot_scores(model, clips, **fewshot)
+    return out
+
+
+def run_neural_fold(recipe_name: str, overrides: list[str], train, test) -> dict:
+    """A network trained on ``train``: single-utterance probabilities on ``test`` unadapted, after AdaBN
+    to ``test``'s audio, and of two more networks trained with it as target (Deep CORAL, MMD)."""
+    from serkit.adaptation import adapt_classifier, fit_with_target
+    from serkit.models import build_model
+    from serkit.recipe import load_recipe
+
+    recipe = load_recipe(recipe_name, overrides)
+    t0 = time.perf_counter()
+    model = build_model(recipe.model).fit(train, progress=False)
+    probs = {"none": model.predict_proba_utterances(test, adapt=False, progress=False)}
+    adapted = adapt_classifier(copy.deepcopy(model), test, method="adabn")
+    probs["adabn"] = adapted.predict_proba_utterances(test, adapt=False, progress=False)
+    for method in ("deep-coral", "mmd"):
+        trained, _ = fit_with_target(build_model(recipe.model), train, test, method=method)
+        probs[method] = trained.predict_proba_utterances(test, adapt=False, progress=False)
+    return {"labels": list(model.labels), "probs": probs, "seconds": time.perf_counter() - t0}
+
+
+def fewshot_scores(model, clips, *, shots, episodes: int, seed: int) -> dict:
+    """Per K: UA (mean, 95 % interval over episodes) of the enrolled model, zero-shot and an SVM on the K shots."""
+    from serkit.errors import ConfigError
+    from serkit.evaluation.fewshot import episode_scores, fold_inputs
+
+    labels, proba, emb = fold_inputs(model, clips)
+    y = [str(u.label) for u in clips]
+    out = {}
+    for k in shots:
+        try:
+            r = episode_scores(proba, labels, emb, y, shots=k, episodes=episodes, seed=seed)
+        except ConfigError as exc:  # a class with fewer than K + 1 clips: no episode at this K
+            out[str(k)] = {"skipped": str(exc)}
+            continue
+        out[str(k)] = {
+            m: {"mean": r[m]["ua"]["mean"], "ci95": r[m]["ua"]["ci95"]} for m in ("zero_shot", "svm", "enrolled")
+        }
+    return out
+
+
+def _ua(labels, probs, clips) -> float:
+    from serkit.metrics import unweighted_accuracy
+
+    return unweighted_accuracy([str(u.label) for u in clips], [labels[i] for i in np.asarray(probs).argmax(1)])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="default")
+    ap.add_argument("--corpora", default=",".join(CORPORA), help="comma-separated adapter names (default: all)")
+    ap.add_argument("--max-per-corpus", type=int, default=700)
+    ap.add_argument("--episodes", type=int, default=5)
+    ap.add_argument("--no-fewshot", action="store_true")
+    ap.add_argument("--no-calibration", action="store_true")
+    ap.add_argument("--jobs", type=int, default=1, help="folds fitted in parallel (processes)")
+    ap.add_argument("--out", default=None, help="also write the results as JSON")
+    ap.add_argument("--neural", default=None, help="also a network recipe: no adaptation / AdaBN / Deep CORAL / MMD")
+    ap.add_argument("--neural-set", action="append", default=[], help="recipe override for --neural (key=value)")
+    ap.add_argument("--neural-corpora", default="emodb,tess,ravdess")
+    ap.add_argument("--neural-max-per-corpus", type=int, default=200)
+    args = ap.parse_args(argv)
+
+    from joblib import Parallel, delayed
+
+    from serkit.calibration import apply_temperature, ece, fit_temperature
+    from serkit.corpora import load_corpus
+
+    names = [c.strip() for c in args.corpora.split(",") if c.strip()]
+    missing = [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
+    if missing:
+        print(f"domain: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
+        return 2
+    t_start = time.perf_counter()
+    by = {}
+    for c in names:
+        utts = load_corpus(f"{c}:{DATA / CORPORA[c]}", label_set="6class", check_audio=True)
+        by[c] = cap(utts, args.max_per_corpus)
+        print(f"{c}: {len(by[c])} of {len(utts)} clips, {len({u.speaker for u in by[c]})} speakers", flush=True)
+
+    fewshot = None if args.no_fewshot else {"shots": SHOTS, "episodes": args.episodes, "seed": 0}
+    jobs = [((c,), {c: by[c]}, fewshot) for c in names]
+    if not args.no_calibration:
+        jobs += [((a, b), {a: by[a], b: by[b]}, None) for i, a in enumerate(names) for b in names[i + 1 :]]
+    tasks = [
+        delayed(run_fold)(args.recipe, [u for c in names if c not in held for u in by[c]], tests, fs, len(held) == 1)
+        for held, tests, fs in jobs
+    ]
+    neural_names = [c.strip() for c in args.neural_corpora.split(",") if c.strip()] if args.neural else []
+    if neural_names:
+        nby = {}
+        for c in neural_names:
+            nby[c] = cap(load_corpus(f"{c}:{DATA / CORPORA[c]}", label_set="6class"), args.neural_max_per_corpus)
+        tasks += [
+            delayed(run_neural_fold)(
+                args.neural, args.neural_set, [u for o in neural_names if o != c for u in nby[o]], nby[c]
+            )
+            for c in neural_names
+        ]
+    results = Parallel(n_jobs=args.jobs, verbose=0)(tasks)
+    neural = dict(zip(neural_names, results[len(jobs) :]))
+    results = results[: len(jobs)]
+    fits = dict(zip([held for held, _, _ in jobs], results))
+    labels = fits[(names[0],)]["labels"]
+    index = {lab: i for i, lab in enumerate(labels)}
+
+    def y(c):
+        return np.array([index[str(u.label)] for u in by[c]])
+
+    table = {c: {m: _ua(labels, fits[(c,)]["probs"][c][m], by[c]) for m in MODES + ("coral-train",)} for c in names}
+    rows = {"per_corpus": table, "fit_seconds": [r["fit_seconds"] for r in results]}
+    if neural:
+        rows["neural"] = {
+            "recipe": args.neural,
+            "overrides": args.neural_set,
+            "max_per_corpus": args.neural_max_per_corpus,
+            "per_corpus": {
+                c: {m: _ua(r["labels"], p, nby[c]) for m, p in r["probs"].items()} for c, r in neural.items()
+            },
+            "seconds": {c: r["seconds"] for c, r in neural.items()},
+        }
+
+    if not args.no_calibration:
+        before, after, temps = defaultdict(list), defaultdict(list), {}
+        for c in names:
+            t = {}
+            for m in MODES:
+                inner = [(fits[tuple(sorted((c, j), key=names.index))]["probs"][j][m], y(j)) for j in names if j != c]
+                t[m] = fit_temperature(np.concatenate([p for p, _ in inner]), np.concatenate([q for _, q in inner]))
+                p = fits[(c,)]["probs"][c][m]
+                before[m].append(p)
+                after[m].append(apply_temperature(p, t[m]))
+            temps[c] = t
+        yy = np.concatenate([y(c) for c in names])
+        rows["calibration"] = {
+            m: {
+                "ece_before": ece(np.concatenate(before[m]), yy),
+                "ece_after": ece(np.concatenate(after[m]), yy),
+                "temperature_median": float(np.median([temps[c][m] for c in names])),
+            }
+            for m in MODES
+        }
+        rows["temperatures"] = temps
+
+    if fewshot is not None:
+        rows["fewshot"] = {c: fits[(c,)]["fewshot"] for c in names}
+
+    _print(names, rows, args)
+    print(f"\n{len(results)} fits, {time.perf_counter() - t_start:.0f} s wall; load average {os.getloadavg()[0]:.1f}")
+    if args.out:
+        from serkit.jsonio import dumps
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(dumps(rows))
+    return 0
+
+
+def _print(names, rows, args) -> None:
+    t = rows["per_corpus"]
+    short = {"korean-emotiontts": "korean"}
+    head = " | ".join(f"{short.get(c, c):>7s}" for c in names)
+    print(f"\nLeave-one-corpus-out, 6 classes, recipe {args.recipe}, ≤ {args.max_per_corpus or 'all'} clips per corpus")
+    print(f"| method | mode | {head} | mean |")
+    print("|---|---|" + "---:|" * (len(names) + 1))
+    what = {
+        "none": ("no adaptation", "single utterance"),
+        "speaker": ("no adaptation", "speaker-adapted"),
+        "coral": ("CORAL (serkit adapt)", "single utterance"),
+        "coral-train": ("CORAL at training (train --target)", "single utterance"),
+    }
+    for m in MODES + ("coral-train",):
+        vals = [t[c][m] for c in names]
+        print(f"| {what[m][0]} | {what[m][1]} | " + " | ".join(f"{v:7.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
+    gain = np.mean([t[c]["coral"] - t[c]["none"] for c in names])
+    print(f"\nCORAL gain over no adaptation (single utterance), mean over folds: {100 * gain:+.1f} UA points")
+    if "neural" in rows:
+        n = rows["neural"]
+        cs = list(n["per_corpus"])
+        print(
+            f"\nNetwork {n['recipe']} {' '.join(n['overrides'])}, ≤ {n['max_per_corpus']} clips per corpus, single utterance"
+        )
+        print("| method | " + " | ".join(f"{short.get(c, c):>7s}" for c in cs) + " | mean |")
+        print("|---|" + "---:|" * (len(cs) + 1))
+        label = {"none": "no adaptation", "adabn": "AdaBN (serkit adapt)", "deep-coral": "Deep CORAL (train --target)"}
+        label["mmd"] = "MMD (train --target)"
+        for m in ("none", "adabn", "deep-coral", "mmd"):
+            vals = [n["per_corpus"][c][m] for c in cs]
+            print(f"| {label[m]} | " + " | ".join(f"{v:7.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
+    if "calibration" in rows:
+        print("\n| mode | ECE before | ECE after | T (median over folds) |\n|---|---:|---:|---:|")
+        for m in MODES:
+            r = rows["calibration"][m]
+            print(
+                f"| {what[m][1]} ({what[m][0]}) | {r['ece_before']:.3f} | {r['ece_after']:.3f} | {r['temperature_median']:.2f} |"
+            )
+    if "fewshot" in rows:
+        print(
+            f"\nFew-shot (K labelled clips per class of the held-out corpus; mean UA over folds, {args.episodes} episodes)"
+        )
+        print(
+            "| K | zero-shot | SVM on the K shots | enrolled (serkit enrol) | gain over zero-shot | folds |\n|---:|---:|---:|---:|---:|---:|"
+        )
+        for k in SHOTS:
+            per = [rows["fewshot"][c][str(k)] for c in names if "skipped" not in rows["fewshot"][c][str(k)]]
+            if not per:
+                continue
+            z, s, e = (np.mean([p[key]["mean"] for p in per]) for key in ("zero_shot", "svm", "enrolled"))
+            print(f"| {k} | {z:.3f} | {s:.3f} | {e:.3f} | {100 * (e - z):+.1f} | {len(per)} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
