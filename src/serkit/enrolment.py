@@ -80,7 +80,7 @@ def enrol_classifier(
     Returns ``(enrolled model, the support utterances used)``.
     """
     from .models.prototype import PrototypeClassifier
-    from .prototypes import ALPHA, SCALE, class_prototypes, sample_support
+    from .prototypes import ALPHA, SCALE, fit_prototypes, sample_support
 
     model = _unwrap(model)
     if not model.has_embedding:
@@ -96,13 +96,13 @@ def enrol_classifier(
         idx = sample_support(labels, shots, seed=seed)
     except ValueError as exc:
         raise ConfigError(
-            f"the support set is too small: {exc}; give more clips of that class or ask for fewer with --shots"
+            f"the support set is too small: {exc}; give more clips of the classes named or ask for fewer with --shots"
         ) from None
     chosen = [support[i] for i in idx]
     emb = model.embed_utterances(chosen, progress=progress)
-    classes, protos = class_prototypes(emb, [str(u.label) for u in chosen])
+    classes, protos, variance = fit_prototypes(emb, [str(u.label) for u in chosen])
     enrolled = PrototypeClassifier(alpha=ALPHA if alpha is None else alpha, scale=SCALE if scale is None else scale)
-    return enrolled.set_prototypes(model, classes, protos, base_meta=base_meta), chosen
+    return enrolled.set_prototypes(model, classes, protos, variance=variance, base_meta=base_meta), chosen
 
 
 def enrol_model(

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..prototypes import ALPHA, SCALE, TEMPERATURE, class_prototypes, enrolled_proba, sample_support
+from ..prototypes import ALPHA, SCALE, SHRINK, enrolled_proba, fit_prototypes, rule_temperature, sample_support
 from .metrics import metrics
 
 __all__ = ["METHODS", "t_interval", "fold_inputs", "episode_scores", "fewshot_folds", "evaluate_fewshot"]
@@ -84,7 +84,8 @@ def episode_scores(
     seed: int = 0,
     alpha: float = ALPHA,
     scale: float = SCALE,
-    temperature: float = TEMPERATURE,
+    temperature: float | None = None,
+    shrink: float = SHRINK,
     svm: bool = True,
     keep_predictions: bool = False,
 ) -> dict:
@@ -109,10 +110,10 @@ def episode_scores(
         query = np.setdiff1d(np.arange(len(y)), support)
         if not len(query):
             raise ConfigError(f"fewshot:{shots}: no held-out clip is left to score after taking the support set")
-        classes, protos = class_prototypes(embeddings[support], y[support])
+        classes, protos, variance = fit_prototypes(embeddings[support], y[support], shrink=shrink)
         labels, p = enrolled_proba(
             base_proba[query], base_labels, embeddings[query], protos, classes, alpha=alpha, scale=scale,
-            temperature=temperature,
+            temperature=temperature, variance=variance,
         )  # fmt: skip
         all_labels = sorted(set(labels) | set(y.tolist()))
         truth = y[query].tolist()
@@ -171,7 +172,8 @@ def evaluate_fewshot(
     progress: bool = True,
     alpha: float = ALPHA,
     scale: float = SCALE,
-    temperature: float = TEMPERATURE,
+    temperature: float | None = None,
+    shrink: float = SHRINK,
 ):
     """Run the ``fewshot:K`` protocol (module docstring) and return a :class:`~serkit.evaluation.report.Report`.
 
@@ -211,7 +213,7 @@ def evaluate_fewshot(
             y = [str(u.label) for u in test]
             s = episode_scores(
                 base, base_labels, emb, y, shots=shots, episodes=episodes, seed=seed, alpha=alpha, scale=scale,
-                temperature=temperature, keep_predictions=True,
+                temperature=temperature, shrink=shrink, keep_predictions=True,
             )  # fmt: skip
             fold_scores.append(s)
             ep = s.pop("episode0")
@@ -266,7 +268,13 @@ def evaluate_fewshot(
         "episodes": int(episodes),
         "seed": int(seed),
         "held_out": held_out,
-        "rule": {"alpha": float(alpha), "scale": float(scale), "temperature": float(temperature)},
+        "rule": {
+            "alpha": float(alpha),
+            "scale": float(scale),
+            "shrink": float(shrink),
+            "temperature": rule_temperature(1) if temperature is None else float(temperature),
+            "one_shot_temperature": rule_temperature(None) if temperature is None else float(temperature),
+        },
         "pooled": _pool(fold_scores, METHODS),
         "note": "means over episodes with 95 % t-intervals; single-utterance predictions; each episode's "
         "support clips are excluded from its scored clips; the headline numbers are episode 0",

@@ -2,7 +2,8 @@
 
 The model holds its base classifier (saved inside the folder, ``base/``, a model folder of its
 own, as fusion members are) and one prototype per support class (``prototypes.npz``: the mean of
-the support clips' embeddings in the base's embedding space, float64, no pickle). It predicts
+the support clips' embeddings in the base's embedding space, and the support's per-dimension
+within-class variance the distances are measured in; float64, no pickle). It predicts
 over the union of the base's labels and the support set's (:func:`serkit.prototypes.enrolled_proba`):
 single-utterance base probabilities mixed with prototype probabilities, with the weight and scale
 recorded in ``model.json``. It never adapts to speakers (the prototypes already sit in the new
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..prototypes import ALPHA, SCALE, TEMPERATURE, enrolled_proba
+from ..prototypes import ALPHA, SCALE, enrolled_proba, rule_temperature
 from .base import Classifier, register_model
 
 __all__ = ["PrototypeClassifier", "PROTOTYPES_FILE", "BASE_DIR"]
@@ -36,7 +37,8 @@ class PrototypeClassifier(Classifier):
     scale
         Per-dimension scale of the squared distances (:data:`serkit.prototypes.SCALE`).
     temperature
-        Softening of the mixed log-probabilities (:data:`serkit.prototypes.TEMPERATURE`).
+        Softening of the mixed log-probabilities; ``None``: the rule's (:func:`serkit.prototypes.rule_temperature`,
+        resolved when the prototypes are set).
 
     Attributes
     ----------
@@ -49,17 +51,20 @@ class PrototypeClassifier(Classifier):
         The sorted union of the base's labels and ``classes_``.
     """
 
-    def __init__(self, *, alpha: float = ALPHA, scale: float = SCALE, temperature: float = TEMPERATURE):
+    def __init__(self, *, alpha: float = ALPHA, scale: float = SCALE, temperature: float | None = None):
         self.alpha = float(alpha)
         self.scale = float(scale)
-        self.temperature = float(temperature)
+        self.temperature = None if temperature is None else float(temperature)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"prototype alpha must be in [0, 1], got {alpha!r}")
-        if not self.scale > 0 or not self.temperature > 0:
+        if not self.scale > 0 or not (self.temperature is None or self.temperature > 0):
             raise ConfigError(f"prototype scale and temperature must be positive, got {scale!r}, {temperature!r}")
 
-    def set_prototypes(self, base: Classifier, classes, prototypes, *, base_meta: dict | None = None):
-        """Make this the enrolment of ``base`` with these prototypes; returns ``self``."""
+    def set_prototypes(
+        self, base: Classifier, classes, prototypes, *, variance=None, base_meta: dict | None = None
+    ) -> PrototypeClassifier:
+        """Make this the enrolment of ``base`` with these prototypes (and per-dimension ``variance``,
+        :func:`serkit.prototypes.pooled_variance`; ``None``: Euclidean); returns ``self``."""
         if not base.has_embedding:
             raise ConfigError(base._no_embedding())
         prototypes = np.asarray(prototypes, dtype=np.float64)
@@ -70,7 +75,12 @@ class PrototypeClassifier(Classifier):
         self.base_meta_ = dict(base_meta or {})
         self.classes_ = classes
         self.prototypes_ = prototypes
+        self.variance_ = None if variance is None else np.asarray(variance, dtype=np.float64)
+        if self.variance_ is not None and self.variance_.shape != (prototypes.shape[1],):
+            raise ConfigError(f"got a variance of shape {self.variance_.shape} for {prototypes.shape[1]}-d prototypes")
         self.labels_ = sorted(set(base.labels) | set(classes))
+        if self.temperature is None:
+            self.temperature = rule_temperature(self.variance_)
         return self
 
     # -- declared capabilities ------------------------------------------------------------------
@@ -102,7 +112,7 @@ class PrototypeClassifier(Classifier):
     def _mix(self, base_proba, embeddings) -> np.ndarray:
         labels, p = enrolled_proba(
             base_proba, self.base_.labels, embeddings, self.prototypes_, self.classes_, alpha=self.alpha, scale=self.scale,
-            temperature=self.temperature,
+            temperature=self.temperature, variance=self.variance_,
         )  # fmt: skip
         if labels != self.labels_:  # pragma: no cover - set_prototypes fixes the union
             raise ModelError(f"prototype labels {labels} differ from the model's {self.labels_}")
@@ -154,7 +164,10 @@ class PrototypeClassifier(Classifier):
                 extra=extra,
             )
         ]
-        np.savez(directory / PROTOTYPES_FILE, prototypes=self.prototypes_, classes=np.array(self.classes_, dtype=str))
+        arrays = {"prototypes": self.prototypes_, "classes": np.array(self.classes_, dtype=str)}
+        if self.variance_ is not None:
+            arrays["variance"] = self.variance_
+        np.savez(directory / PROTOTYPES_FILE, **arrays)
         return [*files, PROTOTYPES_FILE]
 
     @classmethod
@@ -165,7 +178,7 @@ class PrototypeClassifier(Classifier):
         model = cls(
             alpha=config.get("alpha", ALPHA),
             scale=config.get("scale", SCALE),
-            temperature=config.get("temperature", TEMPERATURE),
+            temperature=config.get("temperature"),
         )
         base, base_meta = load_model(model_file(directory, str(config.get("base", BASE_DIR)), kind="dir"))
         z = load_npz(model_file(directory, PROTOTYPES_FILE))
@@ -173,7 +186,7 @@ class PrototypeClassifier(Classifier):
             prototypes, classes = z["prototypes"], [str(c) for c in z["classes"]]
         except KeyError as exc:
             raise ModelError(f"'{directory}/{PROTOTYPES_FILE}' lacks {exc}; re-enrol the model") from None
-        model.set_prototypes(base, classes, prototypes, base_meta=base_meta)
+        model.set_prototypes(base, classes, prototypes, variance=z.get("variance"), base_meta=base_meta)
         if list(labels) != model.labels_:
             raise ModelError(
                 f"'{directory}/model.json' lists labels {list(labels)} but the base and prototypes give "
