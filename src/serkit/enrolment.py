@@ -100,9 +100,11 @@ def enrol_classifier(
         ) from None
     chosen = [support[i] for i in idx]
     emb = model.embed_utterances(chosen, progress=progress)
-    classes, protos, variance = fit_prototypes(emb, [str(u.label) for u in chosen])
+    classes, protos, variance, residuals = fit_prototypes(emb, [str(u.label) for u in chosen])
     enrolled = PrototypeClassifier(alpha=ALPHA if alpha is None else alpha, scale=SCALE if scale is None else scale)
-    return enrolled.set_prototypes(model, classes, protos, variance=variance, base_meta=base_meta), chosen
+    return enrolled.set_prototypes(
+        model, classes, protos, variance=variance, residuals=residuals, base_meta=base_meta
+    ), chosen
 
 
 def enrol_model(

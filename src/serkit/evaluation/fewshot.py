@@ -25,7 +25,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..prototypes import ALPHA, SCALE, SHRINK, enrolled_proba, fit_prototypes, rule_temperature, sample_support
+from ..prototypes import (
+    ALPHA,
+    COV_SHRINK,
+    SCALE,
+    SHRINK,
+    enrolled_proba,
+    fit_prototypes,
+    rule_temperature,
+    sample_support,
+)
 from .metrics import metrics
 
 __all__ = ["METHODS", "t_interval", "fold_inputs", "episode_scores", "fewshot_folds", "evaluate_fewshot"]
@@ -86,6 +95,7 @@ def episode_scores(
     scale: float = SCALE,
     temperature: float | None = None,
     shrink: float = SHRINK,
+    cov_shrink: float = COV_SHRINK,
     svm: bool = True,
     keep_predictions: bool = False,
 ) -> dict:
@@ -110,10 +120,10 @@ def episode_scores(
         query = np.setdiff1d(np.arange(len(y)), support)
         if not len(query):
             raise ConfigError(f"fewshot:{shots}: no held-out clip is left to score after taking the support set")
-        classes, protos, variance = fit_prototypes(embeddings[support], y[support], shrink=shrink)
+        classes, protos, variance, residuals = fit_prototypes(embeddings[support], y[support], shrink=shrink)
         labels, p = enrolled_proba(
             base_proba[query], base_labels, embeddings[query], protos, classes, alpha=alpha, scale=scale,
-            temperature=temperature, variance=variance,
+            temperature=temperature, variance=variance, residuals=residuals, cov_shrink=cov_shrink,
         )  # fmt: skip
         all_labels = sorted(set(labels) | set(y.tolist()))
         truth = y[query].tolist()
@@ -272,6 +282,7 @@ def evaluate_fewshot(
             "alpha": float(alpha),
             "scale": float(scale),
             "shrink": float(shrink),
+            "cov_shrink": float(COV_SHRINK),
             "temperature": rule_temperature(1) if temperature is None else float(temperature),
             "one_shot_temperature": rule_temperature(None) if temperature is None else float(temperature),
         },

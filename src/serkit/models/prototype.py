@@ -3,7 +3,8 @@
 The model holds its base classifier (saved inside the folder, ``base/``, a model folder of its
 own, as fusion members are) and one prototype per support class (``prototypes.npz``: the mean of
 the support clips' embeddings in the base's embedding space, and the support's per-dimension
-within-class variance the distances are measured in; float64, no pickle). It predicts
+within-class variance and standardised residuals that define the distance, see
+:func:`serkit.prototypes.squared_distances`; float64, no pickle). It predicts
 over the union of the base's labels and the support set's (:func:`serkit.prototypes.enrolled_proba`):
 single-utterance base probabilities mixed with prototype probabilities, with the weight and scale
 recorded in ``model.json``. It never adapts to speakers (the prototypes already sit in the new
@@ -61,10 +62,11 @@ class PrototypeClassifier(Classifier):
             raise ConfigError(f"prototype scale and temperature must be positive, got {scale!r}, {temperature!r}")
 
     def set_prototypes(
-        self, base: Classifier, classes, prototypes, *, variance=None, base_meta: dict | None = None
+        self, base: Classifier, classes, prototypes, *, variance=None, residuals=None, base_meta: dict | None = None
     ) -> PrototypeClassifier:
-        """Make this the enrolment of ``base`` with these prototypes (and per-dimension ``variance``,
-        :func:`serkit.prototypes.pooled_variance`; ``None``: Euclidean); returns ``self``."""
+        """Make this the enrolment of ``base`` with these prototypes (and the support's per-dimension
+        ``variance`` and standardised ``residuals``, :func:`serkit.prototypes.fit_prototypes`; ``None``:
+        Euclidean); returns ``self``."""
         if not base.has_embedding:
             raise ConfigError(base._no_embedding())
         prototypes = np.asarray(prototypes, dtype=np.float64)
@@ -78,6 +80,11 @@ class PrototypeClassifier(Classifier):
         self.variance_ = None if variance is None else np.asarray(variance, dtype=np.float64)
         if self.variance_ is not None and self.variance_.shape != (prototypes.shape[1],):
             raise ConfigError(f"got a variance of shape {self.variance_.shape} for {prototypes.shape[1]}-d prototypes")
+        self.residuals_ = None if residuals is None else np.asarray(residuals, dtype=np.float64)
+        if self.residuals_ is not None and (
+            self.variance_ is None or self.residuals_.shape[1:] != prototypes.shape[1:]
+        ):
+            raise ConfigError(f"got residuals of shape {self.residuals_.shape} for {prototypes.shape[1]}-d prototypes")
         self.labels_ = sorted(set(base.labels) | set(classes))
         if self.temperature is None:
             self.temperature = rule_temperature(self.variance_)
@@ -112,7 +119,7 @@ class PrototypeClassifier(Classifier):
     def _mix(self, base_proba, embeddings) -> np.ndarray:
         labels, p = enrolled_proba(
             base_proba, self.base_.labels, embeddings, self.prototypes_, self.classes_, alpha=self.alpha, scale=self.scale,
-            temperature=self.temperature, variance=self.variance_,
+            temperature=self.temperature, variance=self.variance_, residuals=self.residuals_,
         )  # fmt: skip
         if labels != self.labels_:  # pragma: no cover - set_prototypes fixes the union
             raise ModelError(f"prototype labels {labels} differ from the model's {self.labels_}")
@@ -167,6 +174,8 @@ class PrototypeClassifier(Classifier):
         arrays = {"prototypes": self.prototypes_, "classes": np.array(self.classes_, dtype=str)}
         if self.variance_ is not None:
             arrays["variance"] = self.variance_
+        if self.residuals_ is not None:
+            arrays["residuals"] = self.residuals_
         np.savez(directory / PROTOTYPES_FILE, **arrays)
         return [*files, PROTOTYPES_FILE]
 
@@ -186,7 +195,9 @@ class PrototypeClassifier(Classifier):
             prototypes, classes = z["prototypes"], [str(c) for c in z["classes"]]
         except KeyError as exc:
             raise ModelError(f"'{directory}/{PROTOTYPES_FILE}' lacks {exc}; re-enrol the model") from None
-        model.set_prototypes(base, classes, prototypes, variance=z.get("variance"), base_meta=base_meta)
+        model.set_prototypes(
+            base, classes, prototypes, variance=z.get("variance"), residuals=z.get("residuals"), base_meta=base_meta
+        )
         if list(labels) != model.labels_:
             raise ModelError(
                 f"'{directory}/model.json' lists labels {list(labels)} but the base and prototypes give "
