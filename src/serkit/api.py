@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["train", "evaluate", "adapt", "export", "compress", "prepare_data"]
+__all__ = ["train", "evaluate", "adapt", "enrol", "export", "compress", "prepare_data"]
 
 
 def prepare_data(corpora: Sequence[str], label_set: str, *, check_audio: bool = True):
@@ -54,6 +54,7 @@ def evaluate(
     adapt: str | None = None,
     target=None,
     adapt_method: str | None = None,
+    episodes: int | None = None,
 ):
     """Evaluate a recipe on corpora under a (speaker-independent by default) protocol.
 
@@ -76,6 +77,9 @@ def evaluate(
     for feature models, deep-coral for networks): per fold a second model trained with this fixed
     unlabelled target (:func:`serkit.adaptation.target_trainer`), scored as mode ``"domain"``.
 
+    ``protocol="fewshot:K"``: K-shot enrolment on each held-out corpus (or speaker) over ``episodes``
+    episodes (default 10), against zero-shot and an SVM on the K shots (:mod:`serkit.evaluation.fewshot`).
+
     Returns the :class:`serkit.evaluation.Report`; with ``out`` also writes report.json,
     report.md, confusion.png and predictions.csv there.
     """
@@ -87,6 +91,12 @@ def evaluate(
 
     r = load_recipe(recipe, overrides)
     proto = parse_protocol(protocol or r.protocol)
+    if episodes is not None:
+        from .evaluation.protocols import FewShot
+
+        if not isinstance(proto, FewShot):
+            raise ConfigError(f"--episodes applies to the fewshot:K protocol, not {proto.name!r}; drop it")
+        proto = FewShot(proto.k, episodes=episodes, seed=proto.seed)
     if not proto.speaker_independent and not allow_speaker_dependent:
         raise ConfigError(
             f"protocol {proto.name!r} puts the same speakers in training and test data, which overstates "
@@ -242,6 +252,32 @@ def adapt(model_dir, target, *, out, method: str = "coral", source: Sequence[str
 
         model_dir = DEFAULT_MODEL_DIR
     return adapt_model(model_dir, target, out=out, method=method, source=source, progress=progress)
+
+
+def enrol(
+    model_dir,
+    support,
+    *,
+    out,
+    shots: int | None = None,
+    seed: int = 0,
+    label_set: str = "native",
+    progress: bool = False,
+):
+    """Enrol the model in ``model_dir`` on a few labelled clips of a new domain and save it to ``out`` (``serkit enrol``).
+
+    ``support``: a folder with one sub-folder per class, a CSV manifest with labels, or a corpus
+    spec ``NAME:ROOT``; ``shots``: clips per class (seeded by ``seed``), all by default. The output
+    is a ``prototype`` model predicting over the union of the model's classes and the support's.
+    Returns ``(out, enrolment info)`` — also ``model.json``'s ``"enrolment"``. See :mod:`serkit.enrolment`.
+    """
+    from .enrolment import enrol_model
+
+    if model_dir is None:
+        from .inference import DEFAULT_MODEL_DIR
+
+        model_dir = DEFAULT_MODEL_DIR
+    return enrol_model(model_dir, support, out=out, shots=shots, seed=seed, label_set=label_set, progress=progress)
 
 
 def export(

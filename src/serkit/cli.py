@@ -29,6 +29,7 @@ EXAMPLES = {
     "export": "serkit export models/soundnet --format onnx --quantise int8 --out models/soundnet-int8",
     "compress": "serkit compress models/soundnet --prune 0.5 --out models/soundnet-pruned",
     "adapt": "serkit adapt --target calls/ --out my-model && serkit predict --model my-model calls/",
+    "enrol": "serkit enrol --support my-clips/ --shots 5 --out my-model && serkit predict --model my-model calls/",
 }
 
 
@@ -106,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", default=None, help="report folder (default runs/<recipe>-<protocol>)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="with --protocol fewshot:K: enrolment episodes per held-out part (default 10)",
+    )
     e.add_argument(
         "--adapt",
         default=None,
@@ -381,6 +388,21 @@ def _parser() -> argparse.ArgumentParser:
         "emodb tess ravdess-sample under $SERKIT_DATA)",
     )
     ad.add_argument("--out", required=True, help="adapted model folder to write")
+
+    en = cmd("enrol", "enrol a trained model on a few labelled clips of your domain (class prototypes)")
+    en.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    en.add_argument(
+        "--support",
+        required=True,
+        metavar="SPEC",
+        help="labelled clips: a folder with one sub-folder per class, a CSV manifest with labels, or NAME:ROOT",
+    )
+    en.add_argument("--shots", type=int, default=None, help="clips per class to use (default: all)")
+    en.add_argument("--seed", type=int, default=0, help="seed of the choice of clips with --shots")
+    en.add_argument(
+        "--label-set", default="native", help="label set of the support clips (default native: their own names)"
+    )
+    en.add_argument("--out", required=True, help="enrolled model folder to write")
     return p
 
 
@@ -451,6 +473,7 @@ def _cmd_evaluate(args) -> int:
         adapt=args.adapt,
         target=_one_or_many(args.target),
         adapt_method=args.adapt_method,
+        episodes=args.episodes,
     )
     if args.json:
         print(report.to_json())
@@ -462,6 +485,8 @@ def _cmd_evaluate(args) -> int:
         )
         for mode, m in (d.get("adaptation") or {}).items():
             print(f"  {mode:8s} UA {m['ua']:.3f}  WA {m['wa']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+        for method, m in ((d.get("fewshot") or {}).get("pooled") or {}).items():
+            print(f"  {method:9s} UA {m['ua']['mean']:.3f} ± {m['ua']['ci95']:.3f} (95 % over episodes)")
         cal = d.get("calibration") or {}
         for mode, c in (cal.get("modes") or {}).items():
             before = (cal.get("before") or {}).get(mode)
@@ -655,6 +680,27 @@ def _cmd_adapt(args) -> int:
     return 0
 
 
+def _cmd_enrol(args) -> int:
+    from .api import enrol
+
+    out, info = enrol(
+        args.model,
+        args.support,
+        out=args.out,
+        shots=args.shots,
+        seed=args.seed,
+        label_set=args.label_set,
+        progress=_progress(args),
+    )
+    added = f"; new classes: {', '.join(info['new_classes'])}" if info["new_classes"] else ""
+    _say(
+        args,
+        f"enrolled on {info['n_clips']} clips ({', '.join(f'{k} {v}' for k, v in info['per_class'].items())})"
+        f"{added}; model written to {out}",
+    )
+    return 0
+
+
 def _cmd_embed(args) -> int:
     import numpy as np
 
@@ -726,6 +772,18 @@ def _cmd_info(args) -> int:
             f"{ad['content_hash'][:12]}…) "
             + ("while training" if ad.get("when") == "training" else f"from {ad.get('source_model', '?')}")
         )
+    en = meta.get("enrolment")
+    if en:
+        shots = f"{en['shots']} per class" if en.get("shots") else "all clips"
+        print(
+            f"enrolled:   {en['method']} on {en['support']} ({en['n_clips']} clips, {shots}, content sha256 "
+            f"{en['content_hash'][:12]}…) from {en.get('base_model', '?')} ({en.get('base_family', '?')})"
+        )
+        print(
+            f"            classes {', '.join(en['classes'])}"
+            + (f"; new: {', '.join(en['new_classes'])}" if en.get("new_classes") else "")
+            + (f"; kept from the base: {', '.join(en['kept_from_base'])}" if en.get("kept_from_base") else "")
+        )
     _print_scores(meta.get("metrics") or {})
     return 0
 
@@ -771,6 +829,7 @@ COMMANDS = {
     "export": _cmd_export,
     "compress": _cmd_compress,
     "adapt": _cmd_adapt,
+    "enrol": _cmd_enrol,
 }
 
 

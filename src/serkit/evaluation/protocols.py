@@ -24,13 +24,14 @@ __all__ = [
     "SpeakerKFold",
     "Holdout",
     "RandomSplit",
+    "FewShot",
     "PROTOCOLS",
     "parse_protocol",
     "validation_split",
 ]
 
 #: the protocol spellings :func:`parse_protocol` understands (shown in error messages)
-PROTOCOLS = ("loso", "loco", "speaker-kfold:K", "holdout:SPK1,SPK2,...", "random-split:K")
+PROTOCOLS = ("loso", "loco", "speaker-kfold:K", "holdout:SPK1,SPK2,...", "random-split:K", "fewshot:K")
 
 
 class Fold(NamedTuple):
@@ -266,6 +267,38 @@ class RandomSplit(Protocol):
         return [_fold(fold_of == j, speakers) for j in range(self.k)]
 
 
+class FewShot(Protocol):
+    """``fewshot:K``: few-shot enrolment on each held-out corpus (when there are several; else each
+    held-out speaker), K support clips per class, the rest scored, over ``episodes`` seeded episodes.
+
+    Its folds are ``loco``'s (or ``loso``'s); the episodes are run by :mod:`serkit.evaluation.fewshot`.
+    """
+
+    #: episodes when none are asked for
+    EPISODES = 10
+
+    def __init__(self, k: int, episodes: int = EPISODES, seed: int = 0):
+        self.k = int(k)
+        self.episodes = int(episodes)
+        self.seed = int(seed)
+        if self.k < 1:
+            raise ConfigError(f"fewshot:{k}: K (support clips per class) must be at least 1; e.g. 'fewshot:5'")
+        if self.episodes < 1:
+            raise ConfigError(f"fewshot needs at least 1 episode, got {episodes}; e.g. --episodes 10")
+
+    @property
+    def name(self) -> str:
+        return f"fewshot:{self.k}"
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "shots": self.k, "episodes": self.episodes, "seed": self.seed}
+
+    def folds(self, utterances: Sequence) -> list[Fold]:
+        _require_utterances(utterances, self.name)
+        several = len({str(u.corpus) for u in utterances}) >= 2
+        return (LeaveOneCorpusOut() if several else LeaveOneSpeakerOut()).folds(utterances)
+
+
 def parse_protocol(spec, *, seed: int = 0) -> Protocol:
     """Turn a protocol string into a :class:`Protocol` (a ``Protocol`` is returned unchanged).
 
@@ -274,7 +307,8 @@ def parse_protocol(spec, *, seed: int = 0) -> Protocol:
     spec : str or Protocol
         ``"loso"`` — leave one speaker out; ``"loco"`` — leave one corpus out; ``"speaker-kfold:K"`` — K folds of disjoint speakers;
         ``"holdout:SPK1,SPK2"`` — the named speakers are the test set; ``"random-split:K"`` —
-        utterance-level stratified K-fold (speaker-dependent: reports are marked so).
+        utterance-level stratified K-fold (speaker-dependent: reports are marked so); ``"fewshot:K"`` —
+        K-shot enrolment on each held-out corpus or speaker (:class:`FewShot`).
     seed : int
         Seed of the shuffles in ``speaker-kfold`` and ``random-split``.
 
@@ -315,6 +349,8 @@ def parse_protocol(spec, *, seed: int = 0) -> Protocol:
         return Holdout(speakers)
     if name == "random-split":
         return RandomSplit(k_of(), seed=seed)
+    if name == "fewshot":
+        return FewShot(k_of(), seed=seed)
     raise ConfigError(
         f"unknown evaluation protocol {spec!r}; valid: {', '.join(PROTOCOLS)} "
         "(random-split is speaker-dependent and must be asked for by name)"

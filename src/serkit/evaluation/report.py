@@ -73,6 +73,10 @@ class Report:
         [{min_confidence, coverage, n, accuracy, ua}]}}}`` for each mode scored (``"none"`` single
         utterance, ``"speaker"`` adapted), pooled over folds; with ``evaluate(calibrate=True)`` also
         ``"before"`` ``{mode: {ece, brier, nll}}`` without temperature scaling.
+    fewshot : dict or None
+        The ``fewshot:K`` protocol (:mod:`serkit.evaluation.fewshot`): ``{shots, episodes, seed,
+        held_out, rule, pooled: {enrolled|zero_shot|svm: {ua|wa|macro_f1: {mean, ci95, n, values}}}}``;
+        each fold has the same per method under ``folds[i]["fewshot"]``.
     """
 
     protocol: str
@@ -88,6 +92,7 @@ class Report:
     protocol_info: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     calibration: dict | None = None
+    fewshot: dict | None = None
 
     # -- headline numbers -------------------------------------------------------------------------
     @property
@@ -155,6 +160,7 @@ class Report:
             "folds": [dict(f) for f in self.folds],
             "adaptation": self.adaptation,
             "calibration": self.calibration,
+            **({"fewshot": self.fewshot} if self.fewshot else {}),
             "seconds": float(self.seconds),
             "extra": dict(self.extra),
         }
@@ -191,6 +197,7 @@ class Report:
             seconds=float(d.get("seconds", 0.0)),
             adaptation=d.get("adaptation"),
             calibration=d.get("calibration"),
+            fewshot=d.get("fewshot"),
             protocol_info=dict(d.get("protocol_info", {})),
             extra=dict(d.get("extra", {})),
         )
@@ -261,6 +268,7 @@ class Report:
                 lines.append(f"\nmode `domain`: single utterance after {_md(t['method'])} — {_md(t['note'])}.")
             lines.append("")
 
+        lines += self._fewshot_markdown()
         lines += self._calibration_markdown()
 
         lines += ["## Per class", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
@@ -311,6 +319,28 @@ class Report:
                 )
                 lines.append("")
         return "\n".join(lines)
+
+    def _fewshot_markdown(self) -> list[str]:
+        fs = self.fewshot or {}
+        if not fs.get("pooled"):
+            return []
+        names = {
+            "enrolled": "enrolled (prototypes)",
+            "zero_shot": "zero-shot (not enrolled)",
+            "svm": "SVM on the K shots",
+        }
+        lines = [
+            f"## Few-shot enrolment ({fs['shots']} clips per class, {fs['episodes']} episodes, held-out "
+            f"{fs.get('held_out', 'part')})",
+            "",
+            "| method | UA | WA | macro-F1 |",
+            "|---|---|---|---|",
+        ]
+        for m, by_key in fs["pooled"].items():
+            cells = [f"{100 * by_key[k]['mean']:.2f} ± {100 * by_key[k]['ci95']:.2f}" for k in ("ua", "wa", "macro_f1")]
+            lines.append(f"| {_md(names.get(m, m))} | " + " | ".join(cells) + " |")
+        lines += ["", f"{_md(fs.get('note', ''))} (± is the 95 % interval over episodes).", ""]
+        return lines
 
     def _calibration_markdown(self) -> list[str]:
         cal = self.calibration or {}

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import ConfigError, ModelError
 from .metrics import metrics
-from .protocols import parse_protocol
+from .protocols import FewShot, parse_protocol
 from .report import Report
 
 __all__ = ["evaluate", "fit_temperatures", "out_of_fold", "inner_protocol"]
@@ -238,6 +238,15 @@ def evaluate(
     started = time.perf_counter()
     utterances = list(utterances)
     proto = parse_protocol(protocol, seed=seed)
+    if isinstance(proto, FewShot):  # train once per held-out part, then enrolment episodes
+        if calibrate or domain_adapt is not None:
+            raise ConfigError("the fewshot protocol runs without --calibrate and --adapt; drop them")
+        from .fewshot import evaluate_fewshot
+
+        return evaluate_fewshot(
+            model_factory, utterances, shots=proto.k, episodes=proto.episodes, seed=proto.seed, recipe=recipe,
+            progress=progress,
+        )  # fmt: skip
     folds = proto.folds(utterances)
 
     jobs = [([utterances[i] for i in f.train_idx], [utterances[i] for i in f.test_idx]) for f in folds]

@@ -472,6 +472,36 @@ class FeatureClassifier(Classifier):
             self.domain_map_ = [(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in maps]
         return self
 
+    # -- embedding (few-shot prototypes) -----------------------------------------------------------
+    @property
+    def has_embedding(self) -> bool:  # type: ignore[override]
+        """The single-utterance feature row the classifier sees (:meth:`embed_utterances`)."""
+        return True
+
+    def embed_utterances(self, utterances, *, progress: bool = True) -> np.ndarray:
+        """[shape=(n, d)] float64: each clip's feature sets standardised with the training statistics and
+        concatenated (the single-utterance space), through the CORAL map when the model is adapted.
+
+        With several speed views only the original one (speed 1, else the first) is used.
+        """
+        self._check_fitted()
+        return self._embedding(self._blocks_from_utterances(list(utterances), progress))
+
+    def embed_signals(self, signals) -> np.ndarray:
+        self._check_fitted()
+        signals = list(signals)
+        if not signals:
+            return np.zeros((0, sum(len(m) for m in self.global_mean_[: len(self.features)])))
+        return self._embedding(self._blocks_from_signals(signals))
+
+    def _embedding(self, views) -> np.ndarray:
+        view = self.speeds.index(1.0) if 1.0 in self.speeds else 0
+        x = self._domain_rows(views)[view]
+        if getattr(self, "domain_map_", None) is not None:
+            a, b = self.domain_map_[view]
+            x = x @ a + b
+        return np.asarray(x, dtype=np.float64)
+
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:
         sig = inspect.signature(type(self).__init__)

@@ -290,6 +290,49 @@ class WaveformClassifier(Classifier):
         signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
         return self._predict_signals(signals, speakers)
 
+    # -- embedding (few-shot prototypes) -------------------------------------------------------------
+    @property
+    def has_embedding(self) -> bool:  # type: ignore[override]
+        """The head's input: the pooled vector, standardised, before the output layer (:meth:`embed_signals`)."""
+        return True
+
+    def embed_signals(self, signals) -> np.ndarray:
+        """[shape=(n, d)] float64: each signal's pooled vector, standardised with the training statistics
+        when the model normalises per speaker (what a single clip gets), then the head's batch norm —
+        the vector the output layer sees (dropout is off in eval mode)."""
+        import torch
+
+        from ..audio import pad_to
+        from ..networks.blocks import predict_pooled
+        from ..runtime import default_threads
+
+        self._check_fitted()
+        signals = [np.asarray(s, dtype=np.float32) for s in signals]
+        head = self.net_.head
+        if not signals:
+            return np.zeros((0, int(head.norm.num_features)))
+        for i, s in enumerate(signals):
+            if s.ndim != 1 or s.size == 0:
+                raise ModelError(
+                    f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz"
+                )
+        signals = [pad_to(s, self.net_.min_samples) for s in signals]
+        previous = torch.get_num_threads()
+        torch.set_num_threads(default_threads())
+        try:
+            pooled = predict_pooled(self.net_, signals, batch_seconds=self._train_config().eval_batch_seconds)
+            with torch.no_grad():
+                if self.normalisation == "speaker":
+                    pooled = (pooled - head.global_mean) / head.global_std
+                x = head.norm(pooled)
+        finally:
+            torch.set_num_threads(previous)
+        return x.double().numpy()
+
+    def embed_utterances(self, utterances, *, progress: bool = True) -> np.ndarray:
+        """:meth:`embed_signals` of the utterances' audio (read once per process, :func:`read_cached`)."""
+        return self.embed_signals([read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances])
+
     # -- persistence --------------------------------------------------------------------------------
     def config(self) -> dict:
         cfg = self._options()
