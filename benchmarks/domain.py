@@ -173,6 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--neural-set", action="append", default=[], help="recipe override for --neural (key=value)")
     ap.add_argument("--neural-corpora", default="emodb,tess,ravdess")
     ap.add_argument("--neural-max-per-corpus", type=int, default=200)
+    ap.add_argument("--only-neural", action="store_true", help="skip the feature-model table")
     args = ap.parse_args(argv)
 
     from joblib import Parallel, delayed
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
     from serkit.calibration import apply_temperature, ece, fit_temperature
     from serkit.corpora import load_corpus
 
-    names = [c.strip() for c in args.corpora.split(",") if c.strip()]
+    names = [] if args.only_neural else [c.strip() for c in args.corpora.split(",") if c.strip()]
     missing = [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
     if missing:
         print(f"domain: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
@@ -215,6 +216,11 @@ def main(argv=None) -> int:
     neural = dict(zip(neural_names, results[len(jobs) :]))
     results = results[: len(jobs)]
     fits = dict(zip([held for held, _, _ in jobs], results))
+    if not names:
+        rows = {"neural": _neural_rows(neural, nby, args)}
+        _print_neural(rows["neural"])
+        _save(rows, args)
+        return 0
     labels = fits[(names[0],)]["labels"]
     index = {lab: i for i, lab in enumerate(labels)}
 
@@ -224,15 +230,7 @@ def main(argv=None) -> int:
     table = {c: {m: _ua(labels, fits[(c,)]["probs"][c][m], by[c]) for m in MODES + ("coral-train",)} for c in names}
     rows = {"per_corpus": table, "fit_seconds": [r["fit_seconds"] for r in results]}
     if neural:
-        rows["neural"] = {
-            "recipe": args.neural,
-            "overrides": args.neural_set,
-            "max_per_corpus": args.neural_max_per_corpus,
-            "per_corpus": {
-                c: {m: _ua(r["labels"], p, nby[c]) for m, p in r["probs"].items()} for c, r in neural.items()
-            },
-            "seconds": {c: r["seconds"] for c, r in neural.items()},
-        }
+        rows["neural"] = _neural_rows(neural, nby, args)
 
     if not args.no_calibration:
         before, after, temps = defaultdict(list), defaultdict(list), {}
@@ -261,12 +259,26 @@ def main(argv=None) -> int:
 
     _print(names, rows, args)
     print(f"\n{len(results)} fits, {time.perf_counter() - t_start:.0f} s wall; load average {os.getloadavg()[0]:.1f}")
+    _save(rows, args)
+    return 0
+
+
+def _neural_rows(neural: dict, nby: dict, args) -> dict:
+    return {
+        "recipe": args.neural,
+        "overrides": args.neural_set,
+        "max_per_corpus": args.neural_max_per_corpus,
+        "per_corpus": {c: {m: _ua(r["labels"], p, nby[c]) for m, p in r["probs"].items()} for c, r in neural.items()},
+        "seconds": {c: r["seconds"] for c, r in neural.items()},
+    }
+
+
+def _save(rows: dict, args) -> None:
     if args.out:
         from serkit.jsonio import dumps
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(dumps(rows))
-    return 0
 
 
 def _print(names, rows, args) -> None:
@@ -288,18 +300,7 @@ def _print(names, rows, args) -> None:
     gain = np.mean([t[c]["coral"] - t[c]["none"] for c in names])
     print(f"\nCORAL gain over no adaptation (single utterance), mean over folds: {100 * gain:+.1f} UA points")
     if "neural" in rows:
-        n = rows["neural"]
-        cs = list(n["per_corpus"])
-        print(
-            f"\nNetwork {n['recipe']} {' '.join(n['overrides'])}, ≤ {n['max_per_corpus']} clips per corpus, single utterance"
-        )
-        print("| method | " + " | ".join(f"{short.get(c, c):>7s}" for c in cs) + " | mean |")
-        print("|---|" + "---:|" * (len(cs) + 1))
-        label = {"none": "no adaptation", "adabn": "AdaBN (serkit adapt)", "deep-coral": "Deep CORAL (train --target)"}
-        label["mmd"] = "MMD (train --target)"
-        for m in ("none", "adabn", "deep-coral", "mmd"):
-            vals = [n["per_corpus"][c][m] for c in cs]
-            print(f"| {label[m]} | " + " | ".join(f"{v:7.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
+        _print_neural(rows["neural"])
     if "calibration" in rows:
         print("\n| mode | ECE before | ECE after | T (median over folds) |\n|---|---:|---:|---:|")
         for m in MODES:
@@ -320,6 +321,21 @@ def _print(names, rows, args) -> None:
                 continue
             z, s, e = (np.mean([p[key]["mean"] for p in per]) for key in ("zero_shot", "svm", "enrolled"))
             print(f"| {k} | {z:.3f} | {s:.3f} | {e:.3f} | {100 * (e - z):+.1f} | {len(per)} |")
+
+
+def _print_neural(n: dict) -> None:
+    short = {"korean-emotiontts": "korean"}
+    cs = list(n["per_corpus"])
+    print(
+        f"\nNetwork {n['recipe']} {' '.join(n['overrides'])}, ≤ {n['max_per_corpus']} clips per corpus, single utterance"
+    )
+    print("| method | " + " | ".join(f"{short.get(c, c):>7s}" for c in cs) + " | mean |")
+    print("|---|" + "---:|" * (len(cs) + 1))
+    label = {"none": "no adaptation", "adabn": "AdaBN (serkit adapt)", "deep-coral": "Deep CORAL (train --target)"}
+    label["mmd"] = "MMD (train --target)"
+    for m in ("none", "adabn", "deep-coral", "mmd"):
+        vals = [n["per_corpus"][c][m] for c in cs]
+        print(f"| {label[m]} | " + " | ".join(f"{v:7.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
 
 
 if __name__ == "__main__":
