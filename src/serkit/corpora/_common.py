@@ -64,3 +64,14 @@ def drop_duplicate_ids(utterances: list[Utterance], problems: list[str], corpus:
         out.append(u)
     problems.extend(skipped(f"{corpus} files duplicate an utterance already found", dups))
     return out
+
+
+def folder_wins(path: Path, root: Path, by_name: str, folders: dict, disagree: list[str]) -> str:
+    """The emotion of ``path`` for a corpus with one folder per emotion *and* an emotion code in each
+    file name (ASED, TurEV-DB): the folder's (``folders``: lower-case folder name → emotion) when
+    it has one, else the name's; a disagreement is listed in ``disagree`` (the file is kept)."""
+    folder = folders.get(path.parent.name.lower())
+    if folder is None or folder == by_name:
+        return by_name
+    disagree.append(f"{path.relative_to(root)} ({by_name} by name)")
+    return folder

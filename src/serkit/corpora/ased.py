@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
-from ._common import audio_files, drop_duplicate_ids, listed, not_the_corpus, skipped
+from ._common import audio_files, drop_duplicate_ids, folder_wins, listed, not_the_corpus, skipped
 from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code (letter and folder number) → canonical label.
@@ -68,11 +68,7 @@ def scan(root) -> ScanResult:
         if code not in EMOTIONS or m["rep"] not in ("01", "02") or m["gender"] not in GENDERS:
             bad_code.append(f)
             continue
-        emotion = EMOTIONS[code]
-        folder = FOLDERS.get(f.parent.name.lower())
-        if folder is not None and folder != emotion:
-            disagree.append(f"{f.relative_to(root)} ({emotion} by name)")
-            emotion = folder
+        emotion = folder_wins(f, root, EMOTIONS[code], FOLDERS, disagree)
         spk = m["speaker"]
         if not 1 <= int(spk) <= N_SPEAKERS:
             odd_speakers[spk] += 1

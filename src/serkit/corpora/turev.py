@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ._common import audio_files, drop_duplicate_ids, listed, not_the_corpus, skipped
+from ._common import audio_files, drop_duplicate_ids, folder_wins, listed, not_the_corpus, skipped
 from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code in the file names → canonical label.
@@ -61,11 +61,7 @@ def scan(root) -> ScanResult:
         if code not in EMOTIONS:
             bad_code.append(f)
             continue
-        emotion = EMOTIONS[code]
-        folder = FOLDERS.get(f.parent.name.lower())
-        if folder is not None and folder != emotion:
-            disagree.append(f"{f.relative_to(base)} ({emotion} by name)")
-            emotion = folder
+        emotion = folder_wins(f, base, EMOTIONS[code], FOLDERS, disagree)
         spk = m["speaker"]
         if spk not in SPEAKERS:
             odd_speakers[spk] += 1
