@@ -193,7 +193,7 @@ def evaluate_fewshot(
     """
     import pandas as pd
 
-    from .report import Report
+    from .report import Report, prediction_row
 
     if int(episodes) < 1:
         raise ConfigError(f"episodes must be at least 1, got {episodes}")
@@ -249,21 +249,7 @@ def evaluate_fewshot(
                 }
             )
             for i, row, pr in zip(ep["query"], ep["proba"], pred):
-                u = test[i]
-                rows.append(
-                    {
-                        "id": u.id,
-                        "path": u.path,
-                        "start": u.start,
-                        "end": u.end,
-                        "speaker": str(u.speaker),
-                        "corpus": u.corpus,
-                        "fold": k,
-                        "true": y[i],
-                        "pred": pr,
-                        **{f"p_{lab}": float(v) for lab, v in zip(ep["labels"], row)},
-                    }
-                )
+                rows.append(prediction_row(test[i], fold=k, true=y[i], pred=pr, labels=ep["labels"], proba=row))
             if bar is not None:
                 bar.update(1)
     finally:

@@ -16,10 +16,26 @@ from ..cache import atomic_write_bytes, atomic_write_text
 from ..errors import ConfigError
 from ..jsonio import json_default
 
-__all__ = ["Report", "REPORT_FORMAT"]
+__all__ = ["Report", "REPORT_FORMAT", "prediction_row"]
 
 #: version of the ``report.json`` layout
 REPORT_FORMAT = 1
+
+
+def prediction_row(u, *, fold: int, true: str, pred: str, labels, proba) -> dict:
+    """One row of ``predictions.csv``: the utterance, its fold, true and predicted label, ``p_<label>`` columns."""
+    return {
+        "id": u.id,
+        "path": u.path,
+        "start": u.start,
+        "end": u.end,
+        "speaker": str(u.speaker),
+        "corpus": u.corpus,
+        "fold": fold,
+        "true": true,
+        "pred": pred,
+        **{f"p_{lab}": float(v) for lab, v in zip(labels, proba)},
+    }
 
 
 def _fmt_pct(x: float) -> str:

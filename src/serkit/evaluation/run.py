@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import ConfigError, ModelError
 from .metrics import metrics
 from .protocols import FewShot, parse_protocol
-from .report import Report
+from .report import Report, prediction_row
 
 __all__ = ["evaluate", "fit_temperatures", "out_of_fold", "inner_protocol"]
 
@@ -345,20 +345,7 @@ def evaluate(
             }
         )
         for u, t, pr, row in zip(test, y_true, y_pred, p):
-            rows.append(
-                {
-                    "id": u.id,
-                    "path": u.path,
-                    "start": u.start,
-                    "end": u.end,
-                    "speaker": str(u.speaker),
-                    "corpus": u.corpus,
-                    "fold": k,
-                    "true": t,
-                    "pred": pr,
-                    **{f"p_{lab}": float(v) for lab, v in zip(labels, row)},
-                }
-            )
+            rows.append(prediction_row(u, fold=k, true=t, pred=pr, labels=labels, proba=row))
 
     predictions = pd.DataFrame(
         rows,
