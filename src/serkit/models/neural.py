@@ -253,20 +253,13 @@ class WaveformClassifier(Classifier):
         """
         import torch
 
-        from ..audio import pad_to
         from ..networks.blocks import predict_logits, predict_pooled
         from ..runtime import default_threads
         from ..speakers import speaker_stats
 
-        signals = [np.asarray(s, dtype=np.float32) for s in signals]
+        signals = self._network_input(signals)
         if not signals:
             return np.zeros((0, len(self.labels_)), dtype=np.float32)
-        for i, s in enumerate(signals):
-            if s.ndim != 1 or s.size == 0:
-                raise ModelError(
-                    f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz"
-                )
-        signals = [pad_to(s, self.net_.min_samples) for s in signals]
         previous = torch.get_num_threads()
         torch.set_num_threads(default_threads())
         try:
@@ -285,6 +278,18 @@ class WaveformClassifier(Classifier):
             torch.set_num_threads(previous)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(np.float32)
 
+    def _network_input(self, signals) -> list[np.ndarray]:
+        """float32 mono signals, each padded to the network's shortest input; a bad one is a ModelError."""
+        from ..audio import pad_to
+
+        signals = [np.asarray(s, dtype=np.float32) for s in signals]
+        for i, s in enumerate(signals):
+            if s.ndim != 1 or s.size == 0:
+                raise ModelError(
+                    f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz"
+                )
+        return [pad_to(s, self.net_.min_samples) for s in signals]
+
     def _predict_utterances(self, utterances: list, speakers: list[str] | None, *, progress: bool) -> np.ndarray:
         """Audio read once per process and kept (:func:`read_cached`)."""
         signals = [read_cached(u.path, self.sampling_rate, u.start, u.end) for u in utterances]
@@ -302,21 +307,14 @@ class WaveformClassifier(Classifier):
         the vector the output layer sees (dropout is off in eval mode)."""
         import torch
 
-        from ..audio import pad_to
         from ..networks.blocks import predict_pooled
         from ..runtime import default_threads
 
         self._check_fitted()
-        signals = [np.asarray(s, dtype=np.float32) for s in signals]
+        signals = self._network_input(signals)
         head = self.net_.head
         if not signals:
             return np.zeros((0, int(head.norm.num_features)))
-        for i, s in enumerate(signals):
-            if s.ndim != 1 or s.size == 0:
-                raise ModelError(
-                    f"signal {i} has shape {s.shape}; pass non-empty mono float32 arrays at {self.sampling_rate} Hz"
-                )
-        signals = [pad_to(s, self.net_.min_samples) for s in signals]
         previous = torch.get_num_threads()
         torch.set_num_threads(default_threads())
         try:
