@@ -234,7 +234,7 @@ class Classifier(ABC):
 
 #: family name → Classifier subclass
 MODELS: Registry[type] = Registry(
-    "model family", plugins=("serkit.models", ("features", "neural", "spectro", "onnx", "ssl", "fusion"))
+    "model family", plugins=("serkit.models", ("features", "neural", "spectro", "onnx", "ssl", "fusion", "protonet"))
 )
 
 
