@@ -15,8 +15,11 @@ cross-entropy of ``softmax(-d²)`` (squared Euclidean distance to the episode's 
 After training the class prototypes are the mean embeddings of all training clips of each class,
 kept per prediction mode: speaker-standardised rows for speaker-adapted predictions, the
 single-utterance rows (training-set statistics) for single clips, so each mode compares like with
-like. A prediction is ``softmax(-d²)`` to them. The embedding (``embed_utterances``) is the head's
-output on single-utterance rows — the space ``serkit enrol`` builds new prototypes in.
+like. A prediction is ``softmax(-d² / τ)`` to them, with ``τ`` per mode fitted on out-of-fold clips
+of held-out training speakers: the head's distances on its own training clips are far smaller than
+on a new speaker's, and with ``τ = 1`` every class but one got a probability near 1e-30. The
+embedding (``embed_utterances``) is the head's output on single-utterance rows — the space
+``serkit enrol`` builds new prototypes in.
 
 Recipe ``model`` section (every key optional except ``family``)::
 
@@ -32,6 +35,8 @@ Recipe ``model`` section (every key optional except ``family``)::
       queries: 5               # query clips per class and episode
       lr: 0.001
       weight_decay: 0.0001
+      temperature: auto        # or a number (1: plain softmax(-d²))
+      inner_folds: 3
       seed: 0
 
 Training is seeded and deterministic (numpy episodes, torch initialisation, CPU).
@@ -48,6 +53,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..speakers import MIN_SPEAKER_UTTERANCES, global_stats
 from .base import Classifier, register_model
+from .features import FeatureClassifier, _inner_folds, _softmax
 
 __all__ = ["ProtoNetClassifier", "EpisodeSampler"]
 
@@ -138,6 +144,12 @@ class ProtoNetClassifier(Classifier):
         Number of training episodes; support and query clips per class in each.
     lr, weight_decay
         Adam's learning rate and L2 weight decay.
+    temperature
+        ``τ`` of ``softmax(-d² / τ)``: ``"auto"`` (default) fits one per mode on out-of-fold clips of
+        ``inner_folds`` speaker-grouped folds of the training set (``inner_folds`` more heads are
+        trained); a number uses it for both modes (``1``: the paper's plain ``softmax(-d²)``).
+    inner_folds
+        Folds over training speakers for ``temperature: auto``.
     min_speaker_utterances
         A speaker with fewer clips is standardised with the training statistics.
     seed
@@ -157,6 +169,8 @@ class ProtoNetClassifier(Classifier):
         queries: int = 5,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
+        temperature="auto",
+        inner_folds: int = 3,
         min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES,
         seed: int = 0,
     ):
@@ -165,8 +179,12 @@ class ProtoNetClassifier(Classifier):
         self.hidden, self.dim, self.dropout = int(hidden), int(dim), float(dropout)
         self.episodes, self.shots, self.queries = int(episodes), int(shots), int(queries)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.temperature = temperature if temperature == "auto" else _positive_temperature(temperature)
+        self.inner_folds = int(inner_folds)
         self.min_speaker_utterances = int(min_speaker_utterances)
         self.seed = int(seed)
+        if self.inner_folds < 2:
+            raise ConfigError(f"protonet inner_folds must be >= 2, got {self.inner_folds}")
         if normalisation not in _NORMALISATIONS:
             raise ConfigError(f"unknown normalisation {normalisation!r}; use one of {', '.join(_NORMALISATIONS)}")
         if not self.features:
@@ -192,8 +210,6 @@ class ProtoNetClassifier(Classifier):
     # -- the frozen backbone: the features family's extraction, cache and standardisation -------
     def _backbone(self):
         """A :class:`FeatureClassifier` used for its feature sets and standardisation only (never fitted)."""
-        from .features import FeatureClassifier
-
         if not hasattr(self, "_backbone_cache"):
             self._backbone_cache = FeatureClassifier(
                 self.features, normalisation=self.normalisation, min_speaker_utterances=self.min_speaker_utterances
@@ -249,7 +265,6 @@ class ProtoNetClassifier(Classifier):
         """Train on precomputed backbone features: one [shape=(n, d_b)] array per feature set."""
         import torch
 
-        from ..networks.protonet import ProtoHead, prototypical_loss
         from ..runtime import default_threads
 
         labels = [str(l) for l in labels]
@@ -260,52 +275,110 @@ class ProtoNetClassifier(Classifier):
         if len(blocks) != len(self.features):
             raise ConfigError(f"got {len(blocks)} feature blocks for {len(self.features)} feature sets")
         speakers = np.asarray([str(s) for s in speakers])
+        corpora = None if corpora is None else np.asarray([str(c) for c in corpora])
         stats = [global_stats(b) for b in blocks]
         self.global_mean_ = [m for m, _ in stats]
         self.global_std_ = [s for _, s in stats]
         targets = np.array([labels_.index(l) for l in labels])
-        sampler = EpisodeSampler(targets, speakers, corpora, shots=self.shots, queries=self.queries)
-        x = self._rows(blocks, speakers if self.normalisation == "speaker" else None)
-        rng = np.random.default_rng(self.seed)
+        n_classes = len(labels_)
+        # the rows each mode feeds the head: speaker-standardised (adapted) / training statistics (single clip)
+        rows = {"speaker": self._rows(blocks, speakers if self.normalisation == "speaker" else None)}
+        rows["none"] = rows["speaker"] if self.normalisation != "speaker" else self._rows(blocks, None)
         previous = torch.get_num_threads()
         torch.set_num_threads(default_threads())
         try:
-            torch.manual_seed(self.seed)
-            head = ProtoHead(x.shape[1], hidden=self.hidden, dim=self.dim, dropout=self.dropout)
-            optimiser = torch.optim.Adam(head.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            xt = torch.from_numpy(x)
-            n_classes = len(labels_)
-            query_targets = torch.arange(n_classes).repeat_interleave(self.queries)
-            losses = []
-            head.train()
-            for _ in range(self.episodes):
-                support, query = sampler.sample(rng)
-                emb_s = head(xt[torch.from_numpy(support.reshape(-1))]).view(n_classes, self.shots, -1)
-                emb_q = head(xt[torch.from_numpy(query.reshape(-1))])
-                loss = prototypical_loss(emb_s, emb_q, query_targets)
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                losses.append(float(loss.detach()))
-            self.head_ = head.eval()
+            if self.temperature == "auto":
+                temperature, inner = self._fit_temperature(rows, targets, speakers, corpora, n_classes)
+            else:
+                temperature, inner = {m: float(self.temperature) for m in _MODES}, 0
+            head, losses, sampler = self._train_head(rows["speaker"], targets, speakers, corpora, n_classes)
+            self.head_ = head
             self.labels_ = labels_
-            # prototypes per mode: the rows each mode feeds the head (speaker-standardised / training statistics)
-            self.prototypes_ = {
-                "speaker": self._class_means(self._embed_rows(x), targets, n_classes),
-                "none": self._class_means(self._embed_rows(self._rows(blocks, None)), targets, n_classes),
-            }
+            self.temperature_ = temperature
+            self.prototypes_ = {m: self._class_means(self._embed_rows(rows[m]), targets, n_classes) for m in _MODES}
         finally:
             torch.set_num_threads(previous)
         tail = losses[-100:] or [float("nan")]
         self.fitted_ = {
-            "in_dim": int(x.shape[1]),
+            "in_dim": int(rows["speaker"].shape[1]),
             "episodes_run": len(losses),
             "final_loss": float(np.mean(tail)),
             # classes whose support and query clips could only be different clips of one speaker
             "clip_disjoint_classes": [labels_[c] for c in sampler.speaker_disjoint],
             "n_clips": int(len(targets)),
+            "temperature": dict(temperature),
+            "temperature_folds": inner,
         }
         return self
+
+    def _train_head(self, x: np.ndarray, targets, speakers, corpora, n_classes: int):
+        """A head trained on episodes of the rows ``x``: ``(head in eval mode, losses, sampler)``."""
+        import torch
+
+        from ..networks.protonet import ProtoHead, prototypical_loss
+
+        sampler = EpisodeSampler(targets, speakers, corpora, shots=self.shots, queries=self.queries)
+        rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        head = ProtoHead(x.shape[1], hidden=self.hidden, dim=self.dim, dropout=self.dropout)
+        optimiser = torch.optim.Adam(head.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        xt = torch.from_numpy(np.asarray(x, np.float32))
+        query_targets = torch.arange(n_classes).repeat_interleave(self.queries)
+        losses = []
+        head.train()
+        for _ in range(self.episodes):
+            support, query = sampler.sample(rng)
+            emb_s = head(xt[torch.from_numpy(support.reshape(-1))]).view(n_classes, self.shots, -1)
+            emb_q = head(xt[torch.from_numpy(query.reshape(-1))])
+            loss = prototypical_loss(emb_s, emb_q, query_targets)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+        return head.eval(), losses, sampler
+
+    def _fit_temperature(self, rows: dict, targets, speakers, corpora, n_classes: int) -> tuple[dict, int]:
+        """Per mode, the ``τ`` of ``softmax(-d² / τ)`` minimising the log-loss of out-of-fold clips.
+
+        Heads are trained on ``inner_folds`` speaker-grouped folds of the training set and score the
+        held-out speakers' clips against prototypes of the rest (distances on clips the head was
+        trained on are far too small, which made raw ``softmax(-d²)`` give ~1e-30 to every other class).
+        Returns the temperatures and the number of folds used (0: none could be used, ``τ = 1``).
+        """
+        from scipy.optimize import minimize_scalar
+
+        d2 = {m: [] for m in _MODES}
+        truth = []
+        used = 0
+        for tr, va in _inner_folds(targets, speakers, self.inner_folds, self.seed):
+            if len(np.unique(targets[tr])) < n_classes:
+                continue
+            try:
+                head, _, _ = self._train_head(
+                    rows["speaker"][tr], targets[tr], speakers[tr], None if corpora is None else corpora[tr], n_classes
+                )
+            except ConfigError:  # a class with too few clips in this fold
+                continue
+            used += 1
+            self.head_ = head
+            for m in _MODES:
+                protos = self._class_means(self._embed_rows(rows[m][tr]), targets[tr], n_classes)
+                d2[m].append(_squared_distances(self._embed_rows(rows[m][va]), protos))
+            truth.append(targets[va])
+        del self.head_
+        if not used:
+            return {m: 1.0 for m in _MODES}, 0
+        t = np.concatenate(truth)
+        out = {}
+        for m in _MODES:
+            z = -np.concatenate(d2[m])
+
+            def nll(log_temp, z=z):
+                p = _softmax(z / np.exp(log_temp))
+                return -np.mean(np.log(np.maximum(p[np.arange(len(t)), t], 1e-12)))
+
+            out[m] = float(np.exp(minimize_scalar(nll, bounds=(-5.0, 12.0), method="bounded").x))
+        return out, used
 
     @staticmethod
     def _class_means(emb: np.ndarray, targets: np.ndarray, n_classes: int) -> np.ndarray:
@@ -323,11 +396,7 @@ class ProtoNetClassifier(Classifier):
         self._check_fitted()
         mode = "speaker" if speakers is not None and self.normalisation == "speaker" else "none"
         emb = self._embed_rows(self._rows(blocks, speakers if mode == "speaker" else None))
-        protos = self.prototypes_[mode]
-        d2 = ((emb[:, None, :] - protos[None, :, :]) ** 2).sum(-1)
-        z = -d2 + d2.min(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return _softmax(-_squared_distances(emb, self.prototypes_[mode]) / self.temperature_[mode])
 
     def _predict_signals(self, signals, speakers) -> np.ndarray:
         if len(signals) == 0:
@@ -369,6 +438,8 @@ class ProtoNetClassifier(Classifier):
             "queries": self.queries,
             "lr": self.lr,
             "weight_decay": self.weight_decay,
+            "temperature": self.temperature,
+            "inner_folds": self.inner_folds,
             "min_speaker_utterances": self.min_speaker_utterances,
             "seed": self.seed,
         }
@@ -394,6 +465,7 @@ class ProtoNetClassifier(Classifier):
             arrays[f"global_std_{i}"] = np.asarray(s, np.float64)
         for mode in _MODES:
             arrays[f"prototypes_{mode}"] = np.asarray(self.prototypes_[mode], np.float64)
+            arrays[f"temperature_{mode}"] = np.array(self.temperature_[mode], np.float64)
         np.savez(directory / STATE_FILE, **arrays)
         return [WEIGHTS_FILE, STATE_FILE]
 
@@ -418,6 +490,7 @@ class ProtoNetClassifier(Classifier):
             model.global_mean_ = [z[f"global_mean_{i}"] for i in range(n)]
             model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
             model.prototypes_ = {mode: z[f"prototypes_{mode}"] for mode in _MODES}
+            model.temperature_ = {mode: _positive_temperature(z[f"temperature_{mode}"]) for mode in _MODES}
             in_dim = int(fitted.get("in_dim") or sum(len(m) for m in model.global_mean_))
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelError(
@@ -435,3 +508,24 @@ class ProtoNetClassifier(Classifier):
         model.labels_ = list(labels)
         model.fitted_ = fitted
         return model
+
+
+def _squared_distances(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """[shape=(n, k)] float64 squared Euclidean distances, by :func:`serkit.networks.protonet.squared_distances`."""
+    import torch
+
+    from ..networks.protonet import squared_distances
+
+    return squared_distances(
+        torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(prototypes, np.float64))
+    ).numpy()
+
+
+def _positive_temperature(value) -> float:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not np.isfinite(t) or t <= 0:
+        raise ConfigError(f"protonet temperature must be 'auto' or a number > 0, got {value!r}")
+    return t
