@@ -80,7 +80,8 @@ def test_bad_episode_settings_are_clear():
 
 
 def _fit(x, y, s, **kw):
-    options = {"hidden": 32, "dim": 8, "episodes": 150, "shots": 3, "queries": 3, "temperature": 1.0, "seed": 0, **kw}
+    options = {"hidden": 32, "dim": 8, "dropout": 0.2, "episodes": 150, "shots": 3, "queries": 3, "lr": 1e-3}
+    options.update({"weight_decay": 1e-4, "temperature": 1.0, "seed": 0, **kw})
     return ProtoNetClassifier(FEATS, **options).fit_features([x], y, s)
 
 
