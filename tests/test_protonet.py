@@ -74,6 +74,8 @@ def test_bad_episode_settings_are_clear():
         ProtoNetClassifier(FEATS, dropout=1.0)
     with pytest.raises(ConfigError, match="'auto' or a number > 0"):
         ProtoNetClassifier(FEATS, temperature="hot")
+    with pytest.raises(ConfigError, match="train_views must be 'speaker' or 'both'"):
+        ProtoNetClassifier(FEATS, train_views="all")
 
 
 # -- learning, persistence, embedding ----------------------------------------------------------------
@@ -93,6 +95,8 @@ def test_well_separated_clusters_are_classified_perfectly_on_a_held_out_speaker(
     adapted = model._proba_from_blocks([x[test]], list(s[test]))
     assert np.allclose(adapted.sum(axis=1), 1.0)
     assert np.array_equal(labels[adapted.argmax(1)], y[test])  # per-speaker standardisation removes the offset
+    both = _fit(x[train], y[train], s[train], train_views="both")  # single-utterance rows as extra examples
+    assert np.array_equal(labels[both._proba_from_blocks([x[test]], list(s[test])).argmax(1)], y[test])
     x0, y0, s0 = clusters(offset_sd=0.0, seed=1)  # no speaker offsets: single clips are enough
     plain = _fit(x0[s0 != "s3"], y0[s0 != "s3"], s0[s0 != "s3"], normalisation="global")
     single = plain._proba_from_blocks([x0[s0 == "s3"]], None)

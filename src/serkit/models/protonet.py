@@ -37,6 +37,7 @@ Recipe ``model`` section (every key optional except ``family``)::
       weight_decay: 0.001
       temperature: auto        # or a number (1: plain softmax(-d²))
       inner_folds: 3
+      train_views: speaker     # or both: single-utterance rows of the clips as extra examples
       seed: 0
 
 Training is seeded and deterministic (numpy episodes, torch initialisation, CPU).
@@ -152,6 +153,9 @@ class ProtoNetClassifier(Classifier):
         trained); a number uses it for both modes (``1``: the paper's plain ``softmax(-d²)``).
     inner_folds
         Folds over training speakers for ``temperature: auto``.
+    train_views
+        ``"speaker"``: the head learns from speaker-standardised rows; ``"both"`` (with
+        ``normalisation: speaker``): from those and the single-utterance rows of the same clips.
     min_speaker_utterances
         A speaker with fewer clips is standardised with the training statistics.
     seed
@@ -173,6 +177,7 @@ class ProtoNetClassifier(Classifier):
         weight_decay: float = 1e-3,
         temperature="auto",
         inner_folds: int = 3,
+        train_views: str = "speaker",
         min_speaker_utterances: int = MIN_SPEAKER_UTTERANCES,
         seed: int = 0,
     ):
@@ -184,6 +189,9 @@ class ProtoNetClassifier(Classifier):
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.temperature = temperature if temperature == "auto" else _positive_temperature(temperature)
         self.inner_folds = int(inner_folds)
+        self.train_views = train_views
+        if train_views not in ("speaker", "both"):
+            raise ConfigError(f"protonet train_views must be 'speaker' or 'both', got {train_views!r}")
         self.min_speaker_utterances = int(min_speaker_utterances)
         self.seed = int(seed)
         if self.inner_folds < 2:
@@ -294,7 +302,8 @@ class ProtoNetClassifier(Classifier):
                 temperature, inner = self._fit_temperature(rows, targets, speakers, corpora, n_classes)
             else:
                 temperature, inner = {m: float(self.temperature) for m in _MODES}, 0
-            head, losses, sampler = self._train_head(rows["speaker"], targets, speakers, corpora, n_classes)
+            everything = np.arange(len(targets))
+            head, losses, sampler = self._train_head(rows, everything, targets, speakers, corpora, n_classes)
             self.head_ = head
             self.labels_ = labels_
             self.temperature_ = temperature
@@ -314,12 +323,22 @@ class ProtoNetClassifier(Classifier):
         }
         return self
 
-    def _train_head(self, x: np.ndarray, targets, speakers, corpora, n_classes: int):
-        """A head trained on episodes of the rows ``x``: ``(head in eval mode, losses, sampler)``."""
+    def _train_head(self, rows: dict, idx: np.ndarray, targets, speakers, corpora, n_classes: int):
+        """A head trained on episodes of the clips ``idx``: ``(head in eval mode, losses, sampler)``.
+
+        ``train_views: both`` makes each clip's single-utterance row an extra example next to its
+        speaker-standardised row (same speaker, so never on the other side of an episode).
+        """
         import torch
 
         from ..networks.protonet import ProtoHead, prototypical_loss
 
+        both = self.train_views == "both" and self.normalisation == "speaker"
+        views = [rows["speaker"], rows["none"]] if both else [rows["speaker"]]
+        x = np.concatenate([v[idx] for v in views])
+        k = len(views)
+        targets, speakers = np.tile(targets[idx], k), np.tile(speakers[idx], k)
+        corpora = None if corpora is None else np.tile(corpora[idx], k)
         sampler = EpisodeSampler(targets, speakers, corpora, shots=self.shots, queries=self.queries)
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
@@ -357,9 +376,7 @@ class ProtoNetClassifier(Classifier):
             if len(np.unique(targets[tr])) < n_classes:
                 continue
             try:
-                head, _, _ = self._train_head(
-                    rows["speaker"][tr], targets[tr], speakers[tr], None if corpora is None else corpora[tr], n_classes
-                )
+                head, _, _ = self._train_head(rows, tr, targets, speakers, corpora, n_classes)
             except ConfigError:  # a class with too few clips in this fold
                 continue
             used += 1
@@ -443,6 +460,7 @@ class ProtoNetClassifier(Classifier):
             "weight_decay": self.weight_decay,
             "temperature": self.temperature,
             "inner_folds": self.inner_folds,
+            "train_views": self.train_views,
             "min_speaker_utterances": self.min_speaker_utterances,
             "seed": self.seed,
         }
