@@ -215,7 +215,7 @@ def _recipe_normalisation(section: dict) -> str:
     if section["family"] == "fusion":
         kinds = {_recipe_normalisation(resolve_member(m)[1]) for m in section["members"]}
         return kinds.pop() if len(kinds) == 1 else "mixed"
-    if section["family"] == "features":
+    if section["family"] in ("features", "protonet"):
         return section.get("normalisation", "speaker")
     return (section.get("train") or {}).get("normalisation", "none")
 

@@ -243,7 +243,8 @@ class Classifier(ABC):
 
 #: family name → Classifier subclass
 MODELS: Registry[type] = Registry(
-    "model family", plugins=("serkit.models", ("features", "neural", "spectro", "onnx", "ssl", "fusion", "prototype"))
+    "model family",
+    plugins=("serkit.models", ("features", "neural", "spectro", "onnx", "ssl", "fusion", "prototype", "protonet")),
 )
 
 
