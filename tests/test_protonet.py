@@ -172,3 +172,14 @@ def test_real_emodb_subset_beats_chance_on_a_held_out_speaker_and_embeds(emodb_d
     assert ua > 0.6  # chance is 1/3
     emb = model.embed_utterances(test[:4], progress=False)
     assert emb.shape == (4, 16) and np.isfinite(emb).all()
+    # serkit enrol works in its embedding: 3 clips per class of the held-out speaker as support
+    from serkit.enrolment import enrol_classifier
+
+    enrolled, chosen = enrol_classifier(model, test, shots=3, seed=0)
+    assert enrolled.labels == sorted(model.labels_) and len(chosen) == 9
+    rest = [u for u in test if u not in chosen]
+    q = enrolled.predict_proba_utterances(rest, progress=False)
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, atol=1e-9)
+    pred = np.array(enrolled.labels)[q.argmax(1)]
+    present = sorted({u.label for u in rest})  # a class of only 3 clips is all support
+    assert np.mean([np.mean(pred[[u.label == c for u in rest]] == c) for c in present]) > 0.6
