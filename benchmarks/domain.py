@@ -89,7 +89,7 @@ def _predict(model, clips) -> dict:
     return out
 
 
-def run_fold(recipe_name: str, train, tests: dict, fewshot: dict | None, outer: bool) -> dict:
+def run_fold(recipe_name: str, train, tests: dict, fewshot: dict | None, outer: bool, coral_train: bool = True) -> dict:
     """Fit the recipe on ``train``; per held-out corpus in ``tests`` its probabilities per mode.
 
     An ``outer`` fold (one held-out corpus) also gets train-time CORAL (a second model, fitted with
@@ -107,8 +107,9 @@ def run_fold(recipe_name: str, train, tests: dict, fewshot: dict | None, outer: 
         out["probs"][corpus] = _predict(model, clips)
     if outer:
         ((corpus, clips),) = tests.items()
-        trained, _ = fit_with_target(build_model(recipe.model), train, clips, method="coral")
-        out["probs"][corpus]["coral-train"] = trained.predict_proba_utterances(clips, adapt=False, progress=False)
+        if coral_train:
+            trained, _ = fit_with_target(build_model(recipe.model), train, clips, method="coral")
+            out["probs"][corpus]["coral-train"] = trained.predict_proba_utterances(clips, adapt=False, progress=False)
         if fewshot is not None:
             out["fewshot"] = fewshot_scores(model, clips, **fewshot)
     return out
@@ -167,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--no-fewshot", action="store_true")
     ap.add_argument("--no-calibration", action="store_true")
+    ap.add_argument("--no-coral-train", action="store_true", help="skip the second model per fold (CORAL at training)")
     ap.add_argument("--jobs", type=int, default=1, help="folds fitted in parallel (processes)")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
     ap.add_argument("--neural", default=None, help="also a network recipe: no adaptation / AdaBN / Deep CORAL / MMD")
@@ -198,7 +200,14 @@ def main(argv=None) -> int:
     if not args.no_calibration:
         jobs += [((a, b), {a: by[a], b: by[b]}, None) for i, a in enumerate(names) for b in names[i + 1 :]]
     tasks = [
-        delayed(run_fold)(args.recipe, [u for c in names if c not in held for u in by[c]], tests, fs, len(held) == 1)
+        delayed(run_fold)(
+            args.recipe,
+            [u for c in names if c not in held for u in by[c]],
+            tests,
+            fs,
+            len(held) == 1,
+            not args.no_coral_train,
+        )
         for held, tests, fs in jobs
     ]
     neural_names = [c.strip() for c in args.neural_corpora.split(",") if c.strip()] if args.neural else []
@@ -227,7 +236,8 @@ def main(argv=None) -> int:
     def y(c):
         return np.array([index[str(u.label)] for u in by[c]])
 
-    table = {c: {m: _ua(labels, fits[(c,)]["probs"][c][m], by[c]) for m in MODES + ("coral-train",)} for c in names}
+    modes = MODES if args.no_coral_train else MODES + ("coral-train",)
+    table = {c: {m: _ua(labels, fits[(c,)]["probs"][c][m], by[c]) for m in modes} for c in names}
     rows = {"per_corpus": table, "fit_seconds": [r["fit_seconds"] for r in results]}
     if neural:
         rows["neural"] = _neural_rows(neural, nby, args)
@@ -294,7 +304,7 @@ def _print(names, rows, args) -> None:
         "coral": ("CORAL (serkit adapt)", "single utterance"),
         "coral-train": ("CORAL at training (train --target)", "single utterance"),
     }
-    for m in MODES + ("coral-train",):
+    for m in [m for m in what if m in t[names[0]]]:
         vals = [t[c][m] for c in names]
         print(f"| {what[m][0]} | {what[m][1]} | " + " | ".join(f"{v:7.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
     gain = np.mean([t[c]["coral"] - t[c]["none"] for c in names])
