@@ -268,7 +268,10 @@ def main(argv=None) -> int:
         rows["fewshot"] = {c: fits[(c,)]["fewshot"] for c in names}
 
     _print(names, rows, args)
-    print(f"\n{len(results)} fits, {time.perf_counter() - t_start:.0f} s wall; load average {os.getloadavg()[0]:.1f}")
+    n_models = len(results) + (0 if args.no_coral_train else len(names))
+    print(
+        f"\n{n_models} models fitted, {time.perf_counter() - t_start:.0f} s wall; load average {os.getloadavg()[0]:.1f}"
+    )
     _save(rows, args)
     return 0
 
