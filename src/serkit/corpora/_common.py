@@ -75,3 +75,13 @@ def folder_wins(path: Path, root: Path, by_name: str, folders: dict, disagree: l
         return by_name
     disagree.append(f"{path.relative_to(root)} ({by_name} by name)")
     return folder
+
+
+def disagreements(disagree: list[str]) -> list[str]:
+    """The problem line for the files :func:`folder_wins` listed (none when it listed none)."""
+    if not disagree:
+        return []
+    return [
+        f"{len(disagree)} files whose name and emotion folder disagree; the folder's emotion is used: "
+        + listed(disagree)
+    ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
-from ._common import audio_files, drop_duplicate_ids, folder_wins, listed, not_the_corpus, skipped
+from ._common import audio_files, disagreements, drop_duplicate_ids, folder_wins, not_the_corpus, skipped
 from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code (letter and folder number) → canonical label.
@@ -111,11 +111,7 @@ def scan(root) -> ScanResult:
         bad_code,
         root,
     )
-    if disagree:
-        problems.append(
-            f"{len(disagree)} files whose name and emotion folder disagree; the folder's emotion is used: "
-            + listed(disagree)
-        )
+    problems += disagreements(disagree)
     for spk, n in sorted(odd_speakers.items()):
         problems.append(f"speaker {spk!r} ({n} files) is outside ASED's 01..{N_SPEAKERS}; kept")
     return ScanResult("ased", str(root), drop_duplicate_ids(utterances, problems, "ased"), problems)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from ._common import audio_files, drop_duplicate_ids, folder_wins, listed, not_the_corpus, skipped
+from ._common import audio_files, disagreements, drop_duplicate_ids, folder_wins, not_the_corpus, skipped
 from .base import ScanResult, Utterance, register_corpus, require_dir
 
 #: Emotion code in the file names → canonical label.
@@ -86,11 +86,7 @@ def scan(root) -> ScanResult:
     problems += skipped(
         f"files with an emotion code TurEV-DB does not use (known: {' '.join(EMOTIONS)})", bad_code, base
     )
-    if disagree:
-        problems.append(
-            f"{len(disagree)} files whose name and emotion folder disagree; the folder's emotion is used: "
-            + listed(disagree)
-        )
+    problems += disagreements(disagree)
     for spk, n in sorted(odd_speakers.items()):
         problems.append(f"speaker {spk!r} ({n} files) is not one of TurEV-DB's six ({' '.join(SPEAKERS)}); kept")
     return ScanResult("turev", str(root), drop_duplicate_ids(utterances, problems, "turev"), problems)
