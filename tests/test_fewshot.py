@@ -315,6 +315,7 @@ def test_default_model_enrolled_on_ravdess_save_load_and_info(tmp_path, capsys):
     assert main(["info", "--model", str(out)]) == 0
     text = capsys.readouterr().out
     assert "enrolled:   prototypes on ravdess" in text and "new: calm, surprise" in text
+    assert "calibrated: by the enrolment rule" in text and "calibrated: no" not in text
 
 
 #: UA of the test above when it was written

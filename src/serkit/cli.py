@@ -762,6 +762,12 @@ def _cmd_info(args) -> int:
             b, a = (cal.get("ece_before") or {}).get(m), (cal.get("ece_after") or {}).get(m)
             if b is not None and a is not None:
                 print(f"            ECE {names.get(m, m)}: {b:.3f} -> {a:.3f} (out-of-fold)")
+    elif meta.get("enrolment"):
+        rule = (meta["enrolment"].get("rule") or {}) or meta.get("config") or {}
+        print(
+            f"calibrated: by the enrolment rule (prototype and base log-probabilities mixed, T={rule.get('temperature')},"
+            " chosen by NLL on training corpora; see serkit.prototypes)"
+        )
     else:
         print("calibrated: no (probabilities as the model gives them; serkit train --calibrate fits a temperature)")
     ad = meta.get("adaptation")
