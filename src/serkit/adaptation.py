@@ -52,6 +52,7 @@ __all__ = [
     "fit_with_target",
     "target_info",
     "fold_trainer",
+    "training_target",
     "target_trainer",
 ]
 
@@ -309,6 +310,19 @@ def target_info(method: str, clips, target, *, when: str) -> dict:
         "content_hash": content_hash(clips),
         "target": targets[0] if len(targets) == 1 else targets,
     }
+
+
+def training_target(model, target, method: str | None = None, *, label_set: str = "native") -> tuple[str, list]:
+    """``(method, target clips)`` for training ``model`` towards ``target`` (``train|evaluate --target``).
+
+    ``method`` ``None`` is :func:`default_method`; the method is checked before any audio is read,
+    then the target's clips are read and counted (:func:`check_target_count`).
+    """
+    method = method or default_method(model)
+    check_method(model, method, when="train")
+    clips = target_utterances(target, label_set=label_set)
+    check_target_count(method, len(clips))
+    return method, clips
 
 
 def fit_with_target(model, utterances, target, *, method: str | None = None, progress: bool = False):

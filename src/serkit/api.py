@@ -130,13 +130,9 @@ def evaluate(
     elif target is not None:
         from functools import partial
 
-        from .adaptation import check_method, check_target_count, default_method, target_trainer, target_utterances
+        from .adaptation import target_trainer, training_target
 
-        probe = build_model(r.model)
-        method = adapt_method or default_method(probe)
-        check_method(probe, method, when="train")
-        clips = target_utterances(target, label_set=label_set or r.label_set)
-        check_target_count(method, len(clips))
+        method, clips = training_target(build_model(r.model), target, adapt_method, label_set=label_set or r.label_set)
         domain_fit = partial(target_trainer, method=method, target=clips)
         domain_method = f"{method} (fixed target)"
     t0 = time.perf_counter()
@@ -208,20 +204,10 @@ def train(
 
         extra["calibration"] = fit_temperatures(lambda: build_model(r.model), utterances)
     if target is not None:
-        from .adaptation import (
-            check_method,
-            check_target_count,
-            default_method,
-            fit_with_target,
-            target_info,
-            target_utterances,
-        )
+        from .adaptation import fit_with_target, target_info, training_target
 
         model = build_model(r.model)
-        method = adapt_method or default_method(model)
-        check_method(model, method, when="train")  # before any audio is read
-        clips = target_utterances(target, label_set=label_set or r.label_set)
-        check_target_count(method, len(clips))
+        method, clips = training_target(model, target, adapt_method, label_set=label_set or r.label_set)
         model, method = fit_with_target(model, utterances, clips, method=method, progress=progress)
         extra["adaptation"] = target_info(method, clips, target, when="train")
         if method != "coral":
