@@ -11,7 +11,8 @@ has): for each held-out corpus the recipe (``default``) is trained on all the ot
 
 * **no adaptation** — single utterance (training statistics only) and speaker-adapted (each test
   speaker standardised with its own unlabelled clips, :mod:`serkit.speakers`);
-* **CORAL** (``serkit adapt``) — the fold's model adapted to the held-out corpus' unlabelled audio
+* **voices** (``serkit adapt``, its default for this recipe) and **CORAL** (``serkit adapt
+  --adapt-method coral``) — the fold's model adapted to the held-out corpus' unlabelled audio
   (transductive: the test audio without its labels), single utterance;
 * **few-shot** (``serkit enrol``) — K = 1, 5, 10, 20 labelled clips per class of the held-out
   corpus as the support set, the rest scored; against zero-shot (the same model unenrolled, on
@@ -23,6 +24,9 @@ has): for each held-out corpus the recipe (``default``) is trained on all the ot
   each held out in turn (models trained on all corpora but the fold's and that one), never on
   the held-out corpus. A model trained without corpora {i, j} serves both fold i and fold j.
 
+``--cache DIR`` keeps every fitted model (keyed by recipe and training clips) for the next run and
+for ``benchmarks/voices.py``.
+
 ``--max-per-corpus N`` keeps at most N clips of each corpus (balanced over speaker and class,
 seeded), for every role — training, target audio and test — so that the 7 × 6 / 2 + 7 fits fit on a
 2-core machine; ``0`` keeps everything. Settings are the recipe's; nothing here is tuned on a
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import os
 import sys
 import time
@@ -53,7 +58,7 @@ CORPORA = {
     "korean-emotiontts": "korean-emotiontts",
 }
 SHOTS = (1, 5, 10, 20)
-MODES = ("none", "speaker", "coral")
+MODES = ("none", "speaker", "voices", "coral")
 
 
 def cap(utterances, n: int, seed: int = 0) -> list:
@@ -76,20 +81,53 @@ def cap(utterances, n: int, seed: int = 0) -> list:
     return out
 
 
+def fitted(recipe_name: str, train, cache: str | None = None):
+    """The recipe fitted on ``train``; with ``cache`` (a folder), loaded from / saved to it (joblib,
+    keyed by the recipe and the training clips' ids), so reruns and other benchmarks reuse fits."""
+    import joblib
+
+    from serkit.models import build_model
+    from serkit.recipe import load_recipe
+
+    path = None
+    if cache:
+        key = hashlib.sha1("\n".join(sorted(str(u.id) for u in train)).encode()).hexdigest()[:16]
+        path = Path(cache) / f"{recipe_name}-{key}.joblib"
+        if path.exists():
+            return joblib.load(path)
+    model = build_model(load_recipe(recipe_name).model).fit(train, progress=False)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        joblib.dump(model, tmp)
+        os.replace(tmp, path)
+    return model
+
+
 def _predict(model, clips) -> dict:
-    """Probabilities of ``clips`` per mode: single utterance, speaker-adapted and CORAL-adapted to ``clips``."""
+    """Probabilities of ``clips`` per mode: single utterance, speaker-adapted, and adapted to ``clips``
+    by voice groups and by CORAL."""
     from serkit.adaptation import adapt_classifier
 
     out = {
         "none": model.predict_proba_utterances(clips, adapt=False, progress=False),
         "speaker": model.predict_proba_utterances(clips, adapt=True, progress=False),
     }
-    adapted = adapt_classifier(copy.deepcopy(model), clips, method="coral")
-    out["coral"] = adapted.predict_proba_utterances(clips, adapt=False, progress=False)
+    for method in ("voices", "coral"):
+        adapted = adapt_classifier(copy.deepcopy(model), clips, method=method)
+        out[method] = adapted.predict_proba_utterances(clips, adapt=False, progress=False)
     return out
 
 
-def run_fold(recipe_name: str, train, tests: dict, fewshot: dict | None, outer: bool, coral_train: bool = True) -> dict:
+def run_fold(
+    recipe_name: str,
+    train,
+    tests: dict,
+    fewshot: dict | None,
+    outer: bool,
+    coral_train: bool = True,
+    cache: str | None = None,
+) -> dict:
     """Fit the recipe on ``train``; per held-out corpus in ``tests`` its probabilities per mode.
 
     An ``outer`` fold (one held-out corpus) also gets train-time CORAL (a second model, fitted with
@@ -101,7 +139,7 @@ def run_fold(recipe_name: str, train, tests: dict, fewshot: dict | None, outer: 
 
     recipe = load_recipe(recipe_name)
     t0 = time.perf_counter()
-    model = build_model(recipe.model).fit(train, progress=False)
+    model = fitted(recipe_name, train, cache)
     out = {"labels": list(model.labels), "fit_seconds": time.perf_counter() - t0, "probs": {}}
     for corpus, clips in tests.items():
         out["probs"][corpus] = _predict(model, clips)
@@ -171,6 +209,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-coral-train", action="store_true", help="skip the second model per fold (CORAL at training)")
     ap.add_argument("--jobs", type=int, default=1, help="folds fitted in parallel (processes)")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
+    ap.add_argument("--cache", default=None, help="folder keeping fitted models between runs (joblib)")
     ap.add_argument("--neural", default=None, help="also a network recipe: no adaptation / AdaBN / Deep CORAL / MMD")
     ap.add_argument("--neural-set", action="append", default=[], help="recipe override for --neural (key=value)")
     ap.add_argument("--neural-corpora", default="emodb,tess,ravdess")
@@ -207,6 +246,7 @@ def main(argv=None) -> int:
             fs,
             len(held) == 1,
             not args.no_coral_train,
+            args.cache,
         )
         for held, tests, fs in jobs
     ]
@@ -253,6 +293,7 @@ def main(argv=None) -> int:
                 before[m].append(p)
                 after[m].append(apply_temperature(p, t[m]))
             temps[c] = t
+            after["voices-speaker-t"].append(apply_temperature(fits[(c,)]["probs"][c]["voices"], t["speaker"]))
         yy = np.concatenate([y(c) for c in names])
         rows["calibration"] = {
             m: {
@@ -262,6 +303,7 @@ def main(argv=None) -> int:
             }
             for m in MODES
         }
+        rows["calibration"]["voices"]["ece_speaker_t"] = ece(np.concatenate(after["voices-speaker-t"]), yy)
         rows["temperatures"] = temps
 
     if fewshot is not None:
@@ -304,14 +346,18 @@ def _print(names, rows, args) -> None:
     what = {
         "none": ("no adaptation", "single utterance"),
         "speaker": ("no adaptation", "speaker-adapted"),
-        "coral": ("CORAL (serkit adapt)", "single utterance"),
+        "voices": ("voice groups (serkit adapt)", "single utterance"),
+        "coral": ("CORAL (serkit adapt --adapt-method coral)", "single utterance"),
         "coral-train": ("CORAL at training (train --target)", "single utterance"),
     }
     for m in [m for m in what if m in t[names[0]]]:
         vals = [t[c][m] for c in names]
         print(f"| {what[m][0]} | {what[m][1]} | " + " | ".join(f"{v:7.3f}" for v in vals) + f" | {np.mean(vals):.3f} |")
-    gain = np.mean([t[c]["coral"] - t[c]["none"] for c in names])
-    print(f"\nCORAL gain over no adaptation (single utterance), mean over folds: {100 * gain:+.1f} UA points")
+    for m in ("voices", "coral"):
+        gain = np.mean([t[c][m] - t[c]["none"] for c in names])
+        print(
+            f"\n{what[m][0]}: gain over no adaptation (single utterance), mean over folds: {100 * gain:+.1f} UA points"
+        )
     if "neural" in rows:
         _print_neural(rows["neural"])
     if "calibration" in rows:
@@ -321,6 +367,11 @@ def _print(names, rows, args) -> None:
             print(
                 f"| {what[m][1]} ({what[m][0]}) | {r['ece_before']:.3f} | {r['ece_after']:.3f} | {r['temperature_median']:.2f} |"
             )
+        r = rows["calibration"]["voices"]
+        print(
+            f"| voice groups with the speaker-adapted temperature (what an adapted model applies) | "
+            f"{r['ece_before']:.3f} | {r['ece_speaker_t']:.3f} | {rows['calibration']['speaker']['temperature_median']:.2f} |"
+        )
     if "fewshot" in rows:
         print(
             f"\nFew-shot (K labelled clips per class of the held-out corpus; mean UA over folds, {args.episodes} episodes)"

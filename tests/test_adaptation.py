@@ -1,12 +1,13 @@
 """CORAL adaptation of feature models: known answers on synthetic features, the artifact, the errors."""
 
+import copy
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from serkit.adaptation import adapt_classifier, adapt_model, check_method, target_utterances
+from serkit.adaptation import adapt_classifier, adapt_model, check_method, post_hoc_method, target_utterances
 from serkit.artifact import save_model
 from serkit.corpora import Utterance
 from serkit.domain import coral_map, domain_stats
@@ -113,9 +114,11 @@ class _Neural:
 def test_method_errors_list_the_valid_ones():
     model = FeatureClassifier(["librosa"])
     check_method(model, "coral")
-    with pytest.raises(ConfigError, match="valid methods: coral, adabn"):
+    with pytest.raises(ConfigError, match="valid methods: voices, coral, adabn"):
         check_method(model, "tca")
-    with pytest.raises(ConfigError, match="does not apply to model family 'features'; methods that apply to it: coral"):
+    with pytest.raises(
+        ConfigError, match="does not apply to model family 'features'; methods that apply to it: voices, coral"
+    ):
         check_method(model, "adabn")
     with pytest.raises(ConfigError, match="family 'neural'; no method applies to it after training"):
         check_method(_Neural(), "coral")
@@ -180,7 +183,7 @@ def test_cli_adapt_errors_and_info(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no audio found in the target" in err and "Traceback" not in err
     assert main(["adapt", "-q", "--target", str(empty), "--adapt-method", "adabn", "--out", str(tmp_path / "m")]) == 2
-    assert "adabn (AdaBN" in (err := capsys.readouterr().err) and "methods that apply to it: coral" in err
+    assert "adabn (AdaBN" in (err := capsys.readouterr().err) and "methods that apply to it: voices, coral" in err
 
     x, labels, speakers = _source(4)
     model = _model(x, labels, speakers)
@@ -188,3 +191,72 @@ def test_cli_adapt_errors_and_info(tmp_path, capsys):
     out = save_model(model, tmp_path / "adapted", extra={"adaptation": info})
     assert main(["info", "--model", str(out)]) == 0
     assert "adapted:    coral to calls/ (31 files, content sha256 abababababab" in capsys.readouterr().out
+
+
+class _VoiceRowModel(_RowModel):
+    """Rows from ``u.extra['x']`` and voice embeddings from ``u.extra['v']`` (no audio)."""
+
+    def _voice_embeddings(self, *, utterances=None, signals=None, progress=False):
+        return np.array([u.extra["v"] for u in utterances])
+
+
+def _voices_data(seed=5):
+    """Three training speakers and a target of two unknown voices, each voice with its own offset."""
+    rng = np.random.default_rng(seed)
+    x, labels, _ = _source(seed, n=90)
+    speakers = [f"s{(i // 3) % 3}" for i in range(90)]  # every speaker has every class
+    offsets = {"s0": 0.0, "s1": 2.0, "s2": -2.0}
+    train = [Utterance(f"tr{i}", f"/x/tr{i}.wav", labels[i], speakers[i], "src",
+                       extra={"x": x[i] + offsets[speakers[i]]}) for i in range(len(x))]  # fmt: skip
+    xt, labels_t, _ = _source(seed + 1, n=60)
+    voice = np.arange(60) // 30  # two voices, 30 clips each, speakers unknown
+    shift = np.where(voice[:, None] == 0, _OFFSET, -_OFFSET[::-1])
+    emb = np.eye(4)[voice] + 0.05 * rng.normal(size=(60, 4))
+    target = [Utterance(f"t{i}", f"/x/t{i}.wav", labels_t[i], "target", "target",
+                        extra={"x": xt[i] + shift[i], "v": emb[i]}) for i in range(60)]  # fmt: skip
+    return train, target, voice
+
+
+def test_voices_standardise_each_unknown_voice_like_a_speaker(tmp_path):
+    train, target, voice = _voices_data()
+    y = [u.label for u in target]
+    model = _VoiceRowModel(["librosa"], classifier="logreg", normalisation="speaker", grid={"C": [1.0]}).fit(train)
+    assert model.domain_methods == ("voices", "coral")
+    single = model.predict_proba_utterances(target, adapt=False, progress=False)
+    assert _ua(y, [model.labels[i] for i in single.argmax(1)]) < 0.6
+    assert post_hoc_method(model) == "voices"
+    three = adapt_classifier(copy.deepcopy(model), target)  # VOICE_GROUPS = 3: one voice is split in two
+    assert sorted(three.voices_["sizes"]) == [15, 15, 30] and three.single_utterance_mode == "speaker"
+    adapted = model.adapt_voices(target, groups=2, progress=False)
+    assert adapted.voices_["sizes"] == [30, 30]
+    # without the head, a clip is standardised exactly as if its voice were a known speaker
+    views = adapted._blocks_from_utterances(target, False)
+    oracle = adapted._proba_from_views(views, np.array([f"v{g}" for g in voice]))
+    groups = adapted._voice_of(utterances=target)
+    np.testing.assert_allclose(adapted._proba_from_views(views, None, groups, refine=False), oracle, atol=1e-12)
+    p = adapted.predict_proba_utterances(target, adapt=False, progress=False)
+    assert _ua(y, [adapted.labels[i] for i in p.argmax(1)]) > 0.9
+    # a single new clip joins its voice's group; speaker-adapted predictions are unchanged
+    one = adapted.predict_proba_utterances(target[40:41], adapt=False, progress=False)
+    np.testing.assert_allclose(one, p[40:41], atol=1e-12)
+    np.testing.assert_allclose(
+        adapted.predict_proba_utterances(target, adapt=True, progress=False),
+        _VoiceRowModel(["librosa"], classifier="logreg", normalisation="speaker", grid={"C": [1.0]})
+        .fit(train)
+        .predict_proba_utterances(target, adapt=True, progress=False),
+        atol=1e-12,
+    )
+    # the groups, their statistics and the head survive saving (voices.npz, no pickle)
+    out = save_model(adapted, tmp_path / "m")
+    assert "voices.npz" in json.loads((out / "model.json").read_text())["files"]
+    back = load_model(out)[0]
+    back.__class__ = _VoiceRowModel
+    np.testing.assert_allclose(back.predict_proba_utterances(target, adapt=False, progress=False), p, atol=1e-5)
+
+
+def test_voices_needs_speaker_normalisation():
+    x, labels, speakers = _source(6)
+    model = _model(x, labels, speakers)  # normalisation: global
+    assert model.domain_methods == ("coral",)
+    with pytest.raises(ConfigError, match="does not apply to model family 'features'; methods that apply to it: coral"):
+        check_method(model, "voices")

@@ -147,8 +147,12 @@ def test_default_model_adapts_to_a_folder_without_its_training_data(ravdess_dir,
         (calls / f.name).symlink_to(f)
     assert main(["adapt", "-q", "--target", str(calls), "--out", str(tmp_path / "my-model")]) == 0
     meta = json.loads((tmp_path / "my-model" / "model.json").read_text())
-    assert meta["adaptation"]["method"] == "coral" and meta["adaptation"]["n_files"] == 24
+    assert meta["adaptation"]["method"] == "voices" and meta["adaptation"]["n_files"] == 24
     assert "source_statistics" not in meta["adaptation"]  # the model's own, not recomputed from corpora
+    assert sum(meta["adaptation"]["voice_groups"]) == 24
+    capsys.readouterr()
+    assert main(["info", "--model", str(tmp_path / "my-model")]) == 0
+    assert "adapted:    voices to" in (shown := capsys.readouterr().out) and "voice groups of" in shown
     out = tmp_path / "p.csv"
     assert main(["predict", "--model", str(tmp_path / "my-model"), str(calls), "--out", str(out), "-q"]) == 0
     adapted = pd.read_csv(out).sort_values("file")[[f"p_{lab}" for lab in SIX]].to_numpy(float)

@@ -100,3 +100,25 @@ def test_diagonal_target_keeps_every_variance():
     assert np.abs(np.diag(ident) - x.var(axis=0)).max() > 1.0  # shrinking to mu*I moves the variances
     with pytest.raises(ConfigError, match="diagonal"):
         covariance(x, shrink_to="eye")
+
+
+def test_self_training_head_learns_the_targets_clusters_from_noisy_guesses():
+    from serkit.domain import fit_target_head
+
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 3
+    x = 4.0 * np.eye(5)[y] + rng.normal(size=(300, 5))  # three separable target clusters
+    # a shifted model: right and confident on 60 % of clips, a hesitant random guess on the rest
+    proba = np.full((300, 4), 0.1)  # a fourth class the target does not have
+    right = rng.random(300) < 0.6
+    guess = np.where(right, y, rng.integers(0, 3, 300))
+    proba[np.arange(300), guess] = np.where(right, 0.7, 0.3)
+    proba /= proba.sum(1, keepdims=True)
+    head = fit_target_head(x, proba)
+    assert head.classes.tolist() == [0, 1, 2] and head.n_labels == 4
+    refined = head.refine(proba, x)
+    assert (proba.argmax(1) == y).mean() < 0.76 and (refined.argmax(1) == y).mean() > 0.95
+    np.testing.assert_allclose(refined.sum(1), 1.0)
+    assert refined[:, 3].max() < 1e-4  # the class never predicted on the target is all but ruled out
+    # a model that guesses one class everywhere teaches nothing
+    assert fit_target_head(x, np.tile([0.7, 0.1, 0.1, 0.1], (300, 1))) is None

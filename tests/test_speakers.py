@@ -158,3 +158,25 @@ def test_one_json_encoder(tmp_path):
     assert json.loads(text) == {"i": 3, "f": 0.25, "a": [0, 1], "p": str(tmp_path), "s": [1], "b": True}
     with pytest.raises(TypeError, match="cannot store a object"):
         json_default(object())
+
+
+def test_voice_groups_find_two_voices_and_fall_back_to_one_group():
+    from serkit.speakers import group_stats, nearest_voice, voice_groups
+
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, 0.0, 0.0]) + 0.05 * rng.normal(size=(30, 3))
+    b = np.array([0.0, 1.0, 0.0]) + 0.05 * rng.normal(size=(20, 3))
+    groups, centroids = voice_groups(np.concatenate([a, b]), 2)
+    assert groups.tolist() == [0] * 30 + [1] * 20  # groups numbered in order of their first clip
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0)
+    assert nearest_voice(np.array([[0.1, 2.0, 0.0], [3.0, 0.2, 0.1]]), centroids).tolist() == [1, 0]
+    # a group would have fewer clips than a speaker needs (10): one group of every clip
+    groups, centroids = voice_groups(np.concatenate([a, b[:6]]), 2)
+    assert set(groups.tolist()) == {0} and centroids.shape == (1, 3)
+    # a group's statistics are a speaker's: the same as speaker_stats of its rows
+    x = rng.normal(size=(50, 4)) * [1, 2, 3, 4] + 7
+    g = np.array([0] * 30 + [1] * 20)
+    mean, std = group_stats(x, g, 3, np.zeros(4), np.ones(4), floor=0.0)
+    np.testing.assert_allclose(mean[1], x[30:].mean(0))
+    np.testing.assert_allclose(std[0], x[:30].std(0))
+    np.testing.assert_array_equal(mean[2], np.zeros(4))  # an empty group keeps the global statistics

@@ -3,6 +3,14 @@
 A transformation of a model: a model folder in, an adapted model folder out, with what it was
 adapted to in ``model.json`` (``"adaptation": {"method", "n_files", "content_hash", "target"}``).
 
+``voices`` (feature models trained with per-speaker normalisation, the default for them): the
+target's speakers are unknown, so its clips are clustered into voice groups by the GE2E speaker
+encoder (:func:`serkit.speakers.voice_groups`, :data:`serkit.speakers.VOICE_GROUPS` groups) and
+each group is standardised like one speaker; a head self-trained on the target's confident
+predictions (:func:`serkit.domain.fit_target_head`) then refines the probabilities
+(:meth:`serkit.models.features.FeatureClassifier.adapt_voices`). A new clip joins the nearest
+group. Chosen over CORAL by leave-one-corpus-out on training corpora (``benchmarks/voices.py``).
+
 ``coral`` (feature models, :attr:`Classifier.domain_methods`): the target clips' features in the
 model's single-utterance space are summarised by a mean and a Ledoit-Wolf covariance
 (:mod:`serkit.domain`); the adapted model maps a clip's features through the CORAL map that gives
@@ -49,6 +57,7 @@ __all__ = [
     "MIN_TARGET_CLIPS",
     "check_target_count",
     "default_method",
+    "post_hoc_method",
     "fit_with_target",
     "target_info",
     "fold_trainer",
@@ -57,14 +66,15 @@ __all__ = [
 ]
 
 #: every method (the models that take each declare it in ``Classifier.domain_methods``)
-METHODS = ("coral", "adabn", "deep-coral", "mmd")
+METHODS = ("voices", "coral", "adabn", "deep-coral", "mmd")
 #: methods that adapt a trained model (``serkit adapt``)
-POST_HOC = ("coral", "adabn")
+POST_HOC = ("voices", "coral", "adabn")
 #: methods applied while training (``serkit train --target``)
 TRAIN_TIME = ("coral", "deep-coral", "mmd")
 #: ``serkit evaluate --adapt`` spellings → (method, when): ``coral`` is the post-hoc map, ``coral-train``
 #: the train-time re-colouring
 EVALUATE_METHODS = {
+    "voices": ("voices", "after"),
     "coral": ("coral", "after"),
     "adabn": ("adabn", "after"),
     "deep-coral": ("deep-coral", "train"),
@@ -79,6 +89,7 @@ MIN_TARGET_CLIPS = MIN_CORAL_CLIPS
 
 _WHEN = {"after": POST_HOC, "train": TRAIN_TIME}
 _HOW = {
+    "voices": "voice groups standardised like speakers, then self-training (feature models with speaker normalisation)",
     "coral": "CORAL on the features (feature models)",
     "adabn": "AdaBN, batch-norm statistics re-estimated on the target (networks)",
     "deep-coral": "a Deep CORAL loss while training (networks)",
@@ -96,6 +107,19 @@ def default_method(model) -> str:
     raise ConfigError(
         f"model family {family!r} has no train-time domain adaptation; families with one: features (coral), "
         "soundnet, soundnet-res, cnn-lstm, transformer (deep-coral, mmd)"
+    )
+
+
+def post_hoc_method(model) -> str:
+    """What ``serkit adapt`` uses when no method is named: the model's first post-hoc method
+    (``voices`` for feature models with speaker normalisation, else ``coral``; ``adabn`` for networks)."""
+    for m in model.domain_methods:
+        if m in POST_HOC:
+            return m
+    family = getattr(model, "family", type(model).__name__)
+    raise ConfigError(
+        f"model family {family!r} cannot be adapted after training; families that can: features (voices, coral), "
+        "soundnet, soundnet-res, cnn-lstm, transformer (adabn)"
     )
 
 
@@ -193,18 +217,22 @@ SHRINK_TO = "diagonal"
 
 
 def adapt_classifier(
-    model, target, *, method: str = "coral", source=None, shrink_to: str | None = None, progress: bool = False
+    model, target, *, method: str | None = None, source=None, shrink_to: str | None = None, progress: bool = False
 ):
     """Adapt a fitted classifier in place to unlabelled ``target`` utterances; returns the model.
 
-    ``source`` (utterances) recomputes the source statistics, needed when the model has none;
-    ``shrink_to`` is the target covariance's shrinkage target (default :data:`SHRINK_TO`).
+    ``method`` ``None``: :func:`post_hoc_method`. ``source`` (utterances) recomputes the CORAL source
+    statistics, needed when the model has none; ``shrink_to`` is the target covariance's shrinkage
+    target (default :data:`SHRINK_TO`).
     """
+    method = method or post_hoc_method(model)
     check_method(model, method)
     target = list(target)
     check_target_count(method, len(target))
     if method == "adabn":
         return model.adapt_batchnorm(target, progress=progress)
+    if method == "voices":
+        return model.adapt_voices(target, progress=progress)
     if source is not None:
         source = list(source)
         if len(source) < MIN_CORAL_CLIPS:
@@ -235,7 +263,7 @@ def adapt_model(
     target,
     *,
     out,
-    method: str = "coral",
+    method: str | None = None,
     source: Sequence[str] | None = None,
     progress: bool = False,
 ) -> tuple[Path, dict]:
@@ -249,6 +277,7 @@ def adapt_model(
     from .models import load_model
 
     model, meta = load_model(model_dir)
+    method = method or post_hoc_method(model)
     check_method(model, method)
     label_set = (meta.get("recipe") or {}).get("label_set") or "native"
     sources = _specs(source)
@@ -270,6 +299,14 @@ def adapt_model(
             "predictions unchanged"
         )
         info["shrinkage"] = {"source": [round(float(s.shrinkage), 4) for s in model.source_stats_]}
+    elif method == "voices":
+        heads = [h for h in model.voices_["heads"] if h is not None]
+        info["voice_groups"] = model.voices_["sizes"]
+        info["self_trained_classes"] = sorted({model.labels[int(c)] for h in heads for c in h.classes})
+        info["space"] = (
+            "single clips standardised with their voice group's statistics (GE2E clusters of the target), "
+            "probabilities refined by a head self-trained on the target; speaker-adapted predictions unchanged"
+        )
     else:
         info.update(model.adabn_)
     if meta.get("adaptation"):
@@ -290,7 +327,7 @@ def adapt_model(
     return Path(out), info
 
 
-def fold_adapter(model, test, *, method: str = "coral", progress: bool = False):
+def fold_adapter(model, test, *, method: str | None = None, progress: bool = False):
     """For ``evaluation.evaluate(domain_adapt=...)``: adapt a fold's fitted model to its test audio (labels unused)."""
     # the labels are never read: only paths and segments reach the feature extractors
     return adapt_classifier(model, test, method=method, progress=progress)

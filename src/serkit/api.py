@@ -65,10 +65,9 @@ def evaluate(
     A protocol that lets a speaker appear in both training and test data (``random-split:K``)
     runs only with ``allow_speaker_dependent=True`` and is marked as such in the report.
 
-    ``adapt="coral"``: each fold's model is also adapted to its test set's unlabelled audio
+    ``adapt="voices" | "coral" | "adabn"``: each fold's model is also adapted to its test set's unlabelled audio
     (:func:`serkit.adaptation.fold_adapter`) and scored as mode ``"domain"``; the report is marked
-    transductive and keeps the unadapted modes (and headline). ``adapt="adabn"``: the same with AdaBN
-    (networks). ``adapt="deep-coral" | "mmd" | "coral-train"``: train-time adaptation — per fold a
+    transductive and keeps the unadapted modes (and headline). ``adapt="deep-coral" | "mmd" | "coral-train"``: train-time adaptation — per fold a
     second model is trained with the fold's test audio (labels unused) as its target
     (:func:`serkit.adaptation.fold_trainer`), scored as mode ``"domain"``, also transductive.
     :data:`serkit.adaptation.EVALUATE_METHODS` lists the spellings.
@@ -223,7 +222,7 @@ def train(
     )
 
 
-def adapt(model_dir, target, *, out, method: str = "coral", source: Sequence[str] | None = None, progress=False):
+def adapt(model_dir, target, *, out, method: str | None = None, source: Sequence[str] | None = None, progress=False):
     """Adapt the model in ``model_dir`` to unlabelled target audio and save it to ``out`` (``serkit adapt``).
 
     ``target``: audio files, a folder, a CSV manifest or a corpus spec ``NAME:ROOT``; ``source``:

@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "--adapt",
         default=None,
         metavar="METHOD",
-        help="also adapt each fold's model to its test audio without labels: coral, adabn (after training), "
+        help="also adapt each fold's model to its test audio without labels: voices, coral, adabn (after training), "
         "deep-coral, mmd, coral-train (a second model per fold trained with the test audio as its target); the "
         "report is marked transductive and keeps the unadapted numbers",
     )
@@ -364,7 +364,8 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--out", required=True, help="model folder to write")
 
     ad = cmd(
-        "adapt", "adapt a trained model to unlabelled audio of a new domain (CORAL on features, AdaBN for networks)"
+        "adapt",
+        "adapt a trained model to unlabelled audio of a new domain (voice groups or CORAL on features, AdaBN for networks)",
     )
     ad.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
     ad.add_argument(
@@ -376,8 +377,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     ad.add_argument(
         "--adapt-method",
-        default="coral",
-        help="coral (feature models, default) or adabn (networks: batch-norm statistics re-estimated on the target)",
+        default=None,
+        help="voices (feature models with per-speaker normalisation, the default there: clips grouped by voice and "
+        "standardised like speakers, then self-training), coral, or adabn (networks, the default there: "
+        "batch-norm statistics re-estimated on the target)",
     )
     ad.add_argument(
         "--source",
@@ -778,6 +781,16 @@ def _cmd_info(args) -> int:
             f"{ad['content_hash'][:12]}…) "
             + ("while training" if ad.get("when") == "training" else f"from {ad.get('source_model', '?')}")
         )
+        if ad.get("voice_groups"):
+            print(
+                f"            voice groups of {', '.join(map(str, ad['voice_groups']))} clips; single clips use the "
+                "speaker-adapted temperature"
+                + (
+                    f"; self-trained on {', '.join(ad['self_trained_classes'])}"
+                    if ad.get("self_trained_classes")
+                    else ""
+                )
+            )
     en = meta.get("enrolment")
     if en:
         shots = f"{en['shots']} per class" if en.get("shots") else "all clips"

@@ -20,6 +20,13 @@ dominated by the shrinkage, which keeps the whitening well conditioned.
 
 :func:`mmd` is the biased (V-statistic) squared maximum mean discrepancy with a sum of Gaussian
 kernels, for measuring how far two feature sets are apart (zero for identical samples).
+
+**Self-training** (:func:`fit_target_head`): a model's own confident predictions on unlabelled
+target rows become pseudo-labels for a small classifier fitted on the target alone
+(:class:`TargetHead`, multinomial logistic regression); its probabilities multiply the model's.
+Per predicted class, the :data:`SELF_TRAIN_FRACTION` most confident rows are taken, so every class
+the model finds keeps examples, and a class it never predicts on the target gets (almost) no
+probability from the head.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ __all__ = [
     "coral_map",
     "apply_map",
     "mmd",
+    "SELF_TRAIN_FRACTION",
+    "SELF_TRAIN_C",
+    "TargetHead",
+    "fit_target_head",
 ]
 
 #: The fewest clips a CORAL target (or source) needs. Ledoit-Wolf works from 2 rows, but the mean
@@ -200,3 +211,69 @@ def mmd(x, y, scales=None) -> float:
         g = 1.0 / (2 * s * s)
         total += np.exp(-g * dxx).mean() + np.exp(-g * dyy).mean() - 2 * np.exp(-g * dxy).mean()
     return float(max(total, 0.0))
+
+
+#: Of each class the model predicts on the target, the most confident fraction taken as pseudo-labels
+#: (0.3 or 0.5, with C 0.01 or 0.001: chosen with :data:`serkit.speakers.VOICE_GROUPS` on training
+#: corpora only, ``benchmarks/voices.py``).
+SELF_TRAIN_FRACTION = 0.3
+#: Inverse L2 strength of the target head (rows are standardised features, ~2 000 dimensions).
+SELF_TRAIN_C = 0.01
+#: Probability the head gives a class it has no pseudo-labels of (a floor, so the product stays defined).
+_ABSENT = 1e-6
+
+
+@dataclass(frozen=True)
+class TargetHead:
+    """A linear classifier fitted on pseudo-labelled target rows: ``coef`` [shape=(c, d)],
+    ``intercept`` [shape=(c,)], ``classes`` [shape=(c,)] (label indices), ``n_labels``."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    classes: np.ndarray
+    n_labels: int
+
+    def proba(self, x) -> np.ndarray:
+        """[shape=(n, n_labels)]: the head's probabilities, :data:`_ABSENT` for classes it never saw."""
+        x = _as_rows(x)
+        out = np.full((len(x), self.n_labels), _ABSENT)
+        z = x @ self.coef.T + self.intercept
+        if len(self.classes) == 2 and z.shape[1] == 1:  # binary logistic regression: one margin
+            z = np.concatenate([-z / 2, z / 2], axis=1)
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        out[:, self.classes] = p / p.sum(axis=1, keepdims=True)
+        return out
+
+    def refine(self, proba, x) -> np.ndarray:
+        """``proba`` [shape=(n, n_labels)] multiplied by the head's probabilities of ``x``, renormalised."""
+        z = np.log(np.maximum(np.asarray(proba, dtype=np.float64), 1e-12)) + np.log(self.proba(x))
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def fit_target_head(
+    x, proba, *, fraction: float = SELF_TRAIN_FRACTION, c: float = SELF_TRAIN_C, seed: int = 0
+) -> TargetHead | None:
+    """Self-training: fit a :class:`TargetHead` on target rows ``x`` [shape=(n, d)] pseudo-labelled by
+    ``proba`` [shape=(n, n_labels)] (the model's probabilities); ``None`` when the model predicts
+    fewer than two classes on the target (nothing to learn)."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, proba = _as_rows(x), np.asarray(proba, dtype=np.float64)
+    guess, conf = proba.argmax(axis=1), proba.max(axis=1)
+    keep = []
+    for k in np.unique(guess):
+        rows = np.flatnonzero(guess == k)
+        keep.extend(rows[np.argsort(-conf[rows], kind="stable")][: max(2, int(len(rows) * fraction))])
+    keep = np.asarray(sorted(keep))
+    if len(np.unique(guess[keep])) < 2:
+        return None
+    clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed).fit(x[keep], guess[keep])
+    return TargetHead(
+        coef=np.asarray(clf.coef_, dtype=np.float64),
+        intercept=np.asarray(clf.intercept_, dtype=np.float64),
+        classes=np.asarray(clf.classes_, dtype=int),
+        n_labels=proba.shape[1],
+    )

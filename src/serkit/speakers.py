@@ -22,6 +22,12 @@ and networks (torch pooled vectors) and fusion (fused log-probabilities):
   keep their numbers with no floor beyond the constant-dimension rule;
 * a global standard deviation at or below :data:`CONSTANT_STD` (a constant dimension) counts as 1.
 
+**Voice groups** stand in for speakers when no speaker ids are known (``serkit adapt --adapt-method
+voices``): a target's clips are clustered by their GE2E speaker-encoder embeddings
+(:func:`voice_groups`, k-means on unit vectors) and each group is standardised like one speaker
+(:func:`group_stats`, the same statistics and floors as a speaker's); a new clip joins the group of
+the nearest centroid (:func:`nearest_voice`).
+
 Functions take numpy arrays, or torch tensors (then they compute in torch, on the tensor's device
 and dtype); torch is never imported here, so the module loads without it.
 """
@@ -41,6 +47,10 @@ __all__ = [
     "speaker_stats",
     "speaker_standardise",
     "centre_speakers",
+    "VOICE_GROUPS",
+    "voice_groups",
+    "nearest_voice",
+    "group_stats",
 ]
 
 #: A speaker needs at least this many utterances for its own statistics; fewer → global statistics.
@@ -185,3 +195,64 @@ def centre_speakers(z, speakers: Sequence[str], *, min_utterances: int = MIN_SPE
     for rows in _speaker_rows(speakers, len(z), min_utterances):
         z[rows] -= z[rows].mean(axis=0)
     return z
+
+
+#: Voice groups a target's clips are clustered into (:func:`voice_groups`). Chosen with the
+#: self-training settings (:data:`serkit.domain.SELF_TRAIN_FRACTION`) by inner leave-one-corpus-out
+#: over the seven corpora (``benchmarks/voices.py``: a model trained without corpora {i, j},
+#: adapted to j's unlabelled audio, scored on j): 1, 2 or 3 groups, with and without self-training;
+#: 3 groups with self-training had the best mean inner UA.
+VOICE_GROUPS = 3
+
+
+def _unit(e: np.ndarray) -> np.ndarray:
+    e = np.nan_to_num(np.asarray(e, dtype=np.float64))
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_voice(embeddings, centroids) -> np.ndarray:
+    """Index [shape=(n,)] of the centroid (unit vectors, [shape=(k, d)]) nearest each embedding, by cosine."""
+    return np.argmax(_unit(embeddings) @ np.asarray(centroids, dtype=np.float64).T, axis=1)
+
+
+def voice_groups(
+    embeddings, k: int = VOICE_GROUPS, *, min_utterances: int = MIN_SPEAKER_UTTERANCES, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster clips by voice: ``(group of each row [shape=(n,)], unit centroids [shape=(k', d)])``.
+
+    k-means (10 starts, seeded) on the unit-length ``embeddings`` (speaker-encoder vectors, one row
+    a clip); rows join the centroid nearest by cosine. Fewer groups are taken while one would have
+    fewer than ``min_utterances`` clips (what a speaker needs for its own statistics), down to one
+    group of every clip.
+
+    >>> e = np.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0], [-0.1, 1.0]])
+    >>> groups, centroids = voice_groups(e, 2, min_utterances=2)
+    >>> groups.tolist(), centroids.shape
+    ([0, 0, 1, 1], (2, 2))
+    """
+    from sklearn.cluster import KMeans
+
+    e = _unit(embeddings)
+    for kk in range(min(int(k), len(e) // max(1, min_utterances)), 1, -1):
+        km = KMeans(kk, n_init=10, random_state=seed).fit(e)
+        order = np.argsort([np.flatnonzero(km.labels_ == g)[0] for g in range(kk)])  # groups in order of first row
+        centroids = _unit(km.cluster_centers_[order])
+        groups = nearest_voice(e, centroids)
+        if np.bincount(groups, minlength=kk).min() >= min_utterances:
+            return groups, centroids
+    return np.zeros(len(e), dtype=int), _unit(e.mean(axis=0, keepdims=True))
+
+
+def group_stats(x, groups, n_groups: int, global_mean, global_std, *, floor: float | None = None):
+    """``(mean, std)`` [shape=(n_groups, d)] of each group of rows, as :func:`speaker_stats` gives a
+    speaker's (same floor and constant-dimension rules); a group with no rows gets the global ones."""
+    x = np.asarray(x, dtype=np.float64)
+    groups = np.asarray(groups, dtype=int)
+    mean, std = speaker_stats(x, groups.astype(str), global_mean, global_std, min_utterances=1, floor=floor)
+    out_m = np.tile(np.asarray(global_mean, dtype=np.float64), (n_groups, 1))
+    out_s = np.tile(np.asarray(global_std, dtype=np.float64), (n_groups, 1))
+    for g in range(n_groups):
+        rows = np.flatnonzero(groups == g)
+        if len(rows):
+            out_m[g], out_s[g] = mean[rows[0]], std[rows[0]]
+    return out_m, out_s

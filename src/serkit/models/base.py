@@ -193,8 +193,16 @@ class Classifier(ABC):
         self.temperatures_ = clean
         return self
 
+    @property
+    def single_utterance_mode(self) -> str:
+        """The temperature mode of a single-utterance prediction (``adapt=False``): ``"none"``, or
+        ``"speaker"`` for a model whose single clips are standardised like a speaker's (a feature
+        model adapted by voice groups, :meth:`serkit.models.features.FeatureClassifier.adapt_voices`)."""
+        return "none"
+
     def _calibrated(self, proba, speakers) -> np.ndarray:
-        t = (getattr(self, "temperatures_", None) or {}).get("speaker" if speakers is not None else "none")
+        mode = "speaker" if speakers is not None else self.single_utterance_mode
+        t = (getattr(self, "temperatures_", None) or {}).get(mode)
         if t is None or t == 1.0:
             return proba
         from ..calibration import apply_temperature

@@ -23,6 +23,14 @@ classifier). An adapted model holds a CORAL map ``(A, b)`` per view from that sp
 fitted rows' distribution, applied before the classifier in single-utterance predictions;
 speaker-adapted predictions (``adapt=True``) are left as they are (per-speaker standardisation
 already aligns each speaker's mean and variance).
+
+**Voice groups (``voices``).** A model with ``normalisation: speaker`` can be adapted to target
+audio whose speakers are unknown (:meth:`FeatureClassifier.adapt_voices`): the target's clips are
+clustered by voice with the GE2E speaker encoder (:func:`serkit.speakers.voice_groups`), each group
+is standardised like one speaker, and a small head self-trained on the target's confident
+predictions (:func:`serkit.domain.fit_target_head`) refines the probabilities. The adapted model
+keeps the groups' centroids and statistics and the head (``voices.npz``): a new single clip joins
+the nearest group. Speaker-adapted predictions (``adapt=True``, speakers known) are unchanged.
 """
 
 from __future__ import annotations
@@ -34,12 +42,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..domain import DomainStats, domain_stats
+from ..domain import SELF_TRAIN_C, SELF_TRAIN_FRACTION, DomainStats, TargetHead, domain_stats
 from ..errors import ConfigError, ModelError
-from ..speakers import FEATURE_STD_FLOOR, MIN_SPEAKER_UTTERANCES, global_stats, speaker_standardise
+from ..speakers import (
+    FEATURE_STD_FLOOR,
+    MIN_SPEAKER_UTTERANCES,
+    VOICE_GROUPS,
+    global_stats,
+    group_stats,
+    nearest_voice,
+    speaker_standardise,
+    voice_groups,
+)
 from .base import Classifier, register_model
 
 __all__ = ["FeatureClassifier"]
+
+#: the voice embedding of ``adapt_voices``: the GE2E speaker encoder's utterance vector
+_VOICE_FEATURES = ("ge2e", {"layer": "embedding"})
 
 _CLASSIFIERS = ("svm-linear", "svm-rbf", "logreg", "rf", "stacking")
 _NORMALISATIONS = ("global", "speaker", "none")
@@ -232,19 +252,17 @@ class FeatureClassifier(Classifier):
         return [[extract(e, utterances, progress=progress) for e in view] for view in self._view_extractors()]
 
     def _blocks_from_signals(self, signals) -> list[list[np.ndarray]]:
+        return [[self._signal_rows(e, signals) for e in view] for view in self._view_extractors()]
+
+    def _signal_rows(self, extractor, signals) -> np.ndarray:
+        """[n, d] rows of ``extractor`` for signals at the model's rate (resampled to the extractor's)."""
         from ..audio import pad_to, resample
         from ..features.base import functionals_parallel
 
-        rate = self.sampling_rate
-        out = []
-        for view in self._view_extractors():
-            blocks = []
-            for e in view:
-                sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
-                n = int(e.min_duration * e.sampling_rate)
-                blocks.append(functionals_parallel(e, [pad_to(np.asarray(s, np.float32), n) for s in sigs]))
-            out.append(blocks)
-        return out
+        rate, e = self.sampling_rate, extractor
+        sigs = signals if e.sampling_rate == rate else [resample(s, rate, e.sampling_rate) for s in signals]
+        n = int(e.min_duration * e.sampling_rate)
+        return functionals_parallel(e, [pad_to(np.asarray(s, np.float32), n) for s in sigs])
 
     def _normalise(self, block: np.ndarray, b: int, speakers) -> np.ndarray:
         """Standardise block ``b`` (numbered across views: view * n_feature_sets + set)."""
@@ -350,7 +368,7 @@ class FeatureClassifier(Classifier):
         self.source_stats_ = [
             domain_stats(np.concatenate([x[v * n : (v + 1) * n] for x in xs], axis=1)) for v in range(len(views))
         ]
-        self.domain_map_ = None
+        self.domain_map_, self.voices_ = None, None
         if self.classifier == "stacking":
             self._fit_stacking(xs, y, groups)
         else:
@@ -409,22 +427,46 @@ class FeatureClassifier(Classifier):
         self.selected_ = {"base": params_all}
 
     # -- predicting -------------------------------------------------------------------------------
-    def _proba_from_views(self, views, speakers) -> np.ndarray:
-        """Probabilities from every view's blocks: the geometric mean over the views."""
+    def _proba_from_views(self, views, speakers, voice=None, *, refine: bool = True) -> np.ndarray:
+        """Probabilities from every view's blocks: the geometric mean over the views.
+
+        ``voice``: each row's voice group (a ``voices``-adapted model, single-utterance
+        predictions); ``refine=False`` leaves the self-trained head out."""
         self._check_fitted()
         if len(views) == 1:
-            return self._proba_from_blocks(views[0], 0, speakers)
+            return self._proba_from_blocks(views[0], 0, speakers, voice, refine)
         logs = [
-            np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers), 1e-12)) for v, blocks in enumerate(views)
+            np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers, voice, refine), 1e-12))
+            for v, blocks in enumerate(views)
         ]
         return _softmax(np.mean(logs, axis=0))
 
-    def _proba_from_blocks(self, blocks, view: int, speakers) -> np.ndarray:
-        xs = [self._normalise(b, view * len(blocks) + i, speakers) for i, b in enumerate(blocks)]
+    def _standardised(self, blocks, view: int, speakers, voice=None) -> list[np.ndarray]:
+        """Per feature set, the rows the classifier sees: per speaker (``speakers``), per voice group
+        (``voice``, single utterance of a ``voices``-adapted model) or with the training statistics
+        (through the CORAL map of a ``coral``-adapted model)."""
+        nb = len(blocks)
+        if speakers is None and voice is not None:
+            vs = self.voices_
+            return [
+                (np.nan_to_num(b, nan=0.0, posinf=0.0, neginf=0.0) - vs["mean"][view * nb + i][voice])
+                / vs["std"][view * nb + i][voice]
+                for i, b in enumerate(blocks)
+            ]
+        xs = [self._normalise(b, view * nb + i, speakers) for i, b in enumerate(blocks)]
         if getattr(self, "domain_map_", None) is not None and (speakers is None or self.normalisation != "speaker"):
             a, b = self.domain_map_[view]
             x = np.concatenate(xs, axis=1) @ a + b
             xs = np.split(x, np.cumsum([blk.shape[1] for blk in xs])[:-1], axis=1)
+        return xs
+
+    def _proba_from_blocks(self, blocks, view: int, speakers, voice=None, refine: bool = True) -> np.ndarray:
+        xs = self._standardised(blocks, view, speakers, voice)
+        p = self._proba_from_rows(xs)
+        head = self.voices_["heads"][view] if speakers is None and voice is not None else None
+        return head.refine(p, np.concatenate(xs, axis=1)) if head is not None and refine else p
+
+    def _proba_from_rows(self, xs) -> np.ndarray:
         n_labels = len(self.labels_)
         if self.classifier == "stacking":
             z = np.concatenate([_aligned_proba(est, x, n_labels) for est, x in zip(self.estimators_[:-1], xs)], axis=1)
@@ -437,15 +479,100 @@ class FeatureClassifier(Classifier):
     def _predict_signals(self, signals, speakers) -> np.ndarray:
         if len(signals) == 0:
             return np.zeros((0, len(self.labels_)))
-        return self._proba_from_views(self._blocks_from_signals(signals), speakers)
+        voice = self._voice_of(signals=signals) if speakers is None else None
+        return self._proba_from_views(self._blocks_from_signals(signals), speakers, voice)
 
     def _predict_utterances(self, utterances, speakers, *, progress: bool) -> np.ndarray:
-        return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers)
+        voice = self._voice_of(utterances=utterances, progress=progress) if speakers is None else None
+        return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers, voice)
+
+    # -- voice groups -----------------------------------------------------------------------------
+    @property
+    def single_utterance_mode(self) -> str:  # type: ignore[override]
+        return "speaker" if getattr(self, "voices_", None) is not None else "none"
+
+    def _voice_embeddings(self, *, utterances=None, signals=None, progress: bool = False) -> np.ndarray:
+        """[n, 256] GE2E speaker-encoder vectors of utterances (through the feature cache) or signals."""
+        from ..features import extract, get_extractor
+
+        name, options = _VOICE_FEATURES
+        e = get_extractor(name, **options)
+        if utterances is not None:
+            return extract(e, list(utterances), progress=progress)
+        return self._signal_rows(e, list(signals))
+
+    def _voice_of(self, **inputs) -> np.ndarray | None:
+        """Each clip's voice group, for a ``voices``-adapted model (else ``None``)."""
+        if getattr(self, "voices_", None) is None:
+            return None
+        return nearest_voice(self._voice_embeddings(**inputs), self.voices_["centroids"])
+
+    def adapt_voices(
+        self,
+        target,
+        *,
+        groups: int = VOICE_GROUPS,
+        self_train: bool = True,
+        fraction: float = SELF_TRAIN_FRACTION,
+        c: float = SELF_TRAIN_C,
+        progress: bool = True,
+    ) -> FeatureClassifier:
+        """Adapt to unlabelled ``target`` utterances whose speakers are unknown; returns ``self``.
+
+        The clips are clustered into (at most) ``groups`` voice groups by their GE2E speaker
+        embeddings (:func:`serkit.speakers.voice_groups`); each group's features are standardised
+        with the group's own statistics, as a speaker's are (:func:`serkit.speakers.group_stats`);
+        with ``self_train`` a head fitted on the target's confidently predicted rows
+        (:func:`serkit.domain.fit_target_head`) refines every single-utterance prediction. Replaces
+        a CORAL map. Needs ``normalisation: speaker`` (the classifier was fitted on rows standardised
+        per speaker, which is what a group's rows become).
+        """
+        self._check_fitted()
+        if self.normalisation != "speaker":
+            raise ConfigError(
+                f"voices adapts a model trained with normalisation: speaker; this one has {self.normalisation!r} "
+                "(use --adapt-method coral)"
+            )
+        target = list(target)
+        views = self._blocks_from_utterances(target, progress)
+        embeddings = self._voice_embeddings(utterances=target, progress=progress)
+        return self._adapt_voice_rows(views, embeddings, groups, self_train=self_train, fraction=fraction, c=c)
+
+    def _adapt_voice_rows(self, views, embeddings, groups: int, *, self_train: bool, fraction: float, c: float):
+        """:meth:`adapt_voices` on the target's feature blocks and voice embeddings."""
+        from ..domain import fit_target_head
+
+        voice, centroids = voice_groups(embeddings, groups, min_utterances=self.min_speaker_utterances)
+        k, nb = len(centroids), len(self.features)
+        means, stds = [], []
+        for v, view in enumerate(views):
+            for b, block in enumerate(view):
+                i = v * nb + b
+                m, sd = group_stats(
+                    np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0),
+                    voice,
+                    k,
+                    self.global_mean_[i],
+                    self.global_std_[i],
+                    floor=FEATURE_STD_FLOOR,
+                )
+                means.append(m)
+                stds.append(sd)
+        self.domain_map_ = None
+        self.voices_ = {"centroids": centroids, "mean": means, "std": stds, "heads": [None] * len(views)}
+        self.voices_["sizes"] = np.bincount(voice, minlength=k).tolist()
+        if self_train:
+            for v, blocks in enumerate(views):
+                xs = self._standardised(blocks, v, None, voice)
+                self.voices_["heads"][v] = fit_target_head(
+                    np.concatenate(xs, axis=1), self._proba_from_rows(xs), fraction=fraction, c=c
+                )
+        return self
 
     # -- domain adaptation ------------------------------------------------------------------------
     @property
     def domain_methods(self) -> tuple[str, ...]:
-        return ("coral",)
+        return ("voices", "coral") if self.normalisation == "speaker" else ("coral",)
 
     def domain_features(self, utterances, *, progress: bool = True) -> list[np.ndarray]:
         """Per speed view, the single-utterance-space rows [shape=(n, d)] of ``utterances`` (no labels read)."""
@@ -470,6 +597,7 @@ class FeatureClassifier(Classifier):
             self.source_stats_ = list(source_stats)
         if maps is not None:
             self.domain_map_ = [(np.asarray(a, np.float64), np.asarray(b, np.float64)) for a, b in maps]
+            self.voices_ = None
         return self
 
     # -- embedding (few-shot prototypes) -----------------------------------------------------------
@@ -480,27 +608,26 @@ class FeatureClassifier(Classifier):
 
     def embed_utterances(self, utterances, *, progress: bool = True) -> np.ndarray:
         """[shape=(n, d)] float64: each clip's feature sets standardised with the training statistics and
-        concatenated (the single-utterance space), through the CORAL map when the model is adapted.
+        concatenated (the single-utterance space), through the CORAL map of a ``coral``-adapted model
+        or with its voice group's statistics in a ``voices``-adapted one.
 
         With several speed views only the original one (speed 1, else the first) is used.
         """
         self._check_fitted()
-        return self._embedding(self._blocks_from_utterances(list(utterances), progress))
+        utterances = list(utterances)
+        voice = self._voice_of(utterances=utterances, progress=progress)
+        return self._embedding(self._blocks_from_utterances(utterances, progress), voice)
 
     def embed_signals(self, signals) -> np.ndarray:
         self._check_fitted()
         signals = list(signals)
         if not signals:
             return np.zeros((0, sum(len(m) for m in self.global_mean_[: len(self.features)])))
-        return self._embedding(self._blocks_from_signals(signals))
+        return self._embedding(self._blocks_from_signals(signals), self._voice_of(signals=signals))
 
-    def _embedding(self, views) -> np.ndarray:
+    def _embedding(self, views, voice=None) -> np.ndarray:
         view = self.speeds.index(1.0) if 1.0 in self.speeds else 0
-        x = self._domain_rows(views)[view]
-        if getattr(self, "domain_map_", None) is not None:
-            a, b = self.domain_map_[view]
-            x = x @ a + b
-        return np.asarray(x, dtype=np.float64)
+        return np.concatenate(self._standardised(views[view], view, None, voice), axis=1).astype(np.float64)
 
     # -- persistence ------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -538,6 +665,18 @@ class FeatureClassifier(Classifier):
         if domain:
             np.savez(directory / "domain.npz", **domain)
             files.append("domain.npz")
+        vs = getattr(self, "voices_", None)
+        if vs is not None:
+            arrays = {"centroids": np.asarray(vs["centroids"], np.float32), "sizes": np.asarray(vs["sizes"], np.int64)}
+            for i, (m, sd) in enumerate(zip(vs["mean"], vs["std"])):
+                arrays[f"mean_{i}"], arrays[f"std_{i}"] = np.asarray(m, np.float64), np.asarray(sd, np.float64)
+            for v, head in enumerate(vs["heads"]):
+                if head is not None:
+                    arrays[f"head_coef_{v}"] = head.coef.astype(np.float32)
+                    arrays[f"head_intercept_{v}"] = head.intercept.astype(np.float64)
+                    arrays[f"head_classes_{v}"] = head.classes.astype(np.int64)
+            np.savez(directory / "voices.npz", **arrays)
+            files.append("voices.npz")
         return files
 
     @classmethod
@@ -585,6 +724,33 @@ class FeatureClassifier(Classifier):
             except (KeyError, ValueError, TypeError) as exc:
                 raise ModelError(
                     f"cannot read the domain statistics in '{directory}' ({exc}); re-train or re-copy the model"
+                ) from None
+        model.voices_ = None
+        voices = model_file(directory, "voices.npz", required=False)
+        if voices.exists():
+            d = load_npz(voices)
+            try:
+                n, views = len(model.features) * len(model.speeds), range(len(model.speeds))
+                model.voices_ = {
+                    "centroids": d["centroids"].astype(np.float64),
+                    "sizes": d["sizes"].tolist(),
+                    "mean": [d[f"mean_{i}"] for i in range(n)],
+                    "std": [d[f"std_{i}"] for i in range(n)],
+                    "heads": [
+                        TargetHead(
+                            coef=d[f"head_coef_{v}"].astype(np.float64),
+                            intercept=d[f"head_intercept_{v}"],
+                            classes=d[f"head_classes_{v}"],
+                            n_labels=len(model.labels_),
+                        )
+                        if f"head_coef_{v}" in d
+                        else None
+                        for v in views
+                    ],
+                }
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ModelError(
+                    f"cannot read the voice groups in '{directory}' ({exc}); re-adapt or re-copy the model"
                 ) from None
         return model
 
