@@ -263,3 +263,30 @@ def test_every_recipe_declares_its_normalisation_and_the_report_says_it(name, mo
     report = serkit.api.evaluate(["toy:/nowhere"], name, protocol="loso", progress=False)
     assert report.to_dict()["normalisation"] == said
     assert set(report.adaptation) == {"speaker", "none"} and report.adaptation["speaker"]["headline"]
+
+
+def test_balanced_corpus_weights_give_every_class_and_corpus_its_share():
+    from serkit.errors import ConfigError
+    from serkit.models.features import FeatureClassifier, balanced_corpus_weights
+
+    labels = ["a"] * 10 + ["b"] * 2 + ["a"] * 3 + ["c"] * 5
+    corpora = ["big"] * 12 + ["small"] * 8
+    w = balanced_corpus_weights(labels, corpora)
+    totals = {y: w[np.array(labels) == y].sum() for y in "abc"}
+    np.testing.assert_allclose(list(totals.values()), [20 / 3] * 3)  # every class the same total
+    np.testing.assert_allclose(w[:10].sum(), w[12:15].sum())  # class a: both corpora the same share
+    np.testing.assert_allclose(w.mean(), 1.0)
+    # with one corpus it is sklearn's "balanced": the same classifier
+    rng = np.random.default_rng(0)
+    y = np.array(["x"] * 40 + ["y"] * 10)
+    x = rng.normal(size=(50, 3)) + (y == "y")[:, None] * 1.5
+    spk = np.array([f"s{i % 5}" for i in range(50)])
+    fits = [
+        FeatureClassifier(["librosa"], classifier="logreg", normalisation="global", grid={"C": [1.0]}, class_weight=cw)
+        .fit_features([x], list(y), spk)
+        ._proba_from_views([[x]], None)
+        for cw in ("balanced", "balanced-corpus")
+    ]
+    np.testing.assert_allclose(fits[0], fits[1], atol=1e-4)
+    with pytest.raises(ConfigError, match="unknown class_weight 'corpus'; use one of balanced, balanced-corpus"):
+        FeatureClassifier(["librosa"], class_weight="corpus")

@@ -56,7 +56,7 @@ from ..speakers import (
 )
 from .base import Classifier, register_model
 
-__all__ = ["FeatureClassifier"]
+__all__ = ["FeatureClassifier", "balanced_corpus_weights"]
 
 #: the voice embedding of ``adapt_voices``: the GE2E speaker encoder's utterance vector
 _VOICE_FEATURES = ("ge2e", {"layer": "embedding"})
@@ -111,6 +111,42 @@ def _make_estimator(kind: str, params: dict, class_weight, seed: int, probabilit
     return make_pipeline(StandardScaler(), clf)
 
 
+#: ``class_weight`` values: sklearn's (``None``, ``"balanced"``) and serkit's corpus-aware one
+_CLASS_WEIGHTS = (None, "balanced", "balanced-corpus")
+
+
+def balanced_corpus_weights(labels, corpora) -> np.ndarray:
+    """Per-row weights [shape=(n,)], mean 1: every class gets the same total weight, and within a
+    class every corpus that has it the same share (``class_weight: balanced-corpus``).
+
+    Row ``i`` of class ``y`` from corpus ``c`` weighs ``1 / (n[c, y] * m[y])``, ``n[c, y]`` the rows of
+    class ``y`` in corpus ``c`` and ``m[y]`` the corpora that have class ``y``. So the largest corpus
+    does not outvote the others, and a class only some corpora have is not outweighed by the classes
+    every corpus has. With one corpus this is sklearn's ``"balanced"``.
+
+    >>> balanced_corpus_weights(["a", "a", "a", "b", "a"], ["x", "x", "x", "x", "y"]).round(3).tolist()
+    [0.417, 0.417, 0.417, 2.5, 1.25]
+    """
+    labels, corpora = np.asarray([str(v) for v in labels]), np.asarray([str(v) for v in corpora])
+    w = np.zeros(len(labels))
+    for y in np.unique(labels):
+        rows = labels == y
+        have = np.unique(corpora[rows])
+        for c in have:
+            cell = rows & (corpora == c)
+            w[cell] = 1.0 / (cell.sum() * len(have))
+    return w * len(w) / w.sum()
+
+
+def _fit_weighted(est, x, y, w):
+    """``est.fit(x, y)`` with per-row weights ``w`` (``None``: unweighted) passed to the classifier."""
+    if w is None:
+        return est.fit(x, y)
+    if hasattr(est, "steps"):  # a Pipeline: the weights go to its last step
+        return est.fit(x, y, **{f"{est.steps[-1][0]}__sample_weight": w})
+    return est.fit(x, y, sample_weight=w)
+
+
 def _grid_points(grid: dict) -> list[dict]:
     from sklearn.model_selection import ParameterGrid
 
@@ -129,8 +165,8 @@ def _inner_folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int):
     return list(StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed).split(y, y))
 
 
-def _select(kind, grid, x, y, groups, class_weight, k, seed) -> tuple[dict, float]:
-    """Grid point with the best inner-CV UA (balanced accuracy) on the training speakers."""
+def _select(kind, grid, x, y, groups, class_weight, k, seed, w=None) -> tuple[dict, float]:
+    """Grid point with the best inner-CV UA (balanced accuracy) on the training speakers (``w``: row weights)."""
     from sklearn.metrics import balanced_accuracy_score
 
     points = _grid_points(grid)
@@ -143,7 +179,8 @@ def _select(kind, grid, x, y, groups, class_weight, k, seed) -> tuple[dict, floa
         for tr, va in folds:
             if len(np.unique(y[tr])) < 2:
                 continue
-            est = _make_estimator(kind, params, class_weight, seed, probability=False).fit(x[tr], y[tr])
+            est = _make_estimator(kind, params, class_weight, seed, probability=False)
+            est = _fit_weighted(est, x[tr], y[tr], None if w is None else w[tr])
             scores.append(balanced_accuracy_score(y[va], est.predict(x[va])))
         score = float(np.mean(scores)) if scores else -1.0
         if score > best_score + 1e-9:
@@ -168,7 +205,10 @@ class FeatureClassifier(Classifier):
     grid
         Hyperparameter grid searched by inner speaker-grouped CV (default per classifier).
     class_weight
-        ``"balanced"`` (default) or ``None``.
+        ``"balanced"`` (default: every class the same total weight), ``"balanced-corpus"`` (row
+        weights from :func:`balanced_corpus_weights`: every class the same total weight and, within
+        a class, every corpus that has it the same share — for training on several corpora) or
+        ``None``.
     base
         For stacking: the classifier used on each feature set (default ``"svm-linear"``).
     inner_folds
@@ -213,6 +253,10 @@ class FeatureClassifier(Classifier):
         self.calibration = calibration
         self.speeds = parse_speeds(speeds)
         self.seed = seed
+        if class_weight not in _CLASS_WEIGHTS:
+            raise ConfigError(
+                f"unknown class_weight {class_weight!r}; use one of balanced, balanced-corpus, null (no weights)"
+            )
         if calibration not in ("platt", "decision"):
             raise ConfigError(f"unknown calibration {calibration!r}; use 'platt' or 'decision'")
         if classifier not in _CLASSIFIERS:
@@ -286,7 +330,7 @@ class FeatureClassifier(Classifier):
             raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
         views = self._blocks_from_utterances(utterances, progress)
         speakers = np.array([u.speaker for u in utterances])
-        return self._fit_views(views, [u.label for u in utterances], speakers)
+        return self._fit_views(views, [u.label for u in utterances], speakers, corpora=[u.corpus for u in utterances])
 
     def fit_features(self, blocks: list[np.ndarray], labels: Sequence[str], speakers: np.ndarray):
         """Fit on precomputed feature blocks (one [n, d_b] array per feature set) of one view."""
@@ -324,7 +368,12 @@ class FeatureClassifier(Classifier):
         target_views = self._blocks_from_utterances(target, progress)
         speakers = np.array([u.speaker for u in utterances])
         return self._fit_views(
-            views, [u.label for u in utterances], speakers, target_views=target_views, shrink_to=shrink_to
+            views,
+            [u.label for u in utterances],
+            speakers,
+            target_views=target_views,
+            shrink_to=shrink_to,
+            corpora=[u.corpus for u in utterances],
         )
 
     def _fit_views(
@@ -335,11 +384,13 @@ class FeatureClassifier(Classifier):
         *,
         target_views: list[list[np.ndarray]] | None = None,
         shrink_to: str = "diagonal",
+        corpora: Sequence[str] | None = None,
     ):
         """Fit on every view's blocks: the views' rows are stacked as extra training examples.
 
         ``target_views`` (train-time CORAL, :meth:`fit_target`): each view's rows are re-coloured to
-        the target's single-utterance statistics first.
+        the target's single-utterance statistics first. ``corpora`` (each clip's corpus) feeds
+        ``class_weight: balanced-corpus``; without it every clip counts as one corpus.
         """
         labels_ = sorted(set(labels))
         if len(labels_) < 2:
@@ -369,21 +420,25 @@ class FeatureClassifier(Classifier):
             domain_stats(np.concatenate([x[v * n : (v + 1) * n] for x in xs], axis=1)) for v in range(len(views))
         ]
         self.domain_map_, self.voices_ = None, None
+        cw, w = self.class_weight, None
+        if cw == "balanced-corpus":
+            cw = None
+            w = np.tile(balanced_corpus_weights(labels, corpora if corpora is not None else ["-"] * n), len(views))
         if self.classifier == "stacking":
-            self._fit_stacking(xs, y, groups)
+            self._fit_stacking(xs, y, groups, cw, w)
         else:
             x = np.concatenate(xs, axis=1)
             grid = self.grid if self.grid is not None else _DEFAULT_GRIDS[self.classifier]
-            params, score = _select(self.classifier, grid, x, y, groups, self.class_weight, self.inner_folds, self.seed)
+            params, score = _select(self.classifier, grid, x, y, groups, cw, self.inner_folds, self.seed, w)
             self.selected_ = {"params": params, "inner_ua": score}
             if self._decision_calibrated():
                 self.temperature_ = _fit_temperature(
-                    self.classifier, params, x, y, groups, self.class_weight, self.inner_folds, self.seed, len(labels_)
+                    self.classifier, params, x, y, groups, cw, self.inner_folds, self.seed, len(labels_), w
                 )
                 self.selected_["temperature"] = self.temperature_
             probability = not self._decision_calibrated()
             self.estimators_ = [
-                _make_estimator(self.classifier, params, self.class_weight, self.seed, probability).fit(x, y)
+                _fit_weighted(_make_estimator(self.classifier, params, cw, self.seed, probability), x, y, w)
             ]
         return self
 
@@ -406,7 +461,7 @@ class FeatureClassifier(Classifier):
     def _decision_calibrated(self) -> bool:
         return self.calibration == "decision" and self.classifier.startswith("svm")
 
-    def _fit_stacking(self, xs, y, groups):
+    def _fit_stacking(self, xs, y, groups, cw, w):
         from sklearn.linear_model import LogisticRegression
 
         folds = _inner_folds(y, groups, self.inner_folds, self.seed)
@@ -416,14 +471,15 @@ class FeatureClassifier(Classifier):
         self.estimators_ = []
         params_all = []
         for b, x in enumerate(xs):
-            params, score = _select(self.base, grid, x, y, groups, self.class_weight, self.inner_folds, self.seed)
+            params, score = _select(self.base, grid, x, y, groups, cw, self.inner_folds, self.seed, w)
             params_all.append({"params": params, "inner_ua": score})
             for tr, va in folds:
-                est = _make_estimator(self.base, params, self.class_weight, self.seed, True).fit(x[tr], y[tr])
+                est = _make_estimator(self.base, params, cw, self.seed, True)
+                est = _fit_weighted(est, x[tr], y[tr], None if w is None else w[tr])
                 oof[np.ix_(va, range(b * n_labels, (b + 1) * n_labels))] = _aligned_proba(est, x[va], n_labels)
-            self.estimators_.append(_make_estimator(self.base, params, self.class_weight, self.seed, True).fit(x, y))
-        meta = LogisticRegression(C=1.0, class_weight=self.class_weight, max_iter=2000, random_state=self.seed)
-        self.estimators_.append(meta.fit(oof, y))
+            self.estimators_.append(_fit_weighted(_make_estimator(self.base, params, cw, self.seed, True), x, y, w))
+        meta = LogisticRegression(C=1.0, class_weight=cw, max_iter=2000, random_state=self.seed)
+        self.estimators_.append(_fit_weighted(meta, oof, y, w))
         self.selected_ = {"base": params_all}
 
     # -- predicting -------------------------------------------------------------------------------
@@ -785,7 +841,7 @@ def _decision(est, x: np.ndarray, n_labels: int) -> np.ndarray:
     return out
 
 
-def _fit_temperature(kind, params, x, y, groups, class_weight, k, seed, n_labels) -> float:
+def _fit_temperature(kind, params, x, y, groups, class_weight, k, seed, n_labels, w=None) -> float:
     """Softmax temperature minimising the log-loss of inner-CV out-of-fold decision values."""
     from scipy.optimize import minimize_scalar
 
@@ -793,7 +849,8 @@ def _fit_temperature(kind, params, x, y, groups, class_weight, k, seed, n_labels
     for tr, va in _inner_folds(y, groups, k, seed):
         if len(np.unique(y[tr])) < 2:
             continue
-        est = _make_estimator(kind, params, class_weight, seed, probability=False).fit(x[tr], y[tr])
+        est = _make_estimator(kind, params, class_weight, seed, probability=False)
+        est = _fit_weighted(est, x[tr], y[tr], None if w is None else w[tr])
         scores.append(_decision(est, x[va], n_labels))
         truth.append(y[va])
     if not scores:
