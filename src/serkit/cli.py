@@ -189,8 +189,8 @@ def _parser() -> argparse.ArgumentParser:
         default=False,
         choices=["energy", "silero"],
         metavar="GATE",
-        help="timeline: cut at pauses into 3-5 s speech segments instead of fixed windows; "
-        "GATE energy or silero (voice activity; needs pip install silero-vad), default: the benchmarked default gate",
+        help="timeline: cut at pauses into 3-5 s speech segments instead of fixed windows; GATE is the "
+        "voice-activity gate, silero (default: better in noise, benchmarks/vad.py) or energy (level threshold)",
     )
     pr.add_argument(
         "--plot",
@@ -278,8 +278,8 @@ def _parser() -> argparse.ArgumentParser:
         "--vad",
         default="energy",
         choices=["energy", "silero"],
-        help="silence gate: energy (RMS, default) or silero (also skip windows Silero VAD hears no speech in; "
-        "needs pip install silero-vad)",
+        help="silence gate: energy (RMS, default) or silero (also skip windows in which Silero VAD hears "
+        "under 0.2 s of speech)",
     )
     st.add_argument("--queue", type=int, default=4, help="windows waiting for inference at most (default 4)")
     st.add_argument(
