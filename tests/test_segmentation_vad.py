@@ -96,3 +96,14 @@ def test_cli_timeline_vad_option(padded, tmp_path):
     assert t["start"].min() >= 0.85 and t["end"].max() <= 1.0 + dur + 0.3
     with pytest.raises(SystemExit):  # argparse lists the choices
         main(["predict", str(path), "--timeline", "--vad", "webrtc"])
+
+
+def test_scorer_with_the_silero_gate_skips_noise_windows(padded):
+    from serkit.windows import Scorer, Window
+    from tests.test_windows import _Fixed
+
+    _, y, sr, _ = padded
+    noise = 0.02 * np.random.default_rng(1).standard_normal(sr).astype(np.float32)  # loud enough for the RMS gate
+    s = Scorer(_Fixed([[1.0, 0.0]]), sr, gate=window_gate("silero"))
+    rows = s.rows([Window(0.0, 1.0, noise), Window(1.0, 2.0, y[sr : 2 * sr])])
+    assert [r["error"] for r in rows] == ["silence", ""]
