@@ -184,8 +184,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "--vad",
-        action="store_true",
-        help="timeline: cut at pauses (energy VAD) into 3-5 s speech segments instead of fixed windows",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=["energy", "silero"],
+        metavar="GATE",
+        help="timeline: cut at pauses into 3-5 s speech segments instead of fixed windows; GATE is the "
+        "voice-activity gate, silero (default: better in noise, benchmarks/vad.py) or energy (level threshold)",
     )
     pr.add_argument(
         "--plot",
@@ -268,6 +273,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="P",
         help="label a row 'uncertain' when its top probability is below P (probabilities kept), e.g. 0.6",
+    )
+    st.add_argument(
+        "--vad",
+        default="energy",
+        choices=["energy", "silero"],
+        help="silence gate: energy (RMS, default) or silero (also skip windows in which Silero VAD hears "
+        "under 0.2 s of speech)",
     )
     st.add_argument("--queue", type=int, default=4, help="windows waiting for inference at most (default 4)")
     st.add_argument(
@@ -624,6 +636,7 @@ def _cmd_stream(args) -> int:
         queue_size=args.queue,
         when_busy=args.when_busy,
         fmt=args.format,
+        vad=args.vad,
     )
     return code
 

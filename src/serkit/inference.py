@@ -427,7 +427,7 @@ class Recognizer:
         *,
         window: float = LONG_WINDOW_S,
         hop: float = LONG_HOP_S,
-        vad: bool = False,
+        vad: bool | str = False,
         min_segment: float = 3.0,
         max_segment: float = 5.0,
     ):
@@ -443,10 +443,12 @@ class Recognizer:
             (:mod:`serkit.windows`: the last one aligned to the end when the others leave a tail;
             audio shorter than a window gives one row). Ignored with ``vad=True``.
         vad
-            Cut at pauses instead: energy-based voice activity detection
+            Cut at pauses instead: voice activity detection
             (:func:`serkit.segmentation.vad_segments`) gives segments of ``min_segment`` …
             ``max_segment`` seconds of speech; pauses longer than a second end a segment early,
-            and silent stretches give no row.
+            and silent stretches give no row. ``True`` uses the default gate
+            (:data:`serkit.segmentation.DEFAULT_GATE`); a name picks one of
+            :data:`serkit.segmentation.GATES` (``"energy"``, ``"silero"``).
         min_segment, max_segment
             Segment lengths for ``vad=True`` (seconds).
 
@@ -462,18 +464,20 @@ class Recognizer:
             The file cannot be read, is shorter than :attr:`min_duration`, longer than
             :attr:`max_duration_s`, or (with ``vad``) holds no speech.
         """
-        from .segmentation import VAD_FRAME, energy_db, vad_segments
+        from .segmentation import VAD_FRAME, check_gate, file_activity, vad_segments
 
         clip = self._as_clip(path)
         t0, t1, rate = self._plan(clip)
         if t1 - t0 < self.min_duration:
             self._read(clip.path, clip.start, clip.end)  # raises the usual "too short" message
         if vad:
+            score, speech = file_activity(clip.path, self.sampling_rate, check_gate(vad), start=t0, end=t1)
             segments = vad_segments(
-                energy_db(clip.path, self.sampling_rate, start=t0, end=t1),
+                score,
                 frame=VAD_FRAME,
                 min_segment=min_segment,
                 max_segment=max_segment,
+                speech=speech,
             )
             if not segments:
                 raise AudioError(
@@ -491,7 +495,7 @@ class Recognizer:
         *,
         window: float = LONG_WINDOW_S,
         hop: float = LONG_HOP_S,
-        vad: bool = False,
+        vad: bool | str = False,
         progress: bool = False,
     ):
         """:meth:`timeline` of many files in one table; a file that fails becomes one error row.

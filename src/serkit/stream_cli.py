@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import AudioError, ConfigError
+from .segmentation import window_gate
 from .windows import Cutter, Scorer, StreamLimits
 
 __all__ = ["StreamStats", "run_stream", "file_chunks", "stdin_chunks"]
@@ -213,6 +214,7 @@ def run_stream(
     out=None,
     err=None,
     stdin=None,
+    vad: str = "energy",
 ) -> tuple[StreamStats, int]:
     """Run a stream until its input ends or a signal stops it; print rows and the summary.
 
@@ -237,6 +239,9 @@ def run_stream(
         (microphone, file at ``speed > 0``) and ``wait`` otherwise.
     fmt : {"text", "jsonl"}
         One line per window on ``out``; the summary goes to ``err`` (JSON with ``jsonl``).
+    vad : {"energy", "silero"}
+        The silence gate: ``energy`` is the window engine's RMS gate; ``silero`` also skips
+        windows where Silero VAD hears under 0.2 s of speech (:func:`serkit.segmentation.window_gate`).
 
     Returns
     -------
@@ -248,6 +253,7 @@ def run_stream(
         raise ConfigError(f"window ({window}s) and hop ({hop}s) must both be positive")
     if not 0 < ema <= 1:
         raise ConfigError(f"--ema {ema} must be in (0, 1]; 1 turns smoothing off")
+    gate = window_gate(vad)  # an unknown gate or a missing silero-vad fails before any output
     if queue_size < 1:
         raise ConfigError(f"--queue {queue_size} must be at least 1")
     out = out or sys.stdout
@@ -291,7 +297,7 @@ def run_stream(
         raise ConfigError(f"unknown stream source {source!r}; use file, stdin or mic")
     # the one window engine; the bounded queue already bounds the work, so no windows-per-second cap
     cutter = Cutter(in_rate, window, hop, limits=StreamLimits.from_env(max_windows_per_s=None))
-    scorer = Scorer(recognizer, in_rate, ema=ema, min_confidence=recognizer.min_confidence)
+    scorer = Scorer(recognizer, in_rate, ema=ema, min_confidence=recognizer.min_confidence, gate=gate)
 
     def cut(chunk):
         now = time.monotonic()

@@ -359,6 +359,9 @@ class Scorer:
         A window whose (smoothed) top probability is below this is labelled ``"uncertain"``.
     min_samples
         A window with fewer samples is not classified either (row ``error == "silence"``).
+    gate
+        Optional ``gate(samples, sampling_rate) -> bool``, True for a silent window, tested after
+        the RMS gate (a voice-activity gate: :func:`serkit.segmentation.window_gate`).
     """
 
     def __init__(
@@ -371,6 +374,7 @@ class Scorer:
         name: str = "stream",
         min_confidence: float | None = None,
         min_samples: float = 1,
+        gate: Callable[[np.ndarray, int], bool] | None = None,
     ):
         from .calibration import check_min_confidence
 
@@ -383,6 +387,7 @@ class Scorer:
         self.silence_db = float(silence_db)
         self.name = name
         self.min_samples = min_samples
+        self.gate = gate
         self.smoothed: np.ndarray | None = None
 
     def rows(self, windows: list[Window]) -> list[dict]:
@@ -396,7 +401,11 @@ class Scorer:
         rows: list[dict | None] = []
         pieces, where = [], []
         for w in windows:
-            if w.samples.size < self.min_samples or is_silent(w.samples, self.silence_db):
+            if (
+                w.samples.size < self.min_samples
+                or is_silent(w.samples, self.silence_db)
+                or (self.gate is not None and self.gate(w.samples, self.sampling_rate))
+            ):
                 row = {"file": self.name, "start": w.start, "end": w.end, "label": ""}
                 row.update({f"p_{l}": np.nan for l in labels})
                 row["error"] = "silence"
