@@ -62,7 +62,7 @@ def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(segmentation.importlib.util, "find_spec", lambda name: None)
     segmentation._silero_session.cache_clear()
     try:
-        with pytest.raises(ConfigError, match="pip install silero-vad"):
+        with pytest.raises(ConfigError, match=r"needs the silero-vad package: pip install 'serkit\[vad\]'"):
             frame_activity(np.zeros(16000, np.float32), 16000, "silero")
     finally:
         segmentation._silero_session.cache_clear()

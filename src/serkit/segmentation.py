@@ -80,7 +80,7 @@ DEFAULT_GATE = "silero"
 SILERO_RATE, SILERO_FRAME, SILERO_CONTEXT = 16000, 512, 64
 SILERO_ON, SILERO_OFF = 0.5, 0.35
 _SILERO_MODEL = "silero_vad_16k_sequence.onnx"
-_SILERO_INSTALL = "pip install silero-vad onnxruntime (both are serkit dependencies), or use the energy gate"
+_SILERO_INSTALL = "pip install 'serkit[vad]' (silero-vad and onnxruntime), or use the energy gate (--vad energy)"
 
 
 def check_gate(gate) -> str:
