@@ -161,3 +161,32 @@ def test_default_model_adapts_to_a_folder_without_its_training_data(ravdess_dir,
         adapted, plain[[f"p_{lab}" for lab in SIX]].to_numpy(float), atol=1e-3
     )
     capsys.readouterr()
+
+
+def test_timeline_adapts_by_file(emodb_dir, tmp_path, capsys):
+    """--timeline --adapt-by file: the windows of one recording are standardised together (one speaker)."""
+    import soundfile as sf
+
+    from serkit.audio import read
+
+    rec = Recognizer.load()
+    sr = rec.sampling_rate
+    clips = [read(f, sr)[0] for f in sorted((emodb_dir / "wav").glob("03*.wav"))[:14]]
+    call = tmp_path / "call.wav"
+    sf.write(call, np.concatenate(clips), sr)  # one speaker, several emotions, ~30 s
+    out, plain = tmp_path / "a.csv", tmp_path / "p.csv"
+    args = ["predict", str(call), "--timeline", "--window", "2", "--hop", "2", "-q"]
+    assert main([*args, "--adapt-by", "file", "--out", str(out)]) == 0
+    assert main([*args, "--out", str(plain)]) == 0
+    got, base = pd.read_csv(out), pd.read_csv(plain)
+    cols = [f"p_{lab}" for lab in SIX]
+    voiced = got["error"].fillna("") == ""
+    assert voiced.sum() >= 10 and (got["start"] == base["start"]).all()
+    signal = read(call, sr)[0]
+    windows = [signal[int(round(s * sr)) : int(round(e * sr))] for s, e in got.loc[voiced, ["start", "end"]].to_numpy()]
+    expected = rec.classifier.predict_proba(windows, speakers=["call"] * len(windows))
+    np.testing.assert_allclose(got.loc[voiced, cols].to_numpy(float), expected, atol=1e-6)
+    assert not np.allclose(got.loc[voiced, cols].to_numpy(float), base.loc[voiced, cols].to_numpy(float), atol=1e-3)
+    capsys.readouterr()
+    assert main(["predict", str(call), "--adapt-by", "file", "-q"]) == 2
+    assert "add --timeline" in capsys.readouterr().err

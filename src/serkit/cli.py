@@ -209,10 +209,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--adapt-by",
         default=None,
-        choices=["folder", "all"],
+        choices=["folder", "all", "file"],
         help="per-speaker adaptation for speaker-normalised models: the files of one folder "
         "(folder) or all the files (all) are one speaker, whose unlabelled statistics "
-        f"replace the training set's (needs >= {MIN_SPEAKER_UTTERANCES} files per speaker)",
+        f"replace the training set's (needs >= {MIN_SPEAKER_UTTERANCES} files per speaker); with --timeline, "
+        f"file: the windows of one recording are one speaker (>= {MIN_SPEAKER_UTTERANCES} windows)",
     )
 
     em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
@@ -566,10 +567,25 @@ def _cmd_predict(args) -> int:
     files = expand_inputs(args.paths)
     if not files:
         raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")
-    if args.timeline and args.adapt_by:
-        raise SerkitError("--adapt-by applies to whole files; drop it or drop --timeline")
+    if args.timeline and args.adapt_by not in (None, "file"):
+        raise SerkitError(
+            f"--adapt-by {args.adapt_by} applies to whole files; with --timeline use --adapt-by file "
+            "(each recording's windows are one speaker), or drop --timeline"
+        )
+    if args.adapt_by == "file" and not args.timeline:
+        raise SerkitError(
+            "--adapt-by file standardises the windows of one recording together: add --timeline "
+            "(a whole file is one clip; use --adapt-by folder or all to adapt across files)"
+        )
     if args.timeline:
-        table = rec.timelines(files, window=args.window, hop=args.hop, vad=args.vad, progress=_progress(args))
+        table = rec.timelines(
+            files,
+            window=args.window,
+            hop=args.hop,
+            vad=args.vad,
+            adapt=args.adapt_by == "file",
+            progress=_progress(args),
+        )
         if args.plot:
             from .plotting import plot_timeline
 

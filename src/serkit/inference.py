@@ -385,11 +385,14 @@ class Recognizer:
         for a, b in grid.spans(int(round(t1 * rate)) - first):
             yield grid.seconds(first + a), grid.seconds(first + b)
 
-    def _span_rows(self, path, spans: Iterable[tuple[float, float]], batch_size: int = 32) -> list[dict]:
+    def _span_rows(
+        self, path, spans: Iterable[tuple[float, float]], batch_size: int = 32, *, adapt: bool = False
+    ) -> list[dict]:
         """Rows of ``spans`` (seconds) of one file, decoding at most ~2 minutes at a time.
 
         Spans whose RMS is below :data:`~serkit.windows.SILENCE_DB` (or shorter than
-        :attr:`min_duration`) get an error row ``"silence"``.
+        :attr:`min_duration`) get an error row ``"silence"``. ``adapt``: every span is decoded
+        first and the file's spans are classified together as one speaker.
         """
         from .audio import read
 
@@ -399,6 +402,7 @@ class Recognizer:
             self, sr, name=str(path), min_confidence=self.min_confidence, min_samples=max(1, self.min_duration * sr)
         )
         rows: list[dict] = []
+        held: list[Window] = []
         it = iter(spans)
         pending = next(it, None)
         while pending is not None:
@@ -410,15 +414,15 @@ class Recognizer:
                 pending = next(it, None)
             t0, t1 = group[0][0], max(e for _, e in group)
             block, _ = read(path, sr, start=t0, end=t1)
-            rows.extend(
-                scorer.rows(
-                    [
-                        Window(s, e, block[int(round((s - t0) * sr)) : min(len(block), int(round((e - t0) * sr)))])
-                        for s, e in group
-                    ]
-                )
-            )
-        return rows
+            windows = [
+                Window(s, e, block[int(round((s - t0) * sr)) : min(len(block), int(round((e - t0) * sr)))])
+                for s, e in group
+            ]
+            if adapt:
+                held.extend(windows)
+            else:
+                rows.extend(scorer.rows(windows))
+        return scorer.rows(held, speaker=str(path)) if adapt else rows
 
     # -- long recordings -------------------------------------------------------------------------
     def timeline(
@@ -430,6 +434,7 @@ class Recognizer:
         vad: bool | str = False,
         min_segment: float = 3.0,
         max_segment: float = 5.0,
+        adapt: bool = False,
     ):
         """Rows for consecutive parts of a (long) recording.
 
@@ -451,6 +456,12 @@ class Recognizer:
             :data:`serkit.segmentation.GATES` (``"energy"``, ``"silero"``).
         min_segment, max_segment
             Segment lengths for ``vad=True`` (seconds).
+        adapt
+            Standardise the recording's windows with the recording's own statistics (a call is one
+            or two voices): its classified windows are one speaker (``serkit predict --timeline
+            --adapt-by file``; a speaker-normalised model with at least
+            :data:`~serkit.speakers.MIN_SPEAKER_UTTERANCES` classified windows, else each window
+            on its own).
 
         Returns
         -------
@@ -487,7 +498,7 @@ class Recognizer:
             spans = [(round(t0 + s, 6), round(min(t0 + e, t1), 6)) for s, e in segments]
         else:
             spans = self._spans(t0, t1, rate, window, hop)
-        return self._table(self._span_rows(clip.path, spans))
+        return self._table(self._span_rows(clip.path, spans, adapt=adapt))
 
     def timelines(
         self,
@@ -496,6 +507,7 @@ class Recognizer:
         window: float = LONG_WINDOW_S,
         hop: float = LONG_HOP_S,
         vad: bool | str = False,
+        adapt: bool = False,
         progress: bool = False,
     ):
         """:meth:`timeline` of many files in one table; a file that fails becomes one error row.
@@ -514,7 +526,7 @@ class Recognizer:
         try:
             for path in tqdm(list(paths), desc="timeline", unit="file", disable=not progress, leave=False):
                 try:
-                    parts.append(self.timeline(path, window=window, hop=hop, vad=vad))
+                    parts.append(self.timeline(path, window=window, hop=hop, vad=vad, adapt=adapt))
                 except SerkitError as exc:
                     parts.append(self._table([self._error_row(str(path), str(exc))]))
         finally:

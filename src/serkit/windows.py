@@ -390,9 +390,11 @@ class Scorer:
         self.gate = gate
         self.smoothed: np.ndarray | None = None
 
-    def rows(self, windows: list[Window]) -> list[dict]:
+    def rows(self, windows: list[Window], *, speaker: str | None = None) -> list[dict]:
         """Prediction-table rows (``file, start, end, label, p_<label>..., error``), one per window;
-        below ``min_confidence`` the label is ``"uncertain"``."""
+        below ``min_confidence`` the label is ``"uncertain"``. ``speaker``: the windows are one
+        speaker's, standardised together with their own statistics (a speaker-normalised model;
+        :mod:`serkit.speakers`: at least ``MIN_SPEAKER_UTTERANCES`` classified windows)."""
         from .audio import resample
         from .calibration import top_label
 
@@ -415,7 +417,8 @@ class Scorer:
                 where.append((len(rows) - 1, w))
                 pieces.append(resample(w.samples, self.sampling_rate, rec.sampling_rate))
         if pieces:
-            proba = np.asarray(rec.classifier.predict_proba(pieces), dtype=np.float64)
+            speakers = None if speaker is None else [speaker] * len(pieces)
+            proba = np.asarray(rec.classifier.predict_proba(pieces, speakers=speakers), dtype=np.float64)
             for (i, w), p in zip(where, proba):
                 fresh = self.smoothed is None or self.ema == 1
                 self.smoothed = p if fresh else self.ema * p + (1 - self.ema) * self.smoothed
