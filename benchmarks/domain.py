@@ -19,7 +19,7 @@ has): for each held-out corpus the recipe (``default``) is trained on all the ot
   the same query clips) and a linear SVM trained on the K shots alone in the same embedding space;
   ``--episodes`` repeats, mean and 95 % t-interval;
 * **calibration** — ECE (15 bins, top label) before and after temperature scaling, single
-  utterance, adapted and CORAL modes, pooled over folds. A fold's temperatures are fitted the way
+  utterance, speaker-adapted, voice-group and CORAL modes, pooled over folds. A fold's temperatures are fitted the way
   ``serkit train --calibrate`` fits them: on out-of-fold predictions of its *training* corpora,
   each held out in turn (models trained on all corpora but the fold's and that one), never on
   the held-out corpus. A model trained without corpora {i, j} serves both fold i and fold j.
@@ -293,7 +293,6 @@ def main(argv=None) -> int:
                 before[m].append(p)
                 after[m].append(apply_temperature(p, t[m]))
             temps[c] = t
-            after["voices-speaker-t"].append(apply_temperature(fits[(c,)]["probs"][c]["voices"], t["speaker"]))
         yy = np.concatenate([y(c) for c in names])
         rows["calibration"] = {
             m: {
@@ -303,7 +302,6 @@ def main(argv=None) -> int:
             }
             for m in MODES
         }
-        rows["calibration"]["voices"]["ece_speaker_t"] = ece(np.concatenate(after["voices-speaker-t"]), yy)
         rows["temperatures"] = temps
 
     if fewshot is not None:
@@ -367,11 +365,6 @@ def _print(names, rows, args) -> None:
             print(
                 f"| {what[m][1]} ({what[m][0]}) | {r['ece_before']:.3f} | {r['ece_after']:.3f} | {r['temperature_median']:.2f} |"
             )
-        r = rows["calibration"]["voices"]
-        print(
-            f"| voice groups with the speaker-adapted temperature (what an adapted model applies) | "
-            f"{r['ece_before']:.3f} | {r['ece_speaker_t']:.3f} | {rows['calibration']['speaker']['temperature_median']:.2f} |"
-        )
     if "fewshot" in rows:
         print(
             f"\nFew-shot (K labelled clips per class of the held-out corpus; mean UA over folds, {args.episodes} episodes)"

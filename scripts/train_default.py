@@ -9,7 +9,8 @@ the model (atomically) with those scores in ``model.json``; ``serkit info`` prin
 
 The model is calibrated (one temperature per mode, ``api.train(calibrate=True)``'s rule) on its
 leave-one-corpus-out predictions: each training corpus held out in turn, the recipe trained on the
-others. It keeps its training features' mean and covariance (``domain.npz``), so ``serkit adapt
+others — single utterance, speaker-adapted, and adapted to the held-out corpus by voice groups
+(``serkit adapt``'s default; ``--calibrate-only`` refits just this on the model as it is). It keeps its training features' mean and covariance (``domain.npz``), so ``serkit adapt
 --target calls/ --out my-model`` works on it without the training data.
 """
 
@@ -51,12 +52,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "src" / "serkit" / "assets" / "default-model"))
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--skip-eval", action="store_true", help="train only (keep no scores)")
+    ap.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="keep the model in --out as it is (estimators, scores) and refit only its calibration",
+    )
     args = ap.parse_args(argv)
 
-    from serkit.api import _trained_on, evaluate, prepare_data
+    from serkit.api import _trained_on, _voices_mode, evaluate, prepare_data
     from serkit.artifact import save_model
     from serkit.evaluation.run import fit_temperatures
-    from serkit.models import build_model
+    from serkit.models import build_model, load_model
     from serkit.recipe import load_recipe
 
     missing = [d for d in CORPORA.values() if not (DATA / d).is_dir()]
@@ -65,6 +71,21 @@ def main(argv=None) -> int:
         return 2
     specs = [f"{name}:{DATA / folder}" for name, folder in CORPORA.items()]
     recipe = load_recipe(args.recipe)
+    if args.calibrate_only:
+        model, meta = load_model(args.out)
+        calibration = fit_temperatures(
+            lambda: build_model(recipe.model), prepare_data(specs, recipe.label_set), **_voices_mode(recipe.model)
+        )
+        print(f"calibration: {calibration}", flush=True)
+        save_model(
+            model,
+            args.out,
+            recipe=meta["recipe"],
+            trained_on=meta["trained_on"],
+            metrics=meta["metrics"],
+            extra={"calibration": calibration},
+        )
+        return 0
     metrics = {}
     if not args.skip_eval:
         for protocol in ("loco", "speaker-kfold:5"):
@@ -72,7 +93,7 @@ def main(argv=None) -> int:
             metrics[protocol] = scores(report)
             print(f"{protocol}: {metrics[protocol]}", flush=True)
     utterances = prepare_data(specs, recipe.label_set)
-    calibration = fit_temperatures(lambda: build_model(recipe.model), utterances)
+    calibration = fit_temperatures(lambda: build_model(recipe.model), utterances, **_voices_mode(recipe.model))
     print(f"calibration: {calibration}", flush=True)
     model = build_model(recipe.model).fit(utterances, progress=True)
     trained_on = _trained_on(utterances, [f"{name} ({folder})" for name, folder in CORPORA.items()])

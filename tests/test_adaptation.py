@@ -226,7 +226,7 @@ def test_voices_standardise_each_unknown_voice_like_a_speaker(tmp_path):
     assert _ua(y, [model.labels[i] for i in single.argmax(1)]) < 0.6
     assert post_hoc_method(model) == "voices"
     three = adapt_classifier(copy.deepcopy(model), target)  # VOICE_GROUPS = 3: one voice is split in two
-    assert sorted(three.voices_["sizes"]) == [15, 15, 30] and three.single_utterance_mode == "speaker"
+    assert sorted(three.voices_["sizes"]) == [15, 15, 30] and three.single_utterance_mode == "voices"
     adapted = model.adapt_voices(target, groups=2, progress=False)
     assert adapted.voices_["sizes"] == [30, 30]
     # without the head, a clip is standardised exactly as if its voice were a known speaker
@@ -260,3 +260,23 @@ def test_voices_needs_speaker_normalisation():
     assert model.domain_methods == ("coral",)
     with pytest.raises(ConfigError, match="does not apply to model family 'features'; methods that apply to it: coral"):
         check_method(model, "voices")
+
+
+def test_a_voices_adapted_model_has_its_own_temperature():
+    train, target, _ = _voices_data()
+    model = _VoiceRowModel(["librosa"], classifier="logreg", normalisation="speaker", grid={"C": [1.0]}).fit(train)
+    model.set_temperatures({"none": 2.0, "speaker": 0.5, "voices": 4.0})
+    adapted = model.adapt_voices(target, groups=2, progress=False)
+    raw = adapted._proba_from_views(
+        adapted._blocks_from_utterances(target, False), None, adapted._voice_of(utterances=target)
+    )
+    from serkit.calibration import apply_temperature
+
+    np.testing.assert_allclose(
+        adapted.predict_proba_utterances(target, adapt=False, progress=False), apply_temperature(raw, 4.0), atol=1e-12
+    )
+    # calibrated before the voices mode existed: the single-utterance temperature
+    adapted.set_temperatures({"none": 2.0, "speaker": 0.5})
+    np.testing.assert_allclose(
+        adapted.predict_proba_utterances(target, adapt=False, progress=False), apply_temperature(raw, 2.0), atol=1e-12
+    )

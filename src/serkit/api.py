@@ -201,7 +201,7 @@ def train(
     if calibrate:  # before the final fit, so a recipe that cannot be calibrated fails early
         from .evaluation.run import fit_temperatures
 
-        extra["calibration"] = fit_temperatures(lambda: build_model(r.model), utterances)
+        extra["calibration"] = fit_temperatures(lambda: build_model(r.model), utterances, **_voices_mode(r.model))
     if target is not None:
         from .adaptation import fit_with_target, target_info, training_target
 
@@ -220,6 +220,20 @@ def train(
     return save_model(
         model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora), metrics=metrics or {}, extra=extra
     )
+
+
+def _voices_mode(model_section) -> dict:
+    """``fit_temperatures`` arguments that also calibrate the ``voices`` mode, for a model that can be
+    adapted by voice groups (:mod:`serkit.adaptation`), so ``serkit adapt`` needs no labels to stay calibrated."""
+    from functools import partial
+
+    from .models import build_model
+
+    if "voices" not in build_model(model_section).domain_methods:
+        return {}
+    from .adaptation import fold_adapter
+
+    return {"domain_adapt": partial(fold_adapter, method="voices"), "domain_mode": "voices"}
 
 
 def adapt(model_dir, target, *, out, method: str | None = None, source: Sequence[str] | None = None, progress=False):

@@ -813,7 +813,7 @@ def _cmd_info(args) -> int:
         if ad.get("voice_groups"):
             print(
                 f"            voice groups of {', '.join(map(str, ad['voice_groups']))} clips; single clips use the "
-                "speaker-adapted temperature"
+                "voices temperature"
                 + (
                     f"; self-trained on {', '.join(ad['self_trained_classes'])}"
                     if ad.get("self_trained_classes")

@@ -116,8 +116,17 @@ def inner_protocol(utterances: Sequence, k: int = 5) -> str:
     return f"speaker-kfold:{min(k, n_speakers)}"
 
 
-def out_of_fold(model_factory: Callable, utterances: Sequence, protocol, *, report_both: bool = True, seed: int = 0):
-    """Out-of-fold probabilities of every utterance under ``protocol``, per mode.
+def out_of_fold(
+    model_factory: Callable,
+    utterances: Sequence,
+    protocol,
+    *,
+    report_both: bool = True,
+    seed: int = 0,
+    domain_adapt: Callable | None = None,
+):
+    """Out-of-fold probabilities of every utterance under ``protocol``, per mode (``domain_adapt``:
+    also each fold's model adapted to its test audio, mode ``"domain"``, as in :func:`evaluate`).
 
     Returns ``(labels, y, probs)``: the label order, the true class index of each utterance
     (``[shape=(n,)]``, the order of the protocol's test folds) and ``{mode: [shape=(n, n_labels)]}``.
@@ -128,18 +137,34 @@ def out_of_fold(model_factory: Callable, utterances: Sequence, protocol, *, repo
     for f in folds:
         train = [utterances[i] for i in f.train_idx]
         tests.append([utterances[i] for i in f.test_idx])
-        results.append(_run_fold(model_factory, train, tests[-1], report_both=report_both, progress=False))
+        results.append(
+            _run_fold(
+                model_factory, train, tests[-1], report_both=report_both, progress=False, domain_adapt=domain_adapt
+            )
+        )
     labels = list(results[0]["labels"])
     labels += sorted({lab for r in results for lab in r["labels"]} | {str(u.label) for u in utterances} - set(labels))
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[str(u.label)] for test in tests for u in test], dtype=np.int64)
-    modes = [m for m in MODES if all(m in r["probs"] for r in results)]
+    modes = [m for m in (*MODES, DOMAIN_MODE) if all(m in r["probs"] for r in results)]
     probs = {m: np.concatenate([_align(r["probs"][m], r["labels"], labels) for r in results]) for m in modes}
     return labels, y, probs
 
 
-def fit_temperatures(model_factory: Callable, utterances: Sequence, *, report_both: bool = True, k: int = 5) -> dict:
+def fit_temperatures(
+    model_factory: Callable,
+    utterances: Sequence,
+    *,
+    report_both: bool = True,
+    k: int = 5,
+    domain_adapt: Callable | None = None,
+    domain_mode: str = "voices",
+) -> dict:
     """Temperature scaling for a model trained on ``utterances``, one temperature per mode.
+
+    ``domain_adapt`` (``adaptation.fold_adapter`` with ``voices``, from ``api.train``): each inner
+    fold's model is also adapted to its held-out part's audio and those predictions get their own
+    temperature, mode ``domain_mode`` — what a model adapted by voice groups applies to its single clips.
 
     Fitted (:func:`serkit.calibration.fit_temperature`) on out-of-fold predictions of held-out
     *training* speakers (:func:`inner_protocol`: held-out corpora when several are trained together,
@@ -150,7 +175,9 @@ def fit_temperatures(model_factory: Callable, utterances: Sequence, *, report_bo
     from ..calibration import apply_temperature, ece, fit_temperature
 
     protocol = inner_protocol(utterances, k)
-    _, y, probs = out_of_fold(model_factory, utterances, protocol, report_both=report_both)
+    _, y, probs = out_of_fold(model_factory, utterances, protocol, report_both=report_both, domain_adapt=domain_adapt)
+    if DOMAIN_MODE in probs:
+        probs[domain_mode] = probs.pop(DOMAIN_MODE)
     temperature = {m: fit_temperature(p, y) for m, p in probs.items()}
     return {
         "method": "temperature",

@@ -170,7 +170,8 @@ class Classifier(ABC):
     # -- calibration ----------------------------------------------------------------------------
     @property
     def temperatures(self) -> dict[str, float]:
-        """Temperature per mode (``"speaker"`` adapted, ``"none"`` single utterance) applied to every
+        """Temperature per mode (``"speaker"`` adapted, ``"none"`` single utterance, ``"voices"`` single
+        utterance of a model adapted by voice groups) applied to every
         prediction; empty when the model is not calibrated (see :meth:`set_temperatures`)."""
         return dict(getattr(self, "temperatures_", None) or {})
 
@@ -186,8 +187,8 @@ class Classifier(ABC):
 
         clean = {}
         for mode, t in (temperatures or {}).items():
-            if mode not in ("speaker", "none"):
-                raise ConfigError(f"calibration mode {mode!r} is not one of 'speaker', 'none'")
+            if mode not in ("speaker", "none", "voices"):
+                raise ConfigError(f"calibration mode {mode!r} is not one of 'speaker', 'none', 'voices'")
             apply_temperature(np.ones((1, 2)) / 2, t)  # the one check of T's value
             clean[mode] = float(t)
         self.temperatures_ = clean
@@ -196,13 +197,16 @@ class Classifier(ABC):
     @property
     def single_utterance_mode(self) -> str:
         """The temperature mode of a single-utterance prediction (``adapt=False``): ``"none"``, or
-        ``"speaker"`` for a model whose single clips are standardised like a speaker's (a feature
-        model adapted by voice groups, :meth:`serkit.models.features.FeatureClassifier.adapt_voices`)."""
+        ``"voices"`` for a feature model adapted by voice groups
+        (:meth:`serkit.models.features.FeatureClassifier.adapt_voices`), whose temperature is fitted on
+        inner folds adapted the same way (``serkit train --calibrate``)."""
         return "none"
 
     def _calibrated(self, proba, speakers) -> np.ndarray:
         mode = "speaker" if speakers is not None else self.single_utterance_mode
-        t = (getattr(self, "temperatures_", None) or {}).get(mode)
+        temps = getattr(self, "temperatures_", None) or {}
+        # a model calibrated before the voices mode existed: its single-utterance temperature
+        t = temps.get(mode, temps.get("none") if mode == "voices" else None)
         if t is None or t == 1.0:
             return proba
         from ..calibration import apply_temperature

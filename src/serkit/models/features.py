@@ -545,7 +545,7 @@ class FeatureClassifier(Classifier):
     # -- voice groups -----------------------------------------------------------------------------
     @property
     def single_utterance_mode(self) -> str:  # type: ignore[override]
-        return "speaker" if getattr(self, "voices_", None) is not None else "none"
+        return "voices" if getattr(self, "voices_", None) is not None else "none"
 
     def _voice_embeddings(self, *, utterances=None, signals=None, progress: bool = False) -> np.ndarray:
         """[n, 256] GE2E speaker-encoder vectors of utterances (through the feature cache) or signals."""
