@@ -133,6 +133,8 @@ def test_default_model_is_calibrated_and_never_sure_of_the_synthetic_examples():
     assert cal["fitted_on"]["protocol"] == "loco" and cal["fitted_on"]["corpora"] == ["emodb", "ravdess", "tess"]
     # single clips of an unseen corpus are over-confident (T > 1) and the out-of-fold ECE meets the 0.08 target
     assert cal["temperature"]["none"] > 2 and cal["ece_after"]["none"] <= 0.08 < cal["ece_before"]["none"]
+    # and the voices mode (serkit adapt's default): inner folds adapted by voice groups to their held-out corpus
+    assert cal["ece_after"]["voices"] <= 0.08 < cal["ece_before"]["voices"]
     table = Recognizer.load().predict_batch([str(p) for p in EXAMPLES])
     top = table[[f"p_{lab}" for lab in SIX]].to_numpy(dtype=float).max(axis=1)
     assert top.max() < 0.95, top

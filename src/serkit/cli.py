@@ -784,7 +784,7 @@ def _cmd_info(args) -> int:
     if cal:
         t = cal.get("temperature") or {}
         fitted = cal.get("fitted_on") or {}
-        names = {"none": "single utterance", "speaker": "speaker-adapted"}
+        names = {"none": "single utterance", "speaker": "speaker-adapted", "voices": "voice groups (serkit adapt)"}
         print(
             f"calibrated: {cal.get('method')} "
             + ", ".join(f"{names.get(m, m)} T={v:.3f}" for m, v in t.items())
