@@ -119,6 +119,12 @@ def test_channel_view_has_its_own_cache_key_and_degrades_the_clip(speech):
     rows = view.functionals_batch([x, x])
     assert np.array_equal(rows[0], rows[1])
     assert not np.allclose(rows[0], inner.functionals(x))
+    # fixed options join the key and reach the condition
+    fixed = ChannelView(inner, "noise", 0, options={"snr": 10.0, "kind": "white"})
+    assert fixed.full_config()["channel_options"] == {"kind": "white", "snr": 10.0}
+    assert str(fixed.full_config()) != str(ChannelView(inner, "noise", 0).full_config())
+    heard = fixed._change(x)
+    assert ch.snr_db(x, heard - x) == pytest.approx(10.0, abs=0.5)
     with pytest.raises(ConfigError, match="codec, level, noise, telephone"):
         ChannelView(inner, "radio")
 
@@ -145,6 +151,10 @@ def test_feature_classifier_trains_on_channel_rows(emodb_dir, tmp_path):
     np.testing.assert_allclose(model.global_mean_[0], plain.global_mean_[0])
     p = model.predict_proba_utterances(utts, progress=False)
     assert p.shape == (12, 2) and float(np.mean(p.argmax(1) == [model.labels_.index(u.label) for u in utts])) > 0.5
+    # through_channel: a copy hearing the clips through a condition; the original is unchanged
+    heard = model.through_channel("telephone", seed=0).predict_proba_utterances(utts, progress=False)
+    assert heard.shape == p.shape and not np.allclose(heard, p)
+    np.testing.assert_allclose(model.predict_proba_utterances(utts, progress=False), p)
     save_model(model, tmp_path / "m")
     loaded, _ = load_model(tmp_path / "m")
     assert loaded.channels == channels and loaded.config()["selected"]["training_rows"] == 60

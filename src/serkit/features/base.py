@@ -253,7 +253,8 @@ class ChannelView(FeatureExtractor):
     ``seed``, the condition's name and the clip's samples, so a clip gets the same degradation in
     every run and in any batch or worker, and different clips get different ones. ``babble``:
     other clips (paths or utterances) that the ``noise`` condition may mix in as babble; they are
-    part of the cache key (as a digest of their paths and segments).
+    part of the cache key (as a digest of their paths and segments). ``options``: fixed settings of
+    the condition instead of drawn ones (``{"snr": 10}``, ``{"kind": "opus", "kbps": 16}``), in the key too.
 
     >>> from serkit.features import get_extractor
     >>> v = ChannelView(get_extractor("librosa"), "telephone", seed=1)
@@ -261,7 +262,7 @@ class ChannelView(FeatureExtractor):
     ('telephone', True)
     """
 
-    def __init__(self, inner: FeatureExtractor, condition: str, seed: int = 0, *, babble: Sequence = ()):
+    def __init__(self, inner: FeatureExtractor, condition: str, seed: int = 0, *, babble: Sequence = (), options=None):
         from ..channels import CONDITIONS
 
         CONDITIONS.get(condition)  # an unknown name lists the valid ones
@@ -271,6 +272,7 @@ class ChannelView(FeatureExtractor):
         self.condition = condition
         self.seed = int(seed)
         self.babble = [list(_item_key(b)) for b in babble]
+        self.options = dict(options or {})  # fixed settings of the condition, e.g. {"snr": 10}
         self.name = inner.name
         self.sampling_rate = inner.sampling_rate
         self.min_duration = inner.min_duration
@@ -285,6 +287,8 @@ class ChannelView(FeatureExtractor):
 
     def _channel_config(self) -> dict:
         cfg = {"channel": self.condition, "channel_seed": self.seed}
+        if self.options:
+            cfg["channel_options"] = dict(sorted(self.options.items()))
         if self.babble:
             import hashlib
             import json
@@ -312,7 +316,7 @@ class ChannelView(FeatureExtractor):
 
         x = np.ascontiguousarray(np.asarray(signal, np.float32).reshape(-1))
         rng = np.random.default_rng([self.seed, zlib.crc32(self.condition.encode()), zlib.crc32(x.tobytes())])
-        options = {"babble": self._babble_clips()} if self.babble else {}
+        options = {**self.options, "babble": self._babble_clips()} if self.babble else self.options
         changed = apply(self.condition, x, self.sampling_rate, rng=rng, **options)
         return pad_to(changed, int(self.min_duration * self.sampling_rate))
 

@@ -282,6 +282,20 @@ class FeatureClassifier(Classifier):
 
         return [[e if f == 1.0 else SpeedView(e, f) for e in self._extractors()] for f in self.speeds]
 
+    def through_channel(self, condition: str, *, seed: int = 0, **options) -> FeatureClassifier:
+        """A shallow copy of this fitted model that hears every clip through ``condition``
+        (:mod:`serkit.channels`), its features extracted by :class:`serkit.features.base.ChannelView`
+        through the cache: for measuring a model on telephone, codec, noisy or level-shifted audio
+        (``benchmarks/channels.py``); ``options`` fix the condition's settings (``snr=10``). The copy
+        shares the classifier; the original is unchanged."""
+        import copy
+
+        from ..features.base import ChannelView
+
+        model = copy.copy(self)
+        model._extractors_cache = [ChannelView(e, condition, seed, options=options) for e in self._extractors()]
+        return model
+
     def _blocks_from_utterances(self, utterances, progress) -> list[list[np.ndarray]]:
         """Per speed view, one [n, d_b] block per feature set."""
         from ..features import extract
