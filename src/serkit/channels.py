@@ -296,7 +296,7 @@ def encode_decode(signal: np.ndarray, kind: str, kbps: float) -> tuple[np.ndarra
     except (sf.LibsndfileError, TypeError, ValueError, RuntimeError) as exc:
         raise AudioError(
             f"this libsndfile ({sf.__libsndfile_version__}) cannot write {kind} ({exc}); "
-            "install soundfile>=0.12 with libsndfile>=1.1 (its wheels have Opus and MP3)"
+            "install soundfile>=0.13 (compression_level) with libsndfile>=1.1 (its wheels have Opus and MP3)"
         ) from None
     size = len(buf.getvalue())
     buf.seek(0)
