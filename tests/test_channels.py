@@ -51,6 +51,8 @@ def test_companding_round_trip_keeps_a_sine_above_30_db():
 
 @pytest.mark.parametrize("kind", ["opus", "mp3"])
 def test_codec_is_a_real_low_bitrate_round_trip(kind, speech):
+    if kind not in ch.available_codecs():
+        pytest.skip(f"this libsndfile cannot write {kind}")
     y = ch.apply("codec", speech, SR, seed=0, kind=kind, kbps=24)
     assert abs(len(y) - len(speech)) <= SR // 50  # within a 20 ms frame (here: equal)
     assert np.corrcoef(y, speech)[0, 1] > 0.8  # aligned, not shifted by the codec's delay

@@ -10,7 +10,8 @@ name (:data:`CONDITIONS`; an unknown name lists the valid ones).
   μ-law or A-law companding round trip (the law drawn), back to the input rate. Nothing above
   4 kHz survives (the 8 kHz resampler's anti-alias filter).
 - ``codec`` — a real encode/decode round trip through libsndfile (``soundfile``): Ogg Opus or
-  MPEG Layer III (MP3, average bitrate), 16–32 kbit/s drawn. Encoded at 16 kHz (the signal is
+  MPEG Layer III (MP3, average bitrate) — drawn among those this libsndfile writes
+  (:func:`available_codecs`) — at 16–32 kbit/s drawn. Encoded at 16 kHz (the signal is
   resampled there and back when its rate differs). libsndfile's ``compression_level`` sets the
   bitrate: for Opus the bitrate is ``6 + 250 (1 - level)`` kbit/s, for MP3 at 16 kHz (MPEG-2,
   8–160 kbit/s) ``8 + 152 (1 - level)`` kbit/s (measured on a 2-s EmoDB clip, container included:
@@ -43,6 +44,8 @@ __all__ = [
     "codec",
     "noise",
     "level",
+    "available_codecs",
+    "encode_decode",
     "mu_law",
     "a_law",
     "snr_db",
@@ -273,6 +276,21 @@ def telephone(signal, sampling_rate: int, rng: np.random.Generator, *, law: str 
     return _fit_length(_resample(narrow, 8000, sampling_rate), len(x))
 
 
+def available_codecs() -> tuple[str, ...]:
+    """The codecs of :data:`CODECS` this libsndfile can write (some Linux builds have no MPEG)."""
+    import soundfile as sf
+
+    formats = sf.available_formats()
+    have = {"opus": "OGG" in formats and "OPUS" in sf.available_subtypes("OGG"), "mp3": "MP3" in formats}
+    out = tuple(c for c in CODECS if have[c])
+    if not out:
+        raise AudioError(
+            f"this libsndfile ({sf.__libsndfile_version__}) writes neither Ogg Opus nor MP3; "
+            "install the soundfile wheel (libsndfile>=1.1 with Opus and MPEG)"
+        )
+    return out
+
+
 def _codec_level(kind: str, kbps: float) -> float:
     """libsndfile's ``compression_level`` for ``kbps`` (the linear maps of its Opus and 16 kHz MP3 encoders)."""
     level = 1.0 - (kbps - 6.0) / 250.0 if kind == "opus" else 1.0 - (kbps - 8.0) / 152.0
@@ -308,7 +326,7 @@ def encode_decode(signal: np.ndarray, kind: str, kbps: float) -> tuple[np.ndarra
 def codec(signal, sampling_rate: int, rng: np.random.Generator, *, kind: str | None = None, kbps=None) -> np.ndarray:
     """A lossy codec round trip: ``kind`` ``"opus"`` or ``"mp3"`` (drawn when None) at ``kbps`` kbit/s (drawn from 16–32)."""
     x = _mono(signal)
-    kind = _choose(kind, CODECS, rng, "codec")
+    kind = _choose(kind, CODECS, rng, "codec") if kind is not None else _choose(None, available_codecs(), rng, "codec")
     rate = _draw(kbps, BITRATE_KBPS, rng, "codec bitrate (kbit/s)")
     if not 6.0 <= rate <= 128.0:
         raise ConfigError(f"codec bitrate {rate} kbit/s is outside 6..128; low-bitrate speech is 16..32")
