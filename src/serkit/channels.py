@@ -6,8 +6,9 @@ random choices (which companding law, which bitrate, which SNR, which gain) come
 generator only, so the same seed gives the same output. :func:`apply` looks a condition up by
 name (:data:`CONDITIONS`; an unknown name lists the valid ones).
 
-- ``telephone`` — resample to 8 kHz, 300–3400 Hz band-pass (4th-order Butterworth), 8-bit G.711
-  μ-law or A-law companding round trip (the law drawn), back to the input rate. Nothing above
+- ``telephone`` — resample to 8 kHz, 300–3400 Hz band-pass (4th-order Butterworth), μ-law or
+  A-law companding round trip (the law drawn; G.711's continuous curves, μ = 255 and A = 87.6,
+  quantised to 8 bits rather than its segmented tables), back to the input rate. Nothing above
   4 kHz survives (the 8 kHz resampler's anti-alias filter).
 - ``codec`` — a real encode/decode round trip through libsndfile (``soundfile``): Ogg Opus or
   MPEG Layer III (MP3, average bitrate) — drawn among those this libsndfile writes
@@ -234,7 +235,7 @@ def _quantise8(y: np.ndarray) -> np.ndarray:
 
 
 def mu_law(signal: np.ndarray, mu: float = 255.0) -> np.ndarray:
-    """8-bit μ-law (G.711, North America and Japan) encode/decode round trip of a signal in [-1, 1].
+    """8-bit μ-law (G.711's curve, North America and Japan) encode/decode round trip of a signal in [-1, 1].
 
     >>> t = np.arange(8000) / 8000
     >>> x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
@@ -247,7 +248,7 @@ def mu_law(signal: np.ndarray, mu: float = 255.0) -> np.ndarray:
 
 
 def a_law(signal: np.ndarray, a: float = 87.6) -> np.ndarray:
-    """8-bit A-law (G.711, Europe and most of the world) encode/decode round trip of a signal in [-1, 1]."""
+    """8-bit A-law (G.711's curve, Europe and most of the world) encode/decode round trip of a signal in [-1, 1]."""
     x = np.clip(np.asarray(signal, dtype=np.float64), -1.0, 1.0)
     ax = np.abs(x)
     la = 1.0 + math.log(a)
