@@ -27,6 +27,7 @@ __all__ = [
     "parse_slowdown",
     "SpeedView",
     "parse_speeds",
+    "ChannelView",
 ]
 
 
@@ -235,6 +236,89 @@ class SpeedView(FeatureExtractor):
         rate = self.sampling_rate
         changed = resample(np.asarray(signal, np.float32).reshape(-1), int(round(rate * self.speed)), rate)
         return pad_to(changed, int(self.min_duration * rate))
+
+    def functionals(self, signal: np.ndarray) -> np.ndarray:
+        return self.inner.functionals(self._change(signal))
+
+    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        return self.inner.functionals_batch([self._change(s) for s in signals])
+
+
+class ChannelView(FeatureExtractor):
+    """Another extractor's features of the clip through a channel condition (:mod:`serkit.channels`:
+    ``telephone``, ``codec``, ``noise``, ``level``), with its own cache key: one degraded view of
+    every clip, so augmented features are extracted once and then read from the cache.
+
+    The condition's random choices (law, bitrate, SNR, gain, noise) come from a generator seeded by
+    ``seed``, the condition's name and the clip's samples, so a clip gets the same degradation in
+    every run and in any batch or worker, and different clips get different ones. ``babble``:
+    other clips (paths or utterances) that the ``noise`` condition may mix in as babble; they are
+    part of the cache key (as a digest of their paths and segments). ``options``: fixed settings of
+    the condition instead of drawn ones (``{"snr": 10}``, ``{"kind": "opus", "kbps": 16}``), in the key too.
+
+    >>> from serkit.features import get_extractor
+    >>> v = ChannelView(get_extractor("librosa"), "telephone", seed=1)
+    >>> v.full_config()["channel"], v.feature_names() == get_extractor("librosa").feature_names()
+    ('telephone', True)
+    """
+
+    def __init__(self, inner: FeatureExtractor, condition: str, seed: int = 0, *, babble: Sequence = (), options=None):
+        from ..channels import CONDITIONS
+
+        CONDITIONS.get(condition)  # an unknown name lists the valid ones
+        if babble and condition != "noise":
+            raise ConfigError(f"babble clips are for the 'noise' condition, not {condition!r}")
+        self.inner = inner
+        self.condition = condition
+        self.seed = int(seed)
+        self.babble = [list(_item_key(b)) for b in babble]
+        self.options = dict(options or {})  # fixed settings of the condition, e.g. {"snr": 10}
+        self.name = inner.name
+        self.sampling_rate = inner.sampling_rate
+        self.min_duration = inner.min_duration
+        self.parallel = inner.parallel
+        self._babble_signals: list[np.ndarray] | None = None
+
+    def config(self) -> dict:
+        return {**self.inner.config(), **self._channel_config()}
+
+    def full_config(self) -> dict:
+        return {**self.inner.full_config(), **self._channel_config()}
+
+    def _channel_config(self) -> dict:
+        cfg = {"channel": self.condition, "channel_seed": self.seed}
+        if self.options:
+            cfg["channel_options"] = dict(sorted(self.options.items()))
+        if self.babble:
+            import hashlib
+            import json
+
+            lines = json.dumps(sorted(self.babble, key=str)).encode()
+            cfg["babble"] = {"n": len(self.babble), "sha256": hashlib.sha256(lines).hexdigest()[:16]}
+        return cfg
+
+    def feature_names(self) -> list[str]:
+        return self.inner.feature_names()
+
+    def _babble_clips(self) -> list[np.ndarray] | None:
+        if not self.babble:
+            return None
+        if self._babble_signals is None:
+            from ..audio import read
+
+            self._babble_signals = [read(p, self.sampling_rate, start=a, end=b)[0] for p, a, b in self.babble]
+        return self._babble_signals
+
+    def _change(self, signal: np.ndarray) -> np.ndarray:
+        import zlib
+
+        from ..channels import apply
+
+        x = np.ascontiguousarray(np.asarray(signal, np.float32).reshape(-1))
+        rng = np.random.default_rng([self.seed, zlib.crc32(self.condition.encode()), zlib.crc32(x.tobytes())])
+        options = {**self.options, "babble": self._babble_clips()} if self.babble else self.options
+        changed = apply(self.condition, x, self.sampling_rate, rng=rng, **options)
+        return pad_to(changed, int(self.min_duration * self.sampling_rate))
 
     def functionals(self, signal: np.ndarray) -> np.ndarray:
         return self.inner.functionals(self._change(signal))

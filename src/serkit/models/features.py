@@ -12,6 +12,10 @@ cross-validation grouped by training speaker; test speakers are never seen durin
 classifier learns from all views of the training clips (each view standardised with its own
 statistics), and a clip's probabilities are the geometric mean over its views.
 
+``channels`` adds degraded copies of every *training* clip (:mod:`serkit.channels`: ``telephone``,
+``codec``, ``noise``, ``level``), extracted through :class:`serkit.features.base.ChannelView` and
+cached: extra training rows with their clip's label and speaker. Predictions use the clean views only.
+
 **Domain statistics (CORAL).** Fitting keeps, per speed view, the mean and Ledoit-Wolf covariance
 (:mod:`serkit.domain`) of the rows the classifier was fitted on: every feature set standardised
 by the model's own normalisation (``speaker``: each training speaker with its own statistics;
@@ -188,6 +192,24 @@ def _select(kind, grid, x, y, groups, class_weight, k, seed, w=None) -> tuple[di
     return best, best_score
 
 
+def _parse_channels(value) -> list[str]:
+    """``channels`` as a list of condition names (``"telephone,codec"`` or a list); an unknown name lists the valid ones."""
+    from ..channels import CONDITIONS
+
+    if value is None or value is False:
+        return []
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    items = [v for v in items if v]
+    for v in items:
+        if v not in CONDITIONS:
+            raise ConfigError(
+                f"unknown channel condition {v!r} in channels; use any of {', '.join(CONDITIONS.names())}"
+            )
+    if len(set(items)) != len(items):
+        raise ConfigError(f"channels {items} lists a condition twice")
+    return items
+
+
 @register_model("features")
 class FeatureClassifier(Classifier):
     """A scikit-learn classifier on utterance-level features.
@@ -223,6 +245,19 @@ class FeatureClassifier(Classifier):
         argmax is the SVM's decision) or ``"platt"`` (sigmoids fitted by internal CV; its argmax
         can differ from the SVM's decision, and with a very small C it can collapse to uniform
         probabilities).
+    channels
+        Channel conditions (:data:`serkit.channels.CONDITIONS`: ``telephone``, ``codec``, ``noise``,
+        ``level``) for training augmentation. Each adds one degraded copy of every training clip
+        (of the unchanged clip, speed 1; seeded by ``seed``, the condition and the clip, so a
+        clip's copy is the same in every run and cached like any feature) as extra training rows
+        with the clip's label and speaker: ``n_clips × (len(speeds) + len(channels))`` rows in all
+        (``selected["training_rows"]`` in ``model.json``). A channel view is standardised like a
+        speed view: with ``speaker`` normalisation each training speaker's degraded clips with
+        their own statistics (what an adapted prediction of a telephone speaker sees), falling
+        back, like single clips, to the clean training set's global statistics, which are also what
+        ``global`` uses. ``noise`` mixes in coloured noise or babble of up to 8 training clips
+        (chosen by ``seed``). Predictions use the clean views only; ``fit_target`` and
+        ``fit_features`` (no audio) refuse channels. The domain statistics are those of the clean rows.
     """
 
     def __init__(
@@ -239,6 +274,7 @@ class FeatureClassifier(Classifier):
         calibration: str = "decision",
         speeds: Sequence[float] = (1.0,),
         seed: int = 0,
+        channels: Sequence[str] = (),
     ):
         from ..features.base import parse_speeds
 
@@ -253,6 +289,7 @@ class FeatureClassifier(Classifier):
         self.calibration = calibration
         self.speeds = parse_speeds(speeds)
         self.seed = seed
+        self.channels = _parse_channels(channels)
         if class_weight not in _CLASS_WEIGHTS:
             raise ConfigError(
                 f"unknown class_weight {class_weight!r}; use one of balanced, balanced-corpus, null (no weights)"
@@ -288,6 +325,20 @@ class FeatureClassifier(Classifier):
         from ..features.base import SpeedView
 
         return [[e if f == 1.0 else SpeedView(e, f) for e in self._extractors()] for f in self.speeds]
+
+    def through_channel(self, condition: str, *, seed: int = 0, **options) -> FeatureClassifier:
+        """A shallow copy of this fitted model that hears every clip through ``condition``
+        (:mod:`serkit.channels`), its features extracted by :class:`serkit.features.base.ChannelView`
+        through the cache: for measuring a model on telephone, codec, noisy or level-shifted audio
+        (``benchmarks/channels.py``); ``options`` fix the condition's settings (``snr=10``). The copy
+        shares the classifier; the original is unchanged."""
+        import copy
+
+        from ..features.base import ChannelView
+
+        model = copy.copy(self)
+        model._extractors_cache = [ChannelView(e, condition, seed, options=options) for e in self._extractors()]
+        return model
 
     def _blocks_from_utterances(self, utterances, progress) -> list[list[np.ndarray]]:
         """Per speed view, one [n, d_b] block per feature set."""
@@ -330,10 +381,23 @@ class FeatureClassifier(Classifier):
             raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
         views = self._blocks_from_utterances(utterances, progress)
         speakers = np.array([u.speaker for u in utterances])
-        return self._fit_views(views, [u.label for u in utterances], speakers, corpora=[u.corpus for u in utterances])
+        channel_views = self._channel_blocks(utterances, progress) if self.channels else None
+        self._fit_views(
+            views,
+            [u.label for u in utterances],
+            speakers,
+            channel_views=channel_views,
+            corpora=[u.corpus for u in utterances],
+        )
+        self.selected_["training_rows"] = len(utterances) * (len(views) + len(channel_views or []))
+        return self
 
     def fit_features(self, blocks: list[np.ndarray], labels: Sequence[str], speakers: np.ndarray):
         """Fit on precomputed feature blocks (one [n, d_b] array per feature set) of one view."""
+        if self.channels:
+            raise ConfigError(
+                f"fit_features has no audio to degrade; this model has channels {self.channels}: use fit()"
+            )
         if len(self.speeds) != 1:
             raise ConfigError(
                 f"fit_features takes one view of the clips; this model has speeds {self.speeds}: use fit()"
@@ -361,6 +425,11 @@ class FeatureClassifier(Classifier):
         """
         if method != "coral":
             raise ConfigError(f"train-time adaptation of a feature model is coral, not {method!r}")
+        if self.channels:
+            raise ConfigError(
+                f"train-time CORAL does not combine with channel augmentation (channels {self.channels}); "
+                "train without --target or set model.channels=[]"
+            )
         utterances, target = list(utterances), list(target)
         if len(utterances) < 2:
             raise ConfigError(f"cannot train on {len(utterances)} utterance(s); give at least two classes of examples")
@@ -385,6 +454,7 @@ class FeatureClassifier(Classifier):
         target_views: list[list[np.ndarray]] | None = None,
         shrink_to: str = "diagonal",
         corpora: Sequence[str] | None = None,
+        channel_views: list[list[np.ndarray]] | None = None,
     ):
         """Fit on every view's blocks: the views' rows are stacked as extra training examples.
 
@@ -411,6 +481,8 @@ class FeatureClassifier(Classifier):
         # inner folds group by speaker; with one training speaker, by clip: a clip's views stay together
         by = np.asarray(speakers) if len(views) == 1 or len(np.unique(speakers)) > 1 else np.arange(len(labels))
         groups = np.tile(by, len(views))
+        if channel_views:
+            xs, y, groups = self._with_channel_rows(xs, y, groups, channel_views, speakers, by)
         self.labels_ = labels_
         self.selected_ = {}
         # CORAL moves target rows to the distribution the classifier was fitted on: for per-speaker
@@ -423,7 +495,9 @@ class FeatureClassifier(Classifier):
         cw, w = self.class_weight, None
         if cw == "balanced-corpus":
             cw = None
-            w = np.tile(balanced_corpus_weights(labels, corpora if corpora is not None else ["-"] * n), len(views))
+            # one weight per clip, repeated for each of its rows (speed views, then channel views)
+            copies = len(views) + len(channel_views or [])
+            w = np.tile(balanced_corpus_weights(labels, corpora if corpora is not None else ["-"] * n), copies)
         if self.classifier == "stacking":
             self._fit_stacking(xs, y, groups, cw, w)
         else:
@@ -457,6 +531,39 @@ class FeatureClassifier(Classifier):
             for j, part in enumerate(np.split(apply_map(rows_s, a, b), widths, axis=1)):
                 out[j].append(part)
         return [np.concatenate(parts) for parts in out]
+
+    def _channel_blocks(self, utterances, progress) -> list[list[np.ndarray]]:
+        """Per channel condition, one [n, d_b] block per feature set of the degraded clips (speed 1)."""
+        from ..features import extract
+        from ..features.base import ChannelView
+
+        babble = []
+        if "noise" in self.channels:
+            rng = np.random.default_rng(self.seed)
+            pick = rng.choice(len(utterances), size=min(8, len(utterances)), replace=False)
+            babble = [utterances[int(i)] for i in sorted(pick)]
+        return [
+            [
+                extract(
+                    ChannelView(e, c, self.seed, babble=babble if c == "noise" else ()), utterances, progress=progress
+                )
+                for e in self._extractors()
+            ]
+            for c in self.channels
+        ]
+
+    def _with_channel_rows(self, xs, y, groups, channel_views, speakers, by):
+        """``xs``, ``y``, ``groups`` with every channel view's rows appended: each view standardised on
+        its own (per speaker within the view for ``speaker``), falling back to the clean view's global
+        statistics; labels and inner-CV groups those of the view's clips."""
+        nb = len(xs)
+        clean = self.speeds.index(1.0) if 1.0 in self.speeds else 0
+        n = len(speakers)
+        extra = [[self._normalise(view[b], clean * nb + b, speakers) for b in range(nb)] for view in channel_views]
+        xs = [np.concatenate([x] + [rows[b] for rows in extra]) for b, x in enumerate(xs)]
+        y = np.concatenate([y] + [y[:n]] * len(channel_views))
+        groups = np.concatenate([groups] + [np.asarray(by)] * len(channel_views))
+        return xs, y, groups
 
     def _decision_calibrated(self) -> bool:
         return self.calibration == "decision" and self.classifier.startswith("svm")

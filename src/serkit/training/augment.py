@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..channels import _power, add_noise, gain, pink_noise, snr_db, white_noise
 from ..errors import AudioError, ConfigError
 
 __all__ = [
@@ -37,63 +38,8 @@ __all__ = [
 
 NOISE_KINDS = ("white", "pink", "folder")
 
-
-def _power(x: np.ndarray) -> float:
-    return float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-
-
-def snr_db(signal: np.ndarray, noise: np.ndarray) -> float:
-    """Signal-to-noise ratio ``10 log10(P_signal / P_noise)`` in dB (mean-square powers)."""
-    pn = _power(np.asarray(noise))
-    return math.inf if pn == 0 else 10.0 * math.log10(_power(np.asarray(signal)) / pn)
-
-
-def white_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """[shape=(n,), float32] Gaussian white noise of unit variance."""
-    return rng.standard_normal(n).astype(np.float32)
-
-
-def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """[shape=(n,), float32] pink (1/f power) noise of unit variance, shaped in the frequency domain."""
-    if n < 2:
-        return white_noise(n, rng)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0  # keep DC finite; its amplitude is that of the lowest bin
-    noise = np.fft.irfft(spec / np.sqrt(f), n)
-    noise -= noise.mean()
-    sd = noise.std()
-    return (noise / sd if sd > 0 else noise).astype(np.float32)
-
-
-def add_noise(signal: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
-    """Add ``noise`` scaled so that the signal-to-noise ratio is exactly ``snr`` dB.
-
-    Parameters
-    ----------
-    signal
-        [shape=(n,)] clean signal.
-    noise
-        [shape=(n,)] noise of any level (it is rescaled); must not be silent.
-    snr
-        Target SNR in dB.
-
-    Returns
-    -------
-    np.ndarray [shape=(n,), float32]
-        ``signal + k * noise``; a silent signal comes back unchanged (no SNR can be defined).
-    """
-    signal = np.asarray(signal, dtype=np.float32)
-    noise = np.asarray(noise, dtype=np.float32)
-    if noise.shape != signal.shape:
-        raise AudioError(f"noise has {noise.shape[0]} samples but the signal {signal.shape[0]}; cut or tile it first")
-    ps, pn = _power(signal), _power(noise)
-    if ps == 0:
-        return signal.copy()
-    if pn == 0:
-        raise AudioError("the noise is silent; cannot reach an SNR with it (check the noise files)")
-    k = math.sqrt(ps / (pn * 10.0 ** (snr / 10.0)))
-    return (signal + np.float32(k) * noise).astype(np.float32)
+# snr_db, white_noise, pink_noise, add_noise and gain are serkit.channels' (one implementation, below
+# the feature extractors whose channel views use them), re-exported here for the networks' augmenter.
 
 
 class NoiseFolder:
@@ -239,11 +185,6 @@ def change_speed(signal: np.ndarray, factor: float) -> np.ndarray:
 
     # only the ratio matters to soxr: read the signal as if it had been sampled factor times faster
     return soxr.resample(x, 1000.0 * factor, 1000.0, quality="MQ").astype(np.float32)
-
-
-def gain(signal: np.ndarray, db: float) -> np.ndarray:
-    """Multiply by ``10 ** (db / 20)``."""
-    return (np.asarray(signal, dtype=np.float32) * np.float32(10.0 ** (db / 20.0))).astype(np.float32)
 
 
 def _range(value, name: str, *, symmetric_around: float | None = None) -> tuple[float, float] | None:
