@@ -80,7 +80,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from domain import CORPORA, DATA, cap
+from domain import CORPORA, DATA, load_capped, missing_corpora
 
 CONDITIONS = ("clean", "telephone", "codec", "noise", "level")
 #: fixed settings per condition (the rest is drawn per clip from serkit.channels' ranges)
@@ -169,11 +169,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    from serkit.corpora import load_corpus
-
     default = UNSEEN if args.model else tuple(CORPORA)
     names = [c.strip() for c in (args.corpora or ",".join(default)).split(",") if c.strip()]
-    missing = [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
+    missing = missing_corpora(names)
     if missing:
         print(f"channels: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
         return 2
@@ -181,11 +179,7 @@ def main(argv=None) -> int:
         print("channels: --recipe needs at least two corpora (leave-one-corpus-out)", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
-    by = {}
-    for c in names:
-        utts = load_corpus(f"{c}:{DATA / CORPORA[c]}", label_set="6class", check_audio=True)
-        by[c] = cap(utts, args.max_per_corpus)
-        print(f"{c}: {len(by[c])} of {len(utts)} clips, {len({u.speaker for u in by[c]})} speakers", flush=True)
+    by = load_capped(names, args.max_per_corpus)
 
     rows = {}
     if args.model:

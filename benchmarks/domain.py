@@ -81,6 +81,24 @@ def cap(utterances, n: int, seed: int = 0) -> list:
     return out
 
 
+def missing_corpora(names) -> list[str]:
+    """Those of ``names`` that are no adapter here or have no folder under :data:`DATA`."""
+    return [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
+
+
+def load_capped(names, max_per_corpus: int, *, say: bool = True) -> dict:
+    """Corpus name → its 6-class clips (audio checked), at most ``max_per_corpus`` (:func:`cap`)."""
+    from serkit.corpora import load_corpus
+
+    by = {}
+    for c in names:
+        utts = load_corpus(f"{c}:{DATA / CORPORA[c]}", label_set="6class", check_audio=True)
+        by[c] = cap(utts, max_per_corpus)
+        if say:
+            print(f"{c}: {len(by[c])} of {len(utts)} clips, {len({u.speaker for u in by[c]})} speakers", flush=True)
+    return by
+
+
 def fitted(recipe_name: str, train, cache: str | None = None):
     """The recipe fitted on ``train``; with ``cache`` (a folder), loaded from / saved to it (joblib,
     keyed by the recipe and the training clips' ids), so reruns and other benchmarks reuse fits."""
@@ -223,16 +241,12 @@ def main(argv=None) -> int:
     from serkit.corpora import load_corpus
 
     names = [] if args.only_neural else [c.strip() for c in args.corpora.split(",") if c.strip()]
-    missing = [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
+    missing = missing_corpora(names)
     if missing:
         print(f"domain: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
-    by = {}
-    for c in names:
-        utts = load_corpus(f"{c}:{DATA / CORPORA[c]}", label_set="6class", check_audio=True)
-        by[c] = cap(utts, args.max_per_corpus)
-        print(f"{c}: {len(by[c])} of {len(utts)} clips, {len({u.speaker for u in by[c]})} speakers", flush=True)
+    by = load_capped(names, args.max_per_corpus)
 
     fewshot = None if args.no_fewshot else {"shots": SHOTS, "episodes": args.episodes, "seed": 0}
     jobs = [((c,), {c: by[c]}, fewshot) for c in names]

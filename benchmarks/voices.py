@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/voices.py --cache runs/folds --jobs 2
     python benchmarks/voices.py --corpora emodb,tess,ravdess --max-per-corpus 0
+    python benchmarks/voices.py --model src/serkit/assets/default-model --corpora ased,nemo,turev,korean-emotiontts
 
 The settings are the number of voice groups (:data:`serkit.speakers.VOICE_GROUPS`; 1 = the whole
 target standardised as one speaker) and the self-training head (off, or the fraction of each
@@ -19,6 +20,10 @@ adaptation, speaker-adapted (true speakers, for reference), the selected candida
 candidate's outer UA (to read, not to choose by); the last line is the candidate chosen on all
 corpora together (what the shipped constants should be). Models come from
 ``benchmarks/domain.py``'s fitting (``--cache`` shares them).
+
+``--model DIR`` instead scores a saved model on corpora it was not trained on, as a user would run
+``serkit adapt``: per corpus, UA and ECE of single clips unadapted and after ``serkit adapt``'s
+default method on that corpus' unlabelled clips (the model's own calibration applied to both).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from collections import Counter
 
 import numpy as np
 
-from domain import CORPORA, DATA, _ua, cap, fitted
+from domain import CORPORA, DATA, _ua, fitted, load_capped, missing_corpora
 
 #: (voice groups, self-training: None or (fraction, C))
 CANDIDATES = [(k, st) for k in (1, 2, 3) for st in (None, (0.3, 0.01), (0.5, 0.01), (0.5, 0.001))]
@@ -74,21 +79,20 @@ def main(argv=None) -> int:
     ap.add_argument("--max-per-corpus", type=int, default=700)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--cache", default=None, help="folder of fitted models shared with benchmarks/domain.py")
+    ap.add_argument("--model", default=None, help="score this saved model, unadapted and adapted, instead")
     args = ap.parse_args(argv)
 
     from joblib import Parallel, delayed
 
-    from serkit.corpora import load_corpus
-
     names = [c.strip() for c in args.corpora.split(",") if c.strip()]
-    missing = [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
+    missing = missing_corpora(names)
     if missing:
         print(f"voices: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    by = {}
-    for c in names:
-        by[c] = cap(load_corpus(f"{c}:{DATA / CORPORA[c]}", label_set="6class", check_audio=True), args.max_per_corpus)
+    by = load_capped(names, args.max_per_corpus, say=False)
+    if args.model:
+        return _saved_model(args.model, by, t0)
     # (held-out set, scored corpus): outer folds score their corpus, inner pairs score each member
     jobs = [((c,), c) for c in names] + [
         ((a, b), s) for i, a in enumerate(names) for b in names[i + 1 :] for s in (a, b)
@@ -131,6 +135,30 @@ def main(argv=None) -> int:
     overall = max(cands, key=lambda cand: np.mean([inner(c, cand) for c in names]))
     print(f"\nchosen per fold: {dict(Counter(chosen))}; on all inner folds together: {overall}")
     print(f"{len(jobs)} scorings, {time.perf_counter() - t0:.0f} s wall; load average {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+def _saved_model(model_dir, by: dict, t0: float) -> int:
+    from serkit.adaptation import adapt_classifier
+    from serkit.calibration import ece
+    from serkit.models import load_model
+
+    base, _ = load_model(model_dir)
+    print(f"\n{model_dir}: single clips, unadapted and after serkit adapt (its default method) on each corpus")
+    print("| corpus | clips | UA | UA adapted | gain | ECE | ECE adapted |\n|---|---:|---:|---:|---:|---:|---:|")
+    gains = []
+    for c, clips in by.items():
+        y = np.array([base.labels.index(str(u.label)) for u in clips])
+        p0 = base.predict_proba_utterances(clips, adapt=False, progress=False)
+        p1 = adapt_classifier(copy.deepcopy(base), clips).predict_proba_utterances(clips, adapt=False, progress=False)
+        u0, u1 = _ua(base.labels, p0, clips), _ua(base.labels, p1, clips)
+        gains.append(u1 - u0)
+        print(
+            f"| {c} | {len(clips)} | {u0:.3f} | {u1:.3f} | {100 * (u1 - u0):+.1f} | {ece(p0, y):.3f} | {ece(p1, y):.3f} |"
+        )
+    print(
+        f"\nmean gain {100 * np.mean(gains):+.1f} UA points; {time.perf_counter() - t0:.0f} s wall, load {os.getloadavg()[0]:.1f}"
+    )
     return 0
 
 

@@ -97,29 +97,33 @@ _HOW = {
 }
 
 
-def default_method(model) -> str:
-    """The train-time method for ``model``: ``coral`` for feature models, ``deep-coral`` for networks."""
-    methods = tuple(model.domain_methods)
-    for m in ("coral", "deep-coral", "mmd"):
-        if m in methods:
+def _first_method(model, valid: Sequence[str], missing: str) -> str:
+    """The first of ``model.domain_methods`` in ``valid``; else a :class:`ConfigError` naming the family."""
+    for m in model.domain_methods:
+        if m in valid:
             return m
     family = getattr(model, "family", type(model).__name__)
-    raise ConfigError(
-        f"model family {family!r} has no train-time domain adaptation; families with one: features (coral), "
-        "soundnet, soundnet-res, cnn-lstm, transformer (deep-coral, mmd)"
+    raise ConfigError(f"model family {family!r} {missing}")
+
+
+def default_method(model) -> str:
+    """The train-time method for ``model``: ``coral`` for feature models, ``deep-coral`` for networks."""
+    return _first_method(
+        model,
+        ("coral", "deep-coral", "mmd"),
+        "has no train-time domain adaptation; families with one: features (coral), "
+        "soundnet, soundnet-res, cnn-lstm, transformer (deep-coral, mmd)",
     )
 
 
 def post_hoc_method(model) -> str:
     """What ``serkit adapt`` uses when no method is named: the model's first post-hoc method
     (``voices`` for feature models with speaker normalisation, else ``coral``; ``adabn`` for networks)."""
-    for m in model.domain_methods:
-        if m in POST_HOC:
-            return m
-    family = getattr(model, "family", type(model).__name__)
-    raise ConfigError(
-        f"model family {family!r} cannot be adapted after training; families that can: features (voices, coral), "
-        "soundnet, soundnet-res, cnn-lstm, transformer (adabn)"
+    return _first_method(
+        model,
+        POST_HOC,
+        "cannot be adapted after training; families that can: features (voices, coral), "
+        "soundnet, soundnet-res, cnn-lstm, transformer (adabn)",
     )
 
 

@@ -101,19 +101,24 @@ def _mono(signal) -> np.ndarray:
     return x
 
 
-def _draw(value, default: tuple[float, float], rng: np.random.Generator, what: str) -> float:
-    """``value`` as given (a number), or drawn uniformly from ``value``/``default`` as a (low, high) range."""
-    if value is None:
-        value = default
-    if isinstance(value, (int, float)):
-        return float(value)
+def parse_range(value, what: str) -> tuple[float, float]:
+    """``value`` as a checked ``(low, high)`` pair of numbers (also :mod:`serkit.training.augment`'s ranges)."""
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
         raise ConfigError(f"{what} must be a number or a (low, high) pair, got {value!r}") from None
     if lo > hi:
         raise ConfigError(f"{what} range ({lo}, {hi}) has low > high")
-    return float(rng.uniform(lo, hi))
+    return lo, hi
+
+
+def _draw(value, default: tuple[float, float], rng: np.random.Generator, what: str) -> float:
+    """``value`` as given (a number), or drawn uniformly from ``value``/``default`` as a (low, high) range."""
+    if value is None:
+        value = default
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(rng.uniform(*parse_range(value, what)))
 
 
 def _choose(value, allowed: Sequence[str], rng: np.random.Generator, what: str) -> str:

@@ -191,17 +191,12 @@ def _range(value, name: str, *, symmetric_around: float | None = None) -> tuple[
     """``None``/0 → off; a number v → (c - v, c + v) around ``symmetric_around``; a pair → itself."""
     if value is None or value is False or value == 0:
         return None
-    if isinstance(value, (int, float)):
-        c = 0.0 if symmetric_around is None else symmetric_around
-        lo, hi = c - float(value), c + float(value)
-    else:
-        try:
-            lo, hi = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number or a (low, high) pair, got {value!r}") from None
-    if lo > hi:
-        raise ConfigError(f"{name} range ({lo}, {hi}) has low > high")
-    return lo, hi
+    from ..channels import parse_range
+
+    if not isinstance(value, (int, float)):
+        return parse_range(value, name)
+    c = 0.0 if symmetric_around is None else symmetric_around
+    return parse_range((c - float(value), c + float(value)), name)
 
 
 class Augmenter:
