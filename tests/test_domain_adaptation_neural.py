@@ -314,7 +314,9 @@ def test_method_errors_name_what_applies():
     from serkit.models import build_model
 
     features = FeatureClassifier(["librosa"])
-    with pytest.raises(ConfigError, match="deep-coral is a loss used while training.*adapted with: coral, adabn"):
+    with pytest.raises(
+        ConfigError, match="deep-coral is a loss used while training.*adapted with: voices, coral, adabn"
+    ):
         check_method(features, "deep-coral")
     with pytest.raises(ConfigError, match="does not apply to model family 'features'; methods that apply to it: coral"):
         check_method(features, "mmd", when="train")

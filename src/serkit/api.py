@@ -231,9 +231,13 @@ def _voices_mode(model_section) -> dict:
 
     if "voices" not in build_model(model_section).domain_methods:
         return {}
-    from .adaptation import fold_adapter
+    from .adaptation import MIN_TARGET_CLIPS, fold_adapter
 
-    return {"domain_adapt": partial(fold_adapter, method="voices"), "domain_mode": "voices"}
+    return {
+        "domain_adapt": partial(fold_adapter, method="voices"),
+        "domain_mode": "voices",
+        "domain_min_clips": MIN_TARGET_CLIPS,
+    }
 
 
 def adapt(model_dir, target, *, out, method: str | None = None, source: Sequence[str] | None = None, progress=False):

@@ -159,12 +159,14 @@ def fit_temperatures(
     k: int = 5,
     domain_adapt: Callable | None = None,
     domain_mode: str = "voices",
+    domain_min_clips: int = 1,
 ) -> dict:
     """Temperature scaling for a model trained on ``utterances``, one temperature per mode.
 
     ``domain_adapt`` (``adaptation.fold_adapter`` with ``voices``, from ``api.train``): each inner
     fold's model is also adapted to its held-out part's audio and those predictions get their own
-    temperature, mode ``domain_mode`` — what a model adapted by voice groups applies to its single clips.
+    temperature, mode ``domain_mode`` — what a model adapted by voice groups applies to its single clips;
+    left out (no such temperature) when an inner fold holds fewer than ``domain_min_clips`` clips.
 
     Fitted (:func:`serkit.calibration.fit_temperature`) on out-of-fold predictions of held-out
     *training* speakers (:func:`inner_protocol`: held-out corpora when several are trained together,
@@ -175,6 +177,10 @@ def fit_temperatures(
     from ..calibration import apply_temperature, ece, fit_temperature
 
     protocol = inner_protocol(utterances, k)
+    if domain_adapt is not None:
+        sizes = [len(f.test_idx) for f in parse_protocol(protocol).folds(list(utterances))]
+        if min(sizes) < domain_min_clips:
+            domain_adapt = None
     _, y, probs = out_of_fold(model_factory, utterances, protocol, report_both=report_both, domain_adapt=domain_adapt)
     if DOMAIN_MODE in probs:
         probs[domain_mode] = probs.pop(DOMAIN_MODE)
