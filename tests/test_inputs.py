@@ -251,3 +251,12 @@ def test_one_reader_of_the_duration_limit():
     for read in (duration_limit_s, Settings.from_env):
         with pytest.raises(AudioError, match="at least 0.1"):
             read({"SERKIT_MAX_DURATION_S": "0.05"})
+
+
+def test_an_empty_path_is_an_error_row_not_the_current_folder(tmp_path, monkeypatch):
+    from serkit.inputs import expand_inputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.wav").write_bytes(b"")  # would be found if "" were read as "."
+    clips = expand_inputs(["", "  "])
+    assert [c.error for c in clips] == ["an empty path was given; pass an audio file, a folder or a CSV manifest"] * 2

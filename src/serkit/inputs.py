@@ -63,6 +63,9 @@ def expand_inputs(inputs: Iterable) -> list[Clip]:
         if isinstance(item, Clip):
             out.append(item)
             continue
+        if not str(item).strip():  # Path("") is the current folder: never walk it by accident
+            out.append(Clip(str(item), error="an empty path was given; pass an audio file, a folder or a CSV manifest"))
+            continue
         p = Path(item)
         if p.is_dir():
             files, problems = scan_audio_folder(p)
