@@ -103,18 +103,22 @@ def energy_db(
     ``path`` is read resampled to ``sampling_rate``, a minute at a time; ``end`` defaults to the
     file's end.
     """
+    # 60 s blocks: a whole number of frames
+    out = [_level_db(x, sampling_rate, frame) for x, _ in _minutes(path, sampling_rate, start, end, 6000 * frame)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _minutes(path, sampling_rate: int, start: float, end: float | None, block: float = 60.0):
+    """``(samples, last)`` of ``path`` from ``start`` to ``end`` (default: its end), ``block`` seconds at a time."""
     from .audio import info, read
 
     if end is None:
         end = info(path).duration
-    out = []
     t = start
-    block = 6000 * frame  # 60 s, a whole number of frames
     while t < end - 1e-9:
         x, _ = read(path, sampling_rate, start=t, end=min(end, t + block))
-        out.append(_level_db(x, sampling_rate, frame))
+        yield x, t + block >= end - 1e-9
         t += block
-    return np.concatenate(out) if out else np.zeros(0)
 
 
 def energy_speech(level_db: np.ndarray) -> np.ndarray:
@@ -258,16 +262,12 @@ def file_activity(
     if gate == "energy":
         level = energy_db(path, sampling_rate, start=start, end=end)
         return level, energy_speech(level)
-    from .audio import info, read
+    from .audio import info
 
     if end is None:
         end = info(path).duration
-    run, out = _SileroRun(), []
-    t, block = start, 60.0  # 60 s = 1875 Silero frames
-    while t < end - 1e-9:
-        x, _ = read(path, SILERO_RATE, start=t, end=min(end, t + block))
-        out.append(run.feed(x, last=t + block >= end - 1e-9))
-        t += block
+    run = _SileroRun()
+    out = [run.feed(x, last=last) for x, last in _minutes(path, SILERO_RATE, start, end)]  # 60 s = 1875 frames
     p32 = np.concatenate(out) if out else np.zeros(0, np.float32)
     p = _to_grid(p32, int((end - start) / VAD_FRAME + 1e-6))
     return p, _hysteresis(p)

@@ -202,7 +202,40 @@ class SlowdownViews(FeatureExtractor):
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
-class SpeedView(FeatureExtractor):
+class _ChangedView(FeatureExtractor):
+    """Another extractor's features of every signal changed by :meth:`_change` first: one view of
+    each clip, cached under the inner extractor's name and configuration plus :meth:`_view_config`."""
+
+    def __init__(self, inner: FeatureExtractor):
+        self.inner = inner
+        self.name = inner.name
+        self.sampling_rate = inner.sampling_rate
+        self.min_duration = inner.min_duration
+        self.parallel = inner.parallel
+
+    def _view_config(self) -> dict:
+        raise NotImplementedError
+
+    def _change(self, signal: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {**self.inner.config(), **self._view_config()}
+
+    def full_config(self) -> dict:
+        return {**self.inner.full_config(), **self._view_config()}
+
+    def feature_names(self) -> list[str]:
+        return self.inner.feature_names()
+
+    def functionals(self, signal: np.ndarray) -> np.ndarray:
+        return self.inner.functionals(self._change(signal))
+
+    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
+        return self.inner.functionals_batch([self._change(s) for s in signals])
+
+
+class SpeedView(_ChangedView):
     """Another extractor's features of the speech played ``speed`` times faster, tape-style (tempo,
     pitch and formants together): one speed-perturbed view of every clip, with its own cache key.
 
@@ -213,21 +246,11 @@ class SpeedView(FeatureExtractor):
     """
 
     def __init__(self, inner: FeatureExtractor, speed: float):
-        self.inner = inner
+        super().__init__(inner)
         self.speed = parse_speeds(speed)[0]
-        self.name = inner.name
-        self.sampling_rate = inner.sampling_rate
-        self.min_duration = inner.min_duration
-        self.parallel = inner.parallel
 
-    def config(self) -> dict:
-        return {**self.inner.config(), "speed": self.speed}
-
-    def full_config(self) -> dict:
-        return {**self.inner.full_config(), "speed": self.speed}
-
-    def feature_names(self) -> list[str]:
-        return self.inner.feature_names()
+    def _view_config(self) -> dict:
+        return {"speed": self.speed}
 
     def _change(self, signal: np.ndarray) -> np.ndarray:
         from ..audio import resample
@@ -237,14 +260,8 @@ class SpeedView(FeatureExtractor):
         changed = resample(np.asarray(signal, np.float32).reshape(-1), int(round(rate * self.speed)), rate)
         return pad_to(changed, int(self.min_duration * rate))
 
-    def functionals(self, signal: np.ndarray) -> np.ndarray:
-        return self.inner.functionals(self._change(signal))
 
-    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        return self.inner.functionals_batch([self._change(s) for s in signals])
-
-
-class ChannelView(FeatureExtractor):
+class ChannelView(_ChangedView):
     """Another extractor's features of the clip through a channel condition (:mod:`serkit.channels`:
     ``telephone``, ``codec``, ``noise``, ``level``), with its own cache key: one degraded view of
     every clip, so augmented features are extracted once and then read from the cache.
@@ -268,24 +285,14 @@ class ChannelView(FeatureExtractor):
         CONDITIONS.get(condition)  # an unknown name lists the valid ones
         if babble and condition != "noise":
             raise ConfigError(f"babble clips are for the 'noise' condition, not {condition!r}")
-        self.inner = inner
+        super().__init__(inner)
         self.condition = condition
         self.seed = int(seed)
         self.babble = [list(_item_key(b)) for b in babble]
         self.options = dict(options or {})  # fixed settings of the condition, e.g. {"snr": 10}
-        self.name = inner.name
-        self.sampling_rate = inner.sampling_rate
-        self.min_duration = inner.min_duration
-        self.parallel = inner.parallel
         self._babble_signals: list[np.ndarray] | None = None
 
-    def config(self) -> dict:
-        return {**self.inner.config(), **self._channel_config()}
-
-    def full_config(self) -> dict:
-        return {**self.inner.full_config(), **self._channel_config()}
-
-    def _channel_config(self) -> dict:
+    def _view_config(self) -> dict:
         cfg = {"channel": self.condition, "channel_seed": self.seed}
         if self.options:
             cfg["channel_options"] = dict(sorted(self.options.items()))
@@ -296,9 +303,6 @@ class ChannelView(FeatureExtractor):
             lines = json.dumps(sorted(self.babble, key=str)).encode()
             cfg["babble"] = {"n": len(self.babble), "sha256": hashlib.sha256(lines).hexdigest()[:16]}
         return cfg
-
-    def feature_names(self) -> list[str]:
-        return self.inner.feature_names()
 
     def _babble_clips(self) -> list[np.ndarray] | None:
         if not self.babble:
@@ -319,12 +323,6 @@ class ChannelView(FeatureExtractor):
         options = {**self.options, "babble": self._babble_clips()} if self.babble else self.options
         changed = apply(self.condition, x, self.sampling_rate, rng=rng, **options)
         return pad_to(changed, int(self.min_duration * self.sampling_rate))
-
-    def functionals(self, signal: np.ndarray) -> np.ndarray:
-        return self.inner.functionals(self._change(signal))
-
-    def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        return self.inner.functionals_batch([self._change(s) for s in signals])
 
 
 def register_extractor(name: str):
