@@ -527,6 +527,36 @@ def test_evaluate_calibrate_fits_each_fold_on_its_training_speakers():
     assert "temperature-scaled" in cal.to_markdown()
 
 
+def test_calibration_over_corpora_reports_each_held_out_corpus():
+    from serkit.calibration import apply_temperature, ece
+    from serkit.evaluation.run import fit_temperatures
+
+    import dataclasses
+
+    # speakers 0-2 one corpus, 3-5 another
+    data = [
+        dataclasses.replace(u, corpus="first" if u.speaker in ("spk0", "spk1", "spk2") else "second")
+        for u in _overconfident_data()
+    ]
+    rec = fit_temperatures(Overconfident, data)
+    assert rec["fitted_on"]["protocol"] == "loco" and set(rec["by_corpus"]) == {"first", "second"}
+    z = np.array([u.extra["z"] for u in data])
+    probs = np.exp(2.5 * z) / np.exp(2.5 * z).sum(1, keepdims=True)  # what the model reports
+    y = np.array(["abc".index(u.label) for u in data])
+    for corpus, r in rec["by_corpus"].items():
+        keep = np.array([u.corpus == corpus for u in data])
+        assert r["n"] == 750
+        ua = np.mean([np.mean(probs[keep & (y == c)].argmax(1) == c) for c in range(3)])
+        assert r["ua"]["none"] == pytest.approx(ua)
+        t = rec["temperature"]["none"]
+        assert r["ece_after"]["none"] == pytest.approx(ece(apply_temperature(probs[keep], t), y[keep]))
+    # the report's folds carry each mode's ECE on their own test clips
+    rep = evaluate(Overconfident, data, "loco", progress=False, report_both=True)
+    keep = np.array([u.corpus == "first" for u in data])
+    fold = next(f for f in rep.folds if f["test_corpora"] == ["first"])
+    assert fold["ece_by_mode"]["none"] == pytest.approx(ece(probs[keep], y[keep]), abs=1e-4)
+
+
 def test_temperatures_are_applied_by_the_contract_per_mode():
     data = _overconfident_data(n_speakers=2, per_speaker=5)
     model = Overconfident().fit(data)

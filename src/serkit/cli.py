@@ -841,13 +841,20 @@ def _print_scores(metrics: dict) -> None:
     plain = {k: m for k, m in metrics.items() if not (isinstance(m, dict) and "ua_single_utterance" in m)}
     table = {k: m for k, m in metrics.items() if k not in plain}
     if table:
-        print(f"scores:     {'UA':24s} single utterance   speaker-adapted")
+        print(f"scores:     {'UA':24s} single utterance   speaker-adapted   ECE single / adapted")
         for protocol, m in table.items():
             name = {"loco": "leave-one-corpus-out"}.get(protocol, protocol)
             print(f"            {name:24s} {m['ua_single_utterance']:16.3f}   {m['ua_speaker_adapted']:15.3f}")
             for corpus, c in (m.get("per_corpus") or {}).items():
                 label = f"  unseen {corpus} ({c.get('n_test', '?')})"
-                print(f"            {label:24s} {c['ua_single_utterance']:16.3f}   {c['ua_speaker_adapted']:15.3f}")
+                ece = (
+                    f"   {c['ece_single_utterance']:9.3f} / {c['ece_speaker_adapted']:.3f}"
+                    if "ece_single_utterance" in c
+                    else ""
+                )
+                print(
+                    f"            {label:24s} {c['ua_single_utterance']:16.3f}   {c['ua_speaker_adapted']:15.3f}{ece}"
+                )
     for name, m in plain.items():
         print(f"score:      {name}: {json.dumps(m) if not isinstance(m, (int, float)) else m}")
 

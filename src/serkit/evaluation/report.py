@@ -64,7 +64,8 @@ class Report:
     folds : list of dict
         Per fold: ``fold, test_speakers, test_corpora, n_train, n_test, ua, wa, macro_f1, fit_seconds,
         predict_seconds, missing_train_labels`` and, when both adaptation modes were run,
-        ``ua_by_mode`` (``{"none": ua, "speaker": ua}``).
+        ``ua_by_mode`` (``{"none": ua, "speaker": ua}``); ``ece_by_mode`` (top-label ECE of each mode's
+        probabilities on the fold's test clips, :func:`serkit.calibration.ece`).
     predictions : pandas.DataFrame
         One row per test utterance: ``id, path, start, end, speaker, corpus, fold, true, pred,
         p_<label>...``.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..calibration import ece
 from ..errors import ConfigError, ModelError
 from .metrics import metrics
 from .protocols import FewShot, parse_protocol
@@ -128,8 +129,9 @@ def out_of_fold(
     """Out-of-fold probabilities of every utterance under ``protocol``, per mode (``domain_adapt``:
     also each fold's model adapted to its test audio, mode ``"domain"``, as in :func:`evaluate`).
 
-    Returns ``(labels, y, probs)``: the label order, the true class index of each utterance
-    (``[shape=(n,)]``, the order of the protocol's test folds) and ``{mode: [shape=(n, n_labels)]}``.
+    Returns ``(labels, y, probs, rows)``: the label order, the true class index of each utterance
+    (``[shape=(n,)]``, the order of the protocol's test folds), ``{mode: [shape=(n, n_labels)]}``
+    and the utterances in that order.
     """
     utterances = list(utterances)
     folds = parse_protocol(protocol, seed=seed).folds(utterances)
@@ -143,12 +145,12 @@ def out_of_fold(
             )
         )
     labels = list(results[0]["labels"])
-    labels += sorted({lab for r in results for lab in r["labels"]} | {str(u.label) for u in utterances} - set(labels))
+    labels += sorted(({lab for r in results for lab in r["labels"]} | {str(u.label) for u in utterances}) - set(labels))
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[str(u.label)] for test in tests for u in test], dtype=np.int64)
     modes = [m for m in (*MODES, DOMAIN_MODE) if all(m in r["probs"] for r in results)]
     probs = {m: np.concatenate([_align(r["probs"][m], r["labels"], labels) for r in results]) for m in modes}
-    return labels, y, probs
+    return labels, y, probs, [u for test in tests for u in test]
 
 
 def fit_temperatures(
@@ -172,19 +174,36 @@ def fit_temperatures(
     *training* speakers (:func:`inner_protocol`: held-out corpora when several are trained together,
     else K speaker-grouped folds). Returns the ``model.json`` ``calibration`` record: ``method,
     temperature {mode: T}, fitted_on, ece_before {mode}, ece_after {mode}`` (ECE on those same
-    out-of-fold predictions; T is one number per mode, so the in-sample gain is nearly all real).
+    out-of-fold predictions; T is one number per mode, so the in-sample gain is nearly all real)
+    and, when the inner folds are held-out corpora, ``by_corpus {corpus: {n, ua {mode}, ece_after
+    {mode}}}``: how each training corpus fared while unseen.
     """
-    from ..calibration import apply_temperature, ece, fit_temperature
+    from ..calibration import apply_temperature, fit_temperature
 
     protocol = inner_protocol(utterances, k)
     if domain_adapt is not None:
         sizes = [len(f.test_idx) for f in parse_protocol(protocol).folds(list(utterances))]
         if min(sizes) < domain_min_clips:
             domain_adapt = None
-    _, y, probs = out_of_fold(model_factory, utterances, protocol, report_both=report_both, domain_adapt=domain_adapt)
+    labels, y, probs, rows = out_of_fold(
+        model_factory, utterances, protocol, report_both=report_both, domain_adapt=domain_adapt
+    )
     if DOMAIN_MODE in probs:
         probs[domain_mode] = probs.pop(DOMAIN_MODE)
     temperature = {m: fit_temperature(p, y) for m, p in probs.items()}
+    by_corpus = {}
+    corpora = np.array([str(u.corpus) for u in rows])
+    if protocol == "loco":  # each corpus was one held-out fold: how an unseen corpus fares, per mode
+        for c in sorted(set(corpora)):
+            keep = corpora == c
+            true = [labels[i] for i in y[keep]]
+            by_corpus[c] = {
+                "n": int(keep.sum()),
+                "ua": {
+                    m: metrics(true, [labels[i] for i in p[keep].argmax(1)], labels)["ua"] for m, p in probs.items()
+                },
+                "ece_after": {m: ece(apply_temperature(p[keep], temperature[m]), y[keep]) for m, p in probs.items()},
+            }
     return {
         "method": "temperature",
         "temperature": temperature,
@@ -196,6 +215,7 @@ def fit_temperatures(
         },
         "ece_before": {m: ece(p, y) for m, p in probs.items()},
         "ece_after": {m: ece(apply_temperature(p, temperature[m]), y) for m, p in probs.items()},
+        **({"by_corpus": by_corpus} if by_corpus else {}),
     }
 
 
@@ -360,6 +380,9 @@ def evaluate(
             if len(modes) > 1
             else {}
         )
+        index = {lab: i for i, lab in enumerate(labels)}
+        y_idx = np.array([index[t] for t in y_true], dtype=np.int64)
+        ece_by_mode = {mode: round(ece(aligned[mode][-1], y_idx), 4) for mode in modes}
         fold_dicts.append(
             {
                 "fold": k,
@@ -374,6 +397,7 @@ def evaluate(
                 "predict_seconds": round(r["predict_seconds"], 3),
                 "missing_train_labels": sorted(set(labels) - set(r["labels"])),
                 **({"ua_by_mode": by_mode} if by_mode else {}),
+                "ece_by_mode": ece_by_mode,
                 **({"temperature": dict(r["temperatures"])} if r.get("temperatures") else {}),
             }
         )
