@@ -99,6 +99,11 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-only", action="store_true", help="score the recipe, train and write nothing")
     ap.add_argument("--json", help="also write the scores to this file (a candidate's numbers)")
     ap.add_argument(
+        "--scores",
+        help="take the calibration and scores from this --json file of an --eval-only run of the same recipe "
+        "instead of computing them again, and only train",
+    )
+    ap.add_argument(
         "--protocols",
         default="speaker-kfold:5",
         help="protocols scored besides leave-one-corpus-out, comma-separated (default: %(default)s)",
@@ -139,19 +144,39 @@ def main(argv=None) -> int:
         )
         return 0
     utterances = prepare_data(specs, recipe.label_set)
-    calibration = fit_temperatures(lambda: build_model(recipe.model), utterances, **_voices_mode(recipe.model))
-    metrics = {"loco": loco_scores(calibration)}
-    calibration.pop("by_corpus")  # kept as metrics["loco"]
+    if args.scores:
+        # the calibration and scores of an earlier --eval-only --json run of this very recipe
+        import json
+
+        earlier = json.loads(Path(args.scores).read_text())
+        if earlier.get("model") != recipe.to_dict()["model"]:
+            print(f"train_default: {args.scores} scored another model section than {args.recipe}'s", file=sys.stderr)
+            return 2
+        calibration, metrics = earlier["calibration"], earlier["metrics"]
+        args.skip_eval = True
+    else:
+        calibration = fit_temperatures(lambda: build_model(recipe.model), utterances, **_voices_mode(recipe.model))
+        metrics = {"loco": loco_scores(calibration)}
+        calibration.pop("by_corpus")  # kept as metrics["loco"]
     print(f"calibration: {calibration}\nloco: {metrics['loco']}", flush=True)
+
+    def record():
+        return {
+            "recipe": args.recipe,
+            "model": recipe.to_dict()["model"],
+            "calibration": calibration,
+            "metrics": metrics,
+        }
+
     if args.json:
-        write_json(args.json, {"recipe": args.recipe, "calibration": calibration, "metrics": metrics})
+        write_json(args.json, record())
     if not args.skip_eval:
         for protocol in args.protocols.split(","):
             report = evaluate(specs, args.recipe, protocol=protocol, progress=True)
             metrics[protocol] = scores(report)
             print(f"{protocol}: {metrics[protocol]}", flush=True)
             if args.json:
-                write_json(args.json, {"recipe": args.recipe, "calibration": calibration, "metrics": metrics})
+                write_json(args.json, record())
     if args.eval_only:
         return 0
     model = build_model(recipe.model).fit(utterances, progress=True)

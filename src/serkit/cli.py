@@ -837,24 +837,32 @@ def _cmd_info(args) -> int:
 
 
 def _print_scores(metrics: dict) -> None:
-    """Speaker-independent scores as a table (single utterance / speaker-adapted UA), others as JSON."""
+    """Speaker-independent scores as a table (UA single utterance / speaker-adapted, and adapted by
+    voice groups and each unseen corpus' ECE where recorded), others as JSON."""
     plain = {k: m for k, m in metrics.items() if not (isinstance(m, dict) and "ua_single_utterance" in m)}
     table = {k: m for k, m in metrics.items() if k not in plain}
+
+    def cells(m: dict) -> str:
+        row = f"{m['ua_single_utterance']:16.3f}   {m['ua_speaker_adapted']:15.3f}"
+        if any("ua_voices_adapted" in t for t in table.values()):
+            row += f"   {m['ua_voices_adapted']:12.3f}" if "ua_voices_adapted" in m else f"   {'':>12s}"
+        if "ece_single_utterance" in m:
+            row += f"   {m['ece_single_utterance']:9.3f} / {m['ece_speaker_adapted']:.3f}"
+        return row
+
     if table:
-        print(f"scores:     {'UA':24s} single utterance   speaker-adapted   ECE single / adapted")
+        voices = "   voice groups" if any("ua_voices_adapted" in t for t in table.values()) else ""
+        rows = [c for t in table.values() for c in [t, *(t.get("per_corpus") or {}).values()]]
+        ece = "   ECE single / adapted" if any("ece_single_utterance" in c for c in rows) else ""
+        print(f"scores:     {'UA':24s} single utterance   speaker-adapted{voices}{ece}")
         for protocol, m in table.items():
             name = {"loco": "leave-one-corpus-out"}.get(protocol, protocol)
-            print(f"            {name:24s} {m['ua_single_utterance']:16.3f}   {m['ua_speaker_adapted']:15.3f}")
+            print(f"            {name:24s} {cells(m)}")
             for corpus, c in (m.get("per_corpus") or {}).items():
                 label = f"  unseen {corpus} ({c.get('n_test', '?')})"
-                ece = (
-                    f"   {c['ece_single_utterance']:9.3f} / {c['ece_speaker_adapted']:.3f}"
-                    if "ece_single_utterance" in c
-                    else ""
-                )
-                print(
-                    f"            {label:24s} {c['ua_single_utterance']:16.3f}   {c['ua_speaker_adapted']:15.3f}{ece}"
-                )
+                print(f"            {label:24s} {cells(c)}")
+        if any(m.get("mean_over") for m in table.values()):
+            print("            (leave-one-corpus-out: mean over the held-out corpora; ECE after calibration)")
     for name, m in plain.items():
         print(f"score:      {name}: {json.dumps(m) if not isinstance(m, (int, float)) else m}")
 
