@@ -854,13 +854,13 @@ def _print_scores(metrics: dict) -> None:
         voices = "   voice groups" if any("ua_voices_adapted" in t for t in table.values()) else ""
         rows = [c for t in table.values() for c in [t, *(t.get("per_corpus") or {}).values()]]
         ece = "   ECE single / adapted" if any("ece_single_utterance" in c for c in rows) else ""
-        print(f"scores:     {'UA':24s} single utterance   speaker-adapted{voices}{ece}")
+        print(f"scores:     {'UA':34s} single utterance   speaker-adapted{voices}{ece}")
         for protocol, m in table.items():
             name = {"loco": "leave-one-corpus-out"}.get(protocol, protocol)
-            print(f"            {name:24s} {cells(m)}")
+            print(f"            {name:34s} {cells(m)}")
             for corpus, c in (m.get("per_corpus") or {}).items():
                 label = f"  unseen {corpus} ({c.get('n_test', '?')})"
-                print(f"            {label:24s} {cells(c)}")
+                print(f"            {label:34s} {cells(c)}")
         if any(m.get("mean_over") for m in table.values()):
             print("            (leave-one-corpus-out: mean over the held-out corpora; ECE after calibration)")
     for name, m in plain.items():
