@@ -280,3 +280,49 @@ def test_api_pretrain_with_an_npz_teacher(tmp_path):
                  overrides=overrides, progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="needs --teacher"):
         pretrain([str(folder)], out=tmp_path / "q", method="teacher", progress=False)
+
+
+@pytest.fixture
+def six_clips(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(11)
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for i in range(6):
+        t = np.arange(8000) / 16000
+        sf.write(
+            folder / f"c{i}.wav",
+            (0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.01 * rng.standard_normal(8000)).astype(np.float32),
+            16000,
+        )
+    return folder
+
+
+QUICK = ["pretrain.epochs=1", "pretrain.batch_size=3", "pretrain.crop_seconds=0.2", "pretrain.projection_hidden=0"]
+
+
+def test_a_serkit_model_teaches_its_probabilities(six_clips, small_model_dir, tmp_path):
+    from serkit.api import pretrain
+
+    _, meta = pretrain([str(six_clips)], out=tmp_path / "p", method="teacher", teacher=str(small_model_dir),
+                       overrides=QUICK, progress=False)  # fmt: skip
+    assert meta["match"] == "distribution" and meta["projection"]["out_dim"] == 3  # angry, neutral, sad
+    assert meta["data"]["teacher"] == {
+        "kind": "model",
+        "path": str(small_model_dir),
+        "family": "features",
+        "output": "probabilities",
+    }
+
+
+@pytest.mark.slow  # GE2E's extraction pool starts worker processes: 20-75 s on a shared machine
+def test_ge2e_teaches_its_embedding(six_clips, tmp_path):
+    from serkit.api import pretrain
+
+    _, meta = pretrain([str(six_clips)], out=tmp_path / "p", method="teacher", teacher="ge2e", overrides=QUICK,
+                       progress=False)  # fmt: skip
+    # GE2E's utterance embedding is a unit vector with non-negative entries (ReLU), not a distribution
+    assert meta["match"] == "embedding" and meta["projection"]["out_dim"] == 256
+    with pytest.raises(ConfigError, match="not a model folder"):
+        pretrain([str(six_clips)], out=tmp_path / "q", method="teacher", teacher="wav2vec", progress=False)

@@ -342,7 +342,7 @@ def _teacher_targets(teacher, clips, output: str, *, progress: bool):
     if path.is_dir():
         from .models import load_model
 
-        model = load_model(path)
+        model, _ = load_model(path)
         if output == "embedding":
             if not model.has_embedding:
                 raise ConfigError(
