@@ -13,7 +13,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._version import __version__
-from .api import adapt, enrol, evaluate, train
+from .api import adapt, enrol, evaluate, pretrain, train
 from .errors import AudioError, ConfigError, CorpusError, ModelError, NotFittedError, SerkitError
 from .inference import Recognizer
 
@@ -24,6 +24,7 @@ __all__ = [
     "evaluate",
     "adapt",
     "enrol",
+    "pretrain",
     "load_corpus",
     "load_corpora",
     "load_recipe",

@@ -164,8 +164,10 @@ def check_target_count(method: str, n: int) -> None:
         )
 
 
-def target_utterances(target, *, label_set: str = "native") -> list:
-    """Unlabelled clips from ``target``: audio files, folders or CSV manifests (paths), or a corpus spec ``NAME:ROOT``."""
+def target_utterances(target, *, label_set: str = "native", what: str = "target") -> list:
+    """Unlabelled clips from ``target``: audio files, folders or CSV manifests (paths), or a corpus spec ``NAME:ROOT``.
+
+    ``what`` names the clips in error messages (``"target"``, ``"pretraining data"``)."""
     from .corpora import Utterance, load_corpus
     from .inputs import expand_inputs
 
@@ -190,12 +192,12 @@ def target_utterances(target, *, label_set: str = "native") -> list:
             out += load_corpus(str(t), label_set=label_set, check_audio=True)
         else:
             raise ConfigError(
-                f"target {str(t)!r} is neither an existing file or folder nor a corpus spec NAME:ROOT; "
+                f"{what} {str(t)!r} is neither an existing file or folder nor a corpus spec NAME:ROOT; "
                 "pass a folder of unlabelled audio (e.g. calls/) or a spec like emodb:data/emodb"
             )
     if not out:
         raise ConfigError(
-            f"no audio found in the target {', '.join(map(str, targets))}; pass a folder of audio files "
+            f"no audio found in the {what} {', '.join(map(str, targets))}; pass a folder of audio files "
             "(.wav .flac .ogg .mp3), a CSV manifest or a corpus spec NAME:ROOT"
         )
     return out

@@ -1,4 +1,4 @@
-"""The task-level API behind the CLI and the HTTP service: train, evaluate, export, compress.
+"""The task-level API behind the CLI and the HTTP service: train, evaluate, pretrain, export, compress.
 
 Each function takes corpora by spec (``"emodb:/data/emodb"``), a recipe by name or path, and
 writes its outputs atomically. The CLI is a thin layer over these functions.
@@ -12,7 +12,13 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["train", "evaluate", "adapt", "enrol", "export", "compress", "prepare_data"]
+__all__ = ["train", "evaluate", "pretrain", "adapt", "enrol", "export", "compress", "prepare_data"]
+
+#: ``serkit pretrain --backbone NAME``: the shipped recipe whose network (and ``pretrain:`` section) it uses
+BACKBONE_RECIPES = {"soundnet-res": "soundnet-res", "cnn-lstm": "cnn-lstm", "soundnet8": "soundnet-finetune"}
+
+#: ``--teacher NAME``: serkit backbones that serve as teachers (their embedding), with their extractor options
+TEACHER_BACKBONES = {"ge2e": {"layer": "embedding"}, "soundnet": {"layer": "conv5", "pool": "mean,max", "slowdown": 3}}
 
 
 def prepare_data(corpora: Sequence[str], label_set: str, *, check_audio: bool = True):
@@ -220,6 +226,188 @@ def train(
     return save_model(
         model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora), metrics=metrics or {}, extra=extra
     )
+
+
+def pretrain(
+    data,
+    *,
+    out,
+    method: str = "simclr",
+    backbone: str | None = None,
+    recipe=None,
+    teacher=None,
+    teacher_output: str = "probabilities",
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> tuple[Path, dict]:
+    """Pretrain a network's backbone on unlabelled audio and write the checkpoint folder ``out`` (``serkit pretrain``).
+
+    Parameters
+    ----------
+    data
+        Audio files, folders, CSV manifests or corpus specs ``NAME:ROOT`` (labels are never read).
+    method
+        ``"simclr"`` (NT-Xent on two augmented views) or ``"teacher"`` (match ``teacher``'s vectors);
+        see :mod:`serkit.training.pretrain`.
+    backbone
+        ``soundnet-res``, ``cnn-lstm`` or ``soundnet8``: the network of the shipped recipe
+        :data:`BACKBONE_RECIPES` names (``recipe`` picks any other; both given must agree).
+    teacher
+        ``method="teacher"``: a serkit model folder (its probabilities, or with
+        ``teacher_output="embedding"`` its embedding), a backbone name (:data:`TEACHER_BACKBONES`:
+        ``ge2e``'s speaker embedding, SoundNet's conv5), or an ``.npz`` with ``files`` and one of
+        ``targets`` / ``probabilities`` / ``embeddings`` (one row per file; ``serkit embed`` writes
+        this form), e.g. an image network's posteriors of a video's frames.
+    overrides
+        ``--set`` keys, e.g. ``pretrain.epochs=1`` (the recipe's ``pretrain:`` section) or ``model.…``.
+    resume
+        Continue ``out`` from its last epoch up to ``pretrain.epochs``.
+    stop_after
+        Stop after this many epochs in total (tests interrupt a run this way).
+
+    Returns
+    -------
+    (out, the checkpoint's ``pretrain.json`` as a dict)
+    """
+    from .adaptation import content_hash, target_utterances
+    from .models import build_model
+    from .models.neural import read_cached
+    from .recipe import load_recipe
+    from .training.pretrain import METHODS, PretrainConfig, Pretrainer
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown pretraining method {method!r}; choose one of {', '.join(METHODS)}")
+    if backbone is not None and backbone not in BACKBONE_RECIPES:
+        raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONE_RECIPES)}")
+    if method == "teacher" and teacher is None:
+        raise ConfigError("--method teacher needs --teacher MODEL_DIR | ge2e | soundnet | FILE.npz")
+    if method != "teacher" and teacher is not None:
+        raise ConfigError(f"--teacher applies to --method teacher, not {method}")
+    r = load_recipe(recipe or BACKBONE_RECIPES[backbone or "soundnet-res"], overrides)
+    config = PretrainConfig.from_dict(r.pretrain)  # bad options fail before any audio is read
+    model = build_model(r.model)
+    if not model.pretrainable:
+        raise ConfigError(
+            f"recipe {r.name!r} builds a {model.family} model, whose backbone serkit pretrain cannot train; "
+            f"use --backbone {' | '.join(BACKBONE_RECIPES)}"
+        )
+    arch = model.architecture()
+    if backbone is not None and arch["network"] != backbone:
+        raise ConfigError(
+            f"--backbone {backbone} but recipe {r.name!r} builds a {arch['network']} network; give one of them"
+        )
+    clips = sorted(
+        {(u.path, u.start, u.end): u for u in target_utterances(data, what="pretraining data")}.values(),
+        key=lambda u: (u.path, u.start or 0.0, u.end or 0.0),
+    )
+    targets, teacher_info = None, None
+    if method == "teacher":
+        targets, teacher_info = _teacher_targets(teacher, clips, teacher_output, progress=progress)
+    signals = [read_cached(u.path, model.sampling_rate, u.start, u.end) for u in clips]
+    info = {
+        "data": [str(d) for d in ([data] if isinstance(data, (str, Path)) else data)],
+        "n_clips": len(clips),
+        "hours": round(sum(len(s) for s in signals) / model.sampling_rate / 3600, 3),
+        "content_hash": content_hash(clips),
+        "recipe": r.name,
+        **({"teacher": teacher_info} if teacher_info else {}),
+    }
+    net = model.pretrain_network()
+    meta = Pretrainer(config, progress=progress).fit(
+        net,
+        signals,
+        method=method,
+        architecture=arch,
+        out=out,
+        teacher=targets,
+        resume=resume,
+        info=info,
+        stop_after=stop_after,
+    )
+    return Path(out), meta
+
+
+def _teacher_targets(teacher, clips, output: str, *, progress: bool):
+    """One teacher vector per clip [shape=(n, k), float32] and what the teacher was, for ``pretrain.json``."""
+    import numpy as np
+
+    if output not in ("probabilities", "embedding"):
+        raise ConfigError(f"--teacher-output must be probabilities or embedding, got {output!r}")
+    text = str(teacher)
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".npz":
+        return _npz_targets(path, clips), {"kind": "npz", "path": str(path)}
+    if path.is_dir():
+        from .models import load_model
+
+        model, _ = load_model(path)
+        if output == "embedding":
+            if not model.has_embedding:
+                raise ConfigError(
+                    f"teacher '{path}' ({model.family}) has no embedding; use --teacher-output probabilities"
+                )
+            vectors = model.embed_utterances(clips, progress=progress)
+        else:
+            vectors = model.predict_proba_utterances(clips, adapt=False)
+        return np.asarray(vectors, dtype=np.float32), {
+            "kind": "model",
+            "path": str(path),
+            "family": model.family,
+            "output": output,
+        }
+    if text in TEACHER_BACKBONES:
+        from .features.base import extract, get_extractor
+
+        extractor = get_extractor(text, **TEACHER_BACKBONES[text])
+        vectors = extract(extractor, clips, progress=progress)
+        return np.asarray(vectors, dtype=np.float32), {"kind": "backbone", "name": text, **TEACHER_BACKBONES[text]}
+    raise ConfigError(
+        f"teacher {text!r} is not a model folder, an .npz of per-file targets or a backbone "
+        f"({', '.join(TEACHER_BACKBONES)}); train a model with serkit train, or write an .npz with arrays files and targets"
+    )
+
+
+def _npz_targets(path: Path, clips):
+    """Rows of an ``.npz`` (``files`` + ``targets`` | ``probabilities`` | ``embeddings``) in ``clips``' order."""
+    import os
+
+    import numpy as np
+
+    from .artifact import load_npz
+
+    if not path.is_file():
+        raise ConfigError(f"teacher file '{path}' does not exist")
+    arrays = load_npz(path)
+    key = next((k for k in ("targets", "probabilities", "embeddings") if k in arrays), None)
+    if "files" not in arrays or key is None:
+        raise ConfigError(
+            f"teacher '{path}' has arrays {sorted(arrays)}; it needs 'files' (one path per row) and 'targets' "
+            "(or 'probabilities' / 'embeddings'), e.g. np.savez(path, files=names, targets=vectors)"
+        )
+    files = [str(f) for f in arrays["files"]]
+    vectors = np.asarray(arrays[key], dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(files):
+        raise ConfigError(f"teacher '{path}': {key} has shape {vectors.shape}, need one row per file ({len(files)})")
+    by_path = {os.path.abspath(os.path.join(path.parent, f)): i for i, f in enumerate(files)}
+    names: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        names.setdefault(os.path.basename(f), []).append(i)
+    rows, missing = [], []
+    for u in clips:
+        i = by_path.get(os.path.abspath(u.path))
+        if i is None and len(names.get(os.path.basename(u.path), [])) == 1:
+            i = names[os.path.basename(u.path)][0]
+        if i is None:
+            missing.append(u.path)
+        rows.append(i)
+    if missing:
+        raise ConfigError(
+            f"teacher '{path}' has no row for {len(missing)} of {len(clips)} clips (e.g. '{missing[0]}'); "
+            "list every file of --data in its 'files' array (absolute, relative to the .npz, or unique file names)"
+        )
+    return vectors[np.asarray(rows)]
 
 
 def _voices_mode(model_section) -> dict:

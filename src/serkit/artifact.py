@@ -37,6 +37,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SKOPS_ALLOWED",
     "save_model",
+    "replace_directory",
     "write_model",
     "read_metadata",
     "model_file",
@@ -105,13 +106,27 @@ def save_model(
     Returns the directory path.
     """
     classifier._check_fitted()
+    return replace_directory(
+        directory,
+        lambda tmp: write_model(classifier, tmp, recipe=recipe, trained_on=trained_on, metrics=metrics, extra=extra),
+    )
+
+
+def replace_directory(directory, write) -> Path:
+    """Atomically (re)place ``directory`` with what ``write(tmp)`` puts into an empty temporary folder.
+
+    The folder is written beside the target and renamed into place; an existing target is swapped
+    out and removed, and a dead writer's temporaries are cleaned by the next call. Model folders
+    (:func:`save_model`) and pretraining checkpoints (:mod:`serkit.training.pretrain`) are written
+    this way. Returns the directory path.
+    """
     directory = Path(directory).expanduser()
     parent = directory.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(parent, directory.name)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_tmp_prefix(directory.name), suffix=".tmp"))
     try:
-        write_model(classifier, tmp, recipe=recipe, trained_on=trained_on, metrics=metrics, extra=extra)
+        write(tmp)
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=_tmp_prefix(directory.name), suffix=".old"))
             os.rmdir(old)

@@ -30,6 +30,8 @@ EXAMPLES = {
     "compress": "serkit compress models/soundnet --prune 0.5 --out models/soundnet-pruned",
     "adapt": "serkit adapt --target calls/ --out my-model && serkit predict --model my-model calls/",
     "enrol": "serkit enrol --support my-clips/ --shots 5 --out my-model && serkit predict --model my-model calls/",
+    "pretrain": "serkit pretrain --method simclr --data tess:../shared/data/tess calls/ --backbone soundnet-res --out pre "
+    "&& serkit train --corpus emodb:../shared/data/emodb --recipe soundnet-res --set model.init=pre --out m",
 }
 
 
@@ -215,6 +217,50 @@ def _parser() -> argparse.ArgumentParser:
         f"replace the training set's (needs >= {MIN_SPEAKER_UTTERANCES} files per speaker); with --timeline, "
         f"file: the windows of one recording are one speaker (>= {MIN_SPEAKER_UTTERANCES} windows)",
     )
+
+    pt = cmd("pretrain", "pretrain a network's backbone on unlabelled audio (SimCLR or teacher-student)")
+    pt.add_argument(
+        "--method",
+        default="simclr",
+        choices=["simclr", "teacher"],
+        help="simclr: NT-Xent on two augmented views of each clip; teacher: match a teacher's vectors",
+    )
+    pt.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="SPEC_OR_DIR",
+        help="unlabelled audio: files, folders, CSV manifests or corpus specs NAME:ROOT (labels are not read)",
+    )
+    pt.add_argument(
+        "--backbone",
+        default=None,
+        choices=["soundnet-res", "cnn-lstm", "soundnet8"],
+        help="the network of a shipped recipe (soundnet-res, cnn-lstm, soundnet-finetune); default soundnet-res",
+    )
+    pt.add_argument("--recipe", default=None, help="a recipe name or YAML path instead of --backbone")
+    pt.add_argument(
+        "--teacher",
+        default=None,
+        metavar="MODEL_OR_NPZ",
+        help="--method teacher: a serkit model folder, ge2e, soundnet, or an .npz with arrays files and targets",
+    )
+    pt.add_argument(
+        "--teacher-output",
+        default="probabilities",
+        choices=["probabilities", "embedding"],
+        help="what a teacher model gives: its probabilities (KL) or its embedding (cosine)",
+    )
+    pt.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a recipe key, e.g. --set pretrain.epochs=1 or --set pretrain.batch_size=64",
+    )
+    pt.add_argument("--resume", action="store_true", help="continue --out from its last epoch to pretrain.epochs")
+    pt.add_argument("--out", required=True, help="checkpoint folder (rewritten after every epoch)")
 
     em = cmd("embed", "write pooled neural embeddings of audio files to an .npz")
     em.add_argument("paths", nargs="+", help="audio files and/or folders")
@@ -751,6 +797,32 @@ def _cmd_embed(args) -> int:
     return 0
 
 
+def _cmd_pretrain(args) -> int:
+    from .api import pretrain
+
+    out, meta = pretrain(
+        args.data,
+        out=args.out,
+        method=args.method,
+        backbone=args.backbone,
+        recipe=args.recipe,
+        teacher=args.teacher,
+        teacher_output=args.teacher_output,
+        overrides=args.overrides,
+        resume=args.resume,
+        progress=_progress(args),
+    )
+    last = meta["history"][-1] if meta["history"] else {}
+    _say(
+        args,
+        f"{meta['method']}: {meta['epochs_done']} epoch(s) of a {meta['architecture']['network']} backbone on "
+        f"{meta['data']['n_clips']} clips ({meta['data']['hours']} h)"
+        + (f", last loss {last['loss']:.4f}" if last else "")
+        + f"; checkpoint written to {out} (fine-tune with --set model.init={out})",
+    )
+    return 0
+
+
 def _cmd_download(args) -> int:
     from .pretrained import download
 
@@ -893,6 +965,7 @@ COMMANDS = {
     "compress": _cmd_compress,
     "adapt": _cmd_adapt,
     "enrol": _cmd_enrol,
+    "pretrain": _cmd_pretrain,
 }
 
 

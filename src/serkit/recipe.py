@@ -35,6 +35,9 @@ class Recipe:
         ``"native"`` (the corpus' own labels), ``"6class"`` or ``"4class"``.
     protocol
         Default evaluation protocol (``loso``, ``speaker-kfold:5``, ...).
+    pretrain
+        Options of ``serkit pretrain`` for this recipe's network
+        (:class:`serkit.training.pretrain.PretrainConfig`: epochs, batch size, temperature, …).
     """
 
     name: str
@@ -43,6 +46,7 @@ class Recipe:
     label_set: str = "native"
     protocol: str = "loso"
     extra: dict = field(default_factory=dict)
+    pretrain: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +55,7 @@ class Recipe:
     def from_dict(cls, data: dict, *, source: str = "<dict>") -> Recipe:
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {source} must be a YAML mapping with at least 'name' and 'model'")
-        known = {"name", "model", "description", "label_set", "protocol", "extra"}
+        known = {"name", "model", "description", "label_set", "protocol", "extra", "pretrain"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"recipe {source}: unknown keys {unknown}; valid keys: {', '.join(sorted(known))}")

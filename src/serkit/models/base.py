@@ -82,6 +82,12 @@ class Classifier(ABC):
         """Whether the model maps a signal to a fixed-size embedding (``embed``)."""
         return False
 
+    @property
+    def pretrainable(self) -> bool:
+        """Whether ``serkit pretrain`` can pretrain this family's backbone without labels and
+        ``model.init`` load the result (``pretrain_network``, ``architecture``)."""
+        return False
+
     # -- embedding (for few-shot prototypes) ----------------------------------------------------
     def embed_utterances(self, utterances: Sequence, *, progress: bool = True) -> np.ndarray:
         """[shape=(n, d)] float64 embedding of each utterance on its own (no per-speaker statistics).

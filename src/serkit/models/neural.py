@@ -101,6 +101,39 @@ class WaveformClassifier(Classifier):
         """What the network is, for error messages."""
         return self.family
 
+    def _architecture_options(self) -> dict:
+        """The options that shape the backbone's weights (compared by ``model.init``)."""
+        return {}
+
+    # -- pretraining (serkit pretrain, model.init) -------------------------------------------------
+    @property
+    def pretrainable(self) -> bool:  # type: ignore[override]
+        """Every waveform family's backbone can be pretrained (:mod:`serkit.training.pretrain`)."""
+        return True
+
+    def architecture(self) -> dict:
+        """``{"network": name, "options": {...}}``: what ``serkit pretrain`` records and ``model.init`` checks."""
+        return {"network": self._describe(), "options": self._architecture_options()}
+
+    def pretrain_network(self):
+        """A fresh network of this model's architecture (published weights where the family starts
+        from them) for :class:`serkit.training.pretrain.Pretrainer`; its classification head is unused."""
+        import torch
+
+        torch.manual_seed(self._train_config().seed)
+        return self._build_net(2, pretrained=self._pretrained)
+
+    def _initial_net(self, n_classes: int):
+        """The network ``fit`` starts from: built, then the pretrained backbone of ``init`` when set."""
+        init = getattr(self, "init", None)
+        if not init:
+            return self._build_net(n_classes, pretrained=self._pretrained)
+        from ..training.pretrain import load_backbone
+
+        net = self._build_net(n_classes, pretrained=False)  # the checkpoint replaces published weights
+        load_backbone(net, init, self.architecture())
+        return net
+
     # -- learning -----------------------------------------------------------------------------------
     def fit(self, utterances: Sequence, *, progress: bool = True) -> WaveformClassifier:
         """Read the utterances' audio at the network's rate and train (see the class docstring)."""
@@ -138,7 +171,7 @@ class WaveformClassifier(Classifier):
         speakers = [str(u.speaker) for u in utterances]
         config = self._train_config()
         torch.manual_seed(config.seed)  # the head's initial weights are part of the run
-        net = self._build_net(len(labels), pretrained=self._pretrained)
+        net = self._initial_net(len(labels))
         result = Trainer(config, progress=progress).fit(
             net,
             signals,
@@ -421,6 +454,10 @@ class SoundNetClassifier(WaveformClassifier):
         :class:`serkit.training.TrainConfig` fields (``epochs``, ``lr``, ``crop_seconds``, …).
         For a randomly initialised backbone ``lr`` defaults to ``head_lr`` (1e-3) instead of the
         fine-tuning rate 1e-4.
+    init
+        A ``serkit pretrain`` checkpoint folder: training starts from its backbone (instead of
+        random or published weights; the head is new). Its network must be this model's
+        (``backbone`` and its options), else a :class:`serkit.errors.ModelError` names both.
 
     Attributes
     ----------
@@ -446,6 +483,7 @@ class SoundNetClassifier(WaveformClassifier):
         pretrained: bool | None = None,
         train: dict | None = None,
         channels: dict | None = None,
+        init: str | None = None,
     ):
         self.backbone = backbone
         self.layer = layer
@@ -455,6 +493,7 @@ class SoundNetClassifier(WaveformClassifier):
         self.pretrained = pretrained
         self.train = dict(train or {})
         self.channels = dict(channels) if channels else None  # pruned widths (serkit.deploy.compress); None: full size
+        self.init = str(init) if init else None
         self._validate()
 
     # -- options ----------------------------------------------------------------------------------
@@ -554,10 +593,15 @@ class SoundNetClassifier(WaveformClassifier):
             "pretrained": self.pretrained,
             "train": dict(self.train),
             **({"channels": dict(self.channels)} if self.channels else {}),
+            **({"init": self.init} if self.init else {}),
         }
 
     def _describe(self) -> str:
         return self.backbone
+
+    def _architecture_options(self) -> dict:
+        options = {"layer": self.layer} if self.backbone == "soundnet8" else {}
+        return {**options, **({"channels": dict(self.channels)} if self.channels else {})}
 
 
 @register_model("soundnet-res")
@@ -575,6 +619,7 @@ class SoundNetResClassifier(SoundNetClassifier):
         pretrained: bool | None = None,
         train: dict | None = None,
         channels: dict | None = None,
+        init: str | None = None,
     ):
         if backbone != "soundnet-res":
             raise ConfigError(
@@ -589,4 +634,5 @@ class SoundNetResClassifier(SoundNetClassifier):
             pretrained=pretrained,
             train=train,
             channels=channels,
+            init=init,
         )

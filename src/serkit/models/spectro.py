@@ -44,8 +44,9 @@ class _SpectroClassifier(WaveformClassifier):
 
     sampling_rate = 16000
 
-    def _common(self, dropout, pool, spec_augment, strategy, train) -> None:
+    def _common(self, dropout, pool, spec_augment, strategy, train, init=None) -> None:
         """Store the options both families share, then validate everything."""
+        self.init = str(init) if init else None
         self.dropout = dropout
         self.pool = pool
         self.spec_augment = spec_augment
@@ -111,7 +112,11 @@ class _SpectroClassifier(WaveformClassifier):
             "spec_augment": self.spec_augment,
             "strategy": self.strategy,
             "train": dict(self.train),
+            **({"init": self.init} if self.init else {}),
         }
+
+    def _architecture_options(self) -> dict:
+        return self._network_options()
 
 
 @register_model("cnn-lstm")
@@ -139,6 +144,9 @@ class CNNLSTMClassifier(_SpectroClassifier):
     train
         :class:`serkit.training.TrainConfig` fields; ``lr`` defaults to ``head_lr`` (1e-3) and
         ``train_bn`` to true.
+    init
+        A ``serkit pretrain`` checkpoint folder to start the encoder from (see
+        :class:`serkit.models.neural.SoundNetClassifier`).
 
     Attributes
     ----------
@@ -159,13 +167,14 @@ class CNNLSTMClassifier(_SpectroClassifier):
         spec_augment: dict | bool | None = True,
         strategy: str = "full",
         train: dict | None = None,
+        init: str | None = None,
     ):
         self.n_mels = n_mels
         self.channels = channels
         self.lstm_hidden = lstm_hidden
         self.lstm_layers = lstm_layers
         self.bidirectional = bidirectional
-        self._common(dropout, pool, spec_augment, strategy, train)
+        self._common(dropout, pool, spec_augment, strategy, train, init)
 
     def _network_options(self) -> dict:
         return {
@@ -223,6 +232,7 @@ class TransformerClassifier(_SpectroClassifier):
         spec_augment: dict | bool | None = True,
         strategy: str = "full",
         train: dict | None = None,
+        init: str | None = None,
     ):
         self.n_mels = n_mels
         self.stem_channels = stem_channels
@@ -230,7 +240,7 @@ class TransformerClassifier(_SpectroClassifier):
         self.heads = heads
         self.layers = layers
         self.ff_dim = ff_dim
-        self._common(dropout, pool, spec_augment, strategy, train)
+        self._common(dropout, pool, spec_augment, strategy, train, init)
 
     def _network_options(self) -> dict:
         return {

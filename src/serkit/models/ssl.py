@@ -310,6 +310,11 @@ class SSLClassifier(WaveformClassifier):
         return net
 
     @property
+    def pretrainable(self) -> bool:  # type: ignore[override]
+        """No: the backbone is a published self-supervised model already (wav2vec 2.0 / HuBERT / WavLM)."""
+        return False
+
+    @property
     def domain_methods(self) -> tuple[str, ...]:  # type: ignore[override]
         """``adabn`` only (the head's batch norm; the backbones use layer/group norm). Train-time
         Deep CORAL / MMD are not wired into this family's fit."""

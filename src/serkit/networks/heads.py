@@ -24,6 +24,7 @@ __all__ = [
     "MeanStdPool",
     "NormedHead",
     "SpeakerNormMixin",
+    "ProjectionHead",
     "POOLS",
 ]
 
@@ -286,3 +287,32 @@ class SpeakerNormMixin:
         if self.head.speaker_norm:
             self.head.global_mean.copy_(mean)
             self.head.global_std.copy_(std)
+
+
+class ProjectionHead(nn.Module):
+    """The pretraining head on a pooled vector: linear → BN → ReLU → linear (SimCLR's g(·)), or one linear layer.
+
+    Used by :mod:`serkit.training.pretrain` only and thrown away afterwards: fine-tuning keeps the
+    backbone below the pooling, whose representation the head protects from the loss's invariances.
+
+    Parameters
+    ----------
+    in_dim : int
+        Length of the pooled vector.
+    out_dim : int
+        Projection size (NT-Xent) or the teacher's vector length (distillation).
+    hidden : int
+        Hidden units; 0 makes the head a single linear layer.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256):
+        super().__init__()
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+            )
+        else:
+            self.net = nn.Linear(in_dim, out_dim)
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return self.net(p)

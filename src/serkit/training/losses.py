@@ -1,10 +1,11 @@
-"""Classification losses for emotion training: focal loss, label-smoothed cross-entropy, and their sum.
+"""Training losses: focal loss, label-smoothed cross-entropy and their sum for emotion training; NT-Xent
+(contrastive) and the distillation losses (KL with a temperature, cosine) for pretraining without labels.
 
 The SoundNet article's recipe combines cross-entropy (label smoothing 0.1) with a focal term
 (γ = 2) so that the many easy, confidently classified utterances stop dominating the gradient;
 class weights counter the imbalance of emotional corpora (EmoDB has twice as much anger as disgust).
 
-All losses take raw logits ``[shape=(batch, n_classes)]`` and integer targets ``[shape=(batch,)]``.
+The classification losses take raw logits ``[shape=(batch, n_classes)]`` and integer targets ``[shape=(batch,)]``.
 With ``weight`` given, a ``"mean"`` reduction divides by the summed weights of the batch's targets,
 exactly as :func:`torch.nn.functional.cross_entropy` does, so a focal loss with γ = 0 *is* the
 (weighted) cross-entropy.
@@ -21,7 +22,15 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 
-__all__ = ["class_weights", "focal_loss", "smoothed_cross_entropy", "CombinedLoss"]
+__all__ = [
+    "class_weights",
+    "focal_loss",
+    "smoothed_cross_entropy",
+    "CombinedLoss",
+    "nt_xent",
+    "distillation_kl",
+    "cosine_distance",
+]
 
 
 def class_weights(targets: Sequence[int], n_classes: int, mode: str | None = "balanced") -> np.ndarray | None:
@@ -169,3 +178,61 @@ class CombinedLoss(nn.Module):
             f"ce_weight={self.ce_weight}, focal_weight={self.focal_weight}, gamma={self.gamma}, "
             f"label_smoothing={self.label_smoothing}, weighted={self.weight is not None}"
         )
+
+
+# -- pretraining losses (serkit.training.pretrain) ---------------------------------------------
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR (Chen et al., 2020).
+
+    Row ``i`` of ``z1`` and row ``i`` of ``z2`` are two views of one clip (a positive pair); the other
+    ``2N - 2`` rows of the batch are its negatives. With cosine similarities ``s`` the loss of anchor
+    ``a`` and positive ``p`` is ``-log(exp(s_ap / τ) / Σ_{k ≠ a} exp(s_ak / τ))``, averaged over all
+    ``2N`` anchors.
+
+    Known answers: when every similarity is 0 (random vectors in many dimensions), the loss is
+    ``log(2N - 1)``; identical views of mutually orthogonal clips give its smallest value for
+    non-negative similarities, ``log(1 + (2N - 2) exp(-1 / τ))``.
+
+    Parameters
+    ----------
+    z1, z2
+        [shape=(N, d)] projections of the two views (any scale: they are L2-normalised here).
+    temperature
+        τ > 0.
+    """
+    if not temperature > 0:
+        raise ConfigError(f"NT-Xent temperature must be > 0, got {temperature}")
+    if z1.shape != z2.shape or z1.ndim != 2 or z1.shape[0] < 2:
+        raise ConfigError(f"NT-Xent needs two [N, d] batches with N >= 2, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = z @ z.t() / temperature
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, positive)
+
+
+def distillation_kl(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 2.0
+) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015): ``T² · KL(p_teacher^T ‖ softmax(student / T))``.
+
+    ``teacher_probs`` [shape=(N, k)] are probabilities (rows summing to 1, as a serkit model's or an
+    image network's posteriors); they are sharpened or softened to ``softmax(log p / T)``. The ``T²``
+    keeps the gradient's size independent of ``T``. Zero exactly when the student's tempered
+    distribution equals the teacher's.
+    """
+    if not temperature > 0:
+        raise ConfigError(f"distillation temperature must be > 0, got {temperature}")
+    t = float(temperature)
+    log_p = torch.log(teacher_probs.float().clamp_min(1e-8))
+    p_t = F.softmax(log_p / t, dim=1)
+    log_q = F.log_softmax(student_logits.float() / t, dim=1)
+    return F.kl_div(log_q, p_t, reduction="batchmean") * t * t
+
+
+def cosine_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean ``1 - cos(student_i, teacher_i)`` over the batch: embedding matching (0 when aligned)."""
+    return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=1)).mean()
