@@ -171,6 +171,8 @@ class _ShardWriter:
         self.seq = 0
         self.n_rows = 0
         self.n_errors = 0
+        self.t_first: float | None = None  # perf_counter when the first rows arrived, and how many
+        self.n_first = 0
 
     def write(self, frames: list) -> None:
         import io
@@ -392,7 +394,9 @@ def predict(
     Returns
     -------
     dict
-        ``files, predicted, skipped, errors, wall_s, files_per_s, shards, out, workers, complete``.
+        ``files, predicted, skipped, errors, wall_s, files_per_s`` (this run's files over its wall
+        time), ``startup_s`` (until the first rows came back), ``steady_files_per_s`` (after that),
+        ``shards, out, workers, complete`` (every input has its row).
 
     Raises
     ------
@@ -458,8 +462,12 @@ def predict(
             shard_seconds=shard_seconds,
             progress=progress,
         )
-    wall = time.perf_counter() - t_start
+    t_end = time.perf_counter()
+    wall = t_end - t_start
     total_done = len(done) + writer.n_rows
+    steady = None  # files/s once the first rows are back (start-up excluded): what a long job runs at
+    if writer.t_first is not None and writer.n_rows > writer.n_first and t_end > writer.t_first:
+        steady = round((writer.n_rows - writer.n_first) / (t_end - writer.t_first), 3)
     return {
         "engine": "ray",
         "files": len(clips),
@@ -469,6 +477,8 @@ def predict(
         "errors_this_run": writer.n_errors,
         "wall_s": round(wall, 3),
         "files_per_s": round(writer.n_rows / wall, 3) if wall > 0 else None,
+        "startup_s": round(writer.t_first - t_start, 3) if writer.t_first is not None else None,
+        "steady_files_per_s": steady,
         "shards": len(_shards(out)),
         "out": str(out),
         "workers": workers,
@@ -522,6 +532,7 @@ def _run(
         )
     bar = tqdm(total=len(pending), desc="predict (ray)", unit="file", disable=not progress, leave=False)
     held, n_held, last = [], 0, time.monotonic()
+    t_first = None  # when the first rows came back: start-up (workers, model loads) is before it
     seen: set[int] = set()
     with _ray_quiet():
         ds = ray.data.from_arrow(blocks)
@@ -550,6 +561,8 @@ def _run(
                 batch = batch[~batch["idx"].isin(seen)]  # a retried batch's rows are written once
                 seen.update(int(i) for i in batch["idx"])
                 if len(batch):
+                    if t_first is None:
+                        t_first, n_first = time.perf_counter(), len(batch)
                     held.append(batch)
                     n_held += len(batch)
                     bar.update(len(batch))
@@ -560,6 +573,8 @@ def _run(
                 writer.write(held)
         finally:
             bar.close()
+    if t_first is not None:
+        writer.t_first, writer.n_first = t_first, n_first
 
 
 @contextlib.contextmanager
