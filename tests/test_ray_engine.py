@@ -140,3 +140,23 @@ def test_local_only_options_are_refused(tmp_path):
     assert main(["predict", "--engine", "ray", "--timeline", "x.wav", "--out", f"{tmp_path}/o/"]) == 2
     assert main(["predict", "--engine", "ray", "x.wav", "--out", f"{tmp_path}/o.csv"]) == 2
     assert main(["predict", "--resume", "x.wav"]) == 2
+
+
+def test_feature_cache_extracted_on_ray_is_reused_by_a_local_run(ray_local, tmp_path, monkeypatch):
+    import serkit.features.base as fb
+    from serkit.engines.ray_engine import ray_extraction
+    from serkit.features import extract, get_extractor
+
+    monkeypatch.setenv("SERKIT_CACHE", str(tmp_path / "cache"))
+    wav = [str(f) for f in sorted((data_dir("emodb") / "wav").glob("*.wav"))[::40][:12]]
+    e = get_extractor("librosa", n_formants=0)
+    here = extract(e, wav, cache=False, n_jobs=1, progress=False)
+    with ray_extraction():
+        on_ray = extract(e, wav, progress=False)  # Ray tasks; the cache written by this process
+    np.testing.assert_array_equal(on_ray, here)
+
+    def no_extraction(*_):
+        raise AssertionError("a cached clip was extracted again")
+
+    monkeypatch.setattr(fb, "_extract_one", no_extraction)
+    np.testing.assert_array_equal(extract(e, wav, n_jobs=1, progress=False), here)  # every clip from the cache

@@ -85,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
             help="override a recipe key, e.g. --set model.classifier=svm-rbf",
         )
         sp.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the recipe's)")
+        sp.add_argument(
+            "--engine",
+            default="local",
+            choices=["local", "ray"],
+            help="where the feature-cache step runs: local (default) or ray (Ray tasks on a local Ray or --address; "
+            "the same cache, so a later local run reuses it; needs pip install 'serkit[ray]')",
+        )
+        sp.add_argument("--address", default=None, metavar="auto|HOST:PORT", help="--engine ray: the cluster to join")
+        sp.add_argument("--workers", type=int, default=None, metavar="N", help="--engine ray: CPUs to plan for")
 
     e = cmd("evaluate", "evaluate a recipe under a speaker-independent protocol and write a report")
     corpus_args(e)
@@ -526,6 +535,9 @@ def _cmd_evaluate(args) -> int:
         target=_one_or_many(args.target),
         adapt_method=args.adapt_method,
         episodes=args.episodes,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
     )
     if args.json:
         print(report.to_json())
@@ -561,6 +573,9 @@ def _cmd_train(args) -> int:
         calibrate=args.calibrate,
         target=_one_or_many(args.target),
         adapt_method=args.adapt_method,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
     )
     print(f"model written to {out}")
     return 0
