@@ -666,7 +666,13 @@ def _cmd_predict(args) -> int:
 
     if args.engine == "ray":
         return _cmd_predict_ray(args)
-    for flag, on in (("--address", args.address), ("--workers", args.workers), ("--resume", args.resume)):
+    ray_only = (
+        ("--address", args.address),
+        ("--workers", args.workers),
+        ("--resume", args.resume),
+        ("--json", args.json),
+    )
+    for flag, on in ray_only:
         if on:
             raise SerkitError(f"{flag} applies to --engine ray; add --engine ray or drop {flag}")
     rec = Recognizer.load(args.model, max_duration_s=args.max_duration, min_confidence=args.min_confidence)
