@@ -160,3 +160,41 @@ def test_feature_cache_extracted_on_ray_is_reused_by_a_local_run(ray_local, tmp_
 
     monkeypatch.setattr(fb, "_extract_one", no_extraction)
     np.testing.assert_array_equal(extract(e, wav, n_jobs=1, progress=False), here)  # every clip from the cache
+
+
+def _actor_pids(name: str) -> list[int]:
+    """Processes whose title Ray set to ``ray::<name>...`` (an actor's worker process)."""
+    from pathlib import Path
+
+    pids = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and (p / "cmdline").read_bytes().startswith(f"ray::{name}".encode()):
+                pids.append(int(p.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_an_actor_killed_mid_run_is_replaced_and_its_batch_retried(job, ray_local, tmp_path):
+    import os
+
+    out = tmp_path / "shards"
+    driver = subprocess.Popen(
+        _cli(
+            "--address", ray_local, "--workers", "1", "--shard-rows", "1", "-q", str(job["listing"]), "--out", f"{out}/"
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    pids = _actor_pids("MapWorker(MapBatches(_Predictor))")
+    assert pids, "no model actor found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert driver.wait(timeout=300) == 0, driver.stderr.read().decode()
+    table = read_shards(out)
+    assert sorted(table["file"]) == sorted(job["inputs"])  # every file once, none lost with the actor
