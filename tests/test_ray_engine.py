@@ -119,6 +119,19 @@ def test_folder_of_another_job_is_refused(job, tmp_path):
     assert (job["out"] / JOB_FILE).exists()
 
 
+def test_a_second_driver_on_the_same_folder_is_refused(ray_local, tmp_path):
+    import fcntl
+
+    wav = sorted((data_dir("emodb") / "wav").glob("*.wav"))[0]
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".lock", "a") as held:  # what a running driver holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="another serkit driver is writing"):
+            predict([str(wav)], out)
+    assert not (out / JOB_FILE).exists()
+
+
 def test_no_ray_says_which_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigError, match=r"pip install 'serkit\[ray\]'"):

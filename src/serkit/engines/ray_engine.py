@@ -422,7 +422,7 @@ def predict(
         raise ConfigError(
             f"'{model_dir}' is not a serkit model folder (no readable model.json); pass --model DIR"
         ) from None
-    from ..audio import MIN_DURATION_S, duration_limit_s
+    from ..audio import duration_limit_s
     from ..calibration import check_min_confidence
 
     options = {
@@ -431,11 +431,72 @@ def predict(
     }
     out = Path(out)
     job = _job_description(clips, model_dir, options)
-    done, old_errors, run = _prepare_out(out, job, resume)
-    pending = [i for i in range(len(clips)) if i not in done]
-
+    _prepare_out(out, job, resume)  # refuse a wrong folder before starting Ray
     _connect(ray, address, workers)
-    _claim_out(out, job, run)
+    lock = _lock(out)  # one driver per folder; the kernel drops the lock when this process dies
+    try:
+        done, old_errors, run = _prepare_out(out, job, resume)  # again, now that no other driver can write
+        _claim_out(out, job, run)
+        return _predict_pending(
+            ray,
+            clips,
+            done,
+            old_errors,
+            run,
+            out,
+            meta=meta,
+            model_dir=model_dir,
+            options=options,
+            workers=workers,
+            batch_size=batch_size,
+            shard_rows=shard_rows,
+            shard_seconds=shard_seconds,
+            progress=progress,
+            t_start=t_start,
+        )
+    finally:
+        lock.close()
+
+
+def _lock(out: Path):
+    """An exclusive ``flock`` on ``out/.lock`` (a file object; closing it unlocks)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    fh = open(out / ".lock", "a")  # held for the whole job
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ConfigError(
+            f"another serkit driver is writing to '{out}' now; wait for it, stop it, or write to another folder"
+        ) from None
+    except OSError:  # a file system without flock (some network mounts): go on unlocked
+        pass
+    return fh
+
+
+def _predict_pending(
+    ray,
+    clips,
+    done,
+    old_errors,
+    run,
+    out,
+    *,
+    meta,
+    model_dir,
+    options,
+    workers,
+    batch_size,
+    shard_rows,
+    shard_seconds,
+    progress,
+    t_start,
+) -> dict:
+    from ..audio import MIN_DURATION_S
+
+    pending = [i for i in range(len(clips)) if i not in done]
     if workers is None:
         workers = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
     labels = list(meta["labels"])
