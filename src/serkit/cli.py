@@ -652,7 +652,7 @@ def _cmd_predict_ray(args) -> int:
         _say(
             args,
             f"{summary['predicted']} files predicted in {summary['wall_s']:.1f} s ({summary['files_per_s']} files/s, "
-            f"{summary['workers']} workers), {summary['skipped']} already done, {summary['errors']} errors; "
+            f"{summary['workers']} worker{'s' if summary['workers'] != 1 else ''}), {summary['skipped']} already done, {summary['errors']} errors; "
             f"{summary['shards']} shards in {summary['out']}",
         )
     if summary["files"] and summary["errors"] == summary["files"] or (args.strict and summary["errors"]):
