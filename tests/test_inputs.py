@@ -260,3 +260,18 @@ def test_an_empty_path_is_an_error_row_not_the_current_folder(tmp_path, monkeypa
     (tmp_path / "a.wav").write_bytes(b"")  # would be found if "" were read as "."
     clips = expand_inputs(["", "  "])
     assert [c.error for c in clips] == ["an empty path was given; pass an audio file, a folder or a CSV manifest"] * 2
+
+
+def test_txt_and_parquet_listings_expand_to_clips(tmp_path):
+    from serkit.errors import ConfigError
+
+    (tmp_path / "sub").mkdir()
+    txt = tmp_path / "list.txt"
+    txt.write_text("# calls of May\n/abs/a.wav\n\n  sub/b.flac  \n")
+    assert expand_inputs([txt]) == [Clip("/abs/a.wav"), Clip(str(tmp_path / "sub/b.flac"))]
+    pq = tmp_path / "list.parquet"
+    pd.DataFrame({"path": ["c.wav", "/abs/d.wav"], "start": [1.5, None], "end": [3.0, None]}).to_parquet(pq)
+    assert expand_inputs([pq]) == [Clip(str(tmp_path / "c.wav"), 1.5, 3.0), Clip("/abs/d.wav")]
+    pd.DataFrame({"file": ["x.wav"]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ConfigError, match="no 'path' column"):
+        expand_inputs([tmp_path / "bad.parquet"])

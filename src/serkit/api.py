@@ -45,6 +45,37 @@ def _trained_on(utterances, corpora) -> dict:
     }
 
 
+def _engine(engine: str, address: str | None, workers: int | None):
+    """The context the feature-cache step runs in: this machine's pool, or Ray tasks (``engine="ray"``)."""
+    import contextlib
+
+    if engine == "local":
+        if address is not None or workers is not None:
+            raise ConfigError("--address and --workers apply to --engine ray; add --engine ray or drop them")
+        return contextlib.nullcontext()
+    if engine == "ray":
+        from .engines.ray_engine import ray_extraction
+
+        return ray_extraction(address, workers)
+    raise ConfigError(f"unknown engine {engine!r}; use local or ray")
+
+
+def _with_engine(verb):
+    """Adds ``engine="local" | "ray"``, ``address`` and ``workers`` to a verb: with ``"ray"`` its
+    feature-cache step (openSMILE, librosa, GE2E, SoundNet features) runs as Ray tasks on a local Ray
+    or the cluster at ``address`` (:func:`serkit.engines.ray_engine.ray_extraction`), writing the same
+    cache; the rest of the verb runs here. Runtime options: never saved with a model."""
+    import functools
+
+    @functools.wraps(verb)
+    def run(*args, engine: str = "local", address: str | None = None, workers: int | None = None, **kw):
+        with _engine(engine, address, workers):
+            return verb(*args, **kw)
+
+    return run
+
+
+@_with_engine
 def evaluate(
     corpora: Sequence[str],
     recipe="compare-svm",
@@ -172,6 +203,7 @@ def evaluate(
     return report
 
 
+@_with_engine
 def train(
     corpora: Sequence[str],
     recipe="compare-svm",

@@ -87,6 +87,15 @@ def _parser() -> argparse.ArgumentParser:
             help="override a recipe key, e.g. --set model.classifier=svm-rbf",
         )
         sp.add_argument("--label-set", default=None, help="native, 6class or 4class (default: the recipe's)")
+        sp.add_argument(
+            "--engine",
+            default="local",
+            choices=["local", "ray"],
+            help="where the feature-cache step runs: local (default) or ray (Ray tasks on a local Ray or --address; "
+            "the same cache, so a later local run reuses it; needs pip install 'serkit[ray]')",
+        )
+        sp.add_argument("--address", default=None, metavar="auto|HOST:PORT", help="--engine ray: the cluster to join")
+        sp.add_argument("--workers", type=int, default=None, metavar="N", help="--engine ray: CPUs to plan for")
 
     e = cmd("evaluate", "evaluate a recipe under a speaker-independent protocol and write a report")
     corpus_args(e)
@@ -201,6 +210,42 @@ def _parser() -> argparse.ArgumentParser:
         help="timeline: also write DIR/<file>.png, emotion probabilities over time per file",
     )
     pr.add_argument("--strict", action="store_true", help="exit non-zero if any file fails")
+    pr.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local (default: this machine) or ray: Ray Data on a local Ray or an existing cluster, writing "
+        "Parquet shards to --out DIR/ (needs pip install 'serkit[ray]')",
+    )
+    pr.add_argument(
+        "--address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="--engine ray: the cluster to join (auto: RAY_ADDRESS or the cluster started here with `ray start`); "
+        "default a local Ray",
+    )
+    pr.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--engine ray: model actors, one CPU and one copy of the model each (default: the cluster's CPUs less one)",
+    )
+    pr.add_argument(
+        "--resume",
+        action="store_true",
+        help="--engine ray: continue the job in --out DIR/, skipping the inputs whose rows are already there",
+    )
+    pr.add_argument(
+        "--shard-rows",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="--engine ray: rows per Parquet shard (a shard is also written every 10 s); what a crash can cost to redo",
+    )
+    pr.add_argument(
+        "--json", action="store_true", help="--engine ray: print a JSON summary (files, errors, wall time, files/s)"
+    )
     pr.add_argument(
         "--min-confidence",
         type=float,
@@ -536,6 +581,9 @@ def _cmd_evaluate(args) -> int:
         target=_one_or_many(args.target),
         adapt_method=args.adapt_method,
         episodes=args.episodes,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
     )
     if args.json:
         print(report.to_json())
@@ -571,6 +619,9 @@ def _cmd_train(args) -> int:
         calibrate=args.calibrate,
         target=_one_or_many(args.target),
         adapt_method=args.adapt_method,
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
     )
     print(f"model written to {out}")
     return 0
@@ -605,10 +656,71 @@ def write_table(table, out: str | None, fmt: str | None) -> None:
         atomic_write_bytes(out, text.encode())
 
 
+def _cmd_predict_ray(args) -> int:
+    not_here = [
+        flag
+        for flag, on in (
+            ("--timeline", args.timeline),
+            ("--adapt-by", args.adapt_by),
+            ("--plot", args.plot),
+            ("--vad", args.vad),
+            ("--format", args.format not in (None, "parquet")),
+        )
+        if on
+    ]
+    if not_here:
+        raise SerkitError(
+            f"{', '.join(not_here)} not supported with --engine ray (it predicts whole files and segments into "
+            "Parquet shards); drop them or use the local engine"
+        )
+    if not args.out or Path(args.out).suffix.lower() in (".csv", ".json", ".jsonl", ".parquet"):
+        raise SerkitError(
+            "--engine ray writes a folder of Parquet shards: pass --out DIR/ "
+            f"(got {args.out or 'no --out'}); read it back with pandas.read_parquet(DIR)"
+        )
+    from .engines.ray_engine import predict
+
+    summary = predict(
+        args.paths,
+        args.out,
+        model=args.model,
+        address=args.address,
+        workers=args.workers,
+        resume=args.resume,
+        shard_rows=args.shard_rows,
+        max_duration_s=args.max_duration,
+        min_confidence=args.min_confidence,
+        progress=_progress(args),
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _say(
+            args,
+            f"{summary['predicted']} files predicted in {summary['wall_s']:.1f} s ({summary['files_per_s']} files/s, "
+            f"{summary['workers']} worker{'s' if summary['workers'] != 1 else ''}), {summary['skipped']} already done, {summary['errors']} errors; "
+            f"{summary['shards']} shards in {summary['out']}",
+        )
+    if summary["files"] and summary["errors"] == summary["files"] or (args.strict and summary["errors"]):
+        return 1
+    return 0
+
+
 def _cmd_predict(args) -> int:
     from .inference import Recognizer
     from .inputs import expand_inputs
 
+    if args.engine == "ray":
+        return _cmd_predict_ray(args)
+    ray_only = (
+        ("--address", args.address),
+        ("--workers", args.workers),
+        ("--resume", args.resume),
+        ("--json", args.json),
+    )
+    for flag, on in ray_only:
+        if on:
+            raise SerkitError(f"{flag} applies to --engine ray; add --engine ray or drop {flag}")
     rec = Recognizer.load(args.model, max_duration_s=args.max_duration, min_confidence=args.min_confidence)
     files = expand_inputs(args.paths)
     if not files:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +31,93 @@ from .inputs import Clip
 from .runtime import io_threads
 from .windows import LONG_HOP_S, LONG_WINDOW_S, SILENCE_DB, Grid, Scorer, Window
 
-__all__ = ["Recognizer", "DEFAULT_MODEL_DIR"]
+__all__ = ["Recognizer", "ClipReader", "DEFAULT_MODEL_DIR"]
 
 #: Where the shipped default model lives inside the package.
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default-model"
 
 #: At most this much audio (seconds) is decoded at once while windowing a long file.
 _SPAN_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ClipReader:
+    """Decoding of clips for a model: its sampling rate and the duration limits (seconds).
+
+    The part of :class:`Recognizer` that needs no model (:attr:`Recognizer.reader`), so decoding can
+    run apart from prediction (``serkit predict --engine ray`` decodes in CPU tasks).
+    """
+
+    sampling_rate: int
+    min_duration: float = MIN_DURATION_S
+    max_duration_s: float = 600.0
+    long_file_s: float = 60.0
+
+    def read(self, path, start=None, end=None) -> np.ndarray:
+        """[shape=(n_samples,), float32] ``start``..``end`` seconds of ``path`` at :attr:`sampling_rate`.
+
+        Raises
+        ------
+        AudioError
+            Unreadable, shorter than :attr:`min_duration`, or silent.
+        """
+        from .audio import read
+
+        signal, _ = read(path, self.sampling_rate, start=start, end=end, min_duration=self.min_duration)
+        if float(np.max(np.abs(signal))) < 1e-6:
+            raise AudioError(f"'{path}' is silent (peak below -120 dBFS); there is no speech to classify")
+        return signal
+
+    def plan(self, clip: Clip) -> tuple[float, float, int]:
+        """``(start, end, file_rate)`` of the audio ``clip`` covers, checked against the duration limit.
+
+        Raises
+        ------
+        AudioError
+            The input cannot be used, or it is longer than :attr:`max_duration_s` (a file whose
+            header gives no length is decoded only until it passes the limit).
+        """
+        from .audio import MAX_DURATION_ENV, info
+
+        if clip.error:
+            raise AudioError(clip.error)
+        t0 = clip.start or 0.0
+        reach = clip.end if clip.end is not None else t0 + self.max_duration_s
+        hdr = info(clip.path, max_duration_s=reach)
+        t1 = hdr.duration if clip.end is None else min(clip.end, hdr.duration)
+        fix = (
+            f"the limit is {self.max_duration_s:g} s ({MAX_DURATION_ENV}, or Recognizer(max_duration_s=...), "
+            "or serkit predict --max-duration): cut it into shorter files or raise the limit"
+        )
+        if hdr.truncated and clip.end is None:
+            raise AudioError(
+                f"'{clip.path}' does not say how long it is and more than {self.max_duration_s:g} s "
+                f"of it was decoded; {fix}"
+            )
+        if t1 - t0 > self.max_duration_s:
+            what = "segment" if clip.start is not None or clip.end is not None else "file"
+            raise AudioError(f"'{clip.path}' ({what}) is {t1 - t0:.1f} s long; {fix}")
+        if clip.start is not None and t1 <= t0:
+            raise AudioError(
+                f"'{clip.path}' has no samples between {t0:.3f}s and {clip.end}s "
+                f"(file length {hdr.duration:.3f}s); check the segment times"
+            )
+        return t0, t1, hdr.sampling_rate
+
+    def load(self, clip: Clip) -> tuple[float, np.ndarray | None, tuple | None]:
+        """``(start, signal, None)`` for a clip to predict whole, ``(start, None, (t0, t1, rate))`` for
+        one longer than :attr:`long_file_s` (windowed by :meth:`Recognizer._predict_long`, not decoded
+        here).
+
+        Raises
+        ------
+        AudioError
+            As :meth:`plan` and :meth:`read`.
+        """
+        t0, t1, rate = self.plan(clip)
+        if t1 - t0 > self.long_file_s:
+            return t0, None, (t0, t1, rate)
+        return t0, self.read(clip.path, clip.start, clip.end), None
 
 
 class Recognizer:
@@ -170,49 +251,17 @@ class Recognizer:
 
         return pd.DataFrame(rows, columns=self._columns())
 
-    def _read(self, path, start=None, end=None):
-        from .audio import read
+    @property
+    def reader(self) -> ClipReader:
+        """How this recognizer decodes its inputs (rate, duration limits), without the model: what a
+        decoding worker of a distributed engine needs."""
+        return ClipReader(self.sampling_rate, self.min_duration, self.max_duration_s, self.long_file_s)
 
-        signal, _ = read(path, self.sampling_rate, start=start, end=end, min_duration=self.min_duration)
-        if float(np.max(np.abs(signal))) < 1e-6:
-            raise AudioError(f"'{path}' is silent (peak below -120 dBFS); there is no speech to classify")
-        return signal
+    def _read(self, path, start=None, end=None):
+        return self.reader.read(path, start, end)
 
     def _plan(self, clip: Clip) -> tuple[float, float, int]:
-        """``(start, end, file_rate)`` of the audio ``clip`` covers, checked against the duration limit.
-
-        Raises
-        ------
-        AudioError
-            The input cannot be used, or it is longer than :attr:`max_duration_s` (a file whose
-            header gives no length is decoded only until it passes the limit).
-        """
-        from .audio import MAX_DURATION_ENV, info
-
-        if clip.error:
-            raise AudioError(clip.error)
-        t0 = clip.start or 0.0
-        reach = clip.end if clip.end is not None else t0 + self.max_duration_s
-        hdr = info(clip.path, max_duration_s=reach)
-        t1 = hdr.duration if clip.end is None else min(clip.end, hdr.duration)
-        fix = (
-            f"the limit is {self.max_duration_s:g} s ({MAX_DURATION_ENV}, or Recognizer(max_duration_s=...), "
-            "or serkit predict --max-duration): cut it into shorter files or raise the limit"
-        )
-        if hdr.truncated and clip.end is None:
-            raise AudioError(
-                f"'{clip.path}' does not say how long it is and more than {self.max_duration_s:g} s "
-                f"of it was decoded; {fix}"
-            )
-        if t1 - t0 > self.max_duration_s:
-            what = "segment" if clip.start is not None or clip.end is not None else "file"
-            raise AudioError(f"'{clip.path}' ({what}) is {t1 - t0:.1f} s long; {fix}")
-        if clip.start is not None and t1 <= t0:
-            raise AudioError(
-                f"'{clip.path}' has no samples between {t0:.3f}s and {clip.end}s "
-                f"(file length {hdr.duration:.3f}s); check the segment times"
-            )
-        return t0, t1, hdr.sampling_rate
+        return self.reader.plan(clip)
 
     @staticmethod
     def _as_clip(item) -> Clip:
@@ -302,55 +351,70 @@ class Recognizer:
             # per-speaker statistics come from all of a speaker's clips, not from one batch of them
             batch_size = max(batch_size, len(items))
         clips = [self._as_clip(x) for x in items]
-        names = [c.path for c in clips]
         rows: list[dict | None] = [None] * len(items)
         threads = n_threads or io_threads()
         bar = tqdm(total=len(items), desc="predict", unit="file", disable=not progress, leave=False)
 
+        reader = self.reader
+
         def load(i):
-            c = clips[i]
             try:
-                t0, t1, rate = self._plan(c)
-                if t1 - t0 > self.long_file_s:
-                    return i, None, None, (t0, t1, rate)  # long: windowed below, not decoded whole here
-                return i, (t0, self._read(c.path, c.start, c.end)), None, None
+                return reader.load(clips[i]) + (None,)
             except SerkitError as exc:
-                return i, None, str(exc), None
+                return None, None, None, str(exc)
 
         from .features.base import shutdown_pool
 
         try:
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 for start in range(0, len(items), batch_size):
-                    chunk = list(pool.map(load, range(start, min(len(items), start + batch_size))))
-                    good = [(i, s) for i, s, err, _ in chunk if s is not None]
-                    for i, _, err, plan in chunk:
-                        if err is not None:
-                            rows[i] = self._error_row(names[i], err)
-                        elif plan is not None:
-                            try:
-                                rows[i] = self._predict_long(clips[i], *plan)
-                            except SerkitError as exc:
-                                rows[i] = self._error_row(names[i], str(exc))
-                    if good:
-                        idx = [i for i, _ in good]
-                        sigs = [s for _, (_, s) in good]
-                        spk = [speakers[i] for i in idx] if speakers is not None else None
-                        try:
-                            proba = self.classifier.predict_proba(sigs, speakers=spk)
-                        except SerkitError as exc:
-                            for i in idx:
-                                rows[i] = self._error_row(names[i], str(exc))
-                        else:
-                            starts = [t0 for _, (t0, _) in good]
-                            ends = [t0 + len(s) / self.sampling_rate for _, (t0, s) in good]
-                            for i, r in zip(idx, self._rows([names[i] for i in idx], starts, ends, proba)):
-                                rows[i] = r
-                    bar.update(len(chunk))
+                    idx = range(start, min(len(items), start + batch_size))
+                    spk = [speakers[i] for i in idx] if speakers is not None else None
+                    done = self.predict_decoded([clips[i] for i in idx], list(pool.map(load, idx)), speakers=spk)
+                    for i, r in zip(idx, done):
+                        rows[i] = r
+                    bar.update(len(idx))
         finally:
             shutdown_pool()  # no idle worker processes outlive the call
         bar.close()
         return self._table(rows)
+
+    def predict_decoded(self, clips: Sequence[Clip], decoded: Sequence[tuple], *, speakers=None) -> list[dict]:
+        """Rows (dicts of the prediction table) for clips decoded by :meth:`ClipReader.load`, in one model batch.
+
+        ``decoded[i]`` is ``(start, signal, plan, error)``: ``ClipReader.load``'s triple plus the
+        message of the error it raised (then the rest is ``None``). Long clips (a ``plan``) are
+        windowed here; ``speakers``, one id per clip, as in :meth:`predict_batch`. What
+        :meth:`predict_batch` runs per batch, and the actors of ``serkit predict --engine ray``.
+        """
+        names = [c.path for c in clips]
+        rows: list[dict | None] = [None] * len(clips)
+        good = []
+        for i, (t0, signal, plan, err) in enumerate(decoded):
+            if err is not None:
+                rows[i] = self._error_row(names[i], err)
+            elif plan is not None:
+                try:
+                    rows[i] = self._predict_long(clips[i], *plan)
+                except SerkitError as exc:
+                    rows[i] = self._error_row(names[i], str(exc))
+            else:
+                good.append((i, t0, signal))
+        if good:
+            idx = [i for i, _, _ in good]
+            sigs = [s for _, _, s in good]
+            spk = [speakers[i] for i in idx] if speakers is not None else None
+            try:
+                proba = self.classifier.predict_proba(sigs, speakers=spk)
+            except SerkitError as exc:
+                for i in idx:
+                    rows[i] = self._error_row(names[i], str(exc))
+            else:
+                starts = [t0 for _, t0, _ in good]
+                ends = [t0 + len(s) / self.sampling_rate for _, t0, s in good]
+                for i, r in zip(idx, self._rows([names[i] for i in idx], starts, ends, proba)):
+                    rows[i] = r
+        return rows
 
     def summarise(self, table) -> dict:
         """One row for a recording from its windows' rows: the mean of the non-silent windows' probabilities.

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from .errors import ConfigError, CorpusError
 
-__all__ = ["Clip", "expand_inputs"]
+__all__ = ["Clip", "expand_inputs", "LISTING_SUFFIXES"]
+
+#: Files that list the paths to predict (besides CSV/TSV manifests).
+LISTING_SUFFIXES = (".txt", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ def expand_inputs(inputs: Iterable) -> list[Clip]:
         recursively for .wav .flac .ogg .mp3, sorted, following linked sub-folders once each)
         and CSV/TSV manifests with a ``path`` column, read by the manifest corpus adapter
         (:mod:`serkit.corpora.manifest`): relative paths are relative to the manifest's folder and
-        rows with ``start``/``end`` are segments.
+        rows with ``start``/``end`` are segments; a ``.txt`` listing (one path a line, blank lines
+        and ``#`` comments skipped) or a ``.parquet`` listing (a ``path`` column, optional
+        ``start``/``end``), relative paths again relative to the listing's folder.
 
     Returns
     -------
@@ -73,6 +78,8 @@ def expand_inputs(inputs: Iterable) -> list[Clip]:
             out.extend(Clip(str(f), error=msg) for f, msg in sorted(found, key=lambda x: x[0]))
         elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
             out.extend(_manifest_clips(p))
+        elif p.suffix.lower() in LISTING_SUFFIXES and p.is_file():
+            out.extend(_listing_clips(p))
         else:
             out.append(Clip(str(item)))
     return out
@@ -88,3 +95,33 @@ def _manifest_clips(path: Path) -> list[Clip]:
     clips = [Clip(u.path, u.start, u.end) for u in result.utterances]
     clips += [Clip(str(path), error=f"manifest '{path}': {problem}") for problem in result.problems]
     return clips
+
+
+def _listing_clips(path: Path) -> list[Clip]:
+    """Clips of a ``.txt`` (one path a line) or ``.parquet`` (``path`` [, ``start``, ``end``]) listing."""
+    base = path.parent
+
+    def resolve(p) -> str:
+        return str(p) if Path(p).is_absolute() else str(base / p)
+
+    if path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [Clip(resolve(x.strip())) for x in lines if x.strip() and not x.lstrip().startswith("#")]
+    import pandas as pd
+
+    try:
+        table = pd.read_parquet(path)
+    except ImportError:
+        raise ConfigError(f"reading the listing '{path}' needs pyarrow: pip install pyarrow") from None
+    except Exception as exc:  # pyarrow's errors for a file that is not Parquet
+        raise ConfigError(
+            f"listing '{path}' is not a readable Parquet file ({exc}); write one with a path column"
+        ) from None
+    if "path" not in table.columns:
+        raise ConfigError(f"listing '{path}' has no 'path' column (columns: {', '.join(map(str, table.columns))})")
+
+    def seconds(row, key):
+        v = row.get(key)
+        return None if v is None or pd.isna(v) else float(v)
+
+    return [Clip(resolve(r["path"]), seconds(r, "start"), seconds(r, "end")) for r in table.to_dict("records")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -409,6 +410,31 @@ def _extract_chunk(extractor: FeatureExtractor, items: list) -> list:
     return out
 
 
+#: Public name of the per-chunk step: what an extraction engine runs on its workers.
+extract_chunk = _extract_chunk
+
+#: Runs uncached extraction chunks somewhere else while set (:func:`extraction_engine`).
+_ENGINE: Callable | None = None
+
+
+@contextlib.contextmanager
+def extraction_engine(run_chunks: Callable):
+    """Within the block, :func:`extract` hands its uncached items to ``run_chunks(extractor, chunks)``.
+
+    ``chunks`` is a list of lists of items; ``run_chunks`` yields ``(chunk number, results)`` as
+    chunks finish, ``results`` as :data:`extract_chunk` gives them (features or an error message
+    per item). The cache is written here, by this process, exactly as with the local pool, so a
+    later run on one machine reuses it (``serkit train --engine ray``:
+    :func:`serkit.engines.ray_engine.ray_extraction`).
+    """
+    global _ENGINE
+    before, _ENGINE = _ENGINE, run_chunks
+    try:
+        yield
+    finally:
+        _ENGINE = before
+
+
 def _functionals_chunk(extractor: FeatureExtractor, signals: list) -> np.ndarray:
     return extractor.functionals_batch(signals)
 
@@ -542,8 +568,14 @@ def extract(
 
         jobs = n_jobs or default_jobs()
         bar = tqdm(total=len(todo), desc=f"features {extractor.name}", unit="file", disable=not progress, leave=False)
-        ctx = _worker_context() if jobs > 1 and extractor.parallel and len(todo) > 8 else None
-        if ctx is not None:
+        ctx = _worker_context() if _ENGINE is None and jobs > 1 and extractor.parallel and len(todo) > 8 else None
+        if _ENGINE is not None:
+            chunks = [todo[k : k + 16] for k in range(0, len(todo), 16)]
+            for c, values in _ENGINE(extractor, [[items[i] for i in chunk] for chunk in chunks]):
+                for i, v in zip(chunks[c], values):
+                    done(i, v)
+                bar.update(len(chunks[c]))
+        elif ctx is not None:
             from concurrent.futures import as_completed
 
             size = max(1, min(32, len(todo) // (jobs * 4)))
