@@ -528,10 +528,10 @@ def test_evaluate_calibrate_fits_each_fold_on_its_training_speakers():
 
 
 def test_calibration_over_corpora_reports_each_held_out_corpus():
+    import dataclasses
+
     from serkit.calibration import apply_temperature, ece
     from serkit.evaluation.run import fit_temperatures
-
-    import dataclasses
 
     # speakers 0-2 one corpus, 3-5 another
     data = [
