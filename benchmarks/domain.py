@@ -46,17 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
+from serkit.corpora import SHARED_FOLDERS as CORPORA  # adapter name → folder under $SERKIT_DATA
+
 DATA = Path(os.environ.get("SERKIT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-#: adapter name → folder under $SERKIT_DATA
-CORPORA = {
-    "emodb": "emodb",
-    "tess": "tess",
-    "ravdess": "ravdess-sample",
-    "ased": "ased",
-    "nemo": "nemo",
-    "turev": "turev",
-    "korean-emotiontts": "korean-emotiontts",
-}
+
 SHOTS = (1, 5, 10, 20)
 MODES = ("none", "speaker", "voices", "coral")
 

@@ -31,18 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from serkit.corpora import SHARED_FOLDERS as CORPORA  # adapter name → folder under $SERKIT_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SERKIT_DATA", ROOT.parent / "shared" / "data"))
-#: adapter name → folder under $SERKIT_DATA: the seven corpora, six languages
-CORPORA = {
-    "emodb": "emodb",
-    "tess": "tess",
-    "ravdess": "ravdess-sample",
-    "ased": "ased",
-    "nemo": "nemo",
-    "turev": "turev",
-    "korean-emotiontts": "korean-emotiontts",
-}
 
 
 def scores(report) -> dict:

@@ -49,7 +49,21 @@ __all__ = [
     "load_corpus",
     "load_corpora",
     "MIN_CLASS_UTTERANCES",
+    "SHARED_FOLDERS",
 ]
+
+#: The seven corpora of the project's shared data folder (``$SERKIT_DATA``): adapter name → folder
+#: under it. The default model is trained on all of them (``scripts/train_default.py``) and the
+#: benchmarks evaluate leave-one-corpus-out over them.
+SHARED_FOLDERS = {
+    "emodb": "emodb",
+    "tess": "tess",
+    "ravdess": "ravdess-sample",
+    "ased": "ased",
+    "nemo": "nemo",
+    "turev": "turev",
+    "korean-emotiontts": "korean-emotiontts",
+}
 
 log = logging.getLogger(__name__)
 
