@@ -12,13 +12,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_linter_contracts_are_kept(capsys):
     pytest.importorskip("importlinter")
+    import logging
+
     from importlinter.cli import lint_imports
 
+    # lint_imports configures logging with disable_existing_loggers: every logger created before it
+    # (serkit's, once any test module imported serkit) would stay disabled for the tests after this one
+    loggers = {
+        name: lg.disabled for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)
+    }
     sys.path.insert(0, str(ROOT / "src"))
     try:
         code = lint_imports(config_filename=str(ROOT / "pyproject.toml"))
     finally:
         sys.path.remove(str(ROOT / "src"))
+        for name, disabled in loggers.items():
+            logging.getLogger(name).disabled = disabled
     out = capsys.readouterr().out
     assert code == 0, out
     assert "2 kept, 0 broken" in out
