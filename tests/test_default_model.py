@@ -201,3 +201,62 @@ def test_timeline_adapts_by_file(emodb_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(call), "--adapt-by", "file", "-q"]) == 2
     assert "add --timeline" in capsys.readouterr().err
+
+
+def _python_copy(tmp_path) -> Path:
+    """The default model without its exported graphs: the scikit-learn classifier and the torch GE2E."""
+    import shutil
+
+    d = tmp_path / "python-default"
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    meta = json.loads((d / "model.json").read_text())
+    del meta["config"]["onnx"]
+    (d / "model.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_the_shipped_onnx_chain_equals_the_python_model(tmp_path, emodb_dir, tess_dir, ravdess_dir):
+    """The default model predicts through its exported graphs (GE2E network, classifier) when
+    onnxruntime is there; on real clips of three corpora it equals the torch + scikit-learn path,
+    single-utterance and speaker-adapted."""
+    from serkit.audio import read
+    from serkit.models import load_model
+
+    pytest.importorskip("torch")
+    files = sorted((emodb_dir / "wav").glob("*.wav"))[::60] + sorted(tess_dir.rglob("*.wav"))[::400]
+    files += sorted(ravdess_dir.rglob("*.wav"))[::40]
+    signals = [read(f, 16000)[0] for f in files]
+    chain, meta = load_model(DEFAULT_MODEL_DIR)
+    assert type(chain.estimators_[0]).__name__ == "OnnxEstimator" and meta["export"]["check"]["max_abs_diff"] < 1e-5
+    python, _ = load_model(_python_copy(tmp_path))
+    assert type(python.estimators_[0]).__name__ == "Pipeline"
+    np.testing.assert_allclose(
+        chain.predict_proba(signals, adapt=False), python.predict_proba(signals, adapt=False), atol=1e-5
+    )
+    speakers = ["a"] * len(signals)
+    np.testing.assert_allclose(
+        chain.predict_proba(signals, speakers=speakers), python.predict_proba(signals, speakers=speakers), atol=1e-5
+    )
+
+
+def test_predict_one_file_needs_neither_torch_nor_sklearn_nor_librosa(tmp_path, emodb_dir):
+    """What a new user runs first loads only numpy, soundfile, onnxruntime and pandas: with torch,
+    scikit-learn, skops, librosa and scipy made unimportable, `serkit predict FILE` prints the row the
+    Python model gives."""
+    import subprocess
+    import sys
+
+    f = sorted((emodb_dir / "wav").glob("*.wav"))[3]
+    blocked = ["torch", "sklearn", "skops", "librosa", "numba", "scipy"]
+    code = (
+        "import sys\n"
+        f"sys.modules.update({{m: None for m in {blocked!r}}})\n"
+        "from serkit.cli import main\n"
+        f"sys.exit(main(['predict', {str(f)!r}, '-q']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = pd.read_csv(__import__("io").StringIO(out.stdout)).iloc[0]
+    ref = Recognizer.load(_python_copy(tmp_path)).predict_batch([f]).iloc[0]
+    assert row["label"] == ref["label"]
+    np.testing.assert_allclose([row[f"p_{l}"] for l in SIX], [ref[f"p_{l}"] for l in SIX], atol=1e-5)

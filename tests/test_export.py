@@ -11,9 +11,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from serkit.audio import resample  # noqa: E402
 from serkit.cli import main  # noqa: E402
 from serkit.errors import ConfigError  # noqa: E402
-from serkit.inference import Recognizer  # noqa: E402
+from serkit.inference import DEFAULT_MODEL_DIR, Recognizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +128,43 @@ def test_predict_with_the_exported_dir(exported, clips, tmp_path, capsys):
     assert len(rows) == 3 and all(r["error"] == "" for r in rows)
 
 
-def test_feature_models_do_not_export(small_model_dir, tmp_path, capsys):
-    """The family declares it (not exportable): a clear message, from Python and from the CLI."""
+def test_feature_models_export_as_a_chain_not_one_graph(small_model_dir, tmp_path, capsys, clips):
+    """export_onnx (one graph) refuses a features model and names the chain; `serkit export` writes the
+    chain: an eGeMAPS + decision-calibrated linear SVM model exports with skl2onnx, needs no
+    scikit-learn file, and predicts real clips as the source model does."""
     from serkit.deploy.export import export_onnx
+    from serkit.models import load_model
 
-    with pytest.raises(ConfigError, match="exportable families: soundnet"):
+    with pytest.raises(ConfigError, match="export as a chain"):
         export_onnx(small_model_dir, tmp_path / "out")
-    assert main(["export", str(small_model_dir), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "cannot be exported to ONNX" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+    assert main(["export", str(small_model_dir), "--out", str(tmp_path / "chain"), "-q"]) == 0
+    assert not (tmp_path / "chain" / "estimators.skops").exists()
+    assert (tmp_path / "chain" / "classifier.onnx").exists()
+    source, _ = load_model(small_model_dir)
+    exported, meta = load_model(tmp_path / "chain")
+    assert meta["config"]["onnx"]["classifier"]["output"] == "decision_function"
+    assert type(exported.estimators_[0]).__name__ == "OnnxEstimator"
+    signals = [resample(x, 22050, 16000) for x in clips[1][:8]]
+    np.testing.assert_allclose(exported.predict_proba(signals), source.predict_proba(signals), atol=1e-6)
+    with pytest.raises(ConfigError, match="quantisation"):
+        from serkit.api import export
+
+        export(small_model_dir, tmp_path / "q", quantise="int8")
+
+
+def test_a_features_model_with_soundnet_features_says_what_exports(tmp_path):
+    """The feature-set check runs before anything is exported: a soundnet feature set is named."""
+    from serkit.deploy.export import export_features
+
+    d = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["config"]["features"][0] = {"name": "soundnet", "layer": "conv4"}
+    del meta["config"]["onnx"]  # the scikit-learn classifier is there too
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="'soundnet' has no exportable front end"):
+        export_features(d, tmp_path / "out")
 
 
 def test_int8_without_calibration_audio_says_what_to_pass(model_dir, tmp_path):

@@ -61,7 +61,7 @@ def test_embeddings_tell_emodb_speakers_apart(encoder, emodb_dir):
     nearest neighbour (cosine) is a clip of the same speaker, and within-speaker similarity is far
     above between-speaker similarity (random weights give neither)."""
     from serkit.audio import read
-    from serkit.networks.ge2e import mel_frames
+    from serkit.features.ge2e import mel_frames
 
     wav = emodb_dir / "wav"
     files = [f for spk in ("03", "08", "10", "16") for f in sorted(wav.glob(f"{spk}*N*.wav"))[:4]]
@@ -82,7 +82,7 @@ def test_embeddings_tell_emodb_speakers_apart(encoder, emodb_dir):
 
 
 def test_mel_frames_level_and_shape():
-    from serkit.networks.ge2e import mel_frames
+    from serkit.features.ge2e import mel_frames
 
     t = np.arange(16000) / 16000
     tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
@@ -92,6 +92,18 @@ def test_mel_frames_level_and_shape():
     np.testing.assert_allclose(mel_frames(tone * 0.1), m, rtol=1e-4, atol=1e-6)
     assert int(np.argmax(m[50])) == int(np.argmax(mel_frames(tone * 3)[50]))
     assert np.all(mel_frames(np.zeros(800, np.float32)) == 0)  # silence stays silence, no division by zero
+
+
+def test_mel_frames_equal_librosas_melspectrogram(emodb_dir):
+    """The numpy front end is Resemblyzer's (librosa's 40-band mel power spectrogram), to float32 rounding."""
+    librosa = pytest.importorskip("librosa")
+    from serkit.audio import read
+    from serkit.features.ge2e import TARGET_DBFS, mel_frames
+
+    x, _ = read(sorted((emodb_dir / "wav").glob("*.wav"))[5], 16000)
+    y = x * np.float32(10 ** (TARGET_DBFS / 20) / np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    ref = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=400, hop_length=160, n_mels=40).T
+    np.testing.assert_allclose(mel_frames(x), ref, rtol=1e-4, atol=1e-7 * float(ref.max()))
 
 
 def test_extractor_options_batch_and_padding(encoder):
@@ -112,7 +124,7 @@ def test_extractor_options_batch_and_padding(encoder):
     np.testing.assert_allclose(batch[1], ex.functionals(np.pad(clips[1], (0, 500))), rtol=1e-5, atol=1e-6)
     # pooled statistics are the layer's frame mean and (population) standard deviation, floored at
     # sqrt(1e-5) as in every serkit pooling (a constant channel must not divide by zero downstream)
-    from serkit.networks.ge2e import mel_frames
+    from serkit.features.ge2e import mel_frames
 
     with torch.no_grad():
         a = encoder.features(torch.from_numpy(mel_frames(clips[0]))[None], "lstm2")["lstm2"][0].numpy()

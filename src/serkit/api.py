@@ -517,9 +517,13 @@ def export(
     """Export the model in ``model_dir`` for deployment and write it to ``out`` (what ``serkit export`` runs).
 
     ``format`` is ``"onnx"`` (the only one); ``calibration`` takes audio files, folders and CSV
-    manifests; the other options are :func:`serkit.deploy.export.export_onnx`'s. Returns ``out``.
+    manifests; the other options are :func:`serkit.deploy.export.export_onnx`'s. A ``features`` model
+    (the default model's family) exports as a chain (:func:`serkit.deploy.export.export_features`:
+    numpy front ends, the GE2E network and the classifier as ONNX graphs), without quantisation.
+    Returns ``out``.
     """
-    from .deploy.export import export_onnx
+    from .artifact import read_metadata
+    from .deploy.export import export_features, export_onnx
 
     if format != "onnx":
         raise ConfigError(f"unknown export format {format!r}; serkit exports onnx")
@@ -531,6 +535,13 @@ def export(
             raise ConfigError(
                 "no audio files found in the --calibration paths; pass audio files, folders or a CSV manifest"
             )
+    if read_metadata(model_dir).get("family") == "features":
+        if quantise or calibration:
+            raise ConfigError(
+                "a features model exports without quantisation (its graphs are the GE2E network and a linear "
+                "classifier, already fast in float); drop --quantise / --calibration"
+            )
+        return export_features(model_dir, out, opset=opset)
     return export_onnx(
         model_dir,
         out,

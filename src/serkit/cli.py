@@ -388,7 +388,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     ex = cmd("export", "export a trained model for deployment (ONNX, optionally int8-quantised)")
-    ex.add_argument("model_dir", help="trained model folder (family soundnet)")
+    ex.add_argument(
+        "model_dir",
+        help="trained model folder (neural families: one graph; features models such as the default: a chain of "
+        "numpy front end + ONNX graphs), or 'default' for the shipped default model",
+    )
     ex.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     ex.add_argument("--out", required=True, help="folder to write (model.json + model.onnx)")
     ex.add_argument(
@@ -817,9 +821,11 @@ def _cmd_stream(args) -> int:
 
 def _cmd_export(args) -> int:
     from .api import export
+    from .inference import DEFAULT_MODEL_DIR
 
+    source = DEFAULT_MODEL_DIR if args.model_dir == "default" and not Path("default").exists() else args.model_dir
     out = export(
-        args.model_dir,
+        source,
         args.out,
         format=args.format,
         quantise=args.quantise,

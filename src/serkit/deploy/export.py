@@ -5,8 +5,10 @@
 onnxruntime alone (no torch). The neural ``soundnet`` and ``ssl`` families export: their whole path
 from a padded waveform batch to probabilities is one network (for ``ssl``: input normalisation,
 the transformers backbone with its padding masks, the layer mix and the head; checked on
-wav2vec 2.0, HuBERT and WavLM at opset 17). Feature-based (scikit-learn) models are
-not exported (their openSMILE/librosa front ends are not graphs).
+wav2vec 2.0, HuBERT and WavLM at opset 17). Feature models (family ``features``, the default
+model's) export as a documented chain, :func:`export_features`: their front ends stay numpy (or
+openSMILE), the GE2E network and the scikit-learn classifier become ONNX graphs, and the folder
+predicts without torch and scikit-learn.
 
 The graph's inputs are ``waveform`` [shape=(batch, samples), float32 in [-1, 1] at the model's
 rate] and ``lengths`` [shape=(batch,), int64, valid samples per row]; its output is
@@ -33,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelError
 
-__all__ = ["ONNX_FILE", "export_onnx"]
+__all__ = ["ONNX_FILE", "export_onnx", "export_features", "export_ge2e"]
 
 ONNX_FILE = "model.onnx"
 #: operators int8 static quantisation touches; pooling, masking and the length arithmetic stay float
@@ -166,8 +168,8 @@ def export_onnx(
     if not model.exportable:
         raise ConfigError(
             f"model family {family!r} cannot be exported to ONNX; exportable families: soundnet, soundnet-res, "
-            "cnn-lstm, transformer, ssl (feature-based models run their openSMILE/librosa front end "
-            "in Python: deploy them with serkit itself)"
+            "cnn-lstm, transformer, ssl as one graph; features models (the default model's family) export as a "
+            "chain with `serkit export MODEL --out DIR` (export_features)"
         )
     net = model.net_
     wrapper = _export_module(net)
@@ -427,3 +429,217 @@ def _quantize(quantize_static, src, dst, reader, QuantFormat, QuantType, Calibra
             "CalibStridedMinMax": _CALIBRATION_STRIDE,
         },  # (despite the name: any calibrator, in passes)
     )
+
+
+# ------------------------------------------------------------------ feature models: a documented chain
+
+#: feature sets whose front end runs in numpy (``librosa``, ``logmel``) or in openSMILE's own library,
+#: so an exported feature model runs them as they are; ``ge2e`` is a network and goes into a graph
+_PYTHON_FRONT_ENDS = ("librosa", "logmel", "compare", "egemaps")
+#: the keys write_model sets itself; every other model.json section (calibration, adaptation,
+#: enrolment, scores) travels with an export unchanged
+_WRITTEN_KEYS = {"format_version", "serkit_version", "created", "family", "labels", "sampling_rate", "config", "files"}
+
+
+def export_features(
+    model_dir,
+    out,
+    *,
+    opset: int = 17,
+    check_signals: Sequence[np.ndarray] | None = None,
+    keep_sklearn: bool = False,
+) -> Path:
+    """Export a ``features`` model (the default model's family) as a chain that needs neither torch
+    nor scikit-learn: its numpy front ends (``librosa``, ``logmel``; openSMILE's own library for
+    ``compare`` / ``egemaps``) → the GE2E network and its pooling as one ONNX graph per ``ge2e``
+    feature set (``ge2e_K.onnx``: ``mels [batch, frames, 40]``, ``lengths [batch]`` → ``features [batch, d]``) → standardisation
+    (numpy, :mod:`serkit.speakers`: single clips with the training statistics, or per speaker / per
+    file when asked) → the classifier as ONNX (``classifier.onnx``: skl2onnx, float64, the scaler and
+    the linear model). The folder stays a ``features`` model (``config.onnx`` lists the graphs), so
+    ``serkit predict``, ``serve``, ``adapt``, ``info`` and the temperatures work on it unchanged.
+
+    ``keep_sklearn`` also keeps the scikit-learn classifier (``estimators.skops``), so the folder can
+    be exported again and loads where onnxruntime is missing (the shipped default model is written
+    so; ``out`` may then be ``model_dir``).
+
+    Before it is written, the chain's probabilities are compared with the Python model's on
+    ``check_signals`` (default: eight seeded synthetic 1–3 s signals): more than 1e-4 apart is a bug
+    and raises :class:`ModelError`.
+    """
+    from ..artifact import load_skops, model_file, replace_directory, write_model
+    from ..models import load_model
+    from ..models.features import FeatureClassifier, OnnxEstimator, _feature_spec
+
+    _require("onnx")
+    _require("onnxruntime")
+    skl2onnx = _require("skl2onnx")
+    model, meta = load_model(model_dir)
+    if not isinstance(model, FeatureClassifier):  # pragma: no cover - export() routes by family
+        raise ConfigError(f"export_features takes a features model, not {meta['family']!r}")
+    skops = model_file(model_dir, "estimators.skops", required=False)
+    if keep_sklearn and not skops.exists():
+        raise ConfigError(f"'{model_dir}' has no scikit-learn classifier (estimators.skops) to keep")
+    if any(isinstance(e, OnnxEstimator) for e in model.estimators_):
+        if not skops.exists():
+            raise ConfigError(f"'{model_dir}' is already an ONNX export; export its source model instead")
+        model.estimators_ = load_skops(skops)  # the scikit-learn original, not an earlier export
+        model.onnx_ = None
+        del model._extractors_cache  # extractors that run torch again, for the reference
+    if model.classifier == "stacking" or len(model.estimators_) != 1:
+        raise ConfigError("a stacking feature model cannot be exported yet; use classifier: logreg or svm-linear")
+    names = [_feature_spec(f)[0] for f in model.features]
+    unsupported = [n for n in names if n not in _PYTHON_FRONT_ENDS + ("ge2e",)]
+    if unsupported:
+        raise ConfigError(
+            f"feature set {unsupported[0]!r} has no exportable front end; a features model exports when its sets are "
+            f"ge2e or {', '.join(_PYTHON_FRONT_ENDS)}"
+        )
+    signals = list(check_signals) if check_signals is not None else _check_signals(model.sampling_rate)
+    expected = model.predict_proba(signals, adapt=False)
+    est = model.estimators_[0]
+    width = sum(b.shape[1] for b in model._blocks_from_signals(signals[:1])[0])  # every feature set of one view
+
+    def write(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="serkit-export-") as work:
+            work = Path(work)  # graphs are made here; save_weights copies them into the model folder
+            networks = {}
+            for k, (name, e) in enumerate(zip(names, model._extractors())):
+                if name == "ge2e":
+                    networks[str(k)] = f"ge2e_{k}.onnx"
+                    export_ge2e(e, work / networks[str(k)], opset=opset)
+            final = est[-1] if hasattr(est, "steps") else est
+            onx = skl2onnx.to_onnx(
+                est,
+                np.zeros((1, width), dtype=np.float64),
+                options={id(final): {"zipmap": False}},
+                target_opset={"": opset, "ai.onnx.ml": 3},
+            )
+            (work / "classifier.onnx").write_bytes(onx.SerializeToString())
+            classes = np.asarray(final.classes_, dtype=np.int64).tolist()
+            output = "decision_function" if model._decision_calibrated() else "predict_proba"
+            spec = {
+                "classifier": {"file": "classifier.onnx", "classes": classes, "output": output},
+                "networks": networks,
+                "opset": opset,
+            }
+            model.estimators_ = [OnnxEstimator(work / "classifier.onnx", classes, output)]
+            for k, file in networks.items():
+                model._extractors()[int(k)].use_onnx(work / file)
+            model.onnx_ = {**spec, "paths": {f: str(work / f) for f in ["classifier.onnx", *networks.values()]}}
+            got = model.predict_proba(signals, adapt=False)
+            diff = float(np.abs(got - expected).max())
+            if diff > 1e-4:
+                raise ModelError(
+                    f"the exported chain disagrees with the Python model (max |dp| {diff:.2e}); this is a bug: "
+                    "report it with the model's model.json"
+                )
+            extra = {k: v for k, v in meta.items() if k not in _WRITTEN_KEYS | {"recipe", "trained_on", "metrics"}}
+            same = Path(model_dir).expanduser().resolve() == Path(out).expanduser().resolve()
+            extra["export"] = {
+                "format": "onnx chain",
+                "source": "this folder, exported in place" if same else str(Path(model_dir).expanduser().resolve()),
+                "source_created": meta.get("created"),
+                "check": {"signals": len(signals), "max_abs_diff": diff},
+            }
+            if keep_sklearn:
+                shutil.copyfile(skops, tmp / "estimators.skops")
+                extra["export"]["kept"] = "estimators.skops"
+            write_model(
+                model,
+                tmp,
+                recipe=meta.get("recipe"),
+                trained_on=meta.get("trained_on"),
+                metrics=meta.get("metrics"),
+                extra=extra,
+            )
+            if keep_sklearn:  # listed with the model's files
+                written = json.loads((tmp / "model.json").read_text())
+                written["files"].append("estimators.skops")
+                (tmp / "model.json").write_text(json.dumps(written, indent=2))
+
+    return replace_directory(Path(out).expanduser(), write)
+
+
+def export_ge2e(extractor, path, *, opset: int = 17) -> Path:
+    """The GE2E encoder of a ``ge2e`` feature set and its pooling as one ONNX graph:
+    ``mels [batch, frames, 40]`` (:func:`serkit.features.ge2e.mel_frames`, zero-padded) and
+    ``lengths [batch]`` (valid frames) → ``features [batch, d]``, the extractor's layers and statistics
+    in its order. The LSTMs run forward only, so a clip's valid frames do not depend on the padding
+    after them; statistics are masked and the embedding is taken at each clip's last valid frame, so
+    every row equals its clip run alone (checked against the torch encoder at 1e-4)."""
+    import torch
+    from torch import nn
+
+    from ..features.ge2e import _MODEL
+    from ..networks.heads import MASKED_STATS, lengths_to_mask
+
+    encoder = _MODEL.get()
+    layers, pools = list(extractor._layers), list(extractor._pools)
+    deepest = max(3 if layer == "embedding" else int(layer[-1]) for layer in layers)
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, mels, lengths):
+            acts, h = {}, mels
+            for i in range(deepest):
+                h, _ = self.encoder.lstms[i](h)
+                acts[f"lstm{i + 1}"] = h
+            mask = lengths_to_mask(lengths, mels.shape[1])
+            parts = []
+            for layer in layers:
+                if layer == "embedding":
+                    last = acts["lstm3"][torch.arange(mels.shape[0]), lengths - 1]
+                    e = torch.relu(self.encoder.linear(last))
+                    parts.append(e / e.norm(dim=1, keepdim=True).clamp_min(1e-12))
+                else:
+                    a = acts[layer].transpose(1, 2)
+                    parts.extend(MASKED_STATS[s](a, mask) for s in pools)
+            return torch.cat(parts, dim=1)
+
+    net = Pooled().eval()
+    x = torch.rand(2, 120, 40) * 3
+    lengths = torch.tensor([120, 70])
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the LSTM's shape checks; checked below
+        for message in _KNOWN_EXPORT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        torch.onnx.export(
+            net,
+            (x, lengths),
+            str(path),
+            input_names=["mels", "lengths"],
+            output_names=["features"],
+            dynamic_axes={"mels": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for n in (37, 300):  # batches of three clips against each clip alone through the torch encoder
+            m = torch.rand(3, n, 40) * 3
+            lens = torch.tensor([n, n // 2, max(1, n // 5)])
+            alone = np.concatenate([net(m[i : i + 1, : int(k)], lens[i : i + 1]).numpy() for i, k in enumerate(lens)])
+            got = session.run(None, {"mels": m.numpy(), "lengths": lens.numpy().astype(np.int64)})[0]
+            diff = float(np.abs(got - alone).max())
+            if diff > 1e-4:
+                raise ModelError(f"the exported GE2E graph disagrees with torch (max |diff| {diff:.2e}); this is a bug")
+    return Path(path)
+
+
+def _check_signals(sampling_rate: int, n: int = 8) -> list[np.ndarray]:
+    """Seeded speech-like test signals (1–3 s): harmonic tones with a moving pitch, noise and pauses."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        t = np.arange(int(sampling_rate * (1.0 + 2.0 * i / max(1, n - 1)))) / sampling_rate
+        f0 = 110 + 120 * rng.random() + 30 * np.sin(2 * np.pi * (0.5 + rng.random()) * t)
+        phase = 2 * np.pi * np.cumsum(f0) / sampling_rate
+        x = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2.0 * t) ** 2)
+        x = 0.1 * x + 0.01 * rng.standard_normal(len(t))
+        out.append(x.astype(np.float32))
+    return out

@@ -364,19 +364,25 @@ def _run_parallel(fn, batches: list) -> list:
     """
     import torch
 
-    jobs = min(default_jobs(), len(batches))
     previous = torch.get_num_threads()
     # Threads take torch's thread count at their first parallel op: set it before they start.
     torch.set_num_threads(1)
     try:
-        if jobs <= 1:
-            return [fn(b) for b in batches]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="serkit-torch") as pool:
-            return list(pool.map(fn, batches))
+        return thread_map(fn, batches)
     finally:
         torch.set_num_threads(previous)
+
+
+def thread_map(fn, items: list) -> list:
+    """``[fn(x) for x in items]`` on up to ``default_jobs()`` threads (for work that releases the GIL:
+    torch kernels, onnxruntime sessions, numpy's FFTs)."""
+    jobs = min(default_jobs(), len(items))
+    if jobs <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="serkit-worker") as pool:
+        return list(pool.map(fn, items))
 
 
 def _item_key(item) -> tuple[str, float | None, float | None]:

@@ -6,7 +6,8 @@ apart, not emotions; its LSTM layers' frame sequences still carry how the voice 
 as ComParE's 6 373 functionals and they err differently, which is what late fusion needs: on
 EmoDB 5-fold speaker k-fold, lstm2+lstm3 mean+std with a linear SVM gives UA 0.851, and 0.878
 with the model's speed views (see the ``ge2e-svm`` recipe). torch is imported only when a signal
-is processed.
+is processed, and not at all when the extractor runs an exported graph (:meth:`GE2EExtractor.use_onnx`:
+the network and its pooling as ONNX, run by onnxruntime; ``serkit export`` writes it).
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor
+from ..melscale import mel_filterbank
+from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor, thread_map
+from .spectral import _frames, _spectrum
 
-__all__ = ["GE2EExtractor"]
+__all__ = ["GE2EExtractor", "mel_frames", "TARGET_DBFS"]
+
+#: Resemblyzer normalises every waveform to this RMS level (dBFS) before the spectrogram
+TARGET_DBFS = -30.0
+_RATE, _N_MELS, _N_FFT, _HOP = 16000, 40, 400, 160
 
 _LAYER_DIMS = {"lstm1": 256, "lstm2": 256, "lstm3": 256, "embedding": 256}
 _POOLS = ("mean", "std", "max")
@@ -35,6 +42,35 @@ def _build_model():
 
 #: the pretrained encoder, built once per process
 _MODEL = ProcessModel(_build_model)
+#: onnxruntime sessions of exported encoders, by path, one per process
+_SESSIONS: dict = {}
+
+
+def mel_frames(signal: np.ndarray) -> np.ndarray:
+    """[shape=(n_frames, 40), float32] the encoder's input for a float32 mono signal at 16 kHz.
+
+    The signal is scaled to an RMS of -30 dBFS (Resemblyzer's level; a silent signal stays as it
+    is), then the 40-band mel power spectrogram with a 400-sample (25 ms) periodic Hann window and a
+    160-sample (10 ms) hop, centred zero-padded frames — ``librosa.feature.melspectrogram``'s
+    (Resemblyzer's front end), in numpy (:mod:`serkit.melscale`; equal to float32 rounding, tested).
+    """
+    x = np.asarray(signal, dtype=np.float32).reshape(-1)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    if rms > 1e-8:
+        x = x * np.float32(10 ** (TARGET_DBFS / 20) / rms)
+    power = _spectrum(_frames(x, _N_FFT, _HOP))
+    return np.ascontiguousarray(power @ mel_filterbank(_RATE, _N_FFT, _N_MELS).T, dtype=np.float32)
+
+
+def _session(path: str):
+    if path not in _SESSIONS:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # clips run on parallel threads instead (see _run_parallel)
+        options.inter_op_num_threads = 1
+        _SESSIONS[path] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return _SESSIONS[path]
 
 
 @register_extractor("ge2e")
@@ -92,23 +128,49 @@ class GE2EExtractor(SlowdownViews):
         """0.05 s at the smallest rate: one 25 ms window and then some; shorter clips are zero-padded."""
         return _MIN_SECONDS * self.network_rate / min(self._rates)
 
+    def use_onnx(self, path) -> GE2EExtractor:
+        """Run the encoder and its pooling from an exported graph (``mels [batch, frames, 40]``,
+        ``lengths [batch]`` → ``features [batch, d]``, written by
+        :func:`serkit.deploy.export.export_ge2e`) through onnxruntime instead of torch, in the same
+        length-sorted batches. A runtime choice, not part of :meth:`config` (the values equal
+        the torch network's to float32 rounding, so they share the feature cache)."""
+        self._onnx = str(path)
+        return self
+
     def _view(self, signals: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled encoder states of signals presented to the encoder as 16 kHz speech: clips are
         sorted by length and run in small batches of packed sequences (each clip's vector equals
         the one it gets alone, to float32 rounding), the batches on ``default_jobs()`` threads with
-        one torch thread each."""
-        import torch
-
-        from ..networks.ge2e import mel_frames
-        from ..networks.heads import MASKED_STATS, lengths_to_mask
-
-        model = _MODEL.get()
+        one torch thread each (or one-thread onnxruntime sessions, :meth:`use_onnx`)."""
         n_min = int(_MIN_SECONDS * self.network_rate)
         mels = []
         for s in signals:
             x = np.asarray(s, dtype=np.float32).reshape(-1)
             mels.append(mel_frames(np.pad(x, (0, max(0, n_min - len(x))))))
+        order = sorted(range(len(mels)), key=lambda i: len(mels[i]))
+        batches = [order[k : k + _BATCH] for k in range(0, len(order), _BATCH)]
         out = np.zeros((len(mels), len(self._view_names())), dtype=np.float32)
+        if getattr(self, "_onnx", None):
+            session = _session(self._onnx)
+
+            def run_onnx(idx: list[int]) -> np.ndarray:
+                lengths = np.array([len(mels[i]) for i in idx], dtype=np.int64)
+                x = np.zeros((len(idx), int(lengths.max()), mels[idx[0]].shape[1]), dtype=np.float32)
+                for row, i in enumerate(idx):
+                    x[row, : len(mels[i])] = mels[i]
+                return session.run(None, {"mels": x, "lengths": lengths})[0]
+
+            for idx, vals in zip(batches, thread_map(run_onnx, batches)):
+                out[idx] = vals
+            return out
+        return self._view_torch(mels, batches, out)
+
+    def _view_torch(self, mels: list[np.ndarray], batches: list[list[int]], out: np.ndarray) -> np.ndarray:
+        import torch
+
+        from ..networks.heads import MASKED_STATS, lengths_to_mask
+
+        model = _MODEL.get()
 
         def run(idx: list[int]) -> np.ndarray:
             lengths = torch.tensor([len(mels[i]) for i in idx])
@@ -127,8 +189,6 @@ class GE2EExtractor(SlowdownViews):
                         parts.extend(MASKED_STATS[s](a, mask) for s in self._pools)
                 return torch.cat(parts, dim=1).numpy()
 
-        order = sorted(range(len(mels)), key=lambda i: len(mels[i]))
-        batches = [order[k : k + _BATCH] for k in range(0, len(order), _BATCH)]
         for idx, vals in zip(batches, _run_parallel(run, batches)):
             out[idx] = vals
         return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AudioError, ConfigError
+from ..melscale import mel_filterbank
 from .base import FeatureExtractor, register_extractor
 from .functionals import functional_names, functionals
 
@@ -464,16 +465,9 @@ def _spectrum(frames: np.ndarray) -> np.ndarray:
     return spec.real**2 + spec.imag**2
 
 
-_MEL_CACHE: dict = {}
-
-
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    key = (sr, n_fft, n_mels, fmin, fmax)
-    if key not in _MEL_CACHE:
-        import librosa
-
-        _MEL_CACHE[key] = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).T  # [bins, mels]
-    return _MEL_CACHE[key]
+    """[bins, mels] float32 (:func:`serkit.melscale.mel_filterbank`, librosa's Slaney filterbank, transposed)."""
+    return mel_filterbank(sr, n_fft, n_mels, fmin, fmax).T
 
 
 def mel_power(
@@ -523,10 +517,20 @@ def log_mel(
     return _to_db(power, top_db)
 
 
-def _dct_mfcc(logmel_db: np.ndarray, n_mfcc: int) -> np.ndarray:
-    from scipy.fft import dct
+_DCT_CACHE: dict = {}
 
-    return dct(logmel_db, type=2, norm="ortho", axis=1)[:, :n_mfcc]
+
+def _dct_mfcc(logmel_db: np.ndarray, n_mfcc: int) -> np.ndarray:
+    """The first ``n_mfcc`` coefficients of the orthonormal DCT-II along bands (``scipy.fft.dct(type=2,
+    norm="ortho")``, as librosa's MFCC), as a matrix product: 13 x 64 is cheaper than importing scipy."""
+    n = logmel_db.shape[1]
+    key = (n, n_mfcc)
+    if key not in _DCT_CACHE:
+        k = np.arange(min(n_mfcc, n))[:, None]
+        basis = np.cos(np.pi * k * (2 * np.arange(n)[None, :] + 1) / (2 * n)) * np.sqrt(2.0 / n)
+        basis[0] /= np.sqrt(2.0)
+        _DCT_CACHE[key] = basis.T  # [bands, n_mfcc]
+    return logmel_db @ _DCT_CACHE[key]
 
 
 def mfcc(
@@ -603,12 +607,39 @@ def _contrast_bands(sr: int, fmin: float = 200.0) -> int:
 
 
 def _contrast(mag: np.ndarray, sr: int, n_fft: int, *, fmin: float = 200.0, quantile: float = 0.02) -> np.ndarray:
-    """Octave-band spectral contrast in dB (peak minus valley) [n, n_bands + 1], via librosa."""
-    import librosa
-
+    """Octave-band spectral contrast in dB (peak minus valley) [n, n_bands + 1] of magnitude frames
+    [n, bins]: ``librosa.feature.spectral_contrast(S=mag.T, ...)``'s definition in numpy (equal to
+    float rounding, ``tests/test_spectral.py``). Bands are octaves from ``fmin`` (the first from 0 Hz,
+    the last to Nyquist), each taking its edge bin below; peak and valley are the means of the
+    band's top and bottom ``quantile`` of bins (at least one); both go through ``power_to_db``
+    (``amin`` 1e-10, 80 dB below the block's largest peak or valley)."""
     n_bands = _contrast_bands(sr, fmin)
-    c = librosa.feature.spectral_contrast(S=mag.T, sr=sr, n_fft=n_fft, fmin=fmin, n_bands=n_bands, quantile=quantile)
-    return c.T
+    freq = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    octa = np.zeros(n_bands + 2)
+    octa[1:] = fmin * 2.0 ** np.arange(n_bands + 1)
+    valley = np.zeros((len(mag), n_bands + 1))
+    peak = np.zeros_like(valley)
+    for k, (lo, hi) in enumerate(zip(octa[:-1], octa[1:])):
+        band = (freq >= lo) & (freq <= hi)
+        idx = np.flatnonzero(band)
+        if k > 0:
+            band[idx[0] - 1] = True
+        if k == n_bands:
+            band[idx[-1] + 1 :] = True
+        sub = mag[:, band]
+        if k < n_bands:
+            sub = sub[:, :-1]
+        q = max(int(np.rint(quantile * np.sum(band))), 1)
+        ordered = np.sort(sub, axis=1)
+        valley[:, k] = ordered[:, :q].mean(axis=1)
+        peak[:, k] = ordered[:, -q:].mean(axis=1)
+    return _power_db(peak) - _power_db(valley)
+
+
+def _power_db(s: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """``librosa.power_to_db(s)`` (ref 1, amin 1e-10, ``top_db`` below the array's maximum)."""
+    db = 10.0 * np.log10(np.maximum(s, 1e-10))
+    return np.maximum(db, db.max() - top_db)
 
 
 # ------------------------------------------------------------------------------------- extractors

@@ -797,9 +797,13 @@ class FeatureClassifier(Classifier):
         cfg["feature_configs"] = [e.full_config() for e in self._extractors()]
         if hasattr(self, "selected_"):
             cfg["selected"] = json.loads(json.dumps(self.selected_, default=float))
+        if getattr(self, "onnx_", None):
+            cfg["onnx"] = {k: v for k, v in self.onnx_.items() if k != "paths"}
         return cfg
 
     def save_weights(self, directory: Path) -> list[str]:
+        import shutil
+
         import skops.io as sio
 
         self._check_fitted()
@@ -811,8 +815,13 @@ class FeatureClassifier(Classifier):
         if self._decision_calibrated():
             arrays["temperature"] = np.array(self.temperature_, dtype=np.float64)
         np.savez(directory / "normalisation.npz", **arrays)
-        sio.dump(self.estimators_, directory / "estimators.skops")
-        files = ["normalisation.npz", "estimators.skops"]
+        files = ["normalisation.npz"]
+        if not any(isinstance(e, OnnxEstimator) for e in self.estimators_):
+            sio.dump(self.estimators_, directory / "estimators.skops")
+            files.append("estimators.skops")
+        for name, source in (getattr(self, "onnx_", None) or {}).get("paths", {}).items():
+            shutil.copyfile(source, directory / name)  # the exported graphs travel with the model
+            files.append(name)
         domain = {}
         for v, st in enumerate(getattr(self, "source_stats_", None) or []):
             domain[f"source_mean_{v}"] = st.mean.astype(np.float32)
@@ -846,8 +855,11 @@ class FeatureClassifier(Classifier):
         directory = Path(directory)
         sig = inspect.signature(cls.__init__)
         model = cls(**{k: v for k, v in config.items() if k in sig.parameters and k != "self"})
-        estimators, norms = model_file(directory, "estimators.skops"), model_file(directory, "normalisation.npz")
-        model.estimators_ = load_skops(estimators)
+        norms = model_file(directory, "normalisation.npz")
+        model.labels_ = list(labels)
+        model.onnx_ = None
+        if not _load_onnx_parts(model, directory, config.get("onnx")):
+            model.estimators_ = load_skops(model_file(directory, "estimators.skops"))
         z = load_npz(norms)
         try:
             n = len(model.features) * len(model.speeds)
@@ -859,7 +871,6 @@ class FeatureClassifier(Classifier):
             raise ModelError(
                 f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model"
             ) from None
-        model.labels_ = list(labels)
         model.selected_ = config.get("selected", {})
         model.source_stats_, model.domain_map_ = None, None
         domain = model_file(directory, "domain.npz", required=False)
@@ -977,3 +988,75 @@ def _aligned_proba(est, x: np.ndarray, n_labels: int) -> np.ndarray:
     out = np.zeros((len(x), n_labels))
     out[:, np.asarray(classes, dtype=int)] = p
     return out
+
+
+class OnnxEstimator:
+    """A fitted scikit-learn classifier exported to ONNX (skl2onnx, float64), run by onnxruntime:
+    what :meth:`FeatureClassifier._proba_from_rows` needs of an estimator (``classes_`` and the one
+    output the export checked, ``predict_proba`` or ``decision_function``), without scikit-learn.
+    The session is opened on first use, one per process."""
+
+    def __init__(self, path, classes, output: str):
+        self.path, self.classes_, self.output = str(path), np.asarray(classes, dtype=np.int64), output
+        self._session = None
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        name = self._session.get_inputs()[0].name
+        return np.asarray(self._session.run(["probabilities"], {name: np.asarray(x, dtype=np.float64)})[0])
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if self.output != "predict_proba":
+            raise ModelError(f"'{self.path}' holds decision values, not probabilities; re-export the model")
+        return self._run(x)
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        if self.output != "decision_function":
+            raise ModelError(f"'{self.path}' holds probabilities, not decision values; re-export the model")
+        return self._run(x)
+
+    def __getstate__(self):  # sessions do not pickle; worker processes open their own
+        return {**self.__dict__, "_session": None}
+
+
+def _onnx_runtime_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _load_onnx_parts(model: FeatureClassifier, directory: Path, spec: dict | None) -> bool:
+    """Give ``model`` the exported graphs of its folder (``config.onnx``, written by
+    :func:`serkit.deploy.export.export_features`): the classifier as an :class:`OnnxEstimator` and each
+    GE2E feature set's network (:meth:`serkit.features.ge2e.GE2EExtractor.use_onnx`). Returns
+    whether it did: not without the section, nor without onnxruntime when the folder also holds the
+    scikit-learn classifier (which then predicts, the same to float rounding)."""
+    from ..artifact import model_file
+
+    if not spec:
+        return False
+    if not _onnx_runtime_available():
+        if model_file(directory, "estimators.skops", required=False).exists():
+            return False
+        raise ModelError(
+            f"the model in '{directory}' is an ONNX export and needs onnxruntime: pip install 'serkit[export]'"
+        )
+    try:
+        classifier = spec["classifier"]
+        paths = {classifier["file"]: model_file(directory, classifier["file"])}
+        model.estimators_ = [OnnxEstimator(paths[classifier["file"]], classifier["classes"], classifier["output"])]
+        extractors = model._extractors()
+        for index, name in spec.get("networks", {}).items():
+            paths[name] = model_file(directory, name)
+            extractors[int(index)].use_onnx(paths[name])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ModelError(
+            f"cannot read the ONNX parts listed in '{directory}/model.json' ({exc}); re-export the model"
+        ) from None
+    model.onnx_ = {**spec, "paths": {k: str(v) for k, v in paths.items()}}
+    return True

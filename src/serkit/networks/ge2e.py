@@ -13,35 +13,15 @@ together they equal Resemblyzer's 3-layer ``nn.LSTM`` (a test checks it).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SpeakerEncoder", "LAYERS", "SAMPLING_RATE", "mel_frames"]
+__all__ = ["SpeakerEncoder", "LAYERS", "SAMPLING_RATE", "N_MELS"]
 
 SAMPLING_RATE = 16000
 N_MELS = 40
 #: outputs :meth:`SpeakerEncoder.features` can return: each LSTM layer's frames, and the utterance embedding
 LAYERS = ("lstm1", "lstm2", "lstm3", "embedding")
-#: Resemblyzer normalises every waveform to this RMS level (dBFS) before the spectrogram
-TARGET_DBFS = -30.0
-
-
-def mel_frames(signal: np.ndarray) -> np.ndarray:
-    """[shape=(n_frames, 40), float32] the encoder's input for a float32 mono signal at 16 kHz.
-
-    The signal is scaled to an RMS of -30 dBFS (Resemblyzer's level; a silent signal stays as it
-    is), then librosa's 40-band mel power spectrogram with a 400-sample (25 ms) window and a
-    160-sample (10 ms) hop, centred frames.
-    """
-    import librosa
-
-    x = np.asarray(signal, dtype=np.float32).reshape(-1)
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-    if rms > 1e-8:
-        x = x * np.float32(10 ** (TARGET_DBFS / 20) / rms)
-    mel = librosa.feature.melspectrogram(y=x, sr=SAMPLING_RATE, n_fft=400, hop_length=160, n_mels=N_MELS)
-    return np.ascontiguousarray(mel.T, dtype=np.float32)
 
 
 class SpeakerEncoder(nn.Module):

@@ -57,7 +57,7 @@ class LogMel(nn.Module):
         fmax: float | None = None,
     ):
         super().__init__()
-        import librosa
+        from ..melscale import mel_filterbank
 
         self.sampling_rate, self.n_mels, self.n_fft, self.hop_length = (
             int(sampling_rate),
@@ -65,7 +65,7 @@ class LogMel(nn.Module):
             int(n_fft),
             int(hop_length),
         )
-        mel = librosa.filters.mel(sr=self.sampling_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=fmin, fmax=fmax)
+        mel = mel_filterbank(self.sampling_rate, self.n_fft, self.n_mels, fmin, fmax)
         # fixed: rebuilt from the arguments, never saved with the weights
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
         self.register_buffer("mel", torch.from_numpy(mel).float(), persistent=False)  # [n_mels, n_fft // 2 + 1]
