@@ -235,3 +235,31 @@ def test_too_few_clips_per_process_is_a_clear_error(monkeypatch, n_clips, batch_
         trainer_module.Trainer(model._train_config()).fit(
             net, signals, [i % 2 for i in range(n_clips)], ["a"] * n_clips, n_classes=2
         )
+
+
+@pytest.mark.slow
+def test_ray_train_runs_the_same_per_rank_fit_and_saves_rank_0s_model(tmp_path):
+    """``serkit train --engine ray --nproc 2`` on a local Ray (~60-90 s: Ray's start-up dominates)."""
+    pytest.importorskip("ray.train")
+    import json
+
+    import ray
+
+    from serkit.api import train
+    from serkit.models import load_model
+
+    train_utts, test = _anger_sadness()
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("path,label,speaker\n" + "".join(f"{u.path},{u.label},{u.speaker}\n" for u in train_utts))
+    section = {**SMALL_CNN_LSTM, "train": {**SMALL_CNN_LSTM["train"], "epochs": 3, "min_epochs": 3}}
+    try:
+        out = train(
+            [f"manifest:{manifest}"], {"name": "small", "model": section}, out=tmp_path / "m", nproc=2, engine="ray"
+        )
+    finally:
+        ray.shutdown()
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["distributed"] == {"processes": 2, "backend": "gloo"}
+    model, _ = load_model(out)
+    assert json.loads((out / "training.json").read_text())["epochs_run"] == 3
+    assert model.predict_proba_utterances(test).shape == (len(test), 2)
