@@ -203,7 +203,6 @@ def evaluate(
     return report
 
 
-@_with_engine
 def train(
     corpora: Sequence[str],
     recipe="compare-svm",
@@ -216,6 +215,10 @@ def train(
     calibrate: bool = False,
     target=None,
     adapt_method: str | None = None,
+    nproc: int = 1,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Train a recipe on all utterances of the corpora and save the model artifact to ``out``.
 
@@ -228,12 +231,147 @@ def train(
     speakers (held-out corpora when several are given; :func:`serkit.evaluation.run.fit_temperatures`)
     and save it as ``model.json``'s ``calibration``; the loaded model applies it to every prediction
     (:meth:`serkit.models.Classifier.set_temperatures`). This trains the recipe once per inner fold more.
+
+    ``nproc``: data-parallel training of a network family (:attr:`Classifier.data_parallel`) on
+    ``nproc`` processes (:mod:`serkit.training.distributed`): spawned on this machine with
+    ``engine="local"``, or Ray Train workers on a local Ray or the cluster at ``address`` with
+    ``engine="ray"`` (:mod:`serkit.engines.ray_train`). Rank 0 saves the model; ``model.json``
+    records ``"distributed"``. With ``engine="ray"`` and ``nproc=1`` the feature-cache step runs as
+    Ray tasks instead (``workers``: CPUs to plan for). Runtime options: never saved with a model.
     """
-    from .artifact import save_model
-    from .models import build_model
+    if nproc == 1:
+        with _engine(engine, address, workers):
+            return _train_here(
+                corpora,
+                recipe,
+                out=out,
+                overrides=overrides,
+                label_set=label_set,
+                metrics=metrics,
+                progress=progress,
+                calibrate=calibrate,
+                target=target,
+                adapt_method=adapt_method,
+            )
     from .recipe import load_recipe
 
     r = load_recipe(recipe, overrides)
+    _check_data_parallel(r, nproc, engine, workers)
+    options = dict(
+        label_set=label_set,
+        metrics=metrics,
+        progress=progress,
+        calibrate=calibrate,
+        target=target,
+        adapt_method=adapt_method,
+    )
+    if engine == "ray":
+        from .engines.ray_train import train_data_parallel
+
+        return train_data_parallel(nproc, _train_rank, (list(corpora), r, options), out=out, address=address)
+    if address is not None:
+        raise ConfigError("--address applies to --engine ray; add --engine ray or drop it")
+    from .training.distributed import launch
+
+    return Path(launch(nproc, _train_rank, (str(out), list(corpora), r, options)))
+
+
+def _check_data_parallel(r, nproc: int, engine: str, workers: int | None) -> None:
+    """``nproc`` > 1 needs a network family; more processes than cores only slows down."""
+    import warnings
+
+    from .models import MODELS, build_model
+
+    if int(nproc) != nproc or nproc < 1:
+        raise ConfigError(f"--nproc {nproc} must be a whole number >= 1")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"unknown engine {engine!r}; use local or ray")
+    if workers is not None:
+        raise ConfigError(
+            "--workers plans the feature-cache step's CPUs; with --nproc N the processes are the workers, drop --workers"
+        )
+    model = build_model(r.model)
+    if not model.data_parallel:
+        families = sorted(n for n in MODELS.names() if MODELS.get(n).data_parallel.fget(None))  # a declared constant
+        raise ConfigError(
+            f"--nproc {nproc}: data-parallel training applies to the network families "
+            f"({', '.join(families)}), not {model.family!r}, which fits in one process; drop --nproc "
+            "(feature extraction uses every core already, or use --engine ray for it)"
+        )
+    if engine == "local":
+        from .runtime import cpu_count
+
+        if nproc > cpu_count():
+            warnings.warn(
+                f"--nproc {nproc} is more than this machine's {cpu_count()} cores: the processes will share "
+                "cores and train slower than fewer would",
+                stacklevel=3,
+            )
+
+
+def _train_rank(out, corpora, recipe, options) -> str | None:
+    """One rank of a data-parallel ``train``: the same fit as every other rank, saved by rank 0 only."""
+    import torch.distributed as dist
+
+    from .artifact import save_model
+    from .training.distributed import world
+
+    w = world()
+    options = dict(options)
+    metrics = options.pop("metrics")
+    options["progress"] = options["progress"] and w.rank == 0
+    model, extra, utterances, r = _fit_recipe(corpora, recipe, **options)
+    extra["distributed"] = {"processes": w.size, "backend": dist.get_backend() if w.distributed else None}
+    if w.rank != 0:
+        return None
+    return str(
+        save_model(
+            model,
+            out,
+            recipe=r.to_dict(),
+            trained_on=_trained_on(utterances, corpora),
+            metrics=metrics or {},
+            extra=extra,
+        )
+    )
+
+
+def _train_here(
+    corpora,
+    recipe,
+    *,
+    out,
+    overrides=None,
+    label_set=None,
+    metrics=None,
+    progress=True,
+    calibrate=False,
+    target=None,
+    adapt_method=None,
+) -> Path:
+    """:func:`train` in this process."""
+    from .artifact import save_model
+    from .recipe import load_recipe
+
+    r = load_recipe(recipe, overrides)
+    model, extra, utterances, r = _fit_recipe(
+        corpora,
+        r,
+        label_set=label_set,
+        progress=progress,
+        calibrate=calibrate,
+        target=target,
+        adapt_method=adapt_method,
+    )
+    return save_model(
+        model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora), metrics=metrics or {}, extra=extra
+    )
+
+
+def _fit_recipe(corpora, r, *, label_set, progress, calibrate, target, adapt_method):
+    """Load the data and fit recipe ``r``: ``(model, extra for model.json, utterances, r)``."""
+    from .models import build_model
+
     utterances = prepare_data(corpora, label_set or r.label_set)
     extra = {}
     if calibrate:  # before the final fit, so a recipe that cannot be calibrated fails early
@@ -255,9 +393,7 @@ def train(
         model = build_model(r.model).fit(utterances, progress=progress)
     if getattr(model, "strategy_", None) is not None:  # the fine-tuning strategy a neural family chose
         extra["strategy"] = model.strategy_
-    return save_model(
-        model, out, recipe=r.to_dict(), trained_on=_trained_on(utterances, corpora), metrics=metrics or {}, extra=extra
-    )
+    return model, extra, utterances, r
 
 
 def pretrain(

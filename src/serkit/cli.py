@@ -161,6 +161,15 @@ def _parser() -> argparse.ArgumentParser:
         "held-out corpora when several are given) and save it in the model (trains 5 more times)",
     )
     target_args(t, "(recorded in model.json)")
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel training of a network family (soundnet, soundnet-res, cnn-lstm, transformer, ssl) on N "
+        "processes: spawned here (gloo on CPU, NCCL on GPUs, cores/N threads each), or Ray Train workers with "
+        "--engine ray [--address]; e.g. serkit train --corpus emodb:data/emodb --recipe cnn-lstm --nproc 2 --out m",
+    )
 
     pr = cmd("predict", "predict emotions of audio files and folders")
     pr.add_argument(
@@ -623,6 +632,7 @@ def _cmd_train(args) -> int:
         calibrate=args.calibrate,
         target=_one_or_many(args.target),
         adapt_method=args.adapt_method,
+        nproc=args.nproc,
         engine=args.engine,
         address=args.address,
         workers=args.workers,

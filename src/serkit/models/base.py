@@ -88,6 +88,12 @@ class Classifier(ABC):
         ``model.init`` load the result (``pretrain_network``, ``architecture``)."""
         return False
 
+    @property
+    def data_parallel(self) -> bool:
+        """Whether ``fit`` trains data-parallel inside a ``torch.distributed`` process group
+        (``serkit train --nproc N``): the network families; feature models fit once, in one process."""
+        return False
+
     # -- embedding (for few-shot prototypes) ----------------------------------------------------
     def embed_utterances(self, utterances: Sequence, *, progress: bool = True) -> np.ndarray:
         """[shape=(n, d)] float64 embedding of each utterance on its own (no per-speaker statistics).

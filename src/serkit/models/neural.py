@@ -111,6 +111,12 @@ class WaveformClassifier(Classifier):
         """Every waveform family's backbone can be pretrained (:mod:`serkit.training.pretrain`)."""
         return True
 
+    @property
+    def data_parallel(self) -> bool:  # type: ignore[override]
+        """Every waveform family trains with :class:`serkit.training.Trainer`, which is data-parallel
+        inside a process group (``serkit train --nproc N``, :mod:`serkit.training.distributed`)."""
+        return True
+
     def architecture(self) -> dict:
         """``{"network": name, "options": {...}}``: what ``serkit pretrain`` records and ``model.init`` checks."""
         return {"network": self._describe(), "options": self._architecture_options()}

@@ -45,6 +45,7 @@ from ..metrics import unweighted_accuracy
 from ..networks.blocks import BlockwiseNet, as_tensor, level_features, pad_batch, predict_logits, predict_pooled
 from ..runtime import default_threads
 from ..speakers import MIN_SPEAKER_UTTERANCES, global_stats, speaker_stats
+from .distributed import World, all_sum, average_batchnorm, gather, scale_loss, shard, world, wrap
 from .losses import CombinedLoss, class_weights
 from .split import speaker_split
 
@@ -325,7 +326,7 @@ class Trainer:
         return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
 
     def _log(self, msg: str) -> None:
-        if self.progress:
+        if self.progress and world().rank == 0:  # one log for a data-parallel run
             print(f"serkit train: {msg}", file=sys.stderr, flush=True)
 
     # -- fit ------------------------------------------------------------------------------------
@@ -376,6 +377,10 @@ class Trainer:
             prediction time). Only the source rows reach the head, so its batch norm keeps source
             statistics; batch norms below the pooling see the mixed batch. Early stopping still
             scores the labelled validation speakers only.
+
+        Inside an initialised ``torch.distributed`` process group of several ranks the fit is
+        data-parallel (:mod:`serkit.training.distributed`): every rank calls it with the same data
+        and trains on its shard of every batch; all ranks end with the same weights.
         """
         previous_threads = torch.get_num_threads()
         try:
@@ -408,6 +413,8 @@ class Trainer:
     ) -> TrainResult:
         c = self.config
         t_start = time.perf_counter()
+        if world().distributed and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU
         run = self._prepare(
             net, signals, targets, speakers, n_classes=n_classes, augmenter=augmenter, batch_loss=batch_loss
         )
@@ -477,6 +484,20 @@ class Trainer:
             )
         signals = [pad_to(np.asarray(s, dtype=np.float32), net.min_samples) for s in signals]
         fit_idx, val_idx, val_speakers = _validation_split(y, speakers, c.val_fraction, c.seed)
+        w = world()
+        if w.distributed:
+            if len(fit_idx) < 2 * w.size:
+                raise ConfigError(
+                    f"data-parallel training on {w.size} processes needs at least {2 * w.size} training "
+                    f"utterances (two per process in a batch); got {len(fit_idx)}: use fewer processes"
+                )
+            if c.batch_size < 2 * w.size:
+                raise ConfigError(
+                    f"train.batch_size {c.batch_size} split over {w.size} processes leaves fewer than two clips "
+                    f"per process (batch norm needs two); set train.batch_size >= {2 * w.size} or use fewer processes"
+                )
+            # the same order and crops on every rank (rng), but each rank's own dropout and SpecAugment draws
+            torch.manual_seed(c.seed + w.rank)
         strategy = choose_strategy(len(y)) if c.strategy == "auto" else c.strategy
 
         net.to(self.device)
@@ -496,6 +517,7 @@ class Trainer:
             f"strategy {strategy} ({'chosen by auto for ' + str(len(y)) + ' utterances' if c.strategy == 'auto' else 'as asked'}); "
             f"{len(fit_idx)} train / {len(val_idx)} validation utterances"
             + (f" (validation speakers {', '.join(val_speakers)})" if val_speakers else "")
+            + (f"; data-parallel on {w.size} processes" if w.distributed else "")
         )
         return _Run(
             net=net,
@@ -515,6 +537,7 @@ class Trainer:
             batch_loss=batch_loss,
             rng=rng,
             spk_norm=c.normalisation == "speaker",
+            world=w,
         )
 
     def _stage(self, run: _Run, epoch: int) -> _Stage:
@@ -527,13 +550,24 @@ class Trainer:
         # and validation even while augmenting; training crops come from it only without augmentation
         use_cache = c.cache_frozen_features and n_frozen > 0
         if use_cache and run.cache_level != n_frozen:
-            run.cache = self._build_cache(net, run.signals, n_frozen, run.budget)
+            run.cache = self._build_cache(net, run.signals, n_frozen, run.budget, run.world)
             run.cache_level = n_frozen if run.cache is not None else -1
             if run.target is not None:
                 run.target_cache = (
-                    None if run.cache is None else level_features(net, run.target, n_frozen, self.device, run.budget)
+                    None
+                    if run.cache is None
+                    else gather(
+                        lambda ix: level_features(net, [run.target[i] for i in ix], n_frozen, self.device, run.budget),
+                        np.arange(len(run.target)),
+                        run.world,
+                    )
                 )
             _set_trainable(net, n_frozen, c.train_bn)
+        if run.world.distributed:  # DDP hooks the parameters that need gradients now: a new stage, a new wrapper
+            key = tuple(p.requires_grad for p in net.parameters())
+            if key != run.ddp_key:
+                run.ddp = None
+                run.ddp, run.ddp_key = wrap(net, self.device), key
         have_cache = use_cache and run.cache_level == n_frozen
         cached = have_cache and run.augmenter is None  # training batches cut from the cache
         level = n_frozen if cached else 0
@@ -542,6 +576,9 @@ class Trainer:
 
     def _pooled(self, run: _Run, stage: _Stage, idx) -> torch.Tensor:
         """Whole-utterance pooled vectors of ``idx`` (from the cache of the frozen prefix when there is one)."""
+        return gather(lambda ix: self._pooled_here(run, stage, ix), idx, run.world)
+
+    def _pooled_here(self, run: _Run, stage: _Stage, idx) -> torch.Tensor:
         if stage.have_cache:
             items = [run.cache[i] for i in idx]
             return predict_pooled(
@@ -573,27 +610,43 @@ class Trainer:
         return {"global": (g_mu, g_sd), "fit": (mu_fit, sd_fit), "row_of": row_of}
 
     def _train_epoch(self, run: _Run, stage: _Stage, norms: dict | None) -> float:
-        """One pass over the training part in random crops; returns the mean training loss."""
-        c, net, rng, crop = self.config, run.net, run.rng, run.crop
+        """One pass over the training part in random crops; returns the mean training loss.
+
+        Data-parallel, every rank walks the same batches and draws every clip's crop (so the
+        generator stays in step), builds only its shard of the batch, and scales its loss so that
+        DDP's gradient average is the whole batch's mean gradient.
+        """
+        c, net, rng, crop, w = self.config, run.net, run.rng, run.crop, run.world
         order = rng.permutation(run.fit_idx)
         total, count = 0.0, 0
-        for idx in _train_batches(order, c.batch_size):
+        for idx in _train_batches(order, c.batch_size, w.size):
+            mine = shard(len(idx), w.rank, w.size)
+            keep = np.zeros(len(idx), dtype=bool)
+            keep[mine] = True
             items = []
-            for i in idx:
+            for k, i in enumerate(idx):
                 if stage.cached:
-                    items.append(_random_crop(run.cache[i], stage.crop_len, rng))
+                    item = _random_crop(run.cache[i], stage.crop_len, rng)
+                elif run.augmenter is not None:
+                    # augment a little more than the crop (speed/stretch change the length); data-parallel,
+                    # each clip's augmentation has its own generator, seeded from the shared one
+                    r = rng if not w.distributed else np.random.default_rng(int(rng.integers(2**63)))
+                    if not keep[k]:
+                        continue
+                    x = _random_crop_np(run.signals[i], None if crop is None else int(crop * 1.25), r)
+                    item = _random_crop(as_tensor(pad_to(run.augmenter(x, r), net.min_samples)), crop, r)
                 else:
-                    x = run.signals[i]
-                    if run.augmenter is not None:
-                        # augment a little more than the crop (speed/stretch change the length)
-                        x = _random_crop_np(x, None if crop is None else int(crop * 1.25), rng)
-                        x = pad_to(run.augmenter(x, rng), net.min_samples)
-                    items.append(_random_crop(as_tensor(x), crop, rng))
+                    item = _random_crop(as_tensor(run.signals[i]), crop, rng)
+                if keep[k]:
+                    items.append(item)
+            idx = idx[mine]
             n_source = len(items)
             if run.target is not None:  # as many unlabelled target crops, through the network with the batch
-                for j in rng.integers(0, len(run.target), size=n_source):
+                for k, j in enumerate(rng.integers(0, len(run.target), size=len(keep))):
                     source = run.target_cache[j] if stage.cached else as_tensor(run.target[j])
-                    items.append(_random_crop(source, stage.crop_len if stage.cached else crop, rng))
+                    item = _random_crop(source, stage.crop_len if stage.cached else crop, rng)
+                    if keep[k]:
+                        items.append(item)
             h, lens = pad_batch(items, [int(t.shape[-1]) for t in items])
             h, lens = h.to(self.device), lens.to(self.device)
             target = torch.as_tensor(run.y[idx], device=self.device)
@@ -604,17 +657,18 @@ class Trainer:
                 start = stage.n_frozen
             for g in run.opt.param_groups:
                 g["lr"] = g["initial_lr"] * cosine_factor(run.step, run.period_steps, c.min_lr_ratio)
-            domain = None
-            if run.target is not None:
-                logits, domain = self._domain_forward(run, h, lens, start, idx, norms, n_source)
-            elif norms is not None:
-                rows = torch.as_tensor(norms["row_of"][idx])
-                mu_fit, sd_fit = norms["fit"]
-                logits = net.forward_from(
-                    h, lens, start, norm=(mu_fit[rows].to(self.device), sd_fit[rows].to(self.device))
-                )
-            else:
-                logits = net.forward_from(h, lens, start)
+
+            def step(net, h=h, lens=lens, start=start, idx=idx, n_source=n_source):
+                if run.target is not None:
+                    return self._domain_forward(run, net, h, lens, start, idx, norms, n_source)
+                if norms is not None:
+                    rows = torch.as_tensor(norms["row_of"][idx])
+                    mu_fit, sd_fit = norms["fit"]
+                    norm = (mu_fit[rows].to(self.device), sd_fit[rows].to(self.device))
+                    return net.forward_from(h, lens, start, norm=norm), None
+                return net.forward_from(h, lens, start), None
+
+            logits, domain = step(net) if run.ddp is None else run.ddp(step)
             loss = (
                 run.loss_fn(logits, target)
                 if run.batch_loss is None
@@ -623,23 +677,25 @@ class Trainer:
             if domain is not None:
                 loss = loss + c.domain_weight * domain
             run.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scale_loss(loss, len(idx), len(keep), w).backward()
             if c.grad_clip:
                 nn.utils.clip_grad_norm_([p for p in net.parameters() if p.grad is not None], c.grad_clip)
             run.opt.step()
             run.step += 1
             total += loss.item() * len(idx)
             count += len(idx)
+        if w.distributed:
+            total, count = all_sum([total, count], w)
+            average_batchnorm(net, w)
         return total / max(count, 1)
 
-    def _domain_forward(self, run: _Run, h, lens, start: int, idx, norms: dict | None, n_source: int):
+    def _domain_forward(self, run: _Run, net, h, lens, start: int, idx, norms: dict | None, n_source: int):
         """Source logits and the domain loss of one joint batch (source rows first, then target rows).
 
         Returns ``(logits of the source rows, domain loss or None)``; the loss is None when nothing
         below the pooled embedding is trainable at this stage (progressive training's head-only
         stage with a parameter-free pooling) — under ``strategy: freeze`` that is an error.
         """
-        net = run.net
         p = net.pooled_from(h, lens, start)
         p_s, p_t = p[:n_source], p[n_source:]
         if norms is not None:
@@ -671,17 +727,25 @@ class Trainer:
                 logits = net.from_pooled(((p_val - mu_v) / sd_v).to(self.device)).float().cpu().numpy()
             _set_trainable(net, stage.n_frozen, c.train_bn)
         elif stage.have_cache:
-            logits = predict_logits(
-                net,
-                [],
-                level=stage.n_frozen,
-                features=[run.cache[i] for i in val_idx],
-                device=self.device,
-                batch_seconds=c.eval_batch_seconds,
+            logits = gather(
+                lambda ix: predict_logits(
+                    net,
+                    [],
+                    level=stage.n_frozen,
+                    features=[run.cache[i] for i in ix],
+                    device=self.device,
+                    batch_seconds=c.eval_batch_seconds,
+                ),
+                val_idx,
+                run.world,
             )
         else:
-            logits = predict_logits(
-                net, [run.signals[i] for i in val_idx], device=self.device, batch_seconds=c.eval_batch_seconds
+            logits = gather(
+                lambda ix: predict_logits(
+                    net, [run.signals[i] for i in ix], device=self.device, batch_seconds=c.eval_batch_seconds
+                ),
+                val_idx,
+                run.world,
             )
         with torch.no_grad():
             val_loss = float(
@@ -715,7 +779,13 @@ class Trainer:
         net.eval()
         if run.spk_norm:
             # fallback statistics (a speaker with too few utterances, or adapt=False): all training utterances
-            p_all = predict_pooled(net, run.signals, device=self.device, batch_seconds=c.eval_batch_seconds)
+            p_all = gather(
+                lambda ix: predict_pooled(
+                    net, [run.signals[i] for i in ix], device=self.device, batch_seconds=c.eval_batch_seconds
+                ),
+                np.arange(len(run.signals)),
+                run.world,
+            )
             net.set_global_norm(*global_stats(p_all))
         for p in net.parameters():
             p.requires_grad_(True)
@@ -731,7 +801,7 @@ class Trainer:
             history=run.history,
         )
 
-    def _build_cache(self, net: BlockwiseNet, signals, level: int, budget: int):
+    def _build_cache(self, net: BlockwiseNet, signals, level: int, budget: int, w: World):
         """Level-``level`` features of every signal, or None when they would exceed ``cache_max_mb``."""
         probe = level_features(net, [signals[0]], level, self.device, budget)[0]
         total_frames = sum(int(net.level_lengths(len(s), 0, level)) for s in signals)
@@ -740,7 +810,11 @@ class Trainer:
             self._log(f"not caching level-{level} features ({mb:.0f} MB > cache_max_mb)")
             return None
         t0 = time.perf_counter()
-        feats = level_features(net, signals, level, self.device, budget)
+        feats = gather(
+            lambda ix: level_features(net, [signals[i] for i in ix], level, self.device, budget),
+            np.arange(len(signals)),
+            w,
+        )
         self._log(f"cached the frozen {level} block(s)' output: {mb:.1f} MB in {time.perf_counter() - t0:.1f}s")
         return feats
 
@@ -771,6 +845,9 @@ class _Run:
     target: list | None = None  # unlabelled target signals (train-time domain adaptation)
     target_cache: list | None = None  # their frozen-prefix features, when the source ones are cached
     domain_fn: Callable | None = None
+    world: World = field(default_factory=World)  # the data-parallel process group (one process: none)
+    ddp: nn.Module | None = None  # the DistributedDataParallel wrapper of this stage's trainable parameters
+    ddp_key: tuple | None = None
     step: int = 0
     bad_epochs: int = 0
     best: dict = field(default_factory=lambda: {"ua": -1.0, "loss": math.inf, "epoch": 0, "state": None})
@@ -796,10 +873,11 @@ def _validation_split(y: np.ndarray, speakers, fraction: float, seed: int):
     return split.train_idx, split.val_idx, (list(split.val_speakers) if split.by_speaker else [])
 
 
-def _train_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Consecutive batches of ``order``; a last batch of one joins the previous (batch norm needs two)."""
+def _train_batches(order: np.ndarray, batch_size: int, n_shards: int = 1) -> list[np.ndarray]:
+    """Consecutive batches of ``order``; a last batch too small to give each of ``n_shards``
+    processes two clips joins the previous (batch norm needs two)."""
     batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    if len(batches) > 1 and len(batches[-1]) < 2 * n_shards:
         batches[-2:] = [np.concatenate(batches[-2:])]
     return batches
 
