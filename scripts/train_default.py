@@ -109,8 +109,9 @@ def main(argv=None) -> int:
 
     from serkit.api import _trained_on, _voices_mode, evaluate, prepare_data
     from serkit.artifact import save_model
+    from serkit.deploy.export import export_features
     from serkit.evaluation.run import fit_temperatures
-    from serkit.models import build_model, load_model
+    from serkit.models import build_model
     from serkit.recipe import load_recipe
 
     missing = [d for d in CORPORA.values() if not (DATA / d).is_dir()]
@@ -120,20 +121,19 @@ def main(argv=None) -> int:
     specs = [f"{name}:{DATA / folder}" for name, folder in CORPORA.items()]
     recipe = load_recipe(args.recipe)
     if args.calibrate_only:
-        model, meta = load_model(args.out)
+        import json
+
+        from serkit.artifact import read_metadata
+        from serkit.cache import atomic_write_text
+
+        meta = read_metadata(args.out)
         calibration = fit_temperatures(
             lambda: build_model(recipe.model), prepare_data(specs, recipe.label_set), **_voices_mode(recipe.model)
         )
         calibration.pop("by_corpus", None)
         print(f"calibration: {calibration}", flush=True)
-        save_model(
-            model,
-            args.out,
-            recipe=meta["recipe"],
-            trained_on=meta["trained_on"],
-            metrics=meta["metrics"],
-            extra={"calibration": calibration},
-        )
+        meta["calibration"] = calibration  # only model.json changes: the weights and graphs stay
+        atomic_write_text(Path(args.out) / "model.json", json.dumps(meta, indent=2))
         return 0
     utterances = prepare_data(specs, recipe.label_set)
     if args.scores:
@@ -182,6 +182,9 @@ def main(argv=None) -> int:
         metrics=metrics,
         extra={"calibration": calibration},
     )
+    # the chain serkit predicts with: GE2E network and classifier as ONNX, no torch or scikit-learn needed
+    # (the scikit-learn classifier is kept, so the folder can be exported again)
+    export_features(path, path, keep_sklearn=True)
     size = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
     print(f"default model: {path} ({size / 2**20:.1f} MB)")
     return 0

@@ -12,7 +12,12 @@ librosa = pytest.importorskip("librosa")
 
 @pytest.mark.parametrize(
     "sr,n_fft,n_mels,fmin,fmax",
-    [(16000, 400, 40, 0.0, None), (16000, 512, 64, 0.0, None), (22050, 1024, 64, 50.0, 8000.0), (8000, 256, 24, 20.0, 3800.0)],
+    [
+        (16000, 400, 40, 0.0, None),
+        (16000, 512, 64, 0.0, None),
+        (22050, 1024, 64, 50.0, 8000.0),
+        (8000, 256, 24, 20.0, 3800.0),
+    ],
 )
 def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
     ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)

@@ -641,13 +641,41 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _format(out: str | None, fmt: str | None) -> str:
+    """The table format: ``fmt``, else ``out``'s suffix when it names one, else csv."""
+    if fmt is not None:
+        return fmt
+    suffix = Path(out).suffix.lower().lstrip(".") if out else ""
+    return suffix if suffix in ("csv", "json", "jsonl", "parquet") else "csv"
+
+
+def _write_csv_rows(rows: list[dict], columns: list[str], out: str | None) -> None:
+    """Prediction rows as CSV, byte for byte what ``DataFrame.to_csv(index=False)`` writes (floats by
+    ``repr``, NaN as an empty field, minimal quoting), to ``out`` (atomically) or stdout."""
+    import csv
+    import io
+    import math
+
+    from .cache import atomic_write_bytes
+
+    def cell(v):
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows([cell(r[c]) for c in columns] for r in rows)
+    if out is None:
+        sys.stdout.write(buf.getvalue())
+    else:
+        atomic_write_bytes(out, buf.getvalue().encode())
+
+
 def write_table(table, out: str | None, fmt: str | None) -> None:
     """Write a prediction table as csv/json/jsonl/parquet to ``out`` (atomically) or stdout."""
     from .cache import atomic_write_bytes
 
-    if fmt is None:
-        suffix = Path(out).suffix.lower().lstrip(".") if out else ""
-        fmt = suffix if suffix in ("csv", "json", "jsonl", "parquet") else "csv"
+    fmt = _format(out, fmt)
     if fmt == "parquet":
         if out is None:
             raise SerkitError("parquet output needs --out FILE.parquet")
@@ -774,10 +802,19 @@ def _cmd_predict(args) -> int:
             speakers = [str(Path(c.path).parent) for c in files]
         elif args.adapt_by == "all":
             speakers = ["all"] * len(files)
-        table = rec.predict_batch(files, progress=_progress(args), speakers=speakers)
-    write_table(table, args.out, args.format)
-    failed = table[~table["error"].isin(["", "silence"])]  # a silent window is not a failed file
-    for _, row in failed.iterrows():
+        rows = rec.predict_rows(files, progress=_progress(args), speakers=speakers)
+        if _format(args.out, args.format) == "csv":  # without pandas: what a first run on one file waits for
+            _write_csv_rows(rows, rec.columns, args.out)
+            table = None
+        else:
+            table = rec.table(rows)
+    if table is not None:
+        write_table(table, args.out, args.format)
+        rows = table.to_dict(orient="records")
+    failed = [
+        r for r in rows if r["error"] not in ("", "silence") and isinstance(r["error"], str)
+    ]  # silence is no failure
+    for row in failed:
         print(f"error: {row['error']}", file=sys.stderr)
     n_files = len(files)
     n_bad = len(failed)  # one error row per failed input (file, segment or folder entry)

@@ -200,10 +200,28 @@ def _yin(x: np.ndarray, sr: int, *, fmin: float, fmax: float, hop: int, win_leng
     return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
 
 
+def _fast_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n: a size pocketfft transforms fast (720 for YIN's 669-sample
+    frames, where the next power of two, 1024, took ~40 % longer)."""
+    best = 1 << int(np.ceil(np.log2(n)))
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def _yin_block(fr: np.ndarray, sr: int, *, tau_min: int, tau_max: int, win_length: int):
     frame_length = fr.shape[1]
-    nfft = 1 << int(np.ceil(np.log2(frame_length)))
-    # r(tau) = sum_{j<W} x_j x_{j+tau} by FFT cross-correlation; no wrap-around since nfft >= L.
+    nfft = _fast_size(frame_length + 1)
+    # r(tau) = sum_{j<W} x_j x_{j+tau} by FFT cross-correlation; no wrap-around since nfft > L
+    # (the lags read, tau <= tau_max + 1, reach at most sample W + tau_max + 1 = L).
     spec_full = np.fft.rfft(fr, nfft, axis=1)
     spec_head = np.fft.rfft(fr[:, :win_length], nfft, axis=1)
     r = np.fft.irfft(np.conj(spec_head) * spec_full, nfft, axis=1)[:, : tau_max + 2]

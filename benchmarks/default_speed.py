@@ -1,0 +1,146 @@
+"""The shipped default model from the command line: first-run latency, TESS throughput, one window, agreement.
+
+Issue 17's speed and deployment table. Every timing is a fresh ``serkit`` process, measured from
+process start to its exit (the printed row, the written table), so imports and model loading count:
+
+* ``serkit predict ONE.wav`` — median of ``--repeats`` runs (after one warm-up run that fills the
+  OS file cache), for the shipped model (its ONNX chain: numpy front end, GE2E network and
+  classifier in onnxruntime) and for the same folder without its graphs (torch GE2E,
+  scikit-learn classifier: how it predicted before the export);
+* ``serkit predict TESS/ --out T.csv`` on all 2 800 TESS files (decoding included): seconds of
+  audio per wall second and the peak resident memory of the process tree's largest process;
+* one 1-s window, in process, on one thread (median of 300 calls after 30 warm-up calls);
+* label agreement of the two on the 2 800 TESS files.
+
+    python benchmarks/default_speed.py                 # ${SERKIT_DATA:-../shared/data}/tess
+    python benchmarks/default_speed.py --repeats 3 --skip-python   # the chain only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SERKIT_DATA", ROOT.parent / "shared" / "data"))
+SERKIT = [sys.executable, "-m", "serkit.cli"]
+
+
+def python_copy(where: Path) -> Path:
+    """The default model folder without its exported graphs (``config.onnx`` removed)."""
+    from serkit.inference import DEFAULT_MODEL_DIR
+
+    d = where / "default-python"
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["config"].pop("onnx", None)
+    (d / "model.json").write_text(json.dumps(meta))
+    return d
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB of the child, stdout) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # max over children so far (KiB)
+    return wall, max(peak, before) / 1024, out.stdout
+
+
+def first_run(model: list[str], wav: Path, repeats: int) -> float:
+    timed([*SERKIT, "predict", str(wav), "-q", *model])
+    return statistics.median(timed([*SERKIT, "predict", str(wav), "-q", *model])[0] for _ in range(repeats))
+
+
+def window_ms(model_dir) -> float:
+    from serkit.models import load_model
+
+    os.environ["SERKIT_THREADS"] = "1"
+    model, _ = load_model(model_dir)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    x = np.random.default_rng(0).uniform(-0.3, 0.3, 16000).astype(np.float32)
+    for _ in range(30):
+        model.predict_proba([x], adapt=False)
+    times = []
+    for _ in range(300):
+        t0 = time.perf_counter()
+        model.predict_proba([x], adapt=False)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=5, help="runs of `serkit predict ONE.wav` (median)")
+    ap.add_argument("--skip-python", action="store_true", help="measure the ONNX chain only")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args(argv)
+    tess = DATA / "tess"
+    if not tess.is_dir():
+        print(f"default_speed: {tess} not found; set SERKIT_DATA", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    from serkit.inference import DEFAULT_MODEL_DIR
+
+    wav = sorted((DATA / "emodb" / "wav").glob("*.wav"))[0] if (DATA / "emodb").is_dir() else next(tess.rglob("*.*"))
+    rows, tables = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = {"onnx chain (shipped)": ([], DEFAULT_MODEL_DIR)}
+        if not args.skip_python:
+            py = python_copy(tmp)
+            models["torch + scikit-learn"] = (["--model", str(py)], py)
+        for name, (flag, folder) in models.items():
+            one = first_run(flag, wav, args.repeats)
+            out = tmp / f"{len(tables)}.csv"
+            wall, peak, _ = timed([*SERKIT, "predict", str(tess), "--out", str(out), "-q", *flag])
+            table = pd.read_csv(out)
+            tables[name] = table
+            audio = float((table["end"] - table["start"]).sum())
+            rows.append(
+                {
+                    "model": name,
+                    "predict_one_file_s": round(one, 2),
+                    "tess_files": len(table),
+                    "tess_errors": int(table["error"].notna().sum()),
+                    "tess_wall_s": round(wall, 1),
+                    "x_realtime": round(audio / wall, 1),
+                    "peak_rss_mb": round(peak),
+                    "window_1s_ms": round(window_ms(folder), 2),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    if len(tables) == 2:
+        a, b = tables.values()
+        agree = float((a["label"].to_numpy() == b["label"].to_numpy()).mean())
+        dp = float(np.abs(a.filter(like="p_").to_numpy() - b.filter(like="p_").to_numpy()).max())
+        rows.append({"model": "agreement on TESS labels", "agreement": round(agree, 4), "max_abs_dp": dp})
+    print()
+    for r in rows:
+        print(" | ".join(f"{k}={v}" for k, v in r.items()))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
