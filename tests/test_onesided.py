@@ -68,6 +68,16 @@ def test_a_one_sided_speaker_keeps_its_single_utterance_prediction():
     np.testing.assert_allclose(robust, single, atol=1e-9)
 
 
+def test_the_weights_come_from_uncalibrated_probabilities():
+    # a temperature of 20 flattens the single clips to top p ≈ 0.55 (one-sidedness ≈ 0.1), but the
+    # test reads the model's own probabilities: still one-sided, still single-utterance
+    model, signals = _Toy().set_temperatures({"none": 20.0, "speaker": 2.0}), _signals([1.0, 1.5, 2.0])
+    robust = model.set_adapt_rule("robust").predict_proba(signals, speakers=["a"] * 3, adapt=True)
+    single = model.predict_proba(signals, adapt=False)
+    assert single.max() < 0.6
+    np.testing.assert_allclose(robust, single, atol=1e-9)
+
+
 def test_a_balanced_speaker_is_adapted_fully():
     # clips near the boundary from one clip (top p 0.5–0.6); adapted, they spread over both classes
     model, signals = _Toy().set_adapt_rule("robust"), _signals([-0.1, -0.05, 0.0, 0.05, 0.1])

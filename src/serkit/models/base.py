@@ -238,16 +238,18 @@ class Classifier(ABC):
         return self
 
     def _robust(self, single: np.ndarray, adapted: np.ndarray, speakers: list[str]) -> np.ndarray:
-        """The robust rule on calibrated probabilities (each mode with its own temperature)."""
+        """The robust rule: calibrated probabilities (each mode with its own temperature) mixed with
+        weights from the *uncalibrated* single-utterance ones, so calibrating a model does not change
+        which speakers it adapts (the thresholds were chosen on uncalibrated models)."""
         from ..speakers import robust_mix
 
         settings = self.adapt_rule_settings
-        single = self._calibrated(single, None)
         # every speaker is tested; one under the family's minimum is not adapted, so its weight is moot
         return robust_mix(
-            single,
+            self._calibrated(single, None),
             self._calibrated(adapted, speakers),
             speakers,
+            tested=single,
             low=settings["low"],
             high=settings["high"],
             min_utterances=1,
