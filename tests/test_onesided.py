@@ -40,16 +40,20 @@ def _signals(means):
 
 
 def test_one_sidedness_and_weights_known_answers():
-    p = np.array([[0.9, 0.1], [0.7, 0.3], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]])
-    spk = ["a", "a", "b", "b", "c"]
-    # top probabilities 0.9, 0.7 | 0.5, 0.6 | 0.99 on the scale chance (0.5) → 0, certain → 1
-    np.testing.assert_allclose(one_sidedness(p, spk, min_utterances=2), [0.6, 0.6, 0.1, 0.1, 0.0])
-    # low 0, high 0.4: a (0.6) not adapted, b (0.1) 3/4 adapted, c (too few clips) adapted
-    np.testing.assert_allclose(adaptation_weights(p, spk, low=0.0, high=0.4, min_utterances=2), [0, 0, 0.75, 0.75, 1])
-    adapted = np.array([[0.1, 0.9]] * 5)
-    mixed = robust_mix(p, adapted, spk, low=0.0, high=0.4, min_utterances=2)
-    np.testing.assert_allclose(mixed[0], p[0])
-    np.testing.assert_allclose(mixed[2], 0.75 * adapted[2] + 0.25 * p[2])
+    p = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]])
+    spk = ["a", "a", "b", "b", "c", "c", "d"]
+    # a: every clip on one class → 1; b: one clip each way → 0; c: mean (0.9, 0.1) → 1 − H/ln 2;
+    # d: one clip, under min_utterances → 0
+    c = 1 + (0.9 * np.log(0.9) + 0.1 * np.log(0.1)) / np.log(2)
+    np.testing.assert_allclose(one_sidedness(p, spk, min_utterances=2), [1, 1, 0, 0, c, c, 0], atol=1e-9)
+    # low 0.25, high 0.75: a not adapted, b and d adapted, c (0.531) partly
+    w = adaptation_weights(p, spk, low=0.25, high=0.75, min_utterances=2)
+    np.testing.assert_allclose(w, [0, 0, 1, 1, (0.75 - c) / 0.5, (0.75 - c) / 0.5, 1], atol=1e-9)
+    adapted = np.array([[0.2, 0.8]] * 7)
+    mixed = robust_mix(p, adapted, spk, low=0.25, high=0.75, min_utterances=2)
+    np.testing.assert_allclose(mixed[0], p[0], atol=1e-9)
+    np.testing.assert_allclose(mixed[2], adapted[2])
+    np.testing.assert_allclose(mixed[4], w[4] * adapted[4] + (1 - w[4]) * p[4])
     np.testing.assert_allclose(mixed.sum(axis=1), 1.0)
     with pytest.raises(ConfigError, match="low < high"):
         adaptation_weights(p, spk, low=0.7, high=0.5)
@@ -69,7 +73,7 @@ def test_a_one_sided_speaker_keeps_its_single_utterance_prediction():
 
 
 def test_the_weights_come_from_uncalibrated_probabilities():
-    # a temperature of 20 flattens the single clips to top p ≈ 0.55 (one-sidedness ≈ 0.1), but the
+    # a temperature of 20 flattens the single clips to top p ≈ 0.55 (one-sidedness ≈ 0.01), but the
     # test reads the model's own probabilities: still one-sided, still single-utterance
     model, signals = _Toy().set_temperatures({"none": 20.0, "speaker": 2.0}), _signals([1.0, 1.5, 2.0])
     robust = model.set_adapt_rule("robust").predict_proba(signals, speakers=["a"] * 3, adapt=True)
