@@ -40,12 +40,11 @@ import argparse
 import dataclasses
 import itertools
 import os
-import sys
 import time
 
 import numpy as np
 
-from domain import CORPORA, DATA, fitted, load_capped, missing_corpora
+from domain import CORPORA, fitted, load_capped, named_corpora
 
 GROUPINGS = ("balanced", "one-sided", "two-emotion")
 
@@ -141,10 +140,8 @@ def main(argv=None) -> int:
 
     from serkit.speakers import ROBUST_ADAPTATION
 
-    names = [c.strip() for c in args.corpora.split(",") if c.strip()]
-    missing = missing_corpora(names)
-    if missing:
-        print(f"onesided: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
+    names = named_corpora(args.corpora, "onesided")
+    if names is None:
         return 2
     t0 = time.perf_counter()
     by = load_capped(names, args.max_per_corpus, say=False)
