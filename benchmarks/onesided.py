@@ -4,6 +4,7 @@ Usage::
 
     export PYTHONPATH=src SERKIT_DATA=../shared/data OPENBLAS_NUM_THREADS=1
     nice -n 10 python benchmarks/onesided.py --cache runs/folds-all
+    nice -n 10 python benchmarks/onesided.py --select nested --cache runs/folds-all
     nice -n 10 python benchmarks/onesided.py --corpora emodb,tess,ravdess --cache runs/folds-3
 
 Per-speaker standardisation assumes a speaker's clips span several emotions; a speaker who is
@@ -24,13 +25,15 @@ with its own statistics) and robust-adapted (``adapt_rule: robust``,
 :func:`serkit.speakers.adaptation_weights`: the adapted and single-utterance probabilities mixed
 per speaker, by how one-sided the speaker's single-utterance predictions look).
 
-The robust rule's two thresholds are chosen on training corpora only (nested leave-one-corpus-out):
-for held-out corpus ``c`` every candidate is scored on the inner folds — the recipe trained
-without ``{c, j}``, scored on ``j`` in the three groupings — for every other corpus ``j``; the
-candidate with the best inner objective (the mean over the three groupings and the inner corpora
-of the robust UA) is applied to ``c``'s outer model. The last lines give the candidate chosen on
-all inner folds together (what :data:`serkit.speakers.ROBUST_ADAPTATION` should be) and the
-table with it. Models come from ``benchmarks/domain.py``'s fitting (``--cache`` shares them; this
+The robust rule's two thresholds are never chosen on the corpus they are scored on
+(``--select``): ``others`` (default) picks, for held-out corpus ``c``, the candidate with the best
+mean robust UA (over the three groupings) on the other corpora's outer folds — models that never
+scored ``c``'s labels, though ``c``'s clips were in their training data; ``nested`` is the strict
+form, inner leave-one-corpus-out: the recipe trained without ``{c, j}`` and scored on ``j``, for
+every other corpus ``j`` (21 more fits for seven corpora); ``shipped`` applies
+:data:`serkit.speakers.ROBUST_ADAPTATION`. The candidate best on every fold together is what that
+constant should be (the shipped model is trained on all seven corpora, so they are its training
+corpora). Models come from ``benchmarks/domain.py``'s fitting (``--cache`` shares them; this
 benchmark uses every clip, ``--max-per-corpus 0``).
 """
 
