@@ -119,7 +119,7 @@ def test_build_model_reads_adapt_rule_from_the_recipe():
     assert build_model({"family": "features", "features": ["librosa"]}).adapt_rule == "full"
 
 
-def test_model_folders_old_and_new(small_model_dir, small_manifest, tmp_path):
+def test_model_folders_old_and_new(small_model_dir, small_manifest, tmp_path, capsys):
     from serkit.corpora import load_corpus
 
     clips = load_corpus(f"manifest:{small_manifest}")
@@ -147,6 +147,10 @@ def test_model_folders_old_and_new(small_model_dir, small_manifest, tmp_path):
         robust, robust_mix(single, full, speakers, low=0.0, high=1.0, min_utterances=1), atol=1e-9
     )
     np.testing.assert_allclose(model.predict_proba_utterances(clips, adapt=False, progress=False), single)
+    from serkit.cli import main
+
+    assert main(["info", str(robust_dir)]) == 0
+    assert "adapt_rule robust" in capsys.readouterr().out
 
     meta["speaker_adaptation"] = {"rule": "robust", "low": 2}
     (robust_dir / "model.json").write_text(json.dumps(meta))
