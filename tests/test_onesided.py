@@ -149,7 +149,7 @@ def test_model_folders_old_and_new(small_model_dir, small_manifest, tmp_path, ca
     np.testing.assert_allclose(model.predict_proba_utterances(clips, adapt=False, progress=False), single)
     from serkit.cli import main
 
-    assert main(["info", str(robust_dir)]) == 0
+    assert main(["info", "--model", str(robust_dir)]) == 0
     assert "adapt_rule robust" in capsys.readouterr().out
 
     meta["speaker_adaptation"] = {"rule": "robust", "low": 2}
