@@ -79,6 +79,17 @@ def missing_corpora(names) -> list[str]:
     return [c for c in names if c not in CORPORA or not (DATA / CORPORA[c]).is_dir()]
 
 
+def named_corpora(text: str, prog: str) -> list[str] | None:
+    """The comma-separated corpus names of ``text``; ``None`` (after saying which, on stderr) when one is
+    no adapter here or has no folder under :data:`DATA`."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    missing = missing_corpora(names)
+    if missing:
+        print(f"{prog}: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
+        return None
+    return names
+
+
 def load_capped(names, max_per_corpus: int, *, say: bool = True) -> dict:
     """Corpus name → its 6-class clips (audio checked), at most ``max_per_corpus`` (:func:`cap`)."""
     from serkit.corpora import load_corpus

@@ -31,13 +31,12 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import sys
 import time
 from collections import Counter
 
 import numpy as np
 
-from domain import CORPORA, DATA, _ua, fitted, load_capped, missing_corpora
+from domain import CORPORA, _ua, fitted, load_capped, named_corpora
 
 #: (voice groups, self-training: None or (fraction, C))
 CANDIDATES = [(k, st) for k in (1, 2, 3) for st in (None, (0.3, 0.01), (0.5, 0.01), (0.5, 0.001))]
@@ -84,10 +83,8 @@ def main(argv=None) -> int:
 
     from joblib import Parallel, delayed
 
-    names = [c.strip() for c in args.corpora.split(",") if c.strip()]
-    missing = missing_corpora(names)
-    if missing:
-        print(f"voices: unknown or missing corpora {missing} under {DATA}; set SERKIT_DATA", file=sys.stderr)
+    names = named_corpora(args.corpora, "voices")
+    if names is None:
         return 2
     t0 = time.perf_counter()
     by = load_capped(names, args.max_per_corpus, say=False)

@@ -205,6 +205,8 @@ def write_model(
         "files": files,
         **(extra or {}),
     }
+    if classifier.adapts_to_speakers:  # how adapt=True predicts (a folder without it: "full")
+        meta["speaker_adaptation"] = classifier.adapt_rule_settings
     (Path(directory) / "model.json").write_text(json.dumps(meta, indent=2, default=json_default))
     return [*files, "model.json"]
 

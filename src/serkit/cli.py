@@ -1039,6 +1039,14 @@ def _cmd_info(args) -> int:
         )
     else:
         print("calibrated: no (probabilities as the model gives them; serkit train --calibrate fits a temperature)")
+    rule = meta.get("speaker_adaptation")
+    if isinstance(rule, dict) and rule.get("rule") == "robust":
+        print(
+            f"speakers:   adapt_rule robust: a speaker's adapted and single-clip probabilities mixed, fully "
+            f"adapted up to one-sidedness {rule.get('low')}, not at all from {rule.get('high')}"
+        )
+    elif isinstance(rule, dict):
+        print(f"speakers:   adapt_rule {rule.get('rule')}: every speaker with enough clips standardised by its own")
     ad = meta.get("adaptation")
     if ad:
         target = ad["target"] if isinstance(ad["target"], str) else ", ".join(ad["target"])

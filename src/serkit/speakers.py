@@ -51,6 +51,11 @@ __all__ = [
     "voice_groups",
     "nearest_voice",
     "group_stats",
+    "ADAPT_RULES",
+    "ROBUST_ADAPTATION",
+    "one_sidedness",
+    "adaptation_weights",
+    "robust_mix",
 ]
 
 #: A speaker needs at least this many utterances for its own statistics; fewer → global statistics.
@@ -256,3 +261,85 @@ def group_stats(x, groups, n_groups: int, global_mean, global_std, *, floor: flo
         if len(rows):
             out_m[g], out_s[g] = mean[rows[0]], std[rows[0]]
     return out_m, out_s
+
+
+#: How an adapted prediction is made (``adapt_rule``, :meth:`serkit.models.Classifier.set_adapt_rule`):
+#: ``full`` — each speaker standardised with its own statistics, as it is; ``robust`` — per speaker,
+#: the adapted probabilities mixed with the single-utterance ones by :func:`adaptation_weights`.
+ADAPT_RULES = ("full", "robust")
+
+#: The robust rule's thresholds on :func:`one_sidedness` (a speaker at or below ``low`` is fully
+#: adapted, at or above ``high`` not at all, linearly between), on the family's uncalibrated
+#: probabilities. Chosen on the seven leave-one-corpus-out folds of the ``default`` recipe together
+#: (``benchmarks/onesided.py``: the best mean UA over real, one-emotion and two-emotion speakers);
+#: chosen per fold without the held-out corpus they were 0.1–0.25 / 0.45–0.7 (by inner folds 0.05–0.3 / 0.4–0.8).
+ROBUST_ADAPTATION = {"low": 0.15, "high": 0.6}
+
+
+def one_sidedness(single_proba, speakers, *, min_utterances: int = MIN_SPEAKER_UTTERANCES) -> np.ndarray:
+    """How one-sided each row's speaker looks [shape=(n,), 0…1], from its single-utterance probabilities.
+
+    One minus the normalised entropy of the speaker's mean single-utterance probabilities
+    (``adapt=False``): 0 when the clips' predictions together cover every class evenly (a speaker
+    whose clips span the emotions), 1 when all of them put everything on one class (a speaker
+    angry in every clip). Measured (``benchmarks/onesided.py``) it separates one-emotion speakers
+    from real ones better than the mean top probability, the share of the most-voted class or the
+    spread of the clips' predictions. Rows of speakers with fewer than ``min_utterances`` clips get 0
+    (they are not adapted anyway).
+
+    >>> p = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    >>> one_sidedness(p, ["a", "a", "b", "b"], min_utterances=2).round(3).tolist()
+    [0.531, 0.531, 0.0, 0.0]
+    """
+    p = np.asarray(single_proba, dtype=np.float64)
+    out = np.zeros(len(p))
+    if not len(p) or p.shape[1] < 2:
+        return out
+    for rows in _speaker_rows(speakers, len(p), min_utterances):
+        m = np.clip(p[rows].mean(axis=0), 1e-12, None)
+        m = m / m.sum()
+        out[rows] = 1.0 + float((m * np.log(m)).sum()) / np.log(p.shape[1])
+    return out
+
+
+def adaptation_weights(
+    single_proba,
+    speakers,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    min_utterances: int = MIN_SPEAKER_UTTERANCES,
+) -> np.ndarray:
+    """The weight [shape=(n,), 0…1] of each row's adapted prediction in the robust rule.
+
+    1 for a speaker whose :func:`one_sidedness` is at most ``low``, 0 at ``high`` or above, linear
+    between (defaults: :data:`ROBUST_ADAPTATION`).
+
+    >>> p = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.1, 0.9]])
+    >>> adaptation_weights(p, ["a", "a", "b", "b"], low=0.1, high=0.5, min_utterances=2).round(2).tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    """
+    low = ROBUST_ADAPTATION["low"] if low is None else float(low)
+    high = ROBUST_ADAPTATION["high"] if high is None else float(high)
+    if not high > low:
+        from .errors import ConfigError
+
+        raise ConfigError(f"the robust rule needs low < high; got low={low}, high={high}")
+    s = one_sidedness(single_proba, speakers, min_utterances=min_utterances)
+    return np.clip((high - s) / (high - low), 0.0, 1.0)
+
+
+def robust_mix(single_proba, adapted_proba, speakers, *, tested=None, **rule) -> np.ndarray:
+    """``w · adapted + (1 − w) · single`` row by row, ``w`` from :func:`adaptation_weights` (``rule``: its
+    ``low``, ``high``, ``min_utterances``) of ``tested`` (default ``single_proba``; the
+    :class:`~serkit.models.Classifier` contract passes the uncalibrated single-utterance
+    probabilities, so a temperature does not move the thresholds): the robust rule's probabilities
+    [shape=(n, c)].
+
+    >>> s = np.array([[0.9, 0.1], [0.9, 0.1]]); a = np.array([[0.2, 0.8], [0.6, 0.4]])
+    >>> robust_mix(s, a, ["x", "x"], low=0.2, high=0.5, min_utterances=2).tolist()
+    [[0.9, 0.1], [0.9, 0.1]]
+    """
+    single = np.asarray(single_proba, dtype=np.float64)
+    w = adaptation_weights(single if tested is None else tested, speakers, **rule)[:, None]
+    return w * np.asarray(adapted_proba, dtype=np.float64) + (1.0 - w) * single

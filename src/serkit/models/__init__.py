@@ -38,4 +38,12 @@ def load_model(directory):
             model.set_temperatures(calibration["temperature"])
         except ConfigError as exc:
             raise ModelError(f"'{directory}': model.json calibration is invalid ({exc})") from None
+    rule = meta.get("speaker_adaptation")
+    if rule is not None:  # how adapt=True predicts; a folder without it adapts fully, as it always did
+        try:
+            if not isinstance(rule, dict):
+                raise ConfigError(f"expected a mapping like {{'rule': 'robust'}}, got {rule!r}")
+            model.set_adapt_rule(**rule)
+        except (ConfigError, TypeError) as exc:
+            raise ModelError(f"'{directory}': model.json speaker_adaptation is invalid ({exc})") from None
     return model, meta

@@ -38,7 +38,10 @@ class Classifier(ABC):
     each utterance on its own (what a single clip gets). ``adapt=None`` (the default) follows the
     model's own setting: adapt exactly when :attr:`adapts_to_speakers` is true (and, for
     :meth:`predict_proba`, ``speakers`` is given). A model that does not adapt
-    (``adapts_to_speakers`` false) predicts the same for both values.
+    (``adapts_to_speakers`` false) predicts the same for both values. How ``adapt=True`` predicts is
+    the model's :attr:`adapt_rule`: ``full`` (as above) or ``robust`` (each speaker's adapted and
+    single-utterance probabilities mixed by how one-sided its clips look, so adapting is never much
+    worse than not adapting; :meth:`set_adapt_rule`).
 
     A family implements :meth:`fit` and :meth:`_predict_signals` (and, where it has a faster path
     through its caches, :meth:`_predict_utterances`); the public :meth:`predict_proba` and
@@ -149,7 +152,9 @@ class Classifier(ABC):
         self._check_fitted()
         signals = list(signals)
         speakers = self._adaptation_speakers(speakers, adapt, len(signals))
-        return self._calibrated(self._predict_signals(signals, speakers), speakers)
+        if speakers is None or self.adapt_rule == "full":
+            return self._calibrated(self._predict_signals(signals, speakers), speakers)
+        return self._robust(*self._predict_signals_both(signals, speakers), speakers)
 
     def predict_proba_utterances(
         self, utterances: Sequence, *, adapt: bool | None = None, progress: bool = True
@@ -162,7 +167,9 @@ class Classifier(ABC):
         self._check_fitted()
         utterances = list(utterances)
         speakers = self._adaptation_speakers([str(u.speaker) for u in utterances], adapt, len(utterances))
-        return self._calibrated(self._predict_utterances(utterances, speakers, progress=progress), speakers)
+        if speakers is None or self.adapt_rule == "full":
+            return self._calibrated(self._predict_utterances(utterances, speakers, progress=progress), speakers)
+        return self._robust(*self._predict_utterances_both(utterances, speakers, progress=progress), speakers)
 
     def predict(self, signals: Sequence[np.ndarray], **kw) -> list[str]:
         p = self.predict_proba(signals, **kw)
@@ -178,6 +185,81 @@ class Classifier(ABC):
 
         signals = [read(u.path, self.sampling_rate, start=u.start, end=u.end)[0] for u in utterances]
         return self._predict_signals(signals, speakers)
+
+    def _predict_signals_both(self, signals: list[np.ndarray], speakers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(single-utterance, adapted)`` probabilities of signals, for the robust rule; by default two
+        calls of :meth:`_predict_signals` (a family that can share the work overrides it)."""
+        return self._predict_signals(signals, None), self._predict_signals(signals, speakers)
+
+    def _predict_utterances_both(
+        self, utterances: list, speakers: list[str], *, progress: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(single-utterance, adapted)`` probabilities of utterances, as :meth:`_predict_signals_both`."""
+        return (
+            self._predict_utterances(utterances, None, progress=progress),
+            self._predict_utterances(utterances, speakers, progress=progress),
+        )
+
+    # -- the adaptation rule ----------------------------------------------------------------------
+    @property
+    def adapt_rule(self) -> str:
+        """How ``adapt=True`` predicts (:data:`serkit.speakers.ADAPT_RULES`): ``"full"`` — every speaker
+        standardised with its own statistics (a model without the setting: as before); ``"robust"`` —
+        per speaker, the adapted probabilities mixed with the single-utterance ones, the more
+        single-utterance the more one-sided the speaker's clips look
+        (:func:`serkit.speakers.robust_mix`), so a speaker whose clips all show one emotion does not
+        have it standardised away. See :meth:`set_adapt_rule`."""
+        return self.adapt_rule_settings["rule"]
+
+    @property
+    def adapt_rule_settings(self) -> dict:
+        """The rule and its thresholds, as ``model.json`` records them (``speaker_adaptation``)."""
+        return dict(getattr(self, "adapt_rule_", None) or {"rule": "full"})
+
+    def set_adapt_rule(self, rule: str = "full", *, low: float | None = None, high: float | None = None) -> Classifier:
+        """Choose how ``adapt=True`` predicts: ``"full"`` or ``"robust"`` (thresholds ``low``/``high`` on
+        :func:`serkit.speakers.one_sidedness`, default :data:`serkit.speakers.ROBUST_ADAPTATION`).
+
+        Read from a recipe's ``model.adapt_rule`` (:func:`build_model`) and from ``model.json``'s
+        ``speaker_adaptation`` (:func:`serkit.models.load_model`); a folder without it is ``full``.
+        Single-utterance predictions (``adapt=False``) are unchanged. Returns ``self``.
+        """
+        from ..speakers import ADAPT_RULES, ROBUST_ADAPTATION
+
+        if rule not in ADAPT_RULES:
+            raise ConfigError(f"unknown adapt_rule {rule!r}; use one of {', '.join(ADAPT_RULES)}")
+        if rule == "full":
+            if low is not None or high is not None:
+                raise ConfigError("adapt_rule 'full' takes no thresholds; low/high belong to 'robust'")
+            self.adapt_rule_ = {"rule": "full"}
+            return self
+        low = ROBUST_ADAPTATION["low"] if low is None else low
+        high = ROBUST_ADAPTATION["high"] if high is None else high
+        for name, value in (("low", low), ("high", high)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"adapt_rule robust: {name} must be a number in [0, 1], got {value!r}")
+        if not high > low:
+            raise ConfigError(f"adapt_rule robust needs low < high; got low={low}, high={high}")
+        self.adapt_rule_ = {"rule": "robust", "low": float(low), "high": float(high)}
+        return self
+
+    def _robust(self, single: np.ndarray, adapted: np.ndarray, speakers: list[str]) -> np.ndarray:
+        """The robust rule: calibrated probabilities (each mode with its own temperature) mixed with
+        weights from the *uncalibrated* single-utterance ones, so calibrating a model does not change
+        which speakers it adapts (the thresholds were chosen on uncalibrated models)."""
+        from ..speakers import robust_mix
+
+        settings = self.adapt_rule_settings
+        # every speaker is tested; one under the family's minimum is not adapted, so its weight is moot
+        return robust_mix(
+            self._calibrated(single, None),
+            self._calibrated(adapted, speakers),
+            speakers,
+            tested=single,
+            low=settings["low"],
+            high=settings["high"],
+            min_utterances=1,
+        )
 
     # -- calibration ----------------------------------------------------------------------------
     @property
@@ -281,11 +363,21 @@ def register_model(name: str):
 
 
 def build_model(section: dict) -> Classifier:
-    """Build an unfitted classifier from a recipe's ``model`` section (``{"family": ..., **options}``)."""
+    """Build an unfitted classifier from a recipe's ``model`` section (``{"family": ..., **options}``).
+
+    ``adapt_rule`` (``full`` | ``robust``, or ``{rule: robust, low: L, high: H}``) is the contract's
+    own setting (:meth:`Classifier.set_adapt_rule`), taken out before the family is built."""
     options = dict(section)
     family = options.pop("family", None)
     if family is None:
         from ..errors import ConfigError
 
         raise ConfigError(f"recipe model section needs a 'family'; known: {', '.join(MODELS.names())}")
-    return MODELS.get(family)(**options)
+    rule = options.pop("adapt_rule", None)  # the Classifier contract's setting, not a family's option
+    model = MODELS.get(family)(**options)
+    if rule is not None:
+        if isinstance(rule, dict):
+            model.set_adapt_rule(**rule)
+        else:
+            model.set_adapt_rule(rule)
+    return model

@@ -646,6 +646,20 @@ class FeatureClassifier(Classifier):
         voice = self._voice_of(utterances=utterances, progress=progress) if speakers is None else None
         return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers, voice)
 
+    def _predict_signals_both(self, signals, speakers):
+        """Single-utterance and adapted probabilities from one feature extraction (the robust rule)."""
+        if len(signals) == 0:
+            empty = np.zeros((0, len(self.labels_)))
+            return empty, empty
+        views = self._blocks_from_signals(signals)
+        voice = self._voice_of(signals=signals)
+        return self._proba_from_views(views, None, voice), self._proba_from_views(views, speakers)
+
+    def _predict_utterances_both(self, utterances, speakers, *, progress: bool):
+        views = self._blocks_from_utterances(utterances, progress)
+        voice = self._voice_of(utterances=utterances, progress=progress)
+        return self._proba_from_views(views, None, voice), self._proba_from_views(views, speakers)
+
     # -- voice groups -----------------------------------------------------------------------------
     @property
     def single_utterance_mode(self) -> str:  # type: ignore[override]
