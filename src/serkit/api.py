@@ -239,24 +239,6 @@ def train(
     records ``"distributed"``. With ``engine="ray"`` and ``nproc=1`` the feature-cache step runs as
     Ray tasks instead (``workers``: CPUs to plan for). Runtime options: never saved with a model.
     """
-    if nproc == 1:
-        with _engine(engine, address, workers):
-            return _train_here(
-                corpora,
-                recipe,
-                out=out,
-                overrides=overrides,
-                label_set=label_set,
-                metrics=metrics,
-                progress=progress,
-                calibrate=calibrate,
-                target=target,
-                adapt_method=adapt_method,
-            )
-    from .recipe import load_recipe
-
-    r = load_recipe(recipe, overrides)
-    _check_data_parallel(r, nproc, engine, workers)
     options = dict(
         label_set=label_set,
         metrics=metrics,
@@ -265,6 +247,13 @@ def train(
         target=target,
         adapt_method=adapt_method,
     )
+    if nproc == 1:
+        with _engine(engine, address, workers):
+            return _train_here(corpora, recipe, out=out, overrides=overrides, **options)
+    from .recipe import load_recipe
+
+    r = load_recipe(recipe, overrides)
+    _check_data_parallel(r, nproc, engine, workers)
     if engine == "ray":
         from .engines.ray_train import train_data_parallel
 

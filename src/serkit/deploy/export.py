@@ -103,6 +103,28 @@ def _export_module(net):
     return Exported(net).eval()
 
 
+def _trace_to_onnx(module, args: tuple, path, *, inputs: list[str], output: str, dynamic: dict, opset: int) -> None:
+    """``torch.onnx.export`` by tracing (not dynamo), constants folded, without the tracer warnings the
+    callers' own agreement checks cover (:data:`_KNOWN_EXPORT_WARNINGS`, ``TracerWarning``)."""
+    import torch
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        for message in _KNOWN_EXPORT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=[output],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
 def export_onnx(
     model_dir,
     out,
@@ -186,27 +208,18 @@ def export_onnx(
         x[0].uniform_(-0.3, 0.3)
         x[1, : n // 2].uniform_(-0.3, 0.3)
         lengths = torch.tensor([n, n // 2], dtype=torch.long)
-        with torch.no_grad(), warnings.catch_warnings():
-            # the trace turns torch.as_tensor(lengths) on an already-traced tensor into a warning, not
-            # a constant: the check below and tests/test_export.py run other batch sizes and lengths
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            for message in _KNOWN_EXPORT_WARNINGS:
-                warnings.filterwarnings("ignore", message=message, category=UserWarning)
-            torch.onnx.export(
-                wrapper,
-                (x, lengths),
-                str(fp32),
-                input_names=["waveform", "lengths"],
-                output_names=["probabilities"],
-                dynamic_axes={
-                    "waveform": {0: "batch", 1: "samples"},
-                    "lengths": {0: "batch"},
-                    "probabilities": {0: "batch"},
-                },
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
+        # the trace turns torch.as_tensor(lengths) on an already-traced tensor into a warning, not
+        # a constant: the check below and tests/test_export.py run other batch sizes and lengths
+        _trace_to_onnx(
+            wrapper,
+            (x, lengths),
+            fp32,
+            inputs=["waveform", "lengths"],
+            output="probabilities",
+            dynamic={"waveform": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, "probabilities": {0: "batch"}},
+            opset=opset,
+        )
+        with torch.no_grad():
             reference = wrapper(x, lengths).numpy()
         got = _run(fp32, x.numpy(), lengths.numpy())
         if not np.allclose(got, reference, atol=1e-4):
@@ -602,21 +615,16 @@ def export_ge2e(extractor, path, *, opset: int = 17) -> Path:
     net = Pooled().eval()
     x = torch.rand(2, 120, 40) * 3
     lengths = torch.tensor([120, 70])
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the LSTM's shape checks; checked below
-        for message in _KNOWN_EXPORT_WARNINGS:
-            warnings.filterwarnings("ignore", message=message, category=UserWarning)
-        torch.onnx.export(
-            net,
-            (x, lengths),
-            str(path),
-            input_names=["mels", "lengths"],
-            output_names=["features"],
-            dynamic_axes={"mels": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "features": {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    _trace_to_onnx(  # the LSTM's shape checks warn; checked below
+        net,
+        (x, lengths),
+        path,
+        inputs=["mels", "lengths"],
+        output="features",
+        dynamic={"mels": {0: "batch", 1: "frames"}, "lengths": {0: "batch"}, "features": {0: "batch"}},
+        opset=opset,
+    )
+    with torch.no_grad():
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
