@@ -41,9 +41,16 @@ def _payload_pipeline(marker: Path):
     )
 
 
-def _copy_default(tmp_path: Path) -> Path:
+def _copy_default(tmp_path: Path, *, onnx: bool = False) -> Path:
+    """A copy of the default model; without ``onnx`` its exported graphs are left out of
+    ``model.json``, so it loads its scikit-learn classifier (``estimators.skops``), the file most of
+    these tests tamper with."""
     target = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, target)
+    if not onnx:
+        meta = json.loads((target / "model.json").read_text())
+        del meta["config"]["onnx"]
+        (target / "model.json").write_text(json.dumps(meta))
     return target
 
 
@@ -142,9 +149,11 @@ def test_model_file_refuses_names_leaving_the_folder(tmp_path, name):
         model_file(tmp_path, name)
 
 
-@pytest.mark.parametrize("member", ["model.json", "normalisation.npz", "estimators.skops"])
+@pytest.mark.parametrize(
+    "member", ["model.json", "normalisation.npz", "estimators.skops", "classifier.onnx", "ge2e_0.onnx"]
+)
 def test_links_leaving_the_folder_are_refused(tmp_path, member):
-    model = _copy_default(tmp_path)
+    model = _copy_default(tmp_path, onnx=member.endswith(".onnx"))
     outside = tmp_path / "outside"
     shutil.copy(model / member, outside)
     (model / member).unlink()
@@ -255,6 +264,16 @@ def test_unreadable_weight_files_give_one_model_error(tmp_path, content):
     else:
         target.write_bytes(b"")
     with pytest.raises(ModelError, match="not a readable skops file"):
+        load_model(model)
+
+
+@pytest.mark.parametrize("member", ["classifier.onnx", "ge2e_0.onnx"])
+def test_unreadable_onnx_graphs_give_one_model_error(tmp_path, member):
+    """A damaged exported graph is a ModelError when the model loads, not an onnxruntime traceback
+    at the first prediction."""
+    model = _copy_default(tmp_path, onnx=True)
+    (model / member).write_bytes((model / member).read_bytes()[:300])
+    with pytest.raises(ModelError, match=f"{member}.*not a readable ONNX graph"):
         load_model(model)
 
 

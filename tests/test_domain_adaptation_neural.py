@@ -329,22 +329,35 @@ def test_method_errors_name_what_applies():
     check_method(transformer, "deep-coral", when="train")
 
 
-def test_a_coral_adapted_feature_model_is_not_exported(tmp_path, capsys):
-    """Feature models run their front ends in Python, so no CORAL map ever needs to live in an ONNX graph."""
+def test_a_coral_adapted_feature_model_exports_as_a_chain_with_its_map(tmp_path):
+    """A feature model's standardisation and CORAL map stay numpy in its export (the chain), so an
+    adapted model's exported single-clip predictions equal the adapted model's."""
     from serkit.artifact import save_model
     from serkit.cli import main
     from serkit.domain import coral_map, domain_stats
+    from serkit.features import get_extractor
+    from serkit.models import load_model
 
     rng = np.random.default_rng(6)
-    x = rng.normal(size=(60, 4))
-    labels = [("angry", "sad")[i % 2] for i in range(60)]
-    model = FeatureClassifier(["librosa"], classifier="logreg", normalisation="global", grid={"C": [1.0]})
-    model.fit_features([x], labels, np.array(["a"] * 60))
+    t = np.arange(16000) / 16000
+    signals = [
+        (
+            0.2 * np.sin(2 * np.pi * (120 + 80 * (i % 2) + 5 * rng.random()) * t) + 0.02 * rng.standard_normal(16000)
+        ).astype(np.float32)
+        for i in range(40)
+    ]
+    x = get_extractor("logmel").functionals_batch(signals)
+    labels = [("angry", "sad")[i % 2] for i in range(40)]
+    model = FeatureClassifier(["logmel"], classifier="logreg", normalisation="global", grid={"C": [1.0]})
+    model.fit_features([x], labels, np.array(["a"] * 40))
     model.set_domain(maps=[coral_map(model.source_stats_[0], domain_stats(model._domain_rows([[2 * x]])[0]))])
     src = save_model(model, tmp_path / "coral")
-    assert main(["export", str(src), "--format", "onnx", "--out", str(tmp_path / "onnx"), "-q"]) == 2
-    err = capsys.readouterr().err
-    assert "'features' cannot be exported to ONNX" in err and "Traceback" not in err
+    assert main(["export", str(src), "--format", "onnx", "--out", str(tmp_path / "onnx"), "-q"]) == 0
+    exported, meta = load_model(tmp_path / "onnx")
+    assert meta["config"]["onnx"]["classifier"]["file"] == "classifier.onnx"
+    before = load_model(src)[0].predict_proba(signals[:6], adapt=False)
+    np.testing.assert_allclose(exported.predict_proba(signals[:6], adapt=False), before, atol=1e-6)
+    assert exported.domain_map_ is not None
 
 
 class _RowModel(FeatureClassifier):

@@ -231,6 +231,11 @@ def _untrained(model, labels):
     model._predict_utterances = lambda utterances, speakers, *, progress: np.full(
         (len(utterances), len(labels)), 1.0 / len(labels)
     )
+    # the robust adaptation rule (the default recipe's) predicts both ways at once
+    model._predict_utterances_both = lambda utterances, speakers, *, progress: (
+        model._predict_utterances(utterances, None, progress=progress),
+        model._predict_utterances(utterances, speakers, progress=progress),
+    )
     return model
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import ModelError
 from ..melscale import mel_filterbank
 from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor, thread_map
 from .spectral import _frames, _spectrum
@@ -62,15 +63,28 @@ def mel_frames(signal: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(power @ mel_filterbank(_RATE, _N_FFT, _N_MELS).T, dtype=np.float32)
 
 
-def _session(path: str):
-    if path not in _SESSIONS:
+def onnx_session(path: str):
+    """A one-thread onnxruntime session of ``path`` (callers run independent inputs on parallel
+    threads instead, see ``_run_parallel``), kept per process; a file onnxruntime cannot read is a
+    :class:`ModelError` that names it."""
+    import os
+
+    path = str(path)
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)  # a file rewritten in place gets a new session
+    if key not in _SESSIONS:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # clips run on parallel threads instead (see _run_parallel)
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        _SESSIONS[path] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return _SESSIONS[path]
+        try:
+            _SESSIONS[key] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeError types
+            raise ModelError(
+                f"'{path}' is not a readable ONNX graph ({type(exc).__name__}); re-export the model or re-copy it"
+            ) from None
+    return _SESSIONS[key]
 
 
 @register_extractor("ge2e")
@@ -135,6 +149,7 @@ class GE2EExtractor(SlowdownViews):
         length-sorted batches. A runtime choice, not part of :meth:`config` (the values equal
         the torch network's to float32 rounding, so they share the feature cache)."""
         self._onnx = str(path)
+        onnx_session(self._onnx)  # opened now: a damaged graph fails when the model loads
         return self
 
     def _view(self, signals: Sequence[np.ndarray]) -> np.ndarray:
@@ -151,7 +166,7 @@ class GE2EExtractor(SlowdownViews):
         batches = [order[k : k + _BATCH] for k in range(0, len(order), _BATCH)]
         out = np.zeros((len(mels), len(self._view_names())), dtype=np.float32)
         if getattr(self, "_onnx", None):
-            session = _session(self._onnx)
+            session = onnx_session(self._onnx)
 
             def run_onnx(idx: list[int]) -> np.ndarray:
                 lengths = np.array([len(mels[i]) for i in idx], dtype=np.int64)

@@ -1014,13 +1014,16 @@ class OnnxEstimator:
         self.path, self.classes_, self.output = str(path), np.asarray(classes, dtype=np.int64), output
         self._session = None
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def open(self) -> OnnxEstimator:
+        """Open the session now (a damaged file is then a :class:`ModelError` at load time)."""
         if self._session is None:
-            import onnxruntime as ort
+            from ..features.ge2e import onnx_session
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            self._session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+            self._session = onnx_session(self.path)
+        return self
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        self.open()
         name = self._session.get_inputs()[0].name
         return np.asarray(self._session.run(["probabilities"], {name: np.asarray(x, dtype=np.float64)})[0])
 
@@ -1063,7 +1066,9 @@ def _load_onnx_parts(model: FeatureClassifier, directory: Path, spec: dict | Non
     try:
         classifier = spec["classifier"]
         paths = {classifier["file"]: model_file(directory, classifier["file"])}
-        model.estimators_ = [OnnxEstimator(paths[classifier["file"]], classifier["classes"], classifier["output"])]
+        model.estimators_ = [
+            OnnxEstimator(paths[classifier["file"]], classifier["classes"], classifier["output"]).open()
+        ]
         extractors = model._extractors()
         for index, name in spec.get("networks", {}).items():
             paths[name] = model_file(directory, name)
