@@ -649,14 +649,12 @@ def _format(out: str | None, fmt: str | None) -> str:
     return suffix if suffix in ("csv", "json", "jsonl", "parquet") else "csv"
 
 
-def _write_csv_rows(rows: list[dict], columns: list[str], out: str | None) -> None:
-    """Prediction rows as CSV, byte for byte what ``DataFrame.to_csv(index=False)`` writes (floats by
-    ``repr``, NaN as an empty field, minimal quoting), to ``out`` (atomically) or stdout."""
+def _csv_text(rows: list[dict], columns: list[str]) -> str:
+    """Rows as CSV, byte for byte what ``DataFrame.to_csv(index=False)`` writes (floats by ``repr``,
+    NaN as an empty field, minimal quoting), without importing pandas."""
     import csv
     import io
     import math
-
-    from .cache import atomic_write_bytes
 
     def cell(v):
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
@@ -665,33 +663,35 @@ def _write_csv_rows(rows: list[dict], columns: list[str], out: str | None) -> No
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     w.writerows([cell(r[c]) for c in columns] for r in rows)
-    if out is None:
-        sys.stdout.write(buf.getvalue())
-    else:
-        atomic_write_bytes(out, buf.getvalue().encode())
+    return buf.getvalue()
 
 
-def write_table(table, out: str | None, fmt: str | None) -> None:
-    """Write a prediction table as csv/json/jsonl/parquet to ``out`` (atomically) or stdout."""
+def write_rows(rows: list[dict], columns: list[str], out: str | None, fmt: str | None) -> None:
+    """Write prediction rows as csv/json/jsonl/parquet to ``out`` (atomically) or stdout; only the
+    json and parquet formats import pandas (a one-file CSV run would otherwise wait for it)."""
     from .cache import atomic_write_bytes
 
     fmt = _format(out, fmt)
-    if fmt == "parquet":
-        if out is None:
-            raise SerkitError("parquet output needs --out FILE.parquet")
-        import io
-
-        buf = io.BytesIO()
-        table.to_parquet(buf, index=False)
-        atomic_write_bytes(out, buf.getvalue())
-        return
+    if fmt == "parquet" and out is None:
+        raise SerkitError("parquet output needs --out FILE.parquet")
     if fmt == "csv":
-        text = table.to_csv(index=False)
-    elif fmt == "json":
-        text = table.to_json(orient="records", indent=2) + "\n"
+        text = _csv_text(rows, columns)
     else:
-        text = table.to_json(orient="records", lines=True)
-        text = text if text.endswith("\n") or not text else text + "\n"
+        import pandas as pd
+
+        table = pd.DataFrame(rows, columns=columns)
+        if fmt == "parquet":
+            import io
+
+            buf = io.BytesIO()
+            table.to_parquet(buf, index=False)
+            atomic_write_bytes(out, buf.getvalue())
+            return
+        if fmt == "json":
+            text = table.to_json(orient="records", indent=2) + "\n"
+        else:
+            text = table.to_json(orient="records", lines=True)
+            text = text if text.endswith("\n") or not text else text + "\n"
     if out is None:
         sys.stdout.write(text)
     else:
@@ -794,6 +794,7 @@ def _cmd_predict(args) -> int:
                 if (part["error"].isin(["", "silence"])).all() and len(part):
                     plot_timeline(part, png)
             _say(args, f"plots written to {args.plot}/")
+        rows, columns = table.to_dict(orient="records"), list(table.columns)
     elif args.plot:
         raise SerkitError("--plot draws timelines; add --timeline")
     else:
@@ -802,15 +803,8 @@ def _cmd_predict(args) -> int:
             speakers = [str(Path(c.path).parent) for c in files]
         elif args.adapt_by == "all":
             speakers = ["all"] * len(files)
-        rows = rec.predict_rows(files, progress=_progress(args), speakers=speakers)
-        if _format(args.out, args.format) == "csv":  # without pandas: what a first run on one file waits for
-            _write_csv_rows(rows, rec.columns, args.out)
-            table = None
-        else:
-            table = rec.table(rows)
-    if table is not None:
-        write_table(table, args.out, args.format)
-        rows = table.to_dict(orient="records")
+        rows, columns = rec.predict_rows(files, progress=_progress(args), speakers=speakers), rec.columns
+    write_rows(rows, columns, args.out, args.format)
     failed = [
         r for r in rows if r["error"] not in ("", "silence") and isinstance(r["error"], str)
     ]  # silence is no failure

@@ -349,10 +349,6 @@ class Recognizer:
             self.predict_rows(items, batch_size=batch_size, n_threads=n_threads, progress=progress, speakers=speakers)
         )
 
-    def table(self, rows: list[dict]):
-        """Rows (:meth:`predict_rows`) as the prediction table, a ``pandas.DataFrame`` of :attr:`columns`."""
-        return self._table(rows)
-
     @property
     def columns(self) -> list[str]:
         """The prediction table's columns: ``file, start, end, label, p_<label>..., error``."""

@@ -28,6 +28,7 @@ import weakref
 from .errors import ConfigError
 
 __all__ = [
+    "onnx_session",
     "default_threads",
     "default_jobs",
     "io_threads",
@@ -225,3 +226,32 @@ def handle_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+#: onnxruntime sessions by (path, size, mtime), one per process (:func:`onnx_session`)
+_SESSIONS: dict = {}
+
+
+def onnx_session(path: str):
+    """A one-thread onnxruntime session of ``path`` (callers run independent inputs on parallel
+    threads instead: the GE2E graph, :mod:`serkit.features.ge2e`; an exported classifier,
+    :class:`serkit.models.features.OnnxEstimator`), kept per process; a file onnxruntime cannot read
+    is a :class:`~serkit.errors.ModelError` that names it."""
+    from .errors import ModelError
+
+    path = str(path)
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)  # a file rewritten in place gets a new session
+    if key not in _SESSIONS:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        try:
+            _SESSIONS[key] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeError types
+            raise ModelError(
+                f"'{path}' is not a readable ONNX graph ({type(exc).__name__}); re-export the model or re-copy it"
+            ) from None
+    return _SESSIONS[key]

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ModelError
 from ..melscale import mel_filterbank
+from ..runtime import onnx_session
 from .base import ProcessModel, SlowdownViews, _run_parallel, _split, register_extractor, thread_map
 from .spectral import _frames, _spectrum
 
@@ -43,8 +43,16 @@ def _build_model():
 
 #: the pretrained encoder, built once per process
 _MODEL = ProcessModel(_build_model)
-#: onnxruntime sessions of exported encoders, by path, one per process
-_SESSIONS: dict = {}
+
+
+def _padded(mels: list[np.ndarray], idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The mel frames of clips ``idx`` zero-padded into one batch [len(idx), longest, 40] (float32) and
+    their lengths (int64): what the torch encoder and the exported graph both take."""
+    lengths = np.array([len(mels[i]) for i in idx], dtype=np.int64)
+    x = np.zeros((len(idx), int(lengths.max()), mels[idx[0]].shape[1]), dtype=np.float32)
+    for row, i in enumerate(idx):
+        x[row, : len(mels[i])] = mels[i]
+    return x, lengths
 
 
 def mel_frames(signal: np.ndarray) -> np.ndarray:
@@ -61,30 +69,6 @@ def mel_frames(signal: np.ndarray) -> np.ndarray:
         x = x * np.float32(10 ** (TARGET_DBFS / 20) / rms)
     power = _spectrum(_frames(x, _N_FFT, _HOP))
     return np.ascontiguousarray(power @ mel_filterbank(_RATE, _N_FFT, _N_MELS).T, dtype=np.float32)
-
-
-def onnx_session(path: str):
-    """A one-thread onnxruntime session of ``path`` (callers run independent inputs on parallel
-    threads instead, see ``_run_parallel``), kept per process; a file onnxruntime cannot read is a
-    :class:`ModelError` that names it."""
-    import os
-
-    path = str(path)
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns)  # a file rewritten in place gets a new session
-    if key not in _SESSIONS:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        try:
-            _SESSIONS[key] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeError types
-            raise ModelError(
-                f"'{path}' is not a readable ONNX graph ({type(exc).__name__}); re-export the model or re-copy it"
-            ) from None
-    return _SESSIONS[key]
 
 
 @register_extractor("ge2e")
@@ -169,10 +153,7 @@ class GE2EExtractor(SlowdownViews):
             session = onnx_session(self._onnx)
 
             def run_onnx(idx: list[int]) -> np.ndarray:
-                lengths = np.array([len(mels[i]) for i in idx], dtype=np.int64)
-                x = np.zeros((len(idx), int(lengths.max()), mels[idx[0]].shape[1]), dtype=np.float32)
-                for row, i in enumerate(idx):
-                    x[row, : len(mels[i])] = mels[i]
+                x, lengths = _padded(mels, idx)
                 return session.run(None, {"mels": x, "lengths": lengths})[0]
 
             for idx, vals in zip(batches, thread_map(run_onnx, batches)):
@@ -188,10 +169,7 @@ class GE2EExtractor(SlowdownViews):
         model = _MODEL.get()
 
         def run(idx: list[int]) -> np.ndarray:
-            lengths = torch.tensor([len(mels[i]) for i in idx])
-            x = torch.zeros(len(idx), int(lengths.max()), mels[idx[0]].shape[1])
-            for row, i in enumerate(idx):
-                x[row, : len(mels[i])] = torch.from_numpy(mels[i])
+            x, lengths = (torch.from_numpy(a) for a in _padded(mels, idx))
             with torch.inference_mode():
                 acts = model.features(x, self._layers, lengths=lengths)
                 mask = lengths_to_mask(lengths, x.shape[1])

@@ -1008,7 +1008,7 @@ class OnnxEstimator:
     """A fitted scikit-learn classifier exported to ONNX (skl2onnx, float64), run by onnxruntime:
     what :meth:`FeatureClassifier._proba_from_rows` needs of an estimator (``classes_`` and the one
     output the export checked, ``predict_proba`` or ``decision_function``), without scikit-learn.
-    The session is opened on first use, one per process."""
+    :meth:`open` opens its session (the loader does, so a damaged file fails at load), one per process."""
 
     def __init__(self, path, classes, output: str):
         self.path, self.classes_, self.output = str(path), np.asarray(classes, dtype=np.int64), output
@@ -1017,7 +1017,7 @@ class OnnxEstimator:
     def open(self) -> OnnxEstimator:
         """Open the session now (a damaged file is then a :class:`ModelError` at load time)."""
         if self._session is None:
-            from ..features.ge2e import onnx_session
+            from ..runtime import onnx_session
 
             self._session = onnx_session(self.path)
         return self
@@ -1061,7 +1061,7 @@ def _load_onnx_parts(model: FeatureClassifier, directory: Path, spec: dict | Non
         if model_file(directory, "estimators.skops", required=False).exists():
             return False
         raise ModelError(
-            f"the model in '{directory}' is an ONNX export and needs onnxruntime: pip install 'serkit[export]'"
+            f"the model in '{directory}' is an ONNX export and needs onnxruntime (a serkit dependency): pip install onnxruntime"
         )
     try:
         classifier = spec["classifier"]
