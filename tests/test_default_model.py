@@ -53,6 +53,13 @@ def test_default_model_predicts_six_labels_with_probabilities():
     assert np.allclose(q[0], p[0], atol=1e-6)
 
 
+def test_nothing_to_predict_is_an_empty_table_in_every_mode():
+    model = Recognizer.load().classifier
+    for adapt in (False, True):
+        assert model.predict_proba_utterances([], adapt=adapt).shape == (0, 6)
+        assert model.predict_proba([], speakers=[], adapt=adapt).shape == (0, 6)
+
+
 def test_default_model_recognises_real_anger_and_sadness(tess_dir):
     """Clips of the training corpora: a sanity check that the shipped weights are the trained ones."""
     rec = Recognizer.load()

@@ -557,6 +557,51 @@ def test_calibration_over_corpora_reports_each_held_out_corpus():
     assert fold["ece_by_mode"]["none"] == pytest.approx(ece(probs[keep], y[keep]), abs=1e-4)
 
 
+class RobustOverconfident(Overconfident):
+    """Adapts to speakers with the robust rule (thresholds 0 and 0.005: the six speakers' one-sidedness
+    is 0.0007–0.0083, so they get weights from 0.86 to 0): single clips softmax(2.5 z), adapted ones
+    softmax(1.5 z)."""
+
+    def __init__(self):
+        self.set_adapt_rule("robust", low=0.0, high=0.005)
+
+    @property
+    def normalisation(self):
+        return "speaker"
+
+    def _predict_utterances(self, utterances, speakers, *, progress):
+        z = (self.T if speakers is None else 1.5) * np.array([u.extra["z"] for u in utterances])
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+def test_the_speaker_temperature_calibrates_what_the_robust_rule_returns():
+    """fit_temperatures fits the speaker temperature on adapt=True outputs (the mix); the contract applies
+    it to the mix, so the fitted record's ECE is the calibrated model's own (the stand-in needs no
+    training, so its out-of-fold predictions are its predictions)."""
+    from serkit.calibration import apply_temperature, ece, fit_temperature
+    from serkit.evaluation.run import fit_temperatures
+    from serkit.speakers import robust_mix
+
+    data = _overconfident_data()
+    rec = fit_temperatures(RobustOverconfident, data)
+    y = np.array(["abc".index(u.label) for u in data])
+    spk = [u.speaker for u in data]
+    raw = RobustOverconfident().fit(data)
+    single, adapted = (
+        raw.predict_proba_utterances(data, adapt=False),
+        raw._predict_utterances(data, spk, progress=False),
+    )
+    mixed = robust_mix(single, adapted, spk, low=0.0, high=0.005, min_utterances=1)
+    assert np.abs(mixed - adapted).max() > 0.1 and np.abs(mixed - single).max() > 0.1  # a real mix
+    assert rec["temperature"]["speaker"] == pytest.approx(fit_temperature(mixed, y), rel=1e-6)
+    model = RobustOverconfident().fit(data).set_temperatures(rec["temperature"])
+    calibrated = model.predict_proba_utterances(data, adapt=True)
+    np.testing.assert_allclose(calibrated, apply_temperature(mixed, rec["temperature"]["speaker"]), atol=1e-12)
+    assert ece(calibrated, y) == pytest.approx(rec["ece_after"]["speaker"], abs=1e-9)
+    assert rec["ece_after"]["speaker"] < 0.5 * rec["ece_before"]["speaker"]
+
+
 def test_temperatures_are_applied_by_the_contract_per_mode():
     data = _overconfident_data(n_speakers=2, per_speaker=5)
     model = Overconfident().fit(data)

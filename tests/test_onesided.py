@@ -72,14 +72,18 @@ def test_a_one_sided_speaker_keeps_its_single_utterance_prediction():
     np.testing.assert_allclose(robust, single, atol=1e-9)
 
 
-def test_the_weights_come_from_uncalibrated_probabilities():
+def test_the_weights_come_from_uncalibrated_probabilities_and_the_mix_is_calibrated():
     # a temperature of 20 flattens the single clips to top p ≈ 0.55 (one-sidedness ≈ 0.01), but the
-    # test reads the model's own probabilities: still one-sided, still single-utterance
+    # test reads the model's own probabilities: still one-sided, still single-utterance; the mix is
+    # then scaled by the speaker temperature (2.0), the one fitted on adapt=True outputs
+    from serkit.calibration import apply_temperature
+
     model, signals = _Toy().set_temperatures({"none": 20.0, "speaker": 2.0}), _signals([1.0, 1.5, 2.0])
     robust = model.set_adapt_rule("robust").predict_proba(signals, speakers=["a"] * 3, adapt=True)
-    single = model.predict_proba(signals, adapt=False)
-    assert single.max() < 0.6
-    np.testing.assert_allclose(robust, single, atol=1e-9)
+    assert model.predict_proba(signals, adapt=False).max() < 0.6
+    raw = _Toy().predict_proba(signals, adapt=False)
+    assert raw.min(axis=1).max() < 0.05  # clearly one-sided before the temperature
+    np.testing.assert_allclose(robust, apply_temperature(raw, 2.0), atol=1e-9)
 
 
 def test_a_balanced_speaker_is_adapted_fully():

@@ -329,17 +329,16 @@ def adaptation_weights(
     return np.clip((high - s) / (high - low), 0.0, 1.0)
 
 
-def robust_mix(single_proba, adapted_proba, speakers, *, tested=None, **rule) -> np.ndarray:
+def robust_mix(single_proba, adapted_proba, speakers, **rule) -> np.ndarray:
     """``w · adapted + (1 − w) · single`` row by row, ``w`` from :func:`adaptation_weights` (``rule``: its
-    ``low``, ``high``, ``min_utterances``) of ``tested`` (default ``single_proba``; the
-    :class:`~serkit.models.Classifier` contract passes the uncalibrated single-utterance
-    probabilities, so a temperature does not move the thresholds): the robust rule's probabilities
-    [shape=(n, c)].
+    ``low``, ``high``, ``min_utterances``) of ``single_proba``: the robust rule's probabilities
+    [shape=(n, c)]. The :class:`~serkit.models.Classifier` contract mixes uncalibrated probabilities
+    (so a temperature does not move the thresholds) and calibrates the mix.
 
     >>> s = np.array([[0.9, 0.1], [0.9, 0.1]]); a = np.array([[0.2, 0.8], [0.6, 0.4]])
     >>> robust_mix(s, a, ["x", "x"], low=0.2, high=0.5, min_utterances=2).tolist()
     [[0.9, 0.1], [0.9, 0.1]]
     """
     single = np.asarray(single_proba, dtype=np.float64)
-    w = adaptation_weights(single if tested is None else tested, speakers, **rule)[:, None]
+    w = adaptation_weights(single, speakers, **rule)[:, None]
     return w * np.asarray(adapted_proba, dtype=np.float64) + (1.0 - w) * single

@@ -152,6 +152,8 @@ class Classifier(ABC):
         self._check_fitted()
         signals = list(signals)
         speakers = self._adaptation_speakers(speakers, adapt, len(signals))
+        if not signals:  # nothing to predict: no family is asked to standardise an empty batch
+            return np.zeros((0, len(self.labels_)))
         if speakers is None or self.adapt_rule == "full":
             return self._calibrated(self._predict_signals(signals, speakers), speakers)
         return self._robust(*self._predict_signals_both(signals, speakers), speakers)
@@ -167,6 +169,8 @@ class Classifier(ABC):
         self._check_fitted()
         utterances = list(utterances)
         speakers = self._adaptation_speakers([str(u.speaker) for u in utterances], adapt, len(utterances))
+        if not utterances:
+            return np.zeros((0, len(self.labels_)))
         if speakers is None or self.adapt_rule == "full":
             return self._calibrated(self._predict_utterances(utterances, speakers, progress=progress), speakers)
         return self._robust(*self._predict_utterances_both(utterances, speakers, progress=progress), speakers)
@@ -244,22 +248,17 @@ class Classifier(ABC):
         return self
 
     def _robust(self, single: np.ndarray, adapted: np.ndarray, speakers: list[str]) -> np.ndarray:
-        """The robust rule: calibrated probabilities (each mode with its own temperature) mixed with
-        weights from the *uncalibrated* single-utterance ones, so calibrating a model does not change
-        which speakers it adapts (the thresholds were chosen on uncalibrated models)."""
+        """The robust rule: the uncalibrated single-utterance and adapted probabilities mixed per speaker
+        (weights from the single-utterance ones, so calibrating a model does not change which speakers
+        it adapts: the thresholds were chosen on uncalibrated models), then the ``speaker`` temperature.
+        That temperature calibrates what ``adapt=True`` returns, whatever the rule: it is fitted on those
+        outputs (:func:`serkit.evaluation.run.fit_temperatures`) and applied to them."""
         from ..speakers import robust_mix
 
         settings = self.adapt_rule_settings
         # every speaker is tested; one under the family's minimum is not adapted, so its weight is moot
-        return robust_mix(
-            self._calibrated(single, None),
-            self._calibrated(adapted, speakers),
-            speakers,
-            tested=single,
-            low=settings["low"],
-            high=settings["high"],
-            min_utterances=1,
-        )
+        mixed = robust_mix(single, adapted, speakers, low=settings["low"], high=settings["high"], min_utterances=1)
+        return self._calibrated(mixed, speakers)
 
     # -- calibration ----------------------------------------------------------------------------
     @property
