@@ -14,7 +14,8 @@ info`` prints them.
 The leave-one-corpus-out run is also the calibration (one temperature per mode,
 ``api.train(calibrate=True)``'s rule, fitted on those out-of-fold predictions), so each held-out
 corpus' ECE is given after its mode's temperature (one number per mode over all seven corpora).
-``--calibrate-only`` refits just the calibration of the model in ``--out``. The model keeps its
+``--calibrate-only`` refits just the calibration of the model in ``--out`` and, from the same run, its
+leave-one-corpus-out scores (after a change of the adaptation rule or of how it is calibrated). The model keeps its
 training features' mean and covariance (``domain.npz``), so ``serkit adapt --target calls/ --out
 my-model`` works on it without the training data.
 
@@ -103,7 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--calibrate-only",
         action="store_true",
-        help="keep the model in --out as it is (estimators, scores) and refit only its calibration",
+        help="keep the model in --out as it is (estimators, graphs) and refit only its calibration and, from the "
+        "same run, its leave-one-corpus-out scores",
     )
     args = ap.parse_args(argv)
 
@@ -130,8 +132,10 @@ def main(argv=None) -> int:
         calibration = fit_temperatures(
             lambda: build_model(recipe.model), prepare_data(specs, recipe.label_set), **_voices_mode(recipe.model)
         )
-        calibration.pop("by_corpus", None)
-        print(f"calibration: {calibration}", flush=True)
+        # the same out-of-fold run scores the recipe leave-one-corpus-out (under its adaptation rule)
+        meta.setdefault("metrics", {})["loco"] = loco_scores(calibration)
+        calibration.pop("by_corpus")
+        print(f"calibration: {calibration}\nloco: {meta['metrics']['loco']}", flush=True)
         meta["calibration"] = calibration  # only model.json changes: the weights and graphs stay
         atomic_write_text(Path(args.out) / "model.json", json.dumps(meta, indent=2))
         return 0

@@ -584,33 +584,17 @@ def export_ge2e(extractor, path, *, opset: int = 17) -> Path:
     from torch import nn
 
     from ..features.ge2e import _MODEL
-    from ..networks.heads import MASKED_STATS, lengths_to_mask
 
     encoder = _MODEL.get()
     layers, pools = list(extractor._layers), list(extractor._pools)
-    deepest = max(3 if layer == "embedding" else int(layer[-1]) for layer in layers)
 
-    class Pooled(nn.Module):
+    class Pooled(nn.Module):  # SpeakerEncoder.pooled with the extractor's layers and statistics fixed
         def __init__(self):
             super().__init__()
             self.encoder = encoder
 
         def forward(self, mels, lengths):
-            acts, h = {}, mels
-            for i in range(deepest):
-                h, _ = self.encoder.lstms[i](h)
-                acts[f"lstm{i + 1}"] = h
-            mask = lengths_to_mask(lengths, mels.shape[1])
-            parts = []
-            for layer in layers:
-                if layer == "embedding":
-                    last = acts["lstm3"][torch.arange(mels.shape[0]), lengths - 1]
-                    e = torch.relu(self.encoder.linear(last))
-                    parts.append(e / e.norm(dim=1, keepdim=True).clamp_min(1e-12))
-                else:
-                    a = acts[layer].transpose(1, 2)
-                    parts.extend(MASKED_STATS[s](a, mask) for s in pools)
-            return torch.cat(parts, dim=1)
+            return self.encoder.pooled(mels, lengths, layers, pools)
 
     net = Pooled().eval()
     x = torch.rand(2, 120, 40) * 3

@@ -29,7 +29,7 @@ _RATE, _N_MELS, _N_FFT, _HOP = 16000, 40, 400, 160
 
 _LAYER_DIMS = {"lstm1": 256, "lstm2": 256, "lstm3": 256, "embedding": 256}
 _POOLS = ("mean", "std", "max")
-#: clips per packed LSTM batch (sorted by length, so little is padded)
+#: clips per zero-padded LSTM batch (sorted by length, so little is padded)
 _BATCH = 16
 #: shortest input (seconds at 16 kHz) the encoder is given: one 25 ms window and then some
 _MIN_SECONDS = 0.05
@@ -92,11 +92,11 @@ class GE2EExtractor(SlowdownViews):
     Notes
     -----
     The vector has ``256 * len(pool)`` values per LSTM layer and 256 for ``embedding`` (1 024 for
-    the default ``lstm2,lstm3`` with ``mean,std``). Clips run in packed batches of similar length
-    on ``default_jobs()`` threads with one torch thread each.
+    the default ``lstm2,lstm3`` with ``mean,std``). Clips run in zero-padded batches of similar length
+    (:meth:`serkit.networks.ge2e.SpeakerEncoder.pooled`) on ``default_jobs()`` threads with one torch thread each.
     """
 
-    VERSION = 2  # 2: packed batches, masked statistics
+    VERSION = 2  # 2: batches of masked statistics (padded since 2026-12-02: the same values to float32 rounding)
     parallel = False
     network_rate = 16000
 
@@ -138,7 +138,7 @@ class GE2EExtractor(SlowdownViews):
 
     def _view(self, signals: Sequence[np.ndarray]) -> np.ndarray:
         """Pooled encoder states of signals presented to the encoder as 16 kHz speech: clips are
-        sorted by length and run in small batches of packed sequences (each clip's vector equals
+        sorted by length and run in small zero-padded batches (each clip's vector equals
         the one it gets alone, to float32 rounding), the batches on ``default_jobs()`` threads with
         one torch thread each (or one-thread onnxruntime sessions, :meth:`use_onnx`)."""
         n_min = int(_MIN_SECONDS * self.network_rate)
@@ -164,23 +164,12 @@ class GE2EExtractor(SlowdownViews):
     def _view_torch(self, mels: list[np.ndarray], batches: list[list[int]], out: np.ndarray) -> np.ndarray:
         import torch
 
-        from ..networks.heads import MASKED_STATS, lengths_to_mask
-
         model = _MODEL.get()
 
         def run(idx: list[int]) -> np.ndarray:
             x, lengths = (torch.from_numpy(a) for a in _padded(mels, idx))
             with torch.inference_mode():
-                acts = model.features(x, self._layers, lengths=lengths)
-                mask = lengths_to_mask(lengths, x.shape[1])
-                parts = []
-                for layer in self._layers:
-                    if layer == "embedding":
-                        parts.append(acts[layer])
-                    else:
-                        a = acts[layer].transpose(1, 2)  # [batch, channels, frames], as the pooling helpers take
-                        parts.extend(MASKED_STATS[s](a, mask) for s in self._pools)
-                return torch.cat(parts, dim=1).numpy()
+                return model.pooled(x, lengths, self._layers, self._pools).numpy()
 
         for idx, vals in zip(batches, _run_parallel(run, batches)):
             out[idx] = vals

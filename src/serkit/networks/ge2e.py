@@ -70,9 +70,10 @@ class SpeakerEncoder(nn.Module):
         Returns ``{layer: [batch, frames, 256]}`` for ``lstm1``…``lstm3`` and ``[batch, 256]`` for
         ``embedding`` (Resemblyzer's: ReLU(linear(last state of lstm3)), L2-normalised, here over
         the whole sequence rather than averaged over 1.6 s partial windows). With ``lengths``
-        (valid frames of each zero-padded sequence) the LSTMs run on packed sequences: each
-        sequence's frames, and its embedding, equal those of the sequence alone; frames past a
-        sequence's length are zero.
+        (valid frames of each zero-padded sequence) each sequence's frames, and its embedding (taken
+        at its last valid frame), equal those of the sequence alone: the LSTMs run forward only, so
+        the padding after a sequence never reaches its valid frames (plain padded tensors, no packed
+        sequences, so the same code traces to ONNX); frames past a sequence's length are zero.
         """
         from ..errors import ConfigError
 
@@ -84,16 +85,31 @@ class SpeakerEncoder(nn.Module):
         deepest = 3 if "embedding" in layers else max(LAYERS.index(name) + 1 for name in layers)
         out: dict[str, torch.Tensor] = {}
         h = mels
-        last = None
         for i in range(deepest):
-            if lengths is None:
-                h, (last, _) = self.lstms[i](h)
-            else:
-                packed = nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                y, (last, _) = self.lstms[i](packed)
-                h, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=mels.shape[1])
+            h, _ = self.lstms[i](h)
             out[LAYERS[i]] = h
         if "embedding" in layers:
-            e = torch.relu(self.linear(last[-1]))  # the final state: each sequence's own last valid frame
+            last = h[:, -1] if lengths is None else h[torch.arange(h.shape[0]), lengths - 1]
+            e = torch.relu(self.linear(last))
             out["embedding"] = e / e.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if lengths is not None:
+            valid = (torch.arange(mels.shape[1])[None, :] < lengths[:, None]).to(mels.dtype)[:, :, None]
+            out.update({name: out[name] * valid for name in layers if name != "embedding"})
         return {name: out[name] for name in layers}
+
+    def pooled(self, mels: torch.Tensor, lengths: torch.Tensor, layers, pools) -> torch.Tensor:
+        """``[batch, d]``: for each of ``layers`` in order, the ``pools`` statistics (``mean``, ``std``,
+        ``max``; :data:`serkit.networks.heads.MASKED_STATS`) of its valid frames, or the embedding —
+        what the ``ge2e`` feature set computes, and the graph :func:`serkit.deploy.export.export_ge2e`
+        writes (one implementation for both)."""
+        from .heads import MASKED_STATS, lengths_to_mask
+
+        acts = self.features(mels, layers, lengths=lengths)
+        mask = lengths_to_mask(lengths, mels.shape[1])
+        parts = []
+        for layer in layers:
+            if layer == "embedding":
+                parts.append(acts[layer])
+            else:  # [batch, channels, frames], as the pooling helpers take
+                parts.extend(MASKED_STATS[s](acts[layer].transpose(1, 2), mask) for s in pools)
+        return torch.cat(parts, dim=1)
