@@ -15,7 +15,8 @@ The leave-one-corpus-out run is also the calibration (one temperature per mode,
 ``api.train(calibrate=True)``'s rule, fitted on those out-of-fold predictions), so each held-out
 corpus' ECE is given after its mode's temperature (one number per mode over all seven corpora).
 ``--calibrate-only`` refits just the calibration of the model in ``--out`` and, from the same run, its
-leave-one-corpus-out scores (after a change of the adaptation rule or of how it is calibrated). The model keeps its
+leave-one-corpus-out scores (after a change of the adaptation rule or of how it is calibrated);
+``--rescore`` scores the recipe under ``--protocols`` again and rewrites only those scores. The model keeps its
 training features' mean and covariance (``domain.npz``), so ``serkit adapt --target calls/ --out
 my-model`` works on it without the training data.
 
@@ -107,6 +108,12 @@ def main(argv=None) -> int:
         help="keep the model in --out as it is (estimators, graphs) and refit only its calibration and, from the "
         "same run, its leave-one-corpus-out scores",
     )
+    ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="keep the model in --out as it is and score the recipe under --protocols again, rewriting only "
+        "those scores in its model.json (after a change of the adaptation rule)",
+    )
     args = ap.parse_args(argv)
 
     from serkit.api import _trained_on, _voices_mode, evaluate, prepare_data
@@ -137,6 +144,19 @@ def main(argv=None) -> int:
         calibration.pop("by_corpus")
         print(f"calibration: {calibration}\nloco: {meta['metrics']['loco']}", flush=True)
         meta["calibration"] = calibration  # only model.json changes: the weights and graphs stay
+        atomic_write_text(Path(args.out) / "model.json", json.dumps(meta, indent=2))
+        return 0
+    if args.rescore:
+        import json
+
+        from serkit.artifact import read_metadata
+        from serkit.cache import atomic_write_text
+
+        meta = read_metadata(args.out)
+        for protocol in args.protocols.split(","):
+            report = evaluate(specs, args.recipe, protocol=protocol, progress=True)
+            meta.setdefault("metrics", {})[protocol] = scores(report)
+            print(f"{protocol}: {meta['metrics'][protocol]}", flush=True)
         atomic_write_text(Path(args.out) / "model.json", json.dumps(meta, indent=2))
         return 0
     utterances = prepare_data(specs, recipe.label_set)
