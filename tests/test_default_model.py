@@ -141,6 +141,29 @@ def test_cli_adapts_by_folder(emodb_dir, tmp_path):
     assert main(["predict", str(tmp_path / "caller03"), "--adapt-by", "all", "--timeline", "-q"]) == 2
 
 
+def test_cli_adapt_rule_chooses_how_a_one_sided_speaker_is_adapted(emodb_dir, tmp_path, capsys):
+    """--adapt-rule full standardises a caller angry in every clip by those clips (the anger is taken
+    away); the shipped rule (robust) keeps its single-clip view; both equal the Python model."""
+    from serkit.audio import read
+    from serkit.models import load_model
+
+    files = sorted((emodb_dir / "wav").glob("03???W?.wav"))[:12]
+    assert len(files) == 12
+    signals = [read(f, 16000)[0] for f in files]
+    got = {}
+    for rule in ("full", "robust"):
+        out = tmp_path / f"{rule}.csv"
+        args = ["predict", *map(str, files), "--adapt-by", "all", "--adapt-rule", rule, "--out", str(out), "-q"]
+        assert main(args) == 0
+        got[rule] = pd.read_csv(out)
+        model, _ = load_model(DEFAULT_MODEL_DIR)
+        expected = model.set_adapt_rule(rule).predict_proba(signals, speakers=["all"] * 12)
+        np.testing.assert_allclose(got[rule][[f"p_{lab}" for lab in SIX]].to_numpy(float), expected, atol=1e-6)
+    assert (got["robust"]["label"] == "angry").sum() > (got["full"]["label"] == "angry").sum()
+    assert main(["predict", str(files[0]), "--adapt-rule", "full", "-q"]) == 2
+    assert "add --adapt-by" in capsys.readouterr().err
+
+
 def test_default_model_is_calibrated_and_never_sure_of_the_synthetic_examples():
     """Temperatures fitted on its leave-one-corpus-out predictions; the TTS clips in examples/audio
     (no emotion acted) got 0.98-1.00 'angry' before calibration."""

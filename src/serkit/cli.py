@@ -271,6 +271,14 @@ def _parser() -> argparse.ArgumentParser:
         f"replace the training set's (needs >= {MIN_SPEAKER_UTTERANCES} files per speaker); with --timeline, "
         f"file: the windows of one recording are one speaker (>= {MIN_SPEAKER_UTTERANCES} windows)",
     )
+    pr.add_argument(
+        "--adapt-rule",
+        default=None,
+        choices=["full", "robust"],
+        help="with --adapt-by: how adaptation predicts; full standardises every speaker by its own clips (best when "
+        "they span several emotions), robust holds back where a speaker's clips look one-sided (default: the "
+        "model's own, printed by serkit info)",
+    )
 
     pt = cmd("pretrain", "pretrain a network's backbone on unlabelled audio (SimCLR or teacher-student)")
     pt.add_argument(
@@ -704,6 +712,7 @@ def _cmd_predict_ray(args) -> int:
         for flag, on in (
             ("--timeline", args.timeline),
             ("--adapt-by", args.adapt_by),
+            ("--adapt-rule", args.adapt_rule),
             ("--plot", args.plot),
             ("--vad", args.vad),
             ("--format", args.format not in (None, "parquet")),
@@ -763,7 +772,14 @@ def _cmd_predict(args) -> int:
     for flag, on in ray_only:
         if on:
             raise SerkitError(f"{flag} applies to --engine ray; add --engine ray or drop {flag}")
-    rec = Recognizer.load(args.model, max_duration_s=args.max_duration, min_confidence=args.min_confidence)
+    if args.adapt_rule and not args.adapt_by:
+        raise SerkitError(
+            f"--adapt-rule {args.adapt_rule} says how speaker adaptation predicts: add --adapt-by folder|all "
+            "(or --timeline --adapt-by file), or drop --adapt-rule"
+        )
+    rec = Recognizer.load(
+        args.model, max_duration_s=args.max_duration, min_confidence=args.min_confidence, adapt_rule=args.adapt_rule
+    )
     files = expand_inputs(args.paths)
     if not files:
         raise SerkitError(f"no audio files found in {' '.join(args.paths)} (looked for .wav .flac .ogg .mp3)")

@@ -143,6 +143,11 @@ class Recognizer:
         ``"uncertain"`` (:data:`serkit.calibration.UNCERTAIN`); its probabilities are kept. ``None``
         (default) always gives the top label. Calibrated models (``serkit train --calibrate``) make
         the threshold mean what it says.
+    adapt_rule : {"full", "robust"}, optional
+        How speaker adaptation predicts (:meth:`serkit.models.Classifier.set_adapt_rule`): ``"full"``
+        standardises every speaker by its own clips (best when a speaker's clips span several
+        emotions), ``"robust"`` holds back for speakers whose clips look one-sided (a call angry
+        throughout). ``None`` (default): the model's own (``model.json`` ``speaker_adaptation``).
 
     Examples
     --------
@@ -162,10 +167,13 @@ class Recognizer:
         long_window: float = LONG_WINDOW_S,
         long_hop: float = LONG_HOP_S,
         min_confidence: float | None = None,
+        adapt_rule: str | None = None,
     ):
         from .audio import duration_limit_s
         from .calibration import check_min_confidence
 
+        if adapt_rule is not None and adapt_rule != classifier.adapt_rule:  # the same rule keeps its thresholds
+            classifier.set_adapt_rule(adapt_rule)
         self.classifier = classifier
         self.metadata = metadata or {}
         self.min_duration = min_duration
