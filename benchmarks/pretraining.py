@@ -22,6 +22,11 @@ folds, single utterance (training statistics only) and speaker-adapted, then mea
 ``--quick`` shrinks everything so that it runs in about half an hour on a shared 2-core machine: the
 first EmoDB speaker as the only fold, 10 % and 25 %, one seed, 50 pretraining clips per corpus, 1
 pretraining epoch, 3 training epochs on 1.5-s crops. Its numbers say the pipeline runs, not what pretraining buys.
+
+Measured (2026-12-02, all 10 folds, 10 % of the labels, seed 0, ``--pretrain-clips 200 --pretrain-epochs 3``;
+each method its own process with ``--methods M``, load 2-4), UA single / adapted: random 0.393 / 0.435,
+SimCLR 0.382 / 0.413, teacher (GE2E) 0.363 / 0.412; ``--methods soundnet-svm --fractions 0.1,0.25,0.5,1.0
+--seeds 3``: 0.562 / 0.650, 0.590 / 0.725, 0.643 / 0.784, 0.683 / 0.830. The README discusses them.
 """
 
 from __future__ import annotations
