@@ -9,7 +9,8 @@ process start to its exit (the printed row, the written table), so imports and m
   scikit-learn classifier: how it predicted before the export);
 * ``serkit predict TESS/ --out T.csv`` on all 2 800 TESS files (decoding included): seconds of
   audio per wall second and the peak resident memory of the process tree's largest process;
-* one 1-s window, in process, on one thread (median of 300 calls after 30 warm-up calls);
+* one 1-s window, in process, on one thread (median of 300 calls after 30 warm-up calls), and
+  each feature set's extractor alone on that window (where the window's time goes);
 * label agreement of the two on the 2 800 TESS files.
 
     python benchmarks/default_speed.py                 # ${SERKIT_DATA:-../shared/data}/tess
@@ -64,7 +65,9 @@ def first_run(model: list[str], wav: Path, repeats: int) -> float:
     return statistics.median(timed([*SERKIT, "predict", str(wav), "-q", *model])[0] for _ in range(repeats))
 
 
-def window_ms(model_dir) -> float:
+def window_ms(model_dir) -> dict:
+    """Median ms of one 1-s window on one thread: the whole prediction, then each feature set's
+    extractor alone (the rest — standardisation, classifier, calibration — is the difference)."""
     from serkit.models import load_model
 
     os.environ["SERKIT_THREADS"] = "1"
@@ -76,14 +79,19 @@ def window_ms(model_dir) -> float:
     except ImportError:
         pass
     x = np.random.default_rng(0).uniform(-0.3, 0.3, 16000).astype(np.float32)
-    for _ in range(30):
-        model.predict_proba([x], adapt=False)
-    times = []
-    for _ in range(300):
-        t0 = time.perf_counter()
-        model.predict_proba([x], adapt=False)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    calls = {"window_1s_ms": lambda: model.predict_proba([x], adapt=False)}
+    for e in model._extractors():
+        calls[f"window_{e.name}_ms"] = lambda e=e: e.functionals_batch([x])
+    for fn in calls.values():
+        for _ in range(30):
+            fn()
+    times = {k: [] for k in calls}
+    for _ in range(300):  # interleaved, so a slower spell of the machine weighs on every column alike
+        for k, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: round(1000 * float(np.median(v)), 2) for k, v in times.items()}
 
 
 def main(argv=None) -> int:
@@ -124,7 +132,7 @@ def main(argv=None) -> int:
                     "tess_wall_s": round(wall, 1),
                     "x_realtime": round(audio / wall, 1),
                     "peak_rss_mb": round(peak),
-                    "window_1s_ms": round(window_ms(folder), 2),
+                    **window_ms(folder),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
