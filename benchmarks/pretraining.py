@@ -43,7 +43,9 @@ import numpy as np
 
 from domain import CORPORA, DATA, load_capped, missing_corpora
 
-METHODS = ("random", "simclr", "teacher", "soundnet-svm")
+METHODS = ("random", "simclr", "teacher", "teacher-emotion", "soundnet-svm")
+#: the pretraining methods (a checkpoint each) and the ``serkit pretrain --method`` they run
+PRETRAINED = {"simclr": "simclr", "teacher": "teacher", "teacher-emotion": "teacher"}
 
 
 def subsample(train, fraction: float, seed: int) -> list:
@@ -62,7 +64,38 @@ def subsample(train, fraction: float, seed: int) -> list:
     return out
 
 
-def pretrained(method: str, files: list[str], work: Path, epochs: int, overrides: list[str]) -> Path:
+def emotion_teacher(by: dict, work: Path) -> Path:
+    """An ``.npz`` of per-file teacher probabilities (``files``, ``targets``) for the pretraining
+    clips: the ``default`` recipe (GE2E + librosa, logistic regression) fitted on the *labels of the
+    pretraining corpora* (never EmoDB's), predicting each clip from that clip alone (no speaker
+    statistics). Cross-corpus knowledge distillation: the student learns from unlabelled audio what a
+    labelled model of other corpora hears in it, as SoundNet learned from image networks."""
+    path = work / "teacher-emotion.npz"
+    utts = [u for c in sorted(by) for u in by[c]]
+    if path.exists():
+        return path
+    from domain import fitted
+
+    t0 = time.perf_counter()
+    model = fitted("default", utts, cache=str(work / "fits"))
+    proba = model.predict_proba_utterances(utts, adapt=False)
+    tmp = work / f"teacher-emotion.{os.getpid()}.tmp.npz"
+    np.savez(
+        tmp,
+        files=np.array([u.path for u in utts]),
+        targets=np.asarray(proba, dtype=np.float32),
+        labels=np.array(model.labels),
+    )
+    os.replace(tmp, path)
+    agree = float(np.mean([model.labels[j] == u.label for j, u in zip(proba.argmax(1), utts)]))
+    print(
+        f"emotion teacher: default recipe on {len(utts)} labelled clips of {', '.join(sorted(by))}; "
+        f"labels {list(model.labels)}; agrees with their labels on {agree:.1%} ({time.perf_counter() - t0:.0f}s)"
+    )
+    return path
+
+
+def pretrained(method: str, files: list[str], work: Path, epochs: int, overrides: list[str], by: dict) -> Path:
     """The checkpoint of ``method`` on ``files`` (reused, or resumed up to ``epochs``)."""
     from serkit.api import pretrain
     from serkit.training.pretrain import read_checkpoint
@@ -71,13 +104,16 @@ def pretrained(method: str, files: list[str], work: Path, epochs: int, overrides
     resume = out.is_dir()
     if resume and read_checkpoint(out)["epochs_done"] >= epochs:
         return out
+    teacher = {"teacher": "ge2e", "teacher-emotion": None}.get(method)
+    if method == "teacher-emotion":
+        teacher = str(emotion_teacher(by, work))
     t0 = time.perf_counter()
     _, meta = pretrain(
         files,
         out=out,
-        method=method,
+        method=PRETRAINED[method],
         backbone="soundnet-res",
-        teacher="ge2e" if method == "teacher" else None,
+        teacher=teacher,
         teacher_output="embedding",
         overrides=[f"pretrain.epochs={epochs}", *overrides],
         resume=resume,
@@ -136,7 +172,7 @@ def main(argv=None) -> int:
     by = load_capped([c for c in others if c not in gone], pre_cap)
     files = sorted({u.path for utts in by.values() for u in utts})
     print(f"pretraining data: {len(files)} files of {', '.join(by)} (EmoDB excluded: not transductive)")
-    checkpoints = {m: pretrained(m, files, work, pre_epochs, []) for m in ("simclr", "teacher") if m in methods}
+    checkpoints = {m: pretrained(m, files, work, pre_epochs, [], by) for m in PRETRAINED if m in methods}
 
     emodb = load_corpus(f"emodb:{DATA / CORPORA['emodb']}", check_audio=True)
     folds = parse_protocol("loso").folds(emodb)
