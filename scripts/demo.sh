@@ -6,7 +6,7 @@ OUT=${OUT:-out/demo}
 SERKIT=${SERKIT:-serkit}
 RECIPE=${RECIPE:-compare-svm}
 mkdir -p "$OUT"
-echo "== 0/3 the shipped default model (6 classes, trained on EmoDB + TESS + RAVDESS): serkit predict with no --model"
+echo "== 0/3 the shipped default model (6 classes, trained on seven corpora in six languages): serkit predict with no --model"
 $SERKIT info
 clips=(examples/audio/*.flac)
 [ -d "$DATA/tess" ] && clips+=("$DATA/tess/OAF_angry/OAF_bite_angry.flac" "$DATA/tess/YAF_sad/YAF_date_sad.flac")
