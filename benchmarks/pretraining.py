@@ -11,6 +11,10 @@ Rows (all the ``soundnet-res`` recipe's network and training, only the start dif
 * **simclr** — ``model.init`` from ``serkit pretrain --method simclr`` (NT-Xent, two augmented views);
 * **teacher** — ``model.init`` from ``serkit pretrain --method teacher --teacher ge2e`` (the student's
   projection matches the GE2E speaker encoder's utterance embedding, cosine);
+* **teacher-emotion** — ``model.init`` from ``serkit pretrain --method teacher --teacher T.npz``, T the
+  per-file probabilities of the ``default`` recipe fitted on the pretraining corpora' labels (never
+  EmoDB's), each clip predicted alone; KL divergence at the recipe's temperature. Cross-corpus
+  distillation: the student's audio is unlabelled, its teacher learned emotions elsewhere;
 * **soundnet-svm** — the reference: frozen pretrained SoundNet (``soundnet-linear``: slowed speech,
   conv4+conv5 statistics) + linear SVM.
 
@@ -26,7 +30,9 @@ pretraining epoch, 3 training epochs on 1.5-s crops. Its numbers say the pipelin
 Measured (2026-12-02, all 10 folds, 10 % of the labels, seed 0, ``--pretrain-clips 200 --pretrain-epochs 3``;
 each method its own process with ``--methods M``, load 2-4), UA single / adapted: random 0.393 / 0.435,
 SimCLR 0.382 / 0.413, teacher (GE2E) 0.363 / 0.412; ``--methods soundnet-svm --fractions 0.1,0.25,0.5,1.0
---seeds 3``: 0.562 / 0.650, 0.590 / 0.725, 0.643 / 0.784, 0.683 / 0.830. The README discusses them.
+--seeds 3``: 0.562 / 0.650, 0.590 / 0.725, 0.643 / 0.784, 0.683 / 0.830. 2026-12-03, ``--methods teacher-emotion
+--fractions 0.1 --seeds 1 --pretrain-clips 200`` with ``--pretrain-epochs 3`` then ``12`` (resumed;
+load 1.3-2.5): 0.384 / 0.403, then 0.397 / 0.456. The README discusses them.
 """
 
 from __future__ import annotations
