@@ -77,22 +77,25 @@ def emotion_teacher(by: dict, work: Path) -> Path:
     statistics). Cross-corpus knowledge distillation: the student learns from unlabelled audio what a
     labelled model of other corpora hears in it, as SoundNet learned from image networks."""
     path = work / "teacher-emotion.npz"
-    utts = [u for c in sorted(by) for u in by[c]]
     if path.exists():
         return path
+    import io
+
     from domain import fitted
+    from serkit.cache import atomic_write_bytes
 
     t0 = time.perf_counter()
+    utts = [u for c in sorted(by) for u in by[c]]
     model = fitted("default", utts, cache=str(work / "fits"))
     proba = model.predict_proba_utterances(utts, adapt=False)
-    tmp = work / f"teacher-emotion.{os.getpid()}.tmp.npz"
+    buf = io.BytesIO()
     np.savez(
-        tmp,
+        buf,
         files=np.array([u.path for u in utts]),
         targets=np.asarray(proba, dtype=np.float32),
         labels=np.array(model.labels),
     )
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
     agree = float(np.mean([model.labels[j] == u.label for j, u in zip(proba.argmax(1), utts)]))
     print(
         f"emotion teacher: default recipe on {len(utts)} labelled clips of {', '.join(sorted(by))}; "
@@ -110,8 +113,10 @@ def pretrained(method: str, files: list[str], work: Path, epochs: int, overrides
     resume = out.is_dir()
     if resume and read_checkpoint(out)["epochs_done"] >= epochs:
         return out
-    teacher = {"teacher": "ge2e", "teacher-emotion": None}.get(method)
-    if method == "teacher-emotion":
+    teacher = None
+    if method == "teacher":
+        teacher = "ge2e"
+    elif method == "teacher-emotion":
         teacher = str(emotion_teacher(by, work))
     t0 = time.perf_counter()
     _, meta = pretrain(
