@@ -244,7 +244,9 @@ def main(argv=None) -> int:
     if args.out:
         out = {"model": args.model, "recipe": args.recipe, "overrides": args.overrides, "rows": rows}
         out["max_per_corpus"] = args.max_per_corpus
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(out, indent=1))
     return 0
 
 

@@ -248,8 +248,11 @@ def main(argv=None) -> int:
         f"window, one thread; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     if args.json:
+        from serkit.cache import atomic_write_text
+
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(
+        atomic_write_text(
+            args.json,
             json.dumps(
                 {
                     "split": args.split,
@@ -258,7 +261,7 @@ def main(argv=None) -> int:
                     "rows": rows,
                 },
                 indent=2,
-            )
+            ),
         )
     return 0
 

@@ -103,7 +103,9 @@ def main(argv=None) -> int:
     )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"recipe": args.recipe, "rows": rows, "mean": mean}, indent=2))
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps({"recipe": args.recipe, "rows": rows, "mean": mean}, indent=2))
     return 0
 
 

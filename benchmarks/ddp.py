@@ -141,7 +141,9 @@ def main(argv=None) -> int:
             f"difference to nproc {nprocs[0]} {np.mean(ua) - np.mean(base):+.3f}; wall mean {np.mean(wall):.0f} s"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=2))
     return 0
 
 

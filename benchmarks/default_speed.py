@@ -146,7 +146,9 @@ def main(argv=None) -> int:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=2))
     return 0
 
 

@@ -119,10 +119,13 @@ def fitted(recipe_name: str, train, cache: str | None = None):
             return joblib.load(path)
     model = build_model(load_recipe(recipe_name).model).fit(train, progress=False)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        joblib.dump(model, tmp)
-        os.replace(tmp, path)
+        import io
+
+        from serkit.cache import atomic_write_bytes
+
+        buf = io.BytesIO()
+        joblib.dump(model, buf)
+        atomic_write_bytes(path, buf.getvalue())
     return model
 
 
@@ -349,7 +352,9 @@ def _save(rows: dict, args) -> None:
         from serkit.jsonio import dumps
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(dumps(rows))
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(args.out, dumps(rows))
 
 
 def _print(names, rows, args) -> None:

@@ -242,7 +242,9 @@ def main(argv=None) -> int:
             )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"quick": args.quick, "table": table, "runs": results}, indent=1))
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps({"quick": args.quick, "table": table, "runs": results}, indent=1))
     return 0
 
 
