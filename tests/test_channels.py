@@ -161,6 +161,22 @@ def test_feature_classifier_trains_on_channel_rows(emodb_dir, tmp_path):
     loaded, _ = load_model(tmp_path / "m")
     assert loaded.channels == channels and loaded.config()["selected"]["training_rows"] == 60
     np.testing.assert_allclose(loaded.predict_proba_utterances(utts, progress=False), p)
+    # channel_copies: one — a single copy per clip, through the condition drawn for that clip, read
+    # from the same cache entries as the copy-per-condition model's
+    one = FeatureClassifier(["librosa"], grid={"C": [0.01]}, channels=channels, channel_copies="one")
+    drawn = one.channel_draw(utts)
+    assert list(one.channel_draw(utts[5:])) == list(drawn[5:])  # a clip's draw does not depend on the others
+    assert len(set(drawn)) >= 2
+    each_rows, one_rows = model._channel_blocks(utts, False), one._channel_blocks(utts, False)
+    assert len(one_rows) == 1
+    for i, c in enumerate(drawn):
+        np.testing.assert_array_equal(one_rows[0][0][i], each_rows[channels.index(c)][0][i])
+    one.fit(utts, progress=False)
+    assert one.estimators_[0][-1].shape_fit_[0] == 24 and one.selected_["training_rows"] == 24
+    save_model(one, tmp_path / "one")
+    assert load_model(tmp_path / "one")[0].channel_copies == "one"
+    with pytest.raises(ConfigError, match="'each'"):
+        FeatureClassifier(["librosa"], channels=channels, channel_copies="all")
     with pytest.raises(ConfigError, match="codec, level, noise, telephone"):
         FeatureClassifier(["librosa"], channels=["radio"])
     with pytest.raises(ConfigError, match="no audio"):

@@ -117,6 +117,7 @@ def _make_estimator(kind: str, params: dict, class_weight, seed: int, probabilit
 
 #: ``class_weight`` values: sklearn's (``None``, ``"balanced"``) and serkit's corpus-aware one
 _CLASS_WEIGHTS = (None, "balanced", "balanced-corpus")
+_CHANNEL_COPIES = ("each", "one")
 
 
 def balanced_corpus_weights(labels, corpora) -> np.ndarray:
@@ -255,6 +256,13 @@ class FeatureClassifier(Classifier):
         ``global`` uses. ``noise`` mixes in coloured noise or babble of up to 8 training clips
         (chosen by ``seed``). Predictions use the clean views only; ``fit_target`` and
         ``fit_features`` (no audio) refuse channels. The domain statistics are those of the clean rows.
+    channel_copies
+        ``"each"`` (default): every condition in ``channels`` adds its own copy of every training clip.
+        ``"one"``: every training clip gets a single degraded copy, through one of ``channels`` drawn
+        for that clip (uniformly, seeded by ``seed`` and the clip's file name and segment, so the
+        draw is the same in every run and in every fold that trains on the clip): ``n_clips ×
+        (len(speeds) + 1)`` rows whatever the number of conditions, and each condition's features
+        read from the same cache entries as under ``"each"``.
     """
 
     def __init__(
@@ -272,6 +280,7 @@ class FeatureClassifier(Classifier):
         speeds: Sequence[float] = (1.0,),
         seed: int = 0,
         channels: Sequence[str] = (),
+        channel_copies: str = "each",
     ):
         from ..features.base import parse_speeds
 
@@ -287,6 +296,12 @@ class FeatureClassifier(Classifier):
         self.speeds = parse_speeds(speeds)
         self.seed = seed
         self.channels = _parse_channels(channels)
+        self.channel_copies = channel_copies
+        if channel_copies not in _CHANNEL_COPIES:
+            raise ConfigError(
+                f"unknown channel_copies {channel_copies!r}; use 'each' (a copy per condition) "
+                "or 'one' (one copy per clip, its condition drawn)"
+            )
         if class_weight not in _CLASS_WEIGHTS:
             raise ConfigError(
                 f"unknown class_weight {class_weight!r}; use one of balanced, balanced-corpus, null (no weights)"
@@ -530,7 +545,9 @@ class FeatureClassifier(Classifier):
         return [np.concatenate(parts) for parts in out]
 
     def _channel_blocks(self, utterances, progress) -> list[list[np.ndarray]]:
-        """Per channel condition, one [n, d_b] block per feature set of the degraded clips (speed 1)."""
+        """Per channel view, one [n, d_b] block per feature set of the degraded clips (speed 1): a view
+        per condition (``channel_copies: each``) or one view whose clips each went through the
+        condition drawn for them (``one``, :meth:`channel_draw`)."""
         from ..features import extract
         from ..features.base import ChannelView
 
@@ -539,15 +556,42 @@ class FeatureClassifier(Classifier):
             rng = np.random.default_rng(self.seed)
             pick = rng.choice(len(utterances), size=min(8, len(utterances)), replace=False)
             babble = [utterances[int(i)] for i in sorted(pick)]
-        return [
-            [
+
+        def blocks(condition, clips):
+            return [
                 extract(
-                    ChannelView(e, c, self.seed, babble=babble if c == "noise" else ()), utterances, progress=progress
+                    ChannelView(e, condition, self.seed, babble=babble if condition == "noise" else ()),
+                    clips,
+                    progress=progress,
                 )
                 for e in self._extractors()
             ]
-            for c in self.channels
-        ]
+
+        if self.channel_copies == "each":
+            return [blocks(c, utterances) for c in self.channels]
+        drawn = self.channel_draw(utterances)
+        out = [None] * len(self._extractors())
+        for c in self.channels:
+            idx = np.flatnonzero(drawn == c)
+            if not len(idx):
+                continue
+            for b, rows in enumerate(blocks(c, [utterances[int(i)] for i in idx])):
+                if out[b] is None:
+                    out[b] = np.zeros((len(utterances), rows.shape[1]), np.float32)
+                out[b][idx] = rows
+        return [out]
+
+    def channel_draw(self, utterances) -> np.ndarray:
+        """The condition each clip's single degraded copy goes through under ``channel_copies: one``:
+        drawn uniformly from ``channels`` by a generator seeded with ``seed`` and the clip's file
+        name and segment (not its folder, so a moved corpus draws the same)."""
+        import zlib
+
+        names = []
+        for u in utterances:
+            key = zlib.crc32(f"{Path(u.path).name}-{u.start}-{u.end}".encode())
+            names.append(self.channels[int(np.random.default_rng([self.seed, key]).integers(len(self.channels)))])
+        return np.array(names, dtype=object)
 
     def _with_channel_rows(self, xs, y, groups, channel_views, speakers, by):
         """``xs``, ``y``, ``groups`` with every channel view's rows appended: each view standardised on
