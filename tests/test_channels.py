@@ -131,6 +131,21 @@ def test_channel_view_has_its_own_cache_key_and_degrades_the_clip(speech):
         ChannelView(inner, "radio")
 
 
+def test_channel_view_of_an_in_process_extractor_changes_signals_on_threads(speech):
+    """GE2E runs in this process (``parallel = False``), so its view changes a batch on threads:
+    the same rows as changing the clips one by one."""
+    from serkit.features import get_extractor
+    from serkit.features.base import ChannelView
+
+    inner = get_extractor("ge2e")
+    view = ChannelView(inner, "codec", seed=0)
+    assert not view.parallel
+    clips = [speech[:SR], speech[SR : 2 * SR], speech[: SR // 2 * 3]]
+    np.testing.assert_array_equal(
+        view.functionals_batch(clips), inner.functionals_batch([view._change(x) for x in clips])
+    )
+
+
 def test_feature_classifier_trains_on_channel_rows(emodb_dir, tmp_path):
     from serkit.artifact import save_model
     from serkit.corpora import load_corpus

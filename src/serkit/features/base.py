@@ -233,7 +233,12 @@ class _ChangedView(FeatureExtractor):
         return self.inner.functionals(self._change(signal))
 
     def functionals_batch(self, signals: Sequence[np.ndarray]) -> np.ndarray:
-        return self.inner.functionals_batch([self._change(s) for s in signals])
+        # an extractor that runs in this process (torch-batched: ``parallel = False``) gets its
+        # signals changed on threads (resampling, filters and codec round trips release the GIL);
+        # the others already run in worker processes, one per core
+        signals = list(signals)
+        changed = [self._change(s) for s in signals] if self.parallel else thread_map(self._change, signals)
+        return self.inner.functionals_batch(changed)
 
 
 class SpeedView(_ChangedView):
