@@ -262,7 +262,8 @@ class FeatureClassifier(Classifier):
         for that clip (uniformly, seeded by ``seed`` and the clip's file name and segment, so the
         draw is the same in every run and in every fold that trains on the clip): ``n_clips ×
         (len(speeds) + 1)`` rows whatever the number of conditions, and each condition's features
-        read from the same cache entries as under ``"each"``.
+        read from the same cache entries as under ``"each"``. A speaker's copies then mix
+        conditions and are standardised together (``benchmarks/channels.py`` measures both).
     """
 
     def __init__(
