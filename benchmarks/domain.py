@@ -349,10 +349,8 @@ def _neural_rows(neural: dict, nby: dict, args) -> dict:
 
 def _save(rows: dict, args) -> None:
     if args.out:
-        from serkit.jsonio import dumps
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         from serkit.cache import atomic_write_text
+        from serkit.jsonio import dumps
 
         atomic_write_text(args.out, dumps(rows))
 
