@@ -218,3 +218,27 @@ def test_io_threads_are_the_cores_plus_two_at_most_eight(monkeypatch):
     for cores, threads in ((1, 3), (2, 4), (6, 8), (32, 8)):
         monkeypatch.setattr(runtime, "cpu_count", lambda cores=cores: cores)
         assert runtime.io_threads() == threads
+
+
+def _extract_in_worker(paths):
+    import torch  # noqa: F401  (with torch loaded, extraction workers would come from a fork server)
+
+    from serkit.features import extract, get_extractor
+
+    return extract(get_extractor("librosa"), paths, cache=False, n_jobs=2, progress=False)
+
+
+def test_extraction_inside_joblib_workers_stays_in_their_process(emodb_dir):
+    """A loky worker (joblib.Parallel, as benchmarks/onesided.py --jobs 2 uses) has its own start
+    method, and a fork server started from it cannot prepare its children: extraction there runs in
+    the worker itself, with the same features as in this process."""
+    from joblib import Parallel, delayed
+
+    from serkit.features import extract, get_extractor
+
+    paths = [str(p) for p in sorted((emodb_dir / "wav").glob("03a0*.wav"))[:10]]
+    assert len(paths) == 10
+    got = Parallel(n_jobs=2)(delayed(_extract_in_worker)(paths) for _ in range(2))
+    here = extract(get_extractor("librosa"), paths, cache=False, n_jobs=1, progress=False)
+    for rows in got:
+        np.testing.assert_allclose(rows, here, rtol=1e-5, atol=1e-6)

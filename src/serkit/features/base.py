@@ -483,6 +483,10 @@ def _worker_context():
 
     if "torch" not in sys.modules:
         return mp.get_context("fork")
+    if mp.get_start_method(allow_none=True) not in (None, "fork", "spawn", "forkserver"):
+        # inside another library's worker (joblib's loky sets its own start method) a fork server
+        # cannot prepare its children; that worker already has its core, so extraction stays here
+        return None
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     if main_file is not None and not os.path.exists(main_file):
         return None
