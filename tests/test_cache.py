@@ -22,3 +22,28 @@ def test_damaged_entries_read_as_missing(tmp_path):
         path.write_bytes(content)
         assert cache.get("abcd") is None
     assert cache.get("none") is None
+
+
+def test_atomic_writes_get_the_permissions_of_plain_writes(tmp_path):
+    """mkstemp/mkdtemp make owner-only files (0600) and folders (0700); a report, cache entry or
+    model folder written atomically gets what open()/mkdir() would give it under the umask."""
+    import os
+    import stat
+
+    from serkit import cache
+    from serkit.artifact import replace_directory
+    from serkit.cache import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        cache._umask.cache_clear()
+        atomic_write_text(tmp_path / "report.json", "{}")
+        (tmp_path / "plain.json").write_text("{}")
+        replace_directory(tmp_path / "model", lambda d: (d / "model.json").write_text("{}"))
+        (tmp_path / "plain-dir").mkdir()
+        mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+        assert mode(tmp_path / "report.json") == mode(tmp_path / "plain.json") == 0o644
+        assert mode(tmp_path / "model") == mode(tmp_path / "plain-dir") == 0o755
+    finally:
+        os.umask(old)
+        cache._umask.cache_clear()

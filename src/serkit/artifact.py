@@ -29,6 +29,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from .cache import plain_permissions
 from .errors import ModelError
 from .jsonio import json_default
 from .runtime import process_alive
@@ -126,6 +127,7 @@ def replace_directory(directory, write) -> Path:
     _remove_stale_temporaries(parent, directory.name)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_tmp_prefix(directory.name), suffix=".tmp"))
     try:
+        plain_permissions(tmp, directory=True)  # mkdtemp's folder is owner-only
         write(tmp)
         if directory.exists():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=_tmp_prefix(directory.name), suffix=".old"))

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_dir", "file_digest", "config_digest", "FeatureCache", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "cache_dir",
+    "file_digest",
+    "config_digest",
+    "FeatureCache",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "plain_permissions",
+]
 
 
 def cache_dir() -> Path:
@@ -46,14 +54,31 @@ def config_digest(config: dict) -> str:
     return hashlib.blake2b(json.dumps(config, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    # the umask can only be read by setting it; read once, restored at once
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_permissions(path, *, directory: bool = False) -> None:
+    """Give a file or folder made by ``tempfile`` (owner-only: 0600 / 0700) the permissions a plain
+    ``open()`` or ``mkdir()`` would have given it under the process umask (usually 0644 / 0755),
+    so a model, report or cache entry written atomically is as readable as any other file."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (the file gets the
+    permissions a plain write would give it, not the temporary file's owner-only ones)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        plain_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

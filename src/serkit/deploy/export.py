@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import plain_permissions
 from ..errors import ConfigError, ModelError
 
 __all__ = ["ONNX_FILE", "export_onnx", "export_features", "export_ge2e"]
@@ -201,6 +202,7 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
+        plain_permissions(tmp, directory=True)  # mkdtemp's folder is owner-only
         fp32 = tmp / (ONNX_FILE if quantise is None else "model.fp32.onnx")
         # example batch: two clips of different lengths, so the masking path is traced
         n = max(min_samples, sr * 2)
