@@ -22,8 +22,9 @@ Only groups with at least the model's ``min_speaker_utterances`` clips are score
 the training statistics, so adapting changes nothing for them). Each grouping is predicted
 single-utterance (``adapt=False``), fully adapted (``adapt_rule: full``, each group standardised
 with its own statistics) and robust-adapted (``adapt_rule: robust``,
-:func:`serkit.speakers.adaptation_weights`: the adapted and single-utterance probabilities mixed
-per speaker, by how one-sided the speaker's single-utterance predictions look).
+:func:`serkit.speakers.adaptation_weights`: per speaker, the single-utterance probabilities mixed
+with ones adapted given the speaker's emotion mix as its single-utterance predictions estimate it,
+the more single-utterance the more one-sided those predictions look).
 
 The robust rule's two thresholds are never chosen on the corpus they are scored on
 (``--select``): ``others`` (default) picks, for held-out corpus ``c``, the candidate with the best
@@ -84,8 +85,9 @@ def _ua(labels, y, probs) -> float:
 
 
 def probabilities(recipe: str, train, test, cache: str | None) -> dict:
-    """Grouping → ``{"y", "speakers", "single", "adapted", "labels"}`` for ``test`` under the recipe
-    fitted on ``train`` (single-utterance and fully adapted probabilities; the rule is applied later)."""
+    """Grouping → ``{"y", "speakers", "single", "adapted", "given_mix", "labels"}`` for ``test`` under
+    the recipe fitted on ``train``: single-utterance, fully adapted and adapted-given-the-emotion-mix
+    probabilities (the robust rule's weights are applied later)."""
     model = fitted(recipe, train, cache)
     model.set_adapt_rule("full")
     labels = model.labels
@@ -94,12 +96,16 @@ def probabilities(recipe: str, train, test, cache: str | None) -> dict:
         if not clips:  # e.g. no speaker has min_speaker_utterances clips of one emotion
             continue
         pseudo = [dataclasses.replace(u, speaker=s) for u, s in zip(clips, speakers)]
+        # the robust rule's two parts, uncalibrated: single-utterance, and adapted given each speaker's
+        # emotion mix (the fold models carry no temperatures, so these are what the rule mixes)
+        single, given_mix = model._predict_utterances_both(pseudo, list(speakers), progress=False)
         out[name] = {
             "labels": labels,
             "y": [str(u.label) for u in clips],
             "speakers": np.array(speakers),
-            "single": model.predict_proba_utterances(pseudo, adapt=False, progress=False),
+            "single": single,
             "adapted": model.predict_proba_utterances(pseudo, adapt=True, progress=False),
+            "given_mix": given_mix,
         }
     return out
 
@@ -113,7 +119,7 @@ def scores(r: dict, candidates) -> dict:
         row = {"single": _ua(d["labels"], d["y"], d["single"]), "full": _ua(d["labels"], d["y"], d["adapted"])}
         for cand in candidates:
             w = adaptation_weights(d["single"], d["speakers"], low=cand[0], high=cand[1])[:, None]
-            row[cand] = _ua(d["labels"], d["y"], w * d["adapted"] + (1 - w) * d["single"])
+            row[cand] = _ua(d["labels"], d["y"], w * d["given_mix"] + (1 - w) * d["single"])
         row["n"] = len(d["y"])
         out[g] = row
     return out

@@ -276,8 +276,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         choices=["full", "robust"],
         help="with --adapt-by: how adaptation predicts; full standardises every speaker by its own clips (best when "
-        "they span several emotions), robust holds back where a speaker's clips look one-sided (default: the "
-        "model's own, printed by serkit info)",
+        "they span several emotions), robust holds back where a speaker's clips look one-sided and adapts given the "
+        "emotions its clips predict (default: the model's own, printed by serkit info)",
     )
 
     pt = cmd("pretrain", "pretrain a network's backbone on unlabelled audio (SimCLR or teacher-student)")

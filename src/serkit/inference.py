@@ -147,7 +147,7 @@ class Recognizer:
         How speaker adaptation predicts (:meth:`serkit.models.Classifier.set_adapt_rule`): ``"full"``
         standardises every speaker by its own clips (best when a speaker's clips span several
         emotions), ``"robust"`` holds back for speakers whose clips look one-sided (a call angry
-        throughout). ``None`` (default): the model's own (``model.json`` ``speaker_adaptation``).
+        throughout) and adapts given the emotions a speaker's clips predict. ``None`` (default): the model's own (``model.json`` ``speaker_adaptation``).
 
     Examples
     --------

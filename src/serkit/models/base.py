@@ -41,7 +41,8 @@ class Classifier(ABC):
     (``adapts_to_speakers`` false) predicts the same for both values. How ``adapt=True`` predicts is
     the model's :attr:`adapt_rule`: ``full`` (as above) or ``robust`` (each speaker's adapted and
     single-utterance probabilities mixed by how one-sided its clips look, so adapting is never much
-    worse than not adapting; :meth:`set_adapt_rule`).
+    worse than not adapting; a family that keeps its training classes' statistics, the feature
+    models, adapts a speaker there given the emotion mix its single clips predict; :meth:`set_adapt_rule`).
 
     A family implements :meth:`fit` and :meth:`_predict_signals` (and, where it has a faster path
     through its caches, :meth:`_predict_utterances`); the public :meth:`predict_proba` and
@@ -192,7 +193,8 @@ class Classifier(ABC):
 
     def _predict_signals_both(self, signals: list[np.ndarray], speakers: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(single-utterance, adapted)`` probabilities of signals, for the robust rule; by default two
-        calls of :meth:`_predict_signals` (a family that can share the work overrides it)."""
+        calls of :meth:`_predict_signals` (a family that can share the work, or adapt given the emotion
+        mix the single-utterance ones estimate, overrides it)."""
         return self._predict_signals(signals, None), self._predict_signals(signals, speakers)
 
     def _predict_utterances_both(

@@ -52,6 +52,7 @@ from ..speakers import (
     FEATURE_STD_FLOOR,
     MIN_SPEAKER_UTTERANCES,
     VOICE_GROUPS,
+    class_stats,
     global_stats,
     group_stats,
     nearest_voice,
@@ -372,12 +373,17 @@ class FeatureClassifier(Classifier):
         n = int(e.min_duration * e.sampling_rate)
         return functionals_parallel(e, [pad_to(np.asarray(s, np.float32), n) for s in sigs])
 
-    def _normalise(self, block: np.ndarray, b: int, speakers) -> np.ndarray:
-        """Standardise block ``b`` (numbered across views: view * n_feature_sets + set)."""
+    def _normalise(self, block: np.ndarray, b: int, speakers, mix=None) -> np.ndarray:
+        """Standardise block ``b`` (numbered across views: view * n_feature_sets + set). ``mix``: each
+        row's estimated class probabilities, for speaker statistics given the speaker's emotion mix
+        (:func:`serkit.speakers.speaker_stats`; a model fitted before serkit kept class statistics
+        standardises without it)."""
         block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         if self.normalisation == "none":
             return block.astype(np.float64)
         mean, std = self.global_mean_[b], self.global_std_[b]
+        stats = getattr(self, "class_stats_", None)
+        by_mix = mix is not None and stats is not None and self.normalisation == "speaker"
         return speaker_standardise(
             block,
             speakers if self.normalisation == "speaker" else None,
@@ -385,6 +391,8 @@ class FeatureClassifier(Classifier):
             std,
             min_utterances=self.min_speaker_utterances,
             floor=FEATURE_STD_FLOOR,
+            emotion_mix=mix if by_mix else None,
+            class_stats=stats[b] if by_mix else None,
         )
 
     # -- learning ---------------------------------------------------------------------------------
@@ -488,9 +496,18 @@ class FeatureClassifier(Classifier):
             np.concatenate([self._normalise(view[b], v * nb + b, speakers) for v, view in enumerate(views)])
             for b in range(nb)
         ]
+        n = len(labels)
+        y_clip = np.array([labels_.index(l) for l in labels])
+        # per block, each class's mean and variance of the speaker-standardised clean rows: what an
+        # adapted prediction given a speaker's emotion mix standardises towards (the robust rule)
+        self.class_stats_ = (
+            [class_stats(x[v * n : (v + 1) * n], y_clip, len(labels_)) for v in range(len(views)) for x in xs]
+            if self.normalisation == "speaker"
+            else None
+        )
         if target_views is not None:
             xs = self._recolour(xs, views, speakers, target_views, shrink_to)
-        y = np.tile([labels_.index(l) for l in labels], len(views))
+        y = np.tile(y_clip, len(views))
         # inner folds group by speaker; with one training speaker, by clip: a clip's views stay together
         by = np.asarray(speakers) if len(views) == 1 or len(np.unique(speakers)) > 1 else np.arange(len(labels))
         groups = np.tile(by, len(views))
@@ -500,7 +517,6 @@ class FeatureClassifier(Classifier):
         self.selected_ = {}
         # CORAL moves target rows to the distribution the classifier was fitted on: for per-speaker
         # normalisation that is the speaker-standardised training rows, not the single-utterance ones
-        n = len(labels)
         self.source_stats_ = [
             domain_stats(np.concatenate([x[v * n : (v + 1) * n] for x in xs], axis=1)) for v in range(len(views))
         ]
@@ -632,24 +648,26 @@ class FeatureClassifier(Classifier):
         self.selected_ = {"base": params_all}
 
     # -- predicting -------------------------------------------------------------------------------
-    def _proba_from_views(self, views, speakers, voice=None, *, refine: bool = True) -> np.ndarray:
+    def _proba_from_views(self, views, speakers, voice=None, *, refine: bool = True, mix=None) -> np.ndarray:
         """Probabilities from every view's blocks: the geometric mean over the views.
 
         ``voice``: each row's voice group (a ``voices``-adapted model, single-utterance
-        predictions); ``refine=False`` leaves the self-trained head out."""
+        predictions); ``refine=False`` leaves the self-trained head out; ``mix``: each row's
+        estimated class probabilities, for speaker statistics given the speaker's emotion mix."""
         self._check_fitted()
         if len(views) == 1:
-            return self._proba_from_blocks(views[0], 0, speakers, voice, refine)
+            return self._proba_from_blocks(views[0], 0, speakers, voice, refine, mix)
         logs = [
-            np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers, voice, refine), 1e-12))
+            np.log(np.maximum(self._proba_from_blocks(blocks, v, speakers, voice, refine, mix), 1e-12))
             for v, blocks in enumerate(views)
         ]
         return _softmax(np.mean(logs, axis=0))
 
-    def _standardised(self, blocks, view: int, speakers, voice=None) -> list[np.ndarray]:
-        """Per feature set, the rows the classifier sees: per speaker (``speakers``), per voice group
-        (``voice``, single utterance of a ``voices``-adapted model) or with the training statistics
-        (through the CORAL map of a ``coral``-adapted model)."""
+    def _standardised(self, blocks, view: int, speakers, voice=None, mix=None) -> list[np.ndarray]:
+        """Per feature set, the rows the classifier sees: per speaker (``speakers``; given each row's
+        estimated emotion ``mix`` if one is passed), per voice group (``voice``, single utterance of a
+        ``voices``-adapted model) or with the training statistics (through the CORAL map of a
+        ``coral``-adapted model)."""
         nb = len(blocks)
         if speakers is None and voice is not None:
             vs = self.voices_
@@ -658,15 +676,15 @@ class FeatureClassifier(Classifier):
                 / vs["std"][view * nb + i][voice]
                 for i, b in enumerate(blocks)
             ]
-        xs = [self._normalise(b, view * nb + i, speakers) for i, b in enumerate(blocks)]
+        xs = [self._normalise(b, view * nb + i, speakers, mix) for i, b in enumerate(blocks)]
         if getattr(self, "domain_map_", None) is not None and (speakers is None or self.normalisation != "speaker"):
             a, b = self.domain_map_[view]
             x = np.concatenate(xs, axis=1) @ a + b
             xs = np.split(x, np.cumsum([blk.shape[1] for blk in xs])[:-1], axis=1)
         return xs
 
-    def _proba_from_blocks(self, blocks, view: int, speakers, voice=None, refine: bool = True) -> np.ndarray:
-        xs = self._standardised(blocks, view, speakers, voice)
+    def _proba_from_blocks(self, blocks, view: int, speakers, voice=None, refine: bool = True, mix=None) -> np.ndarray:
+        xs = self._standardised(blocks, view, speakers, voice, mix)
         p = self._proba_from_rows(xs)
         head = self.voices_["heads"][view] if speakers is None and voice is not None else None
         return head.refine(p, np.concatenate(xs, axis=1)) if head is not None and refine else p
@@ -692,18 +710,23 @@ class FeatureClassifier(Classifier):
         return self._proba_from_views(self._blocks_from_utterances(utterances, progress), speakers, voice)
 
     def _predict_signals_both(self, signals, speakers):
-        """Single-utterance and adapted probabilities from one feature extraction (the robust rule)."""
+        """Single-utterance and adapted probabilities from one feature extraction (the robust rule).
+
+        The adapted ones standardise each speaker given its emotion mix as the single-utterance
+        probabilities estimate it (:func:`serkit.speakers.speaker_stats`), so a speaker whose clips
+        are all angry is not standardised as if they spanned the emotions of a training speaker."""
         if len(signals) == 0:
             empty = np.zeros((0, len(self.labels_)))
             return empty, empty
-        views = self._blocks_from_signals(signals)
-        voice = self._voice_of(signals=signals)
-        return self._proba_from_views(views, None, voice), self._proba_from_views(views, speakers)
+        return self._both(self._blocks_from_signals(signals), self._voice_of(signals=signals), speakers)
 
     def _predict_utterances_both(self, utterances, speakers, *, progress: bool):
         views = self._blocks_from_utterances(utterances, progress)
-        voice = self._voice_of(utterances=utterances, progress=progress)
-        return self._proba_from_views(views, None, voice), self._proba_from_views(views, speakers)
+        return self._both(views, self._voice_of(utterances=utterances, progress=progress), speakers)
+
+    def _both(self, views, voice, speakers):
+        single = self._proba_from_views(views, None, voice)
+        return single, self._proba_from_views(views, speakers, mix=single)
 
     # -- voice groups -----------------------------------------------------------------------------
     @property
@@ -873,6 +896,8 @@ class FeatureClassifier(Classifier):
             arrays[f"global_std_{i}"] = np.asarray(s, dtype=np.float64)
         if self._decision_calibrated():
             arrays["temperature"] = np.array(self.temperature_, dtype=np.float64)
+        for i, (m, v) in enumerate(getattr(self, "class_stats_", None) or []):
+            arrays[f"class_mean_{i}"], arrays[f"class_var_{i}"] = m.astype(np.float32), v.astype(np.float32)
         np.savez(directory / "normalisation.npz", **arrays)
         files = ["normalisation.npz"]
         if not any(isinstance(e, OnnxEstimator) for e in self.estimators_):
@@ -926,6 +951,12 @@ class FeatureClassifier(Classifier):
             model.global_std_ = [z[f"global_std_{i}"] for i in range(n)]
             if "temperature" in z:
                 model.temperature_ = float(z["temperature"])
+            # models saved before serkit kept class statistics adapt without an emotion mix
+            model.class_stats_ = (
+                [(z[f"class_mean_{i}"].astype(np.float64), z[f"class_var_{i}"].astype(np.float64)) for i in range(n)]
+                if "class_mean_0" in z
+                else None
+            )
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelError(
                 f"cannot read the weights in '{directory}' ({exc}); re-train or re-copy the model"
