@@ -202,7 +202,13 @@ def test_model_folders_old_and_new(small_model_dir, small_manifest, tmp_path, ca
     from serkit.cli import main
 
     assert main(["info", "--model", str(robust_dir)]) == 0
-    assert "adapt_rule robust" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "adapt_rule robust" in shown and "emotion mix" not in shown
+    new = tmp_path / "new"  # the same with the class statistics a model now keeps
+    shutil.copytree(small_model_dir, new)
+    shutil.copyfile(robust_dir / "model.json", new / "model.json")
+    assert main(["info", "--model", str(new)]) == 0
+    assert "adapted given the emotion mix its single clips predict" in capsys.readouterr().out
 
     meta["speaker_adaptation"] = {"rule": "robust", "low": 2}
     (robust_dir / "model.json").write_text(json.dumps(meta))

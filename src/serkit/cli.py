@@ -1006,6 +1006,18 @@ def _cmd_download(args) -> int:
     return 0
 
 
+def _keeps_class_stats(model_dir: Path) -> bool:
+    """Whether a feature model's folder holds its training classes' statistics (robust adaptation
+    given a speaker's emotion mix); read from the archive's list of names, nothing loaded."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_dir / "normalisation.npz") as z:
+            return "class_mean_0.npy" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _cmd_info(args) -> int:
     from .artifact import read_metadata
     from .inference import DEFAULT_MODEL_DIR
@@ -1054,6 +1066,11 @@ def _cmd_info(args) -> int:
         print(
             f"speakers:   adapt_rule robust: a speaker's adapted and single-clip probabilities mixed, fully "
             f"adapted up to one-sidedness {rule.get('low')}, not at all from {rule.get('high')}"
+            + (
+                "; adapted given the emotion mix its single clips predict"
+                if _keeps_class_stats(Path(args.model or DEFAULT_MODEL_DIR))
+                else ""
+            )
         )
     elif isinstance(rule, dict):
         print(f"speakers:   adapt_rule {rule.get('rule')}: every speaker with enough clips standardised by its own")
