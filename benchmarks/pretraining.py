@@ -32,7 +32,11 @@ each method its own process with ``--methods M``, load 2-4), UA single / adapted
 SimCLR 0.382 / 0.413, teacher (GE2E) 0.363 / 0.412; ``--methods soundnet-svm --fractions 0.1,0.25,0.5,1.0
 --seeds 3``: 0.562 / 0.650, 0.590 / 0.725, 0.643 / 0.784, 0.683 / 0.830. 2026-12-03, ``--methods teacher-emotion
 --fractions 0.1 --seeds 1 --pretrain-clips 200`` with ``--pretrain-epochs 3`` then ``12`` (resumed;
-load 1.3-2.5): 0.384 / 0.403, then 0.397 / 0.456. The README discusses them.
+load 1.3-2.5): 0.384 / 0.403, then 0.397 / 0.456. With all of the other corpora' audio
+(``--methods teacher-emotion --fractions 0.1 --seeds 2 --pretrain-clips 0 --pretrain-epochs 6``; 10 417
+clips, pretraining 1 680 s) beside ``--methods random --fractions 0.1 --seeds 2`` (one core each, load
+1.4-2.1): teacher-emotion 0.473 ± 0.003 / 0.508 ± 0.008, random 0.375 ± 0.002 / 0.407 ± 0.012.
+The README discusses them.
 """
 
 from __future__ import annotations
