@@ -188,14 +188,15 @@ def speaker_stats(
 
         raise ConfigError("an emotion mix is applied to numpy features only")
     lowest = floor * global_std
+    mix = None if emotion_mix is None else np.asarray(emotion_mix, dtype=np.float64)
     for rows in _speaker_rows(speakers, n, min_utterances):
         if _is_torch(x):
             import torch
 
             rows = torch.as_tensor(rows)
         mu, sd = x[rows].mean(0), _maximum(_where_constant(_std(x[rows])), lowest)
-        if emotion_mix is not None:
-            mu, sd = _given_mix(mu, sd, np.asarray(emotion_mix, dtype=np.float64)[rows].mean(0), class_stats, lowest)
+        if mix is not None:
+            mu, sd = _given_mix(mu, sd, mix[rows].mean(0), class_stats, lowest)
         mean[rows], std[rows] = mu, sd
     return mean, std
 

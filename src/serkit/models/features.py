@@ -382,8 +382,8 @@ class FeatureClassifier(Classifier):
         if self.normalisation == "none":
             return block.astype(np.float64)
         mean, std = self.global_mean_[b], self.global_std_[b]
-        stats = getattr(self, "class_stats_", None)
-        by_mix = mix is not None and stats is not None and self.normalisation == "speaker"
+        stats = getattr(self, "class_stats_", None)  # kept only by models with normalisation: speaker
+        by_mix = mix is not None and stats is not None
         return speaker_standardise(
             block,
             speakers if self.normalisation == "speaker" else None,
