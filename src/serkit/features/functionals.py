@@ -172,6 +172,15 @@ def functionals(
     return vec, feature_names
 
 
+def _percentiles_of(stat: str) -> tuple[float, ...]:
+    """The percentiles statistic ``stat`` is made of (none for a moment)."""
+    fixed = {"min": (0.0,), "max": (100.0,), "range": (0.0, 100.0), "iqr": (25.0, 75.0)}
+    if stat in fixed:
+        return fixed[stat]
+    match = _PERCENTILE.fullmatch(stat)
+    return (float(match.group(1)),) if match else ()
+
+
 def _stats_block(x: np.ndarray, stats: tuple[str, ...], frame_rate: float) -> np.ndarray:
     """The statistics of every column of ``x`` [n, d], LLD-major [d * len(stats)]."""
     n, d = x.shape
@@ -185,24 +194,27 @@ def _stats_block(x: np.ndarray, stats: tuple[str, ...], frame_rate: float) -> np
     xz = np.where(finite, x, 0.0)
     mean = xz.sum(axis=0) / safe_count
     dev = np.where(finite, x - mean, 0.0)
-    m2 = (dev**2).sum(axis=0) / safe_count
+    dev2 = dev * dev  # products, not np.power: the moments are most of this function's time
+    m2 = dev2.sum(axis=0) / safe_count
     std = np.sqrt(m2)
 
-    need_sorted = any(s in ("min", "max", "range", "iqr") or _PERCENTILE.fullmatch(s) for s in stats)
-    if need_sorted and n:
+    # every percentile asked for (min and max are p0 and p100, range and iqr reuse theirs), read from
+    # the sorted columns in one gather
+    qs = sorted({q for s in stats for q in _percentiles_of(s)})
+    pcts = {}
+    if qs and n:
         srt = np.sort(np.where(finite, x, np.inf), axis=0)  # undefined values sort last ...
         srt[np.isinf(srt)] = 0.0  # ... and are never indexed for a column with values
-
-    def pct(q: float) -> np.ndarray:
-        if not n:
-            return np.zeros(d)
-        pos = (q / 100.0) * (safe_count - 1)
+        pos = (np.array(qs)[:, None] / 100.0) * (safe_count - 1)  # [q, d]
         lo = np.floor(pos).astype(np.intp)
         hi = np.minimum(lo + 1, safe_count - 1)
         frac = pos - lo
-        vlo = np.take_along_axis(srt, lo[None, :], axis=0)[0]
-        vhi = np.take_along_axis(srt, hi[None, :], axis=0)[0]
-        return vlo + frac * (vhi - vlo)
+        vlo = np.take_along_axis(srt, lo, axis=0)
+        vhi = np.take_along_axis(srt, hi, axis=0)
+        pcts = dict(zip(qs, vlo + frac * (vhi - vlo)))
+
+    def pct(q: float) -> np.ndarray:
+        return pcts[q] if n else np.zeros(d)
 
     # A column is "flat" when its spread is at rounding level: higher moments are then noise.
     flat = m2 <= 1e-20 * np.maximum(mean**2, 1e-300)
@@ -223,9 +235,9 @@ def _stats_block(x: np.ndarray, stats: tuple[str, ...], frame_rate: float) -> np
         elif s == "iqr":
             v = pct(75.0) - pct(25.0)
         elif s == "skew":
-            v = np.where(flat, 0.0, ((dev**3).sum(axis=0) / safe_count) / safe_m2**1.5)
+            v = np.where(flat, 0.0, ((dev2 * dev).sum(axis=0) / safe_count) / (safe_m2 * np.sqrt(safe_m2)))
         elif s == "kurtosis":
-            v = np.where(flat, 0.0, ((dev**4).sum(axis=0) / safe_count) / safe_m2**2 - 3.0)
+            v = np.where(flat, 0.0, ((dev2 * dev2).sum(axis=0) / safe_count) / (safe_m2 * safe_m2) - 3.0)
         elif s == "slope":
             t = np.arange(n, dtype=np.float64)[:, None] / float(frame_rate)
             tmean = np.where(finite, t, 0.0).sum(axis=0) / safe_count
