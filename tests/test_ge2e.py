@@ -174,3 +174,23 @@ def test_slowdown_views_concatenate(encoder):
     np.testing.assert_allclose(vec[256:512], one.functionals(resample(clip, 19200, 16000)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(vec[:256], one.functionals(resample(clip, 19200, 13600)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(vec[512:], one.functionals(clip), rtol=1e-4, atol=1e-5)
+
+
+def test_hop_length_reads_every_second_frame_and_keeps_the_old_cache_key(encoder):
+    from serkit.features import get_extractor
+    from serkit.features.ge2e import mel_frames
+
+    rng = np.random.default_rng(5)
+    clip = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    # centred frames at a 320-sample hop start where every second 160-sample frame does
+    np.testing.assert_array_equal(mel_frames(clip, 320), mel_frames(clip)[::2])
+    assert mel_frames(clip, 320).shape == (51, 40)
+    base, half = get_extractor("ge2e"), get_extractor("ge2e", hop_length=320)
+    assert "hop_length" not in base.config() and half.config()["hop_length"] == 320
+    assert base.full_config() != half.full_config()  # a separate cache entry
+    with torch.no_grad():
+        states = encoder.features(torch.from_numpy(mel_frames(clip)[::2].copy())[None], "lstm2")["lstm2"][0].numpy()
+    np.testing.assert_allclose(half.functionals(clip)[:256], states.mean(0), rtol=1e-4, atol=1e-5)
+    for bad in (100, 401, 320.0, True):
+        with pytest.raises(ConfigError, match="hop_length must be a whole number of samples from 160 to 400"):
+            get_extractor("ge2e", hop_length=bad)

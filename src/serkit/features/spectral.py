@@ -227,7 +227,7 @@ def _yin_block(fr: np.ndarray, sr: int, *, tau_min: int, tau_max: int, win_lengt
     r = np.fft.irfft(np.conj(spec_head) * spec_full, nfft, axis=1)[:, : tau_max + 2]
     cs = np.concatenate([np.zeros((len(fr), 1)), np.cumsum(fr**2, axis=1)], axis=1)
     taus = np.arange(tau_max + 2)
-    energy_tau = cs[:, taus + win_length] - cs[:, taus]
+    energy_tau = cs[:, win_length : win_length + tau_max + 2] - cs[:, : tau_max + 2]  # slices, not a gather
     d = np.maximum(energy_tau[:, :1] + energy_tau - 2.0 * r, 0.0)  # difference function d(tau)
     # cumulative-mean-normalised difference d'(tau) = d(tau) * tau / sum_{k<=tau} d(k); d'(0) = 1
     csum = np.cumsum(d[:, 1:], axis=1)
