@@ -15,6 +15,7 @@ process start to its exit (the printed row, the written table), so imports and m
 
     python benchmarks/default_speed.py                 # ${SERKIT_DATA:-../shared/data}/tess
     python benchmarks/default_speed.py --repeats 3 --skip-python   # the chain only
+    python benchmarks/default_speed.py --window-only --model DIR   # another model folder's 1-s window
 """
 
 from __future__ import annotations
@@ -99,7 +100,17 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="runs of `serkit predict ONE.wav` (median)")
     ap.add_argument("--skip-python", action="store_true", help="measure the ONNX chain only")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--model", default=None, help="a model folder to measure instead of the shipped one")
+    ap.add_argument("--window-only", action="store_true", help="only the in-process 1-s window (no TESS runs)")
     args = ap.parse_args(argv)
+    if args.window_only:
+        from serkit.inference import DEFAULT_MODEL_DIR
+
+        folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+        row = {"model": str(folder), **window_ms(folder)}
+        print(" | ".join(f"{k}={v}" for k, v in row.items()))
+        print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+        return 0
     tess = DATA / "tess"
     if not tess.is_dir():
         print(f"default_speed: {tess} not found; set SERKIT_DATA", file=sys.stderr)
@@ -112,8 +123,9 @@ def main(argv=None) -> int:
     rows, tables = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        models = {"onnx chain (shipped)": ([], DEFAULT_MODEL_DIR)}
-        if not args.skip_python:
+        chain = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+        models = {"onnx chain (shipped)" if not args.model else str(chain): (["--model", str(chain)] if args.model else [], chain)}
+        if not args.skip_python and not args.model:
             py = python_copy(tmp)
             models["torch + scikit-learn"] = (["--model", str(py)], py)
         for name, (flag, folder) in models.items():
