@@ -123,8 +123,10 @@ def main(argv=None) -> int:
     rows, tables = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        chain = Path(args.model) if args.model else DEFAULT_MODEL_DIR
-        models = {"onnx chain (shipped)" if not args.model else str(chain): (["--model", str(chain)] if args.model else [], chain)}
+        if args.model:
+            models = {str(args.model): (["--model", str(args.model)], Path(args.model))}
+        else:
+            models = {"onnx chain (shipped)": ([], DEFAULT_MODEL_DIR)}
         if not args.skip_python and not args.model:
             py = python_copy(tmp)
             models["torch + scikit-learn"] = (["--model", str(py)], py)

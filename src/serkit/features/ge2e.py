@@ -112,7 +112,11 @@ class GE2EExtractor(SlowdownViews):
     def __init__(self, layer="lstm2,lstm3", pool="mean,std", slowdown=1.0, hop_length=_HOP):
         self.layer = layer
         self.pool = pool
-        if isinstance(hop_length, bool) or not isinstance(hop_length, (int, np.integer)) or not _HOP <= hop_length <= _N_FFT:
+        if (
+            isinstance(hop_length, bool)
+            or not isinstance(hop_length, (int, np.integer))
+            or not _HOP <= hop_length <= _N_FFT
+        ):
             raise ConfigError(
                 f"ge2e hop_length must be a whole number of samples from {_HOP} to {_N_FFT} (10-25 ms at 16 kHz), got {hop_length!r}"
             )
