@@ -103,11 +103,11 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="a model folder to measure instead of the shipped one")
     ap.add_argument("--window-only", action="store_true", help="only the in-process 1-s window (no TESS runs)")
     args = ap.parse_args(argv)
-    if args.window_only:
-        from serkit.inference import DEFAULT_MODEL_DIR
+    from serkit.inference import DEFAULT_MODEL_DIR
 
-        folder = Path(args.model) if args.model else DEFAULT_MODEL_DIR
-        row = {"model": str(folder), **window_ms(folder)}
+    chain = Path(args.model) if args.model else DEFAULT_MODEL_DIR
+    if args.window_only:
+        row = {"model": str(chain), **window_ms(chain)}
         print(" | ".join(f"{k}={v}" for k, v in row.items()))
         print(f"load average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
         return 0
@@ -117,16 +117,14 @@ def main(argv=None) -> int:
         return 2
     import pandas as pd
 
-    from serkit.inference import DEFAULT_MODEL_DIR
-
     wav = sorted((DATA / "emodb" / "wav").glob("*.wav"))[0] if (DATA / "emodb").is_dir() else next(tess.rglob("*.*"))
     rows, tables = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.model:
-            models = {str(args.model): (["--model", str(args.model)], Path(args.model))}
+            models = {str(chain): (["--model", str(chain)], chain)}
         else:
-            models = {"onnx chain (shipped)": ([], DEFAULT_MODEL_DIR)}
+            models = {"onnx chain (shipped)": ([], chain)}
         if not args.skip_python and not args.model:
             py = python_copy(tmp)
             models["torch + scikit-learn"] = (["--model", str(py)], py)
