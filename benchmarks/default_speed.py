@@ -16,6 +16,14 @@ process start to its exit (the printed row, the written table), so imports and m
     python benchmarks/default_speed.py                 # ${SERKIT_DATA:-../shared/data}/tess
     python benchmarks/default_speed.py --repeats 3 --skip-python   # the chain only
     python benchmarks/default_speed.py --window-only --model DIR   # another model folder's 1-s window
+    python benchmarks/default_speed.py --int8-ge2e     # what int8 GE2E graphs would buy, and cost
+
+``--int8-ge2e`` copies the shipped model twice with its GE2E graph quantised by onnxruntime's
+dynamic int8 quantisation (per-channel int8 weights, ``DynamicQuantizeLSTM``: the only LSTM kernel
+it has that is faster than float32): all three LSTM layers, and the first alone. For each copy and
+the shipped chain it gives the 1-s window, the TESS labels' agreement with the shipped chain and
+the TESS UA against the corpus' own labels (TESS is one of the training corpora, so this UA is not
+an unseen-corpus score; it shows how far the quantised features move the same classifier).
 """
 
 from __future__ import annotations
@@ -71,8 +79,18 @@ def window_ms(model_dir) -> dict:
     extractor alone (the rest — standardisation, classifier, calibration — is the difference)."""
     from serkit.models import load_model
 
-    os.environ["SERKIT_THREADS"] = "1"
-    model, _ = load_model(model_dir)
+    before = os.environ.get("SERKIT_THREADS")
+    os.environ["SERKIT_THREADS"] = "1"  # restored below: the `serkit predict` runs after this keep their threads
+    try:
+        return _window_ms(load_model(model_dir)[0])
+    finally:
+        if before is None:
+            os.environ.pop("SERKIT_THREADS", None)
+        else:
+            os.environ["SERKIT_THREADS"] = before
+
+
+def _window_ms(model) -> dict:
     try:
         import torch
 
@@ -95,6 +113,80 @@ def window_ms(model_dir) -> dict:
     return {k: round(1000 * float(np.median(v)), 2) for k, v in times.items()}
 
 
+def quantised_copy(where: Path, name: str, first_only: bool) -> Path:
+    """The shipped model folder with its GE2E graph dynamically quantised to int8 (per-channel weights):
+    every LSTM, or only the first (``first_only``)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from serkit.inference import DEFAULT_MODEL_DIR
+
+    d = where / name
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    graph = d / "ge2e_0.onnx"
+    lstms = [n.name for n in onnx.load(str(graph)).graph.node if n.op_type == "LSTM"]
+    fp32 = where / f"{name}.fp32.onnx"
+    graph.replace(fp32)
+    quantize_dynamic(
+        str(fp32),
+        str(graph),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["LSTM"],
+        nodes_to_exclude=lstms[1:] if first_only else [],
+    )
+    return d
+
+
+def tess_ua(table) -> float:
+    """Unweighted accuracy of a ``serkit predict`` table against TESS's own 6-class labels."""
+    from serkit.corpora import load_corpus
+    from serkit.metrics import unweighted_accuracy
+
+    truth = {str(Path(u.path).resolve()): u.label for u in load_corpus(f"tess:{DATA / 'tess'}", label_set="6class")}
+    files = [str(Path(f).resolve()) for f in table["file"]]
+    keep = [i for i, f in enumerate(files) if f in truth]
+    return float(unweighted_accuracy([truth[files[i]] for i in keep], table["label"].to_numpy()[keep]))
+
+
+def int8_ge2e() -> int:
+    import pandas as pd
+
+    from serkit.inference import DEFAULT_MODEL_DIR
+
+    rows, tables = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = {
+            "shipped (float32 GE2E)": DEFAULT_MODEL_DIR,
+            "int8 GE2E, all three LSTMs": quantised_copy(tmp, "int8-all", False),
+            "int8 GE2E, first LSTM only": quantised_copy(tmp, "int8-first", True),
+        }
+        for name, folder in models.items():
+            out = tmp / f"{len(tables)}.csv"
+            wall, _, _ = timed(
+                [*SERKIT, "predict", str(DATA / "tess"), "--out", str(out), "-q", "--model", str(folder)]
+            )
+            table = pd.read_csv(out)
+            tables[name] = table
+            ref = next(iter(tables.values()))
+            rows.append(
+                {
+                    "model": name,
+                    "tess_agreement_with_shipped": round(float((table["label"] == ref["label"]).mean()), 4),
+                    "tess_ua": round(tess_ua(table), 4),
+                    "tess_wall_s": round(wall, 1),
+                    **window_ms(folder),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    print()
+    for r in rows:
+        print(" | ".join(f"{k}={v}" for k, v in r.items()))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="runs of `serkit predict ONE.wav` (median)")
@@ -102,7 +194,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the rows here")
     ap.add_argument("--model", default=None, help="a model folder to measure instead of the shipped one")
     ap.add_argument("--window-only", action="store_true", help="only the in-process 1-s window (no TESS runs)")
+    ap.add_argument(
+        "--int8-ge2e", action="store_true", help="the shipped model with int8 GE2E graphs: speed and labels"
+    )
     args = ap.parse_args(argv)
+    if args.int8_ge2e:
+        if not (DATA / "tess").is_dir():
+            print(f"default_speed: {DATA / 'tess'} not found; set SERKIT_DATA", file=sys.stderr)
+            return 2
+        return int8_ge2e()
     from serkit.inference import DEFAULT_MODEL_DIR
 
     chain = Path(args.model) if args.model else DEFAULT_MODEL_DIR
