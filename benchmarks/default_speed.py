@@ -149,7 +149,7 @@ def tess_ua(table) -> float:
     return float(unweighted_accuracy([truth[files[i]] for i in keep], table["label"].to_numpy()[keep]))
 
 
-def int8_ge2e() -> int:
+def int8_ge2e(json_path: str | None) -> int:
     import pandas as pd
 
     from serkit.inference import DEFAULT_MODEL_DIR
@@ -184,6 +184,10 @@ def int8_ge2e() -> int:
     for r in rows:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    if json_path:
+        from serkit.cache import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps(rows, indent=2))
     return 0
 
 
@@ -202,7 +206,7 @@ def main(argv=None) -> int:
         if not (DATA / "tess").is_dir():
             print(f"default_speed: {DATA / 'tess'} not found; set SERKIT_DATA", file=sys.stderr)
             return 2
-        return int8_ge2e()
+        return int8_ge2e(args.json)
     from serkit.inference import DEFAULT_MODEL_DIR
 
     chain = Path(args.model) if args.model else DEFAULT_MODEL_DIR
