@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -79,15 +80,9 @@ def window_ms(model_dir) -> dict:
     extractor alone (the rest — standardisation, classifier, calibration — is the difference)."""
     from serkit.models import load_model
 
-    before = os.environ.get("SERKIT_THREADS")
-    os.environ["SERKIT_THREADS"] = "1"  # restored below: the `serkit predict` runs after this keep their threads
-    try:
+    # one thread for this process only: the `serkit predict` runs after it keep theirs
+    with mock.patch.dict(os.environ, {"SERKIT_THREADS": "1"}):
         return _window_ms(load_model(model_dir)[0])
-    finally:
-        if before is None:
-            os.environ.pop("SERKIT_THREADS", None)
-        else:
-            os.environ["SERKIT_THREADS"] = before
 
 
 def _window_ms(model) -> dict:
@@ -154,7 +149,7 @@ def int8_ge2e(json_path: str | None) -> int:
 
     from serkit.inference import DEFAULT_MODEL_DIR
 
-    rows, tables = [], {}
+    rows, ref = [], None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models = {
@@ -163,13 +158,12 @@ def int8_ge2e(json_path: str | None) -> int:
             "int8 GE2E, first LSTM only": quantised_copy(tmp, "int8-first", True),
         }
         for name, folder in models.items():
-            out = tmp / f"{len(tables)}.csv"
+            out = tmp / f"{len(rows)}.csv"
             wall, _, _ = timed(
                 [*SERKIT, "predict", str(DATA / "tess"), "--out", str(out), "-q", "--model", str(folder)]
             )
             table = pd.read_csv(out)
-            tables[name] = table
-            ref = next(iter(tables.values()))
+            ref = table if ref is None else ref  # the shipped chain's labels, the first row's
             rows.append(
                 {
                     "model": name,
@@ -180,6 +174,11 @@ def int8_ge2e(json_path: str | None) -> int:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
+    return report(rows, json_path)
+
+
+def report(rows: list[dict], json_path: str | None) -> int:
+    """Print the rows as a table with the load average, and write them to ``json_path`` when given."""
     print()
     for r in rows:
         print(" | ".join(f"{k}={v}" for k, v in r.items()))
@@ -202,11 +201,6 @@ def main(argv=None) -> int:
         "--int8-ge2e", action="store_true", help="the shipped model with int8 GE2E graphs: speed and labels"
     )
     args = ap.parse_args(argv)
-    if args.int8_ge2e:
-        if not (DATA / "tess").is_dir():
-            print(f"default_speed: {DATA / 'tess'} not found; set SERKIT_DATA", file=sys.stderr)
-            return 2
-        return int8_ge2e(args.json)
     from serkit.inference import DEFAULT_MODEL_DIR
 
     chain = Path(args.model) if args.model else DEFAULT_MODEL_DIR
@@ -219,6 +213,8 @@ def main(argv=None) -> int:
     if not tess.is_dir():
         print(f"default_speed: {tess} not found; set SERKIT_DATA", file=sys.stderr)
         return 2
+    if args.int8_ge2e:
+        return int8_ge2e(args.json)
     import pandas as pd
 
     wav = sorted((DATA / "emodb" / "wav").glob("*.wav"))[0] if (DATA / "emodb").is_dir() else next(tess.rglob("*.*"))
@@ -257,15 +253,7 @@ def main(argv=None) -> int:
         agree = float((a["label"].to_numpy() == b["label"].to_numpy()).mean())
         dp = float(np.abs(a.filter(like="p_").to_numpy() - b.filter(like="p_").to_numpy()).max())
         rows.append({"model": "agreement on TESS labels", "agreement": round(agree, 4), "max_abs_dp": dp})
-    print()
-    for r in rows:
-        print(" | ".join(f"{k}={v}" for k, v in r.items()))
-    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    if args.json:
-        from serkit.cache import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(rows, indent=2))
-    return 0
+    return report(rows, args.json)
 
 
 if __name__ == "__main__":
